@@ -1,0 +1,62 @@
+# axhw: two commands matter. `make demo` runs the main job, `make test` runs the tests; both set up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.axhw-installed
+# Debian packages: simulators, synthesis, static timing/power, the osu018 standard-cell library.
+APT_PACKAGES := iverilog yosys opensta qflow-tech-osu018
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps demo test test-all lint bench clean help
+
+help:
+	@echo "make demo      set up and run the main job on the embedded default data"
+	@echo "make test      set up and run the default test suite"
+	@echo "make test-all  run every test, slow ones included"
+	@echo "make lint      ruff"
+	@echo "make bench     benchmarks, JSON written under bench/results/"
+
+setup: $(STAMP)
+
+# Installs the Debian packages when run as root (CI, fresh machines); otherwise says what is missing.
+system-deps:
+	@missing=""; \
+	for tool in iverilog yosys sta; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	[ -f /usr/share/qflow/tech/osu018/osu018_stdcells.lib ] || missing="$$missing osu018"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages: $(APT_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  else \
+	    echo "warning: missing$$missing; install with: sudo apt-get install $(APT_PACKAGES)" >&2; \
+	  fi; \
+	fi
+
+# torch goes first and pinned: the CPU wheel 2.13.0 lies on disk, any looser request pulls CUDA builds.
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/axhw demo
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/pytest -m "" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check axhw tests bench sim
+
+bench: $(STAMP)
+	@mkdir -p bench/results
+	$(BIN)/python bench/bench_matmul.py --out bench/results/matmul.json
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,25 @@
+"""axhw: train neural networks for approximate hardware and verify them bit for bit in simulated silicon.
+
+Implements AxTrain (He et al., ISLPED 2018) on bit-exact models of the DRUM-k approximate multiplier,
+dynamic fixed point and near-threshold-voltage SRAM weight storage.
+"""
+
+from axhw.fixedpoint import FixedPoint, calibrate
+from axhw.multipliers import DRUM, Exact, LUTMultiplier, Multiplier, error_stats, get_multiplier
+from axhw.sram import NTVStorage, flip_probability
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DRUM",
+    "Exact",
+    "FixedPoint",
+    "LUTMultiplier",
+    "Multiplier",
+    "NTVStorage",
+    "__version__",
+    "calibrate",
+    "error_stats",
+    "flip_probability",
+    "get_multiplier",
+]

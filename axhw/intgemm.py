@@ -1,0 +1,76 @@
+"""Exact integer matrix products on top of floating-point GEMM.
+
+Why: approximate-multiplier matmuls (DRUM is separable, see :mod:`axhw.multipliers`) reduce to an ordinary
+product of integer matrices, and BLAS float64 GEMM is ~10-100x faster than torch's int64 matmul on CPU.
+float64 GEMM is *exact* as long as every partial sum stays below 2**53: every intermediate the BLAS kernel
+can form (any subset sum of products, with or without FMA) is an integer bounded by
+``K * max|a| * max|b|``, so that single bound proves exactness for any summation order.
+
+When the bound fails we split each operand into 16-bit limbs (``x = hi * 2**16 + lo``) so that each of the
+four limb GEMMs satisfies the bound again, then recombine in int64. int64 arithmetic wraps modulo 2**64,
+so the recombination is exact whenever the *final* result fits in int64, which we check separately from
+an upper bound. Only when even limbs cannot be made exact (enormous ``K``) do we fall back to torch's
+native int64 matmul.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["FLOAT64_EXACT_LIMIT", "INT64_SAFE_LIMIT", "exact_int_matmul"]
+
+#: Largest magnitude below which every float64 integer is exact.
+FLOAT64_EXACT_LIMIT = 1 << 53
+#: Results are refused beyond this magnitude; leaves a margin for the float64 bound estimate.
+INT64_SAFE_LIMIT = 1 << 62
+_LIMB = 16
+
+
+def _check_result_fits(a: torch.Tensor, b: torch.Tensor, k: int, bound_a: int, bound_b: int) -> None:
+    if k * bound_a * bound_b < INT64_SAFE_LIMIT:
+        return
+    # Data-dependent bound: |A| @ |B| in float64 (relative error <= k * 2**-53, far below the margin).
+    est = torch.mm(a.abs().to(torch.float64), b.abs().to(torch.float64))
+    if est.numel() and float(est.max()) >= INT64_SAFE_LIMIT:
+        raise OverflowError(
+            f"matmul result may exceed the int64 range (|sum| up to {float(est.max()):.3g} >= 2**62); "
+            "use narrower operands or split the reduction dimension"
+        )
+
+
+def exact_int_matmul(a: torch.Tensor, b: torch.Tensor, bound_a: int, bound_b: int) -> torch.Tensor:
+    """Exact ``a @ b`` for integer-valued matrices, returned as int64.
+
+    Args:
+        a: ``(M, K)`` int64 or float64 tensor holding integers with ``|a| <= bound_a``.
+        b: ``(K, N)`` int64 or float64 tensor holding integers with ``|b| <= bound_b``.
+        bound_a, bound_b: proven magnitude bounds (from the number formats, not from the data), used to
+            choose a path that is exact by construction.
+
+    Raises:
+        OverflowError: if the result can exceed the int64 range.
+
+    >>> a = torch.tensor([[3, -2]]); b = torch.tensor([[5], [7]])
+    >>> exact_int_matmul(a, b, 3, 7).tolist()
+    [[1]]
+    """
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul needs (M, K) @ (K, N) matrices, got {tuple(a.shape)} @ {tuple(b.shape)}")
+    k = a.shape[1]
+    _check_result_fits(a, b, k, bound_a, bound_b)
+    if k == 0:
+        return torch.zeros(a.shape[0], b.shape[1], dtype=torch.int64)
+    if k * bound_a * bound_b < FLOAT64_EXACT_LIMIT:
+        return torch.mm(a.to(torch.float64), b.to(torch.float64)).to(torch.int64)
+
+    hi_a, hi_b = (bound_a >> _LIMB) + 1, (bound_b >> _LIMB) + 1
+    lo = 1 << _LIMB
+    if k * max(hi_a, lo) * max(hi_b, lo) < FLOAT64_EXACT_LIMIT:
+        ai, bi = a.to(torch.int64), b.to(torch.int64)
+        a_hi, a_lo = (ai >> _LIMB).to(torch.float64), (ai & (lo - 1)).to(torch.float64)
+        b_hi, b_lo = (bi >> _LIMB).to(torch.float64), (bi & (lo - 1)).to(torch.float64)
+        hh = torch.mm(a_hi, b_hi).to(torch.int64)
+        mid = torch.mm(a_hi, b_lo).to(torch.int64) + torch.mm(a_lo, b_hi).to(torch.int64)
+        ll = torch.mm(a_lo, b_lo).to(torch.int64)
+        return (hh << (2 * _LIMB)) + (mid << _LIMB) + ll
+    return torch.mm(a.to(torch.int64), b.to(torch.int64))

@@ -1,0 +1,436 @@
+"""Integer multiplier models: exact, DRUM-k (Hashemi et al., ICCAD 2015) and table-defined (spec section 2).
+
+Every multiplier takes int64 tensors of operand *values* (signed: ``[-2**(bits-1), 2**(bits-1))``,
+unsigned: ``[0, 2**bits)``) and returns exact int64 products. These are the single definitions that the
+training code, the RTL testbenches and the power flow compare against.
+
+DRUM-k on an unsigned ``n``-bit operand ``x`` (leading one at bit ``p``):
+
+* ``x < 2**k``: used exactly (shift ``t = 0``);
+* else ``t = p - k + 1`` and ``x' = (x >> t) | 1``: keep the leading one and the next ``k - 2`` bits, and
+  force the ``k``-th kept bit to 1, which makes the truncation error zero-mean;
+* product ``(a' * b') << (ta + tb)``.
+
+Signed DRUM is sign-magnitude around that core. The operand transform ``T(x) = sign(x) * (x' << t)`` makes
+DRUM *separable*: ``drum(a, b) = T(a) * T(b)``, so an approximate matmul is one ordinary GEMM of
+transformed operands (see :mod:`axhw.intgemm` for why that GEMM is exact).
+
+One corner is not representable: for signed operands, ``k = 2`` and ``n >= 3``, ``T(-2**(n-1)) =
+1.5 * 2**(n-1)`` and the product of two minimum operands is ``2.25 * 2**(2n-2)``, beyond the ``2n``-bit
+signed product the hardware has. axhw defines that product as *saturated* to ``2**(2n-1) - 1`` (the RTL
+implements the same saturation); it is the only pair, for any ``k``, whose DRUM product leaves the range.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import torch
+
+from axhw.fixedpoint import MAX_BITS, check_codes
+from axhw.intgemm import INT64_SAFE_LIMIT, exact_int_matmul
+
+__all__ = [
+    "DRUM",
+    "K_PRESETS",
+    "LUT_MAX_BITS",
+    "ErrorStats",
+    "Exact",
+    "LUTMultiplier",
+    "Multiplier",
+    "SeparableMultiplier",
+    "error_stats",
+    "get_multiplier",
+    "multiplier_names",
+]
+
+#: The paper's approximate modes K1..K4 are DRUM-k with k = 1..4, K1 the most aggressive (spec section 2).
+K_PRESETS: dict[str, int] = {"K1": 1, "K2": 2, "K3": 3, "K4": 4}
+#: A full product table has 4**bits entries; 12 bits (16 Mi entries, 128 MiB) is the practical limit.
+LUT_MAX_BITS = 12
+#: Operand transforms are tabulated (one gather instead of ~10 elementwise ops) up to this width.
+_TABLE_TRANSFORM_MAX_BITS = 16
+_INT64_MAX = (1 << 63) - 1
+
+
+def _check_bits(bits: int, signed: bool, limit: int = MAX_BITS) -> None:
+    lo = 2 if signed else 1
+    if not isinstance(bits, int) or isinstance(bits, bool) or not lo <= bits <= limit:
+        raise ValueError(f"bits={bits!r} out of range: valid range is [{lo}, {limit}]")
+
+
+class Multiplier(ABC):
+    """Common interface of all multiplier models.
+
+    Subclasses define :meth:`__call__` (elementwise) and :meth:`matmul` (sum of approximate products,
+    exact). Operands outside :attr:`operand_range` raise ``ValueError`` naming the range.
+    """
+
+    def __init__(self, bits: int, signed: bool = True) -> None:
+        _check_bits(bits, signed, self._max_bits())
+        self.bits = bits
+        self.signed = signed
+
+    @classmethod
+    def _max_bits(cls) -> int:
+        return MAX_BITS
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Short registry name, e.g. ``exact`` or ``drum3``."""
+
+    @property
+    def operand_range(self) -> tuple[int, int]:
+        """Inclusive ``(lo, hi)`` of valid operand values."""
+        if self.signed:
+            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
+
+    @property
+    def product_range(self) -> tuple[int, int]:
+        """Inclusive range of the ``2*bits``-bit product word the hardware outputs."""
+        if self.signed:
+            return -(1 << (2 * self.bits - 1)), (1 << (2 * self.bits - 1)) - 1
+        return 0, (1 << (2 * self.bits)) - 1
+
+    def check_operands(self, x: torch.Tensor, what: str = "operand") -> torch.Tensor:
+        lo, hi = self.operand_range
+        check_codes(x, lo, hi, what=f"{what} of {self!r}")
+        return x.to(torch.int64)
+
+    def spec(self) -> dict[str, object]:
+        """Plain-data description (used for caching, registries and RTL generation)."""
+        return {"name": self.name, "bits": self.bits, "signed": self.signed}
+
+    @abstractmethod
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Elementwise products of broadcastable int64 operand tensors."""
+
+    @abstractmethod
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``C[m, n] = sum_k mul(A[m, k], B[k, n])`` exactly, as int64."""
+
+    def product_table(self) -> torch.Tensor:
+        """Full ``(2**bits, 2**bits)`` table indexed by the operands' two's-complement words."""
+        if self.bits > LUT_MAX_BITS:
+            raise ValueError(f"product tables exist for bits <= {LUT_MAX_BITS}, got bits={self.bits}")
+        lo, hi = self.operand_range
+        vals = torch.arange(lo, hi + 1, dtype=torch.int64)
+        words = vals & ((1 << self.bits) - 1)
+        order = torch.argsort(words)
+        v = vals[order]
+        return self(v[:, None], v[None, :])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bits={self.bits}, signed={self.signed})"
+
+
+class SeparableMultiplier(Multiplier):
+    """A multiplier of the form ``sat(T(a) * T(b))`` for a per-operand integer transform ``T``.
+
+    Separability is what makes approximate GEMMs fast: transform both operands once, then one exact
+    GEMM. ``sat`` clamps to :attr:`product_range` and is only ever active at ``(min, min)`` (checked at
+    construction), so ``matmul`` corrects for it with one count GEMM of the minimum-value indicators.
+    """
+
+    def __init__(self, bits: int, signed: bool = True) -> None:
+        super().__init__(bits, signed)
+        lo, hi = self.operand_range
+        ends = self._transform_values(torch.tensor([lo, hi], dtype=torch.int64))
+        t_min, t_max = abs(int(ends[0])), abs(int(ends[1]))
+        #: ``max |T(x)|`` over all operands, the bound that proves GEMM exactness.
+        self.transform_bound = max(t_min, t_max)
+        _p_lo, p_hi = self.product_range
+        self._sat_correction = 0
+        if self.signed and t_min * t_min > p_hi:
+            if t_min * t_max > p_hi:  # pragma: no cover - impossible for DRUM, guards new transforms
+                raise AssertionError("saturation beyond (min, min) breaks the separable matmul")
+            self._sat_correction = p_hi - t_min * t_min
+        # Products that do not fit int64 (only unsigned 32-bit operands) must be refused, not wrapped.
+        largest = t_min * t_max if self._sat_correction else self.transform_bound**2
+        self._may_overflow_int64 = max(largest, t_max * t_max) > _INT64_MAX
+
+    @abstractmethod
+    def _transform_values(self, x: torch.Tensor) -> torch.Tensor:
+        """The arithmetic definition of ``T`` on in-range int64 values (no checks)."""
+
+    @cached_property
+    def _transform_table(self) -> torch.Tensor:
+        lo, hi = self.operand_range
+        return self._transform_values(torch.arange(lo, hi + 1, dtype=torch.int64))
+
+    def transform(self, x: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        """``T(x)`` for in-range operands (checked), in ``dtype`` (int64, or float64 for GEMM input)."""
+        x = self.check_operands(x)
+        if self.bits <= _TABLE_TRANSFORM_MAX_BITS:
+            table = self._transform_table if dtype == torch.int64 else self._table_as(dtype)
+            return torch.take(table, x - self.operand_range[0])
+        return self._transform_values(x).to(dtype)
+
+    def _table_as(self, dtype: torch.dtype) -> torch.Tensor:
+        cache = self.__dict__.setdefault("_table_cache", {})
+        if dtype not in cache:
+            cache[dtype] = self._transform_table.to(dtype)
+        return cache[dtype]
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ta, tb = self.transform(a), self.transform(b)
+        if self._may_overflow_int64:
+            ma, mb = torch.broadcast_tensors(ta.abs(), tb.abs())
+            over = (ma > 0) & (mb > _INT64_MAX // ma.clamp(min=1))
+            if bool(over.any()):
+                raise OverflowError(
+                    f"{int(over.sum())} product(s) of {self!r} exceed the int64 range; "
+                    f"use bits <= {MAX_BITS - 1} for unsigned operands"
+                )
+        prod = ta * tb
+        if self._sat_correction:
+            lo = self.operand_range[0]
+            prod = torch.where((a == lo) & (b == lo), self.product_range[1], prod)
+        return prod
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError(f"matmul needs (M, K) @ (K, N) matrices, got {tuple(a.shape)} @ {tuple(b.shape)}")
+        gemm_dtype = torch.float64 if self.bits <= _TABLE_TRANSFORM_MAX_BITS else torch.int64
+        ta, tb = self.transform(a, gemm_dtype), self.transform(b, gemm_dtype)
+        out = exact_int_matmul(ta, tb, self.transform_bound, self.transform_bound)
+        if self._sat_correction:
+            lo = self.operand_range[0]
+            ia, ib = a == lo, b == lo
+            if bool(ia.any()) and bool(ib.any()):
+                count = torch.mm(ia.to(torch.float64), ib.to(torch.float64)).to(torch.int64)
+                out += count * self._sat_correction
+        return out
+
+
+class Exact(SeparableMultiplier):
+    """The exact ``bits x bits`` multiplier (``T`` is the identity)."""
+
+    @property
+    def name(self) -> str:
+        return "exact"
+
+    def _transform_values(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
+class DRUM(SeparableMultiplier):
+    """DRUM-k, the dynamic-range unbiased multiplier (Hashemi, Bahar, Reda, ICCAD 2015), sign-magnitude
+    for signed operands (spec section 2). ``k >= bits`` is exact; ``k = 1`` is a power-of-two multiplier.
+
+    >>> DRUM(3, 8)(torch.tensor([100]), torch.tensor([-7])).tolist()   # 100 -> 112, 7 -> 7
+    [-784]
+    """
+
+    def __init__(self, k: int, bits: int = 8, signed: bool = True) -> None:
+        _check_bits(bits, signed)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= bits:
+            raise ValueError(f"k={k!r} out of range: valid range is [1, bits={bits}]")
+        self.k = k
+        super().__init__(bits, signed)
+
+    @property
+    def name(self) -> str:
+        return f"drum{self.k}"
+
+    def spec(self) -> dict[str, object]:
+        return {**super().spec(), "k": self.k}
+
+    def _transform_values(self, x: torch.Tensor) -> torch.Tensor:
+        mag = x.abs()  # |-2**(n-1)| = 2**(n-1) fits: int64 is wider than n
+        # Leading-one position p (frexp is exact on integers below 2**53; |x| <= 2**32 here).
+        _, exp = torch.frexp(mag.to(torch.float64))
+        t = (exp.to(torch.int64) - self.k).clamp(min=0)  # p - k + 1 with p = exp - 1
+        approx = ((mag >> t) | 1) << t
+        out = torch.where(mag >= (1 << self.k), approx, mag)
+        return torch.where(x < 0, -out, out)
+
+    def __repr__(self) -> str:
+        return f"DRUM(k={self.k}, bits={self.bits}, signed={self.signed})"
+
+
+class LUTMultiplier(Multiplier):
+    """Any multiplier given as a full product table, e.g. a circuit from a library of approximate
+    multipliers (EvoApproxLib). Not separable, so ``matmul`` is an exact gather-and-sum.
+
+    Args:
+        table: ``(2**bits, 2**bits)`` integer tensor; ``table[i, j]`` is the product of the operands whose
+            ``bits``-bit two's-complement words are ``i`` and ``j`` (for unsigned operands: the values).
+        bits: operand width, at most :data:`LUT_MAX_BITS`.
+        signed: operand interpretation.
+        name: registry name for reports.
+    """
+
+    #: Gathered elements per chunk in :meth:`matmul`: 2**18 keeps index and gathered values (3 MiB) in
+    #: cache; measured 3.5x faster than 2**22 on the bench shape.
+    CHUNK_ELEMENTS = 1 << 18
+
+    def __init__(self, table: torch.Tensor, bits: int, signed: bool = True, name: str = "lut") -> None:
+        super().__init__(bits, signed)
+        table = torch.as_tensor(table)
+        side = 1 << bits
+        if tuple(table.shape) != (side, side):
+            raise ValueError(f"table shape {tuple(table.shape)} invalid: a {bits}-bit table must be ({side}, {side})")
+        if table.dtype.is_floating_point or table.dtype == torch.bool:
+            raise ValueError(f"table must hold integers, got dtype {table.dtype}")
+        p_lo, p_hi = self.product_range
+        check_codes(table, p_lo, p_hi, what=f"table entries of a {bits}-bit {'signed' if signed else 'unsigned'} multiplier")
+        self._name = name
+        self.table = table.to(torch.int64).contiguous()
+        self._flat = self.table.flatten()
+        self._max_abs = int(self.table.abs().max())
+        # int32 gathers move half the bytes; products of <= 12-bit multipliers mostly fit.
+        self._flat32 = self._flat.to(torch.int32) if self._max_abs < (1 << 31) else None
+
+    @classmethod
+    def _max_bits(cls) -> int:
+        return LUT_MAX_BITS
+
+    @classmethod
+    def from_multiplier(cls, m: Multiplier, name: str | None = None) -> LUTMultiplier:
+        """Tabulate another multiplier (used to cross-check the table path against a model)."""
+        return cls(m.product_table(), m.bits, m.signed, name=name or f"lut({m.name})")
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _words(self, x: torch.Tensor, what: str) -> torch.Tensor:
+        return self.check_operands(x, what) & ((1 << self.bits) - 1)
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        idx = (self._words(a, "operand a") << self.bits) | self._words(b, "operand b")
+        return torch.take(self._flat, idx)
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError(f"matmul needs (M, K) @ (K, N) matrices, got {tuple(a.shape)} @ {tuple(b.shape)}")
+        m, k = a.shape
+        n = b.shape[1]
+        if k * self._max_abs >= INT64_SAFE_LIMIT:
+            raise OverflowError(f"matmul of K={k} products up to {self._max_abs} may exceed int64")
+        aw = self._words(a, "operand a") << self.bits
+        bwt = self._words(b, "operand b").T.contiguous()  # (N, K): the reduction runs over contiguous memory
+        flat = self._flat32 if self._flat32 is not None else self._flat
+        out = torch.empty(m, n, dtype=torch.int64)
+        rows = max(1, self.CHUNK_ELEMENTS // max(1, k * n))
+        for r0 in range(0, m, rows):
+            idx = aw[r0 : r0 + rows, None, :] | bwt[None, :, :]
+            torch.sum(torch.take(flat, idx), dim=2, dtype=torch.int64, out=out[r0 : r0 + rows])
+        return out
+
+    def __repr__(self) -> str:
+        return f"LUTMultiplier(name={self._name!r}, bits={self.bits}, signed={self.signed})"
+
+
+_DRUM_RE = re.compile(r"^drum(\d+)$")
+
+
+def multiplier_names() -> list[str]:
+    """Names :func:`get_multiplier` accepts (``drum<k>`` stands for any k in 1..bits)."""
+    return ["exact", "drum<k>", *K_PRESETS]
+
+
+def get_multiplier(
+    name: str, bits: int = 8, signed: bool = True, presets: Mapping[str, int] | None = None
+) -> Multiplier:
+    """Registry: ``"exact"``, ``"drum<k>"`` or the paper's ``"K1".."K4"`` (DRUM k=1..4 unless ``presets``
+    maps them elsewhere).
+
+    >>> get_multiplier("K3", bits=8)
+    DRUM(k=3, bits=8, signed=True)
+    """
+    key = name.strip()
+    presets = dict(K_PRESETS if presets is None else presets)
+    if key.lower() == "exact":
+        return Exact(bits, signed)
+    if key.upper() in presets:
+        return DRUM(presets[key.upper()], bits, signed)
+    match = _DRUM_RE.match(key.lower())
+    if match:
+        return DRUM(int(match.group(1)), bits, signed)
+    raise ValueError(
+        f"unknown multiplier {name!r}: valid names are 'exact', 'drum<k>' with k in 1..{bits}, "
+        f"and {', '.join(sorted(presets))}"
+    )
+
+
+@dataclass(frozen=True)
+class ErrorStats:
+    """Error metrics of an approximate multiplier against exact multiplication (EvoApproxLib's set plus
+    the relative ones the DRUM paper reports). Relative metrics skip pairs whose exact product is 0.
+
+    Attributes:
+        name, bits, signed: the multiplier.
+        pairs: operand pairs evaluated; exhaustive: whether that is all of them.
+        mre: mean relative error ``mean |p~ - p| / |p|``.
+        max_re: maximum relative error.
+        mean_error: mean signed error ``mean (p~ - p)`` (bias); mean_rel_error: mean signed relative error.
+        mae: mean absolute error; wce: worst-case absolute error; mse: mean squared error.
+        ep: error probability (fraction of pairs with ``p~ != p``).
+        nmed: MAE normalized by the largest exact product magnitude.
+    """
+
+    name: str
+    bits: int
+    signed: bool
+    pairs: int
+    exhaustive: bool
+    mre: float
+    max_re: float
+    mean_error: float
+    mean_rel_error: float
+    mae: float
+    wce: float
+    mse: float
+    ep: float
+    nmed: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def error_stats(m: Multiplier, samples: int = 1_000_000, seed: int = 0, exhaustive_max_bits: int = 8) -> ErrorStats:
+    """Measure :class:`ErrorStats` of ``m``: over all operand pairs when ``bits <= exhaustive_max_bits``,
+    else over ``samples`` uniformly drawn pairs from a ``torch.Generator`` seeded with ``seed``."""
+    lo, hi = m.operand_range
+    if m.bits <= exhaustive_max_bits:
+        v = torch.arange(lo, hi + 1, dtype=torch.int64)
+        a, b = torch.meshgrid(v, v, indexing="ij")
+        a, b = a.flatten(), b.flatten()
+        exhaustive = True
+    else:
+        if samples < 1:
+            raise ValueError(f"samples={samples} out of range: valid range is >= 1")
+        g = torch.Generator().manual_seed(seed)
+        a = torch.randint(lo, hi + 1, (samples,), generator=g, dtype=torch.int64)
+        b = torch.randint(lo, hi + 1, (samples,), generator=g, dtype=torch.int64)
+        exhaustive = False
+    exact_int = a * b
+    err = (m(a, b) - exact_int).to(torch.float64)  # int64 difference: exact before conversion
+    exact = exact_int.to(torch.float64)
+    nz = exact != 0
+    rel = err[nz] / exact[nz].abs()
+    max_exact = max(abs(lo * lo), abs(hi * hi), abs(lo * hi))
+    return ErrorStats(
+        name=m.name,
+        bits=m.bits,
+        signed=m.signed,
+        pairs=int(a.numel()),
+        exhaustive=exhaustive,
+        mre=float(rel.abs().mean()) if rel.numel() else 0.0,
+        max_re=float(rel.abs().max()) if rel.numel() else 0.0,
+        mean_error=float(err.mean()),
+        mean_rel_error=float(rel.mean()) if rel.numel() else 0.0,
+        mae=float(err.abs().mean()),
+        wce=float(err.abs().max()),
+        mse=float((err * err).mean()),
+        ep=float((err != 0).to(torch.float64).mean()),
+        nmed=float(err.abs().mean()) / max_exact if max_exact else 0.0,
+    )

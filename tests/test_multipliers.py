@@ -1,0 +1,252 @@
+"""Multiplier models against an obviously-correct scalar reference (spec section 2)."""
+
+import itertools
+
+import pytest
+import torch
+
+from axhw.multipliers import DRUM, Exact, LUTMultiplier, error_stats, get_multiplier, multiplier_names
+
+
+# --------------------------------------------------------------------------- scalar reference
+def drum_reference(a: int, b: int, k: int, bits: int, signed: bool) -> int:
+    """DRUM-k on plain Python ints, written straight from the spec (section 2), one pair at a time."""
+
+    def core(x: int) -> int:
+        if x < 2**k:
+            return x
+        t = x.bit_length() - 1 - k + 1  # leading one at bit p = bit_length - 1
+        return ((x >> t) | 1) << t
+
+    negative = signed and ((a < 0) != (b < 0))
+    product = core(abs(a)) * core(abs(b))
+    if negative:
+        product = -product
+    if signed:  # the 2*bits-bit signed product word saturates (only DRUM-2 at (min, min) needs it)
+        product = min(product, 2 ** (2 * bits - 1) - 1)
+    return product
+
+
+def operand_range(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+
+
+def corners(bits: int, signed: bool) -> list[int]:
+    lo, hi = operand_range(bits, signed)
+    vals = {0, 1, lo, hi, lo + 1, hi - 1}
+    for p in range(bits):
+        for v in (2**p, 2**p - 1, 2**p + 1):
+            vals.update({v, -v} if signed else {v})
+    return sorted(v for v in vals if lo <= v <= hi)
+
+
+# --------------------------------------------------------------------------- exhaustive 8-bit
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("k", range(1, 9))
+def test_drum_exhaustive_8bit(k, signed):
+    lo, hi = operand_range(8, signed)
+    vals = list(range(lo, hi + 1))
+    a = torch.tensor(vals).repeat_interleave(len(vals))
+    b = torch.tensor(vals).repeat(len(vals))
+    got = DRUM(k, 8, signed)(a, b).tolist()
+    want = [drum_reference(x, y, k, 8, signed) for x, y in itertools.product(vals, vals)]
+    assert got == want
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_exact_exhaustive_8bit_and_drum_k_ge_bits_is_exact(signed):
+    lo, hi = operand_range(8, signed)
+    v = torch.arange(lo, hi + 1)
+    a, b = torch.meshgrid(v, v, indexing="ij")
+    assert torch.equal(Exact(8, signed)(a, b), a * b)
+    assert torch.equal(DRUM(8, 8, signed)(a, b), a * b)
+
+
+def test_saturation_corner_is_the_only_one():
+    m = DRUM(2, 8)
+    assert m(torch.tensor(-128), torch.tensor(-128)).item() == 32767  # 192 * 192 = 36864 saturates
+    lo, hi = m.product_range
+    v = torch.arange(-128, 128)
+    p = m(v[:, None], v[None, :])
+    transformed = m.transform(v)[:, None] * m.transform(v)[None, :]
+    differs = (p != transformed).nonzero().tolist()
+    assert differs == [[0, 0]]
+    assert int(p.min()) >= lo and int(p.max()) <= hi
+
+
+# --------------------------------------------------------------------------- wide operands
+@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8, 16])
+def test_drum_random_wide(bits, signed, k):
+    lo, hi = operand_range(bits, signed)
+    g = torch.Generator().manual_seed(1000 * bits + 10 * k + signed)
+    n = 100_000
+    a = torch.randint(lo, hi + 1, (n,), generator=g)
+    b = torch.randint(lo, hi + 1, (n,), generator=g)
+    c = torch.tensor(corners(bits, signed))
+    a = torch.cat([a, c.repeat_interleave(len(c))])
+    b = torch.cat([b, c.repeat(len(c))])
+    m = DRUM(k, bits, signed)
+    want = [drum_reference(x, y, k, bits, signed) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    if bits == 32 and not signed:
+        # 64-bit unsigned products do not fit int64: the transform is checked exactly with Python ints,
+        # and the elementwise call must refuse (OverflowError), never wrap.
+        ta, tb = m.transform(a).tolist(), m.transform(b).tolist()
+        assert [x * y for x, y in zip(ta, tb, strict=True)] == want
+        fits = torch.tensor([w < 2**63 for w in want])
+        assert m(a[fits], b[fits]).tolist() == [w for w in want if w < 2**63]
+        if not bool(fits.all()):
+            with pytest.raises(OverflowError, match="int64"):
+                m(a, b)
+    else:
+        assert m(a, b).tolist() == want
+
+
+def test_drum_32bit_signed_saturation():
+    lo = -(2**31)
+    assert DRUM(2, 32)(torch.tensor(lo), torch.tensor(lo)).item() == 2**63 - 1
+    assert DRUM(3, 32)(torch.tensor(lo), torch.tensor(lo)).item() == drum_reference(lo, lo, 3, 32, True)
+
+
+# --------------------------------------------------------------------------- matmul
+def elementwise_sum(m, a, b):
+    return m(a[:, :, None], b[None, :, :]).sum(dim=1)
+
+
+MULTIPLIERS_8 = [Exact(8), *[DRUM(k, 8) for k in range(1, 9)], Exact(8, False), DRUM(3, 8, False)]
+
+
+@pytest.mark.parametrize("m", MULTIPLIERS_8, ids=repr)
+def test_matmul_equals_sum_of_products(m):
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(7)
+    a = torch.randint(lo, hi + 1, (17, 300), generator=g)
+    b = torch.randint(lo, hi + 1, (300, 9), generator=g)
+    a[0, :5] = lo  # exercise the (min, min) saturation correction
+    b[:5, 0] = lo
+    assert torch.equal(m.matmul(a, b), elementwise_sum(m, a, b))
+    lut = LUTMultiplier.from_multiplier(m)
+    assert torch.equal(lut.matmul(a, b), elementwise_sum(m, a, b))
+
+
+@pytest.mark.parametrize("m", [Exact(16), DRUM(12, 16)], ids=repr)
+def test_matmul_16bit_where_float32_rounds(m):
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(2**14, 2**15, (8, 4096), generator=g)  # sums reach ~2**42, far beyond float32's 2**24
+    b = torch.randint(2**14, 2**15, (4096, 8), generator=g)
+    want = elementwise_sum(m, a, b)
+    ta, tb = m.transform(a), m.transform(b)
+    naive32 = torch.mm(ta.float(), tb.float()).to(torch.int64)
+    assert not torch.equal(naive32, want)  # the naive path is wrong here ...
+    assert torch.equal(m.matmul(a, b), want)  # ... ours is exact
+
+
+def test_matmul_32bit_limb_path_exact():
+    m = DRUM(5, 32)
+    g = torch.Generator().manual_seed(4)
+    a = torch.randint(-(2**31), 2**31, (6, 40), generator=g) >> 8  # keep the sums inside int64
+    b = torch.randint(-(2**31), 2**31, (40, 5), generator=g) >> 8
+    a[0, 0], b[0, 0] = -(2**31), 2**20 + 12345  # a 32-bit corner operand
+    want = [
+        [sum(drum_reference(x, y, 5, 32, True) for x, y in zip(row, col, strict=True)) for col in b.T.tolist()]
+        for row in a.tolist()
+    ]
+    assert m.matmul(a, b).tolist() == want
+
+
+def test_matmul_refuses_int64_overflow():
+    m = Exact(32)
+    a = torch.full((1, 4), -(2**31))
+    with pytest.raises(OverflowError, match="int64"):
+        m.matmul(a, a.T.contiguous())
+
+
+def test_matmul_shape_errors():
+    with pytest.raises(ValueError, match=r"\(M, K\) @ \(K, N\)"):
+        DRUM(3, 8).matmul(torch.zeros(2, 3, dtype=torch.int64), torch.zeros(4, 2, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- LUT multiplier
+def test_lut_custom_table_signed_word_indexing():
+    bits = 4
+    g = torch.Generator().manual_seed(5)
+    table = torch.randint(-128, 128, (16, 16), generator=g)
+    m = LUTMultiplier(table, bits, signed=True, name="rand4")
+    v = torch.arange(-8, 8)
+    a, b = torch.meshgrid(v, v, indexing="ij")
+    assert torch.equal(m(a, b), table[a & 15, b & 15])
+    A = torch.randint(-8, 8, (5, 33), generator=g)
+    B = torch.randint(-8, 8, (33, 7), generator=g)
+    assert torch.equal(m.matmul(A, B), elementwise_sum(m, A, B))
+
+
+def test_lut_large_matmul_chunked_exact():
+    m = LUTMultiplier.from_multiplier(DRUM(2, 8))
+    m.CHUNK_ELEMENTS = 1000  # force many chunks
+    g = torch.Generator().manual_seed(6)
+    A = torch.randint(-128, 128, (37, 64), generator=g)
+    B = torch.randint(-128, 128, (64, 11), generator=g)
+    assert torch.equal(m.matmul(A, B), DRUM(2, 8).matmul(A, B))
+
+
+@pytest.mark.parametrize(
+    "table,bits,match",
+    [
+        (torch.zeros(15, 16, dtype=torch.int64), 4, r"must be \(16, 16\)"),
+        (torch.zeros(16, 16), 4, "integers"),
+        (torch.full((16, 16), 200), 4, r"valid range is \[-128, 127\]"),
+        (torch.zeros(2, 2, dtype=torch.int64), 13, r"valid range is \[2, 12\]"),
+    ],
+)
+def test_lut_bad_tables(table, bits, match):
+    with pytest.raises(ValueError, match=match):
+        LUTMultiplier(table, bits)
+
+
+# --------------------------------------------------------------------------- registry and errors
+def test_registry():
+    assert get_multiplier("exact", 8).name == "exact"
+    assert get_multiplier("drum5", 16).k == 5
+    assert [get_multiplier(f"K{i}").k for i in range(1, 5)] == [1, 2, 3, 4]
+    assert get_multiplier("K1", presets={"K1": 6}).k == 6
+    assert "drum<k>" in multiplier_names()
+    with pytest.raises(ValueError, match="valid names are 'exact'"):
+        get_multiplier("wallace")
+
+
+@pytest.mark.parametrize("k,bits", [(0, 8), (9, 8), (3, 1), (3, 33)])
+def test_bad_k_or_bits(k, bits):
+    with pytest.raises(ValueError, match="valid range"):
+        DRUM(k, bits)
+
+
+def test_out_of_range_operands_name_the_range():
+    m = DRUM(3, 8)
+    with pytest.raises(ValueError, match=r"valid range is \[-128, 127\]"):
+        m(torch.tensor([128]), torch.tensor([1]))
+    with pytest.raises(ValueError, match=r"valid range is \[0, 255\]"):
+        DRUM(3, 8, signed=False)(torch.tensor([-1]), torch.tensor([1]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        m(torch.tensor([1.0]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="valid range"):
+        m.matmul(torch.full((1, 1), 300), torch.ones(1, 1, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- error statistics
+def test_error_stats_exact_is_zero_and_drum_improves_with_k():
+    z = error_stats(Exact(8))
+    assert z.exhaustive and z.pairs == 65536 and z.mae == 0 and z.ep == 0
+    stats = [error_stats(DRUM(k, 8)) for k in range(1, 9)]
+    mres = [s.mre for s in stats]
+    assert all(x > y for x, y in itertools.pairwise(mres))
+    assert stats[-1].mae == 0
+    for s in stats[2:]:  # the forced 1 makes DRUM (nearly) unbiased for k >= 3
+        assert abs(s.mean_rel_error) < 0.01
+
+
+def test_error_stats_sampled_is_seeded():
+    a = error_stats(DRUM(4, 16), samples=20_000, seed=1)
+    b = error_stats(DRUM(4, 16), samples=20_000, seed=1)
+    assert a == b and not a.exhaustive and a.pairs == 20_000
+    assert 0.01 < a.mre < 0.1
