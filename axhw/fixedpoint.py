@@ -21,9 +21,9 @@ import torch
 
 __all__ = ["MAX_BITS", "FixedPoint", "calibrate", "check_codes"]
 
-#: Widest word supported. Codes are held in int64, so a 63-bit unsigned word is the hard limit; 32 covers
-#: every accumulator the spec asks for (weights/activations 8 or 16 bits, accumulator 32 bits).
-MAX_BITS = 32
+#: Widest word supported. Codes are held in int64 and shifted by up to ``bits``, so 62 is the hard limit;
+#: it covers the 48-bit accumulators that 16-bit operands need (multipliers stop at 32-bit operands).
+MAX_BITS = 62
 #: ``frac`` bound: 2**64 scaling already over- or underflows any float32 tensor we could meet.
 MAX_ABS_FRAC = 64
 
@@ -58,7 +58,7 @@ class FixedPoint:
     part of the type, here fixed to round-half-to-even and saturate as the spec requires).
 
     Attributes:
-        bits: word length in bits, 1..32 (2..32 when signed).
+        bits: word length in bits, 1..62 (2..62 when signed).
         frac: number of fractional bits; any integer in [-64, 64] (dynamic fixed point).
         signed: two's complement when True, unsigned otherwise.
 

@@ -31,7 +31,7 @@ from functools import cached_property
 
 import torch
 
-from axhw.fixedpoint import MAX_BITS, check_codes
+from axhw.fixedpoint import check_codes
 from axhw.intgemm import INT64_SAFE_LIMIT, exact_int_matmul
 
 __all__ = [
@@ -48,6 +48,8 @@ __all__ = [
     "multiplier_names",
 ]
 
+#: Widest multiplier operand: 32 x 32 -> 64-bit products, the most int64 can hold.
+MAX_BITS = 32
 #: The paper's approximate modes K1..K4 are DRUM-k with k = 1..4, K1 the most aggressive (spec section 2).
 K_PRESETS: dict[str, int] = {"K1": 1, "K2": 2, "K3": 3, "K4": 4}
 #: A full product table has 4**bits entries; 12 bits (16 Mi entries, 128 MiB) is the practical limit.

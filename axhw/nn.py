@@ -1,0 +1,283 @@
+"""Hardware-aware layers: ``ApproxLinear`` / ``ApproxConv2d`` and the clipped straight-through estimator.
+
+Three layers of abstraction, as in IBM aihwkit: integer numerics (:mod:`axhw.multipliers`,
+:mod:`axhw.quant`), the autograd function :class:`ClippedSTE`, and the ``nn`` modules here. A layer runs in
+one of three modes (:class:`HardwareConfig.mode`):
+
+* ``float``: the ideal network (conventional BP and AxTrain-act train here);
+* ``quantized``: dynamic fixed-point operands and exact multiplication;
+* ``hardware``: quantized operands, the configured approximate multiplier and NTV storage of the parameters
+  (AxTrain-pas trains here; fresh bit flips every forward pass in training, a held chip in eval).
+
+In the two integer modes the layer emits the next layer's activation codes, dequantized (exact in float32),
+computed by the very functions :meth:`axhw.quant.QuantizedNetwork.forward_int` uses, so eval-mode output
+equals integer inference bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axhw.fixedpoint import FixedPoint, calibrate
+from axhw.multipliers import Multiplier, get_multiplier
+from axhw.quant import (
+    IntConv2d,
+    IntFlatten,
+    IntLinear,
+    IntMaxPool2d,
+    IntOp,
+    IntReLU,
+    QuantizedNetwork,
+)
+from axhw.sram import NOMINAL_MV, NTVStorage
+
+__all__ = [
+    "ApproxConv2d",
+    "ApproxLinear",
+    "ClippedSTE",
+    "HardwareConfig",
+    "approx_layers",
+    "calibrate_model",
+    "sample_chip",
+    "set_hardware",
+    "to_quantized",
+]
+
+Mode = Literal["float", "quantized", "hardware"]
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """What the hardware model of a layer is.
+
+    Attributes:
+        mode: ``float`` (ideal), ``quantized`` (fixed point, exact products) or ``hardware``.
+        multiplier: multiplier name for ``hardware`` mode (``exact``, ``drum<k>``, ``K1``..``K4``).
+        bits: word length of weights and activations (spec section 1: 8 by default, 16 works).
+        acc_bits: accumulator word length; biases are stored in it. ``None``: 32 for words up to 8 bits
+            (spec section 1), ``2 * bits + 16`` above (16-bit products summed over fan-ins up to 2**15).
+        voltage_mv: SRAM supply for parameter storage in ``hardware`` mode (1100 = reliable).
+        calibration: how ``frac`` is chosen for weights and activations (``maxabs`` or ``percentile``).
+        percentile: percentile used by ``percentile`` calibration.
+    """
+
+    mode: Mode = "float"
+    multiplier: str = "exact"
+    bits: int = 8
+    acc_bits: int | None = None
+    voltage_mv: float = NOMINAL_MV
+    calibration: Literal["maxabs", "percentile"] = "maxabs"
+    percentile: float = 99.99
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("float", "quantized", "hardware"):
+            raise ValueError(f"unknown mode {self.mode!r}: valid modes are 'float', 'quantized', 'hardware'")
+        if self.acc_bits is None:
+            object.__setattr__(self, "acc_bits", 32 if self.bits <= 8 else 2 * self.bits + 16)
+        self.get_multiplier()  # validates name and bits
+        self.storage()  # validates the voltage
+        FixedPoint(self.acc_bits, 0)
+
+    def get_multiplier(self) -> Multiplier:
+        return get_multiplier(self.multiplier if self.mode == "hardware" else "exact", self.bits)
+
+    def storage(self) -> NTVStorage | None:
+        st = NTVStorage(self.voltage_mv)
+        return st if self.mode == "hardware" and st.flip_p > 0 else None
+
+
+class ClippedSTE(torch.autograd.Function):
+    """Straight-through estimator with gradient clipping, the paper's eq. 12:
+    ``grad_in = grad_out * 1{|grad_out| < 1}``.
+
+    Why: the approximate multiplier and bit flips have no useful derivative; the forward value comes from
+    the hardware model while the gradient passes straight to the ideal computation, and large
+    noise-induced gradients are cut so they cannot derail convergence.
+    """
+
+    @staticmethod
+    def forward(ctx, reference: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return hardware.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad_out * (grad_out.abs() < 1).to(grad_out.dtype), None
+
+
+class _HardwareLayer:
+    """Shared hardware behaviour of :class:`ApproxLinear` and :class:`ApproxConv2d`."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    training: bool
+
+    def _init_hardware(self, hw: HardwareConfig | None) -> None:
+        self.hw = hw or HardwareConfig()
+        self.act_fmt: FixedPoint | None = None  # input activation format, set by calibrate_model
+        self.out_fmt: FixedPoint | None = None  # next layer's activation format; None for the output layer
+        self.generator: torch.Generator | None = None  # source of training-time bit flips
+        self._chip: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._mul = self.hw.get_multiplier()
+
+    def set_hardware(self, hw: HardwareConfig) -> None:
+        self.hw = hw
+        self._mul = hw.get_multiplier()
+        self._chip = None
+
+    def weight_fmt(self) -> FixedPoint:
+        return calibrate(self.weight.detach(), self.hw.bits, mode=self.hw.calibration, percentile=self.hw.percentile)
+
+    def acc_fmt(self) -> FixedPoint:
+        if self.act_fmt is None:
+            raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
+        return FixedPoint(int(self.hw.acc_bits), self.act_fmt.frac + self.weight_fmt().frac)
+
+    def int_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean integer (weight, bias) codes."""
+        w = self.weight_fmt().quantize(self.weight.detach())
+        b = self.bias.detach() if self.bias is not None else torch.zeros(self.weight.shape[0])
+        return w, self.acc_fmt().quantize(b)
+
+    def stored_params(self, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        w, b = self.int_params()
+        st = self.hw.storage()
+        if st is not None:
+            w = st.corrupt(w, self.weight_fmt(), generator)
+            b = st.corrupt(b, self.acc_fmt(), generator)
+        return w, b
+
+    def _int_layer(self) -> IntLinear:
+        raise NotImplementedError
+
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hw.mode == "float":
+            return self._reference(x)
+        if self.act_fmt is None:
+            raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
+        if self.training or self._chip is None:
+            params = self.stored_params(self.generator)  # fresh flips every pass (AxTrain-pas)
+        else:
+            params = self._chip
+        layer = self._int_layer()
+        with torch.no_grad():
+            codes = layer.run(self.act_fmt.quantize(x.detach()), self._mul, *params)
+            fmt = layer.out_fmt if layer.out_fmt is not None else layer.acc_fmt
+            hw_out = fmt.dequantize(codes, x.dtype)
+        return ClippedSTE.apply(self._reference(x), hw_out)
+
+
+class ApproxLinear(_HardwareLayer, nn.Linear):
+    """``nn.Linear`` that can run as quantized or approximate hardware (see module docstring)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, hw: HardwareConfig | None = None) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias)
+        self._init_hardware(hw)
+
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def _int_layer(self) -> IntLinear:
+        w, b = self.int_params()
+        return IntLinear(w, b, self.act_fmt, self.weight_fmt(), self.acc_fmt(), self.out_fmt)  # type: ignore[arg-type]
+
+
+class ApproxConv2d(_HardwareLayer, nn.Conv2d):
+    """``nn.Conv2d`` (square kernel, integer stride/padding, no groups/dilation) with hardware modes."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 bias: bool = True, hw: HardwareConfig | None = None) -> None:
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self._init_hardware(hw)
+
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def _int_layer(self) -> IntConv2d:
+        w, b = self.int_params()
+        return IntConv2d(w, b, self.act_fmt, self.weight_fmt(), self.acc_fmt(), self.out_fmt,  # type: ignore[arg-type]
+                         stride=int(self.stride[0]), padding=int(self.padding[0]))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- model-level helpers
+def approx_layers(model: nn.Module) -> list[_HardwareLayer]:
+    return [m for m in model.modules() if isinstance(m, _HardwareLayer)]
+
+
+def set_hardware(model: nn.Module, hw: HardwareConfig, **changes: object) -> None:
+    """Give every approximate layer the configuration ``hw`` (with ``changes`` applied)."""
+    cfg = replace(hw, **changes) if changes else hw
+    for layer in approx_layers(model):
+        layer.set_hardware(cfg)
+
+
+@torch.no_grad()
+def calibrate_model(model: nn.Module, x: torch.Tensor) -> None:
+    """Choose every layer's activation format from the inputs it sees on ``x`` (in float mode), and link
+    each layer's output format to the next layer's input format.
+
+    Only ReLU, max-pooling and flattening may stand between approximate layers (they commute with
+    re-quantization); anything else would make the integer network differ from the model.
+    """
+    layers = approx_layers(model)
+    if not layers:
+        raise ValueError("model has no ApproxLinear/ApproxConv2d layers")
+    seen: dict[int, torch.Tensor] = {}
+    saved = [(layer, layer.hw) for layer in layers]
+    hooks = [layer.register_forward_pre_hook(lambda m, inp: seen.__setitem__(id(m), inp[0].detach()))
+             for layer in layers]  # type: ignore[attr-defined]
+    try:
+        for layer in layers:
+            layer.set_hardware(replace(layer.hw, mode="float"))
+        was_training = model.training
+        model.eval()
+        model(x)
+        model.train(was_training)
+    finally:
+        for h in hooks:
+            h.remove()
+        for layer, hw in saved:
+            layer.set_hardware(hw)
+    for layer in layers:
+        layer.act_fmt = calibrate(seen[id(layer)], layer.hw.bits, mode=layer.hw.calibration,
+                                  percentile=layer.hw.percentile)
+    for cur, nxt in zip(layers, [*layers[1:], None], strict=True):
+        cur.out_fmt = nxt.act_fmt if nxt is not None else None
+
+
+def sample_chip(model: nn.Module, generator: torch.Generator | None) -> None:
+    """Draw one NTV flip pattern (a chip instance) for every layer, held for eval-mode forwards; the
+    draw order (layer by layer, weight then bias) matches :meth:`QuantizedNetwork.stored_params`."""
+    for layer in approx_layers(model):
+        layer._chip = layer.stored_params(generator)
+
+
+def to_quantized(model: nn.Sequential, meta: dict[str, object] | None = None) -> QuantizedNetwork:
+    """Export a calibrated model to integers. Supported modules: ApproxLinear, ApproxConv2d, ReLU,
+    MaxPool2d, Flatten, and a final Sigmoid/Identity (monotone: argmax and the hardware are unaffected)."""
+    ops: list[IntOp] = []
+    mods = list(model)
+    for i, m in enumerate(mods):
+        if isinstance(m, _HardwareLayer):
+            ops.append(m._int_layer())
+        elif isinstance(m, nn.ReLU):
+            ops.append(IntReLU())
+        elif isinstance(m, nn.MaxPool2d):
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            ops.append(IntMaxPool2d(int(k), int(s)))
+        elif isinstance(m, nn.Flatten):
+            ops.append(IntFlatten())
+        elif isinstance(m, nn.Sigmoid | nn.Identity | nn.Softmax) and i == len(mods) - 1:
+            continue
+        else:
+            raise ValueError(f"module {type(m).__name__} at position {i} has no integer equivalent")
+    return QuantizedNetwork(ops, meta)
+

@@ -1,0 +1,285 @@
+"""Integer inference: the golden model the RTL is checked against (spec section 1).
+
+Per layer: ``acc = sum_j mul(a_int[j], w_int[i][j]) + b_int[i]`` in the accumulator format (fractional bits
+``frac_a + frac_w``; biases are stored in that format), saturated to the accumulator word, then re-quantization of ``acc`` to the next layer's
+activation format by an arithmetic right shift with round-half-up (what a shifter plus an adder of
+``2**(s-1)`` does in RTL), saturated to the activation word, then ReLU. Re-quantization is monotone and maps
+0 to 0, so it commutes with ReLU and max-pooling; both orders give the same integers.
+
+The same functions (:func:`linear_int`, :func:`conv2d_int`, :func:`requantize`) are used by the
+hardware-aware layers of :mod:`axhw.nn`, so eval-mode hardware simulation equals :meth:`forward_int` exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from axhw.fixedpoint import FixedPoint, check_codes
+from axhw.multipliers import Multiplier
+from axhw.sram import NTVStorage
+
+__all__ = [
+    "FORMAT_VERSION",
+    "IntConv2d",
+    "IntFlatten",
+    "IntLinear",
+    "IntMaxPool2d",
+    "IntReLU",
+    "QuantizedNetwork",
+    "conv2d_int",
+    "linear_int",
+    "requantize",
+]
+
+FORMAT_VERSION = 1
+_FORMAT_NAME = "axhw.QuantizedNetwork"
+
+
+def requantize(acc: torch.Tensor, acc_frac: int, fmt: FixedPoint) -> torch.Tensor:
+    """Accumulator codes (``acc_frac`` fractional bits) -> ``fmt`` codes: arithmetic shift right by
+    ``s = acc_frac - fmt.frac`` with round-half-up (``(acc + 2**(s-1)) >> s``), or a left shift when
+    ``s < 0``, then saturation to ``fmt``'s range."""
+    s = acc_frac - fmt.frac
+    if s > 0:
+        out = (acc + (1 << (s - 1))) >> s
+    elif s < 0:
+        # A left shift could leave int64: saturate first (any value beyond the word saturates anyway).
+        out = acc.clamp(fmt.qmin, fmt.qmax) << (-s)
+    else:
+        out = acc
+    return out.clamp(fmt.qmin, fmt.qmax)
+
+
+def linear_int(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mul: Multiplier) -> torch.Tensor:
+    """``acc[n, i] = sum_j mul(a[n, j], w[i, j]) + b[i]`` exactly (int64)."""
+    return mul.matmul(a, w.T.contiguous()) + b
+
+
+def conv2d_int(
+    a: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mul: Multiplier, stride: int = 1, padding: int = 0
+) -> torch.Tensor:
+    """Integer convolution by im2col: every product goes through ``mul``; zero padding is code 0.
+
+    The unfold runs in float64, exact for codes below 2**53.
+    """
+    n, _, h, wd = a.shape
+    out_c, in_c, kh, kw = w.shape
+    cols = F.unfold(a.to(torch.float64), (kh, kw), padding=padding, stride=stride)  # (N, C*kh*kw, L)
+    oh = (h + 2 * padding - kh) // stride + 1
+    ow = (wd + 2 * padding - kw) // stride + 1
+    cols = cols.to(torch.int64).transpose(1, 2).reshape(-1, in_c * kh * kw)
+    acc = mul.matmul(cols, w.reshape(out_c, -1).T.contiguous()) + b
+    return acc.reshape(n, oh * ow, out_c).transpose(1, 2).reshape(n, out_c, oh, ow)
+
+
+# --------------------------------------------------------------------------- integer layers
+@dataclass
+class IntLinear:
+    """A fully-connected layer in integers. ``out_fmt`` is the next layer's activation format, or None for
+    the output layer (whose accumulator is the network output)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    act_fmt: FixedPoint
+    weight_fmt: FixedPoint
+    acc_fmt: FixedPoint
+    out_fmt: FixedPoint | None
+    kind: str = field(default="linear", init=False)
+
+    def params(self) -> list[tuple[torch.Tensor, FixedPoint]]:
+        return [(self.weight, self.weight_fmt), (self.bias, self.acc_fmt)]
+
+    def accumulate(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return linear_int(a, w, b, mul)
+
+    def run(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Accumulate, saturate to the accumulator word, re-quantize for the next layer.
+
+        The sum is exact (hardware: an accumulator with ``ceil(log2(fan_in + 1))`` guard bits) and then
+        saturates to ``acc_fmt``: sums only leave the word when NTV flips hit the high bits of a bias
+        stored in the accumulator format, and saturation, unlike wrap-around, keeps the sign.
+        """
+        acc = self.accumulate(a, mul, w, b).clamp(self.acc_fmt.qmin, self.acc_fmt.qmax)
+        return acc if self.out_fmt is None else requantize(acc, self.acc_fmt.frac, self.out_fmt)
+
+
+@dataclass
+class IntConv2d(IntLinear):
+    stride: int = 1
+    padding: int = 0
+    kind: str = field(default="conv2d", init=False)
+
+    def accumulate(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return conv2d_int(a, w, b, mul, self.stride, self.padding)
+
+
+@dataclass
+class IntReLU:
+    kind: str = field(default="relu", init=False)
+
+
+@dataclass
+class IntMaxPool2d:
+    kernel: int
+    stride: int
+    kind: str = field(default="maxpool2d", init=False)
+
+
+@dataclass
+class IntFlatten:
+    kind: str = field(default="flatten", init=False)
+
+
+IntOp = IntLinear | IntConv2d | IntReLU | IntMaxPool2d | IntFlatten
+
+
+class QuantizedNetwork:
+    """A trained network in integers: per-layer formats, integer weights and biases, re-quantization
+    shifts. Built from a model by :func:`axhw.nn.to_quantized`; saved and loaded as a versioned file."""
+
+    def __init__(self, ops: list[IntOp], meta: dict[str, Any] | None = None) -> None:
+        if not ops or not any(isinstance(op, IntLinear) for op in ops):
+            raise ValueError("a QuantizedNetwork needs at least one linear or conv layer")
+        self.ops = ops
+        self.meta = dict(meta or {})
+
+    @property
+    def layers(self) -> list[IntLinear]:
+        """The layers that hold parameters (linear and conv), in order."""
+        return [op for op in self.ops if isinstance(op, IntLinear)]
+
+    @property
+    def input_fmt(self) -> FixedPoint:
+        return self.layers[0].act_fmt
+
+    @property
+    def output_fmt(self) -> FixedPoint:
+        return self.layers[-1].acc_fmt
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Real inputs -> input codes (round half to even, saturate)."""
+        return self.input_fmt.quantize(x)
+
+    def stored_params(
+        self, storage: NTVStorage | None = None, generator: torch.Generator | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight, bias) codes as read from storage: one chip instance, corrupted layer by layer, weight
+        then bias (the order :func:`axhw.nn.sample_chip` follows too)."""
+        out = []
+        for layer in self.layers:
+            w, b = layer.weight, layer.bias
+            if storage is not None and storage.flip_p > 0:
+                w = storage.corrupt(w, layer.weight_fmt, generator)
+                b = storage.corrupt(b, layer.acc_fmt, generator)
+            out.append((w, b))
+        return out
+
+    def forward_int(
+        self,
+        x_int: torch.Tensor,
+        multiplier: Multiplier,
+        storage: NTVStorage | None = None,
+        generator: torch.Generator | None = None,
+        return_all: bool = False,
+        params: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Integer-exact inference (the golden model).
+
+        Args:
+            x_int: input codes in :attr:`input_fmt`, shape ``(N, features)`` or ``(N, C, H, W)``.
+            multiplier: the multiplier every product goes through.
+            storage: NTV storage; one flip pattern (chip) is drawn per call and held for all of ``x_int``.
+            generator: random source of the flips.
+            return_all: also return every op's output (for layer-by-layer RTL checks).
+            params: pre-drawn stored parameters (from :meth:`stored_params`), overriding ``storage``.
+
+        Returns:
+            The output layer's accumulator codes (``output_fmt``), or the list of all op outputs.
+        """
+        check_codes(x_int, self.input_fmt.qmin, self.input_fmt.qmax, what="input codes")
+        if params is None:
+            params = self.stored_params(storage, generator)
+        h = x_int.to(torch.int64)
+        outs: list[torch.Tensor] = []
+        it = iter(params)
+        for op in self.ops:
+            if isinstance(op, IntLinear):
+                w, b = next(it)
+                h = op.run(h, multiplier, w, b)
+            elif isinstance(op, IntReLU):
+                h = h.clamp(min=0)
+            elif isinstance(op, IntMaxPool2d):
+                h = F.max_pool2d(h.to(torch.float64), op.kernel, op.stride).to(torch.int64)
+            elif isinstance(op, IntFlatten):
+                h = h.flatten(1)
+            outs.append(h)
+        return outs if return_all else h
+
+    def predict(self, x: torch.Tensor, multiplier: Multiplier, **kw: Any) -> torch.Tensor:
+        """Class predictions from real inputs (argmax of the output accumulator)."""
+        out = self.forward_int(self.quantize_input(x), multiplier, **kw)
+        assert isinstance(out, torch.Tensor)
+        return out.argmax(dim=1)
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict[str, Any]:
+        ops = []
+        for op in self.ops:
+            d = {k: (asdict(v) if isinstance(v, FixedPoint) else v) for k, v in vars(op).items()}
+            d["kind"] = op.kind
+            ops.append(d)
+        return {"format": _FORMAT_NAME, "version": FORMAT_VERSION, "ops": ops, "meta": self.meta}
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (temp file in the same directory, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(self.state(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> QuantizedNetwork:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable QuantizedNetwork file ({type(exc).__name__}); re-export it") from exc
+        return cls.from_state(state, source=str(path))
+
+    @classmethod
+    def from_state(cls, state: Any, source: str = "state") -> QuantizedNetwork:
+        if not isinstance(state, dict) or state.get("format") != _FORMAT_NAME:
+            raise ValueError(f"{source}: not a QuantizedNetwork file")
+        if state.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{source}: QuantizedNetwork version {state.get('version')} unsupported (need {FORMAT_VERSION})")
+        kinds = {"linear": IntLinear, "conv2d": IntConv2d, "relu": IntReLU, "maxpool2d": IntMaxPool2d, "flatten": IntFlatten}
+        ops: list[IntOp] = []
+        try:
+            for d in state["ops"]:
+                d = dict(d)
+                kind = d.pop("kind")
+                for key in ("act_fmt", "weight_fmt", "acc_fmt", "out_fmt"):
+                    if isinstance(d.get(key), dict):
+                        d[key] = FixedPoint(**d[key])
+                ops.append(kinds[kind](**d))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: corrupt QuantizedNetwork ({exc})") from exc
+        net = cls(ops, state.get("meta"))
+        for layer in net.layers:  # codes must fit their words: a corrupt file fails here, not in RTL
+            check_codes(layer.weight, layer.weight_fmt.qmin, layer.weight_fmt.qmax, what=f"{source} weights")
+            check_codes(layer.bias, layer.acc_fmt.qmin, layer.acc_fmt.qmax, what=f"{source} biases")
+        return net
