@@ -122,7 +122,9 @@ class FixedPoint:
         if torch.isnan(x).any():
             raise ValueError("cannot quantize NaN values")
         scaled = torch.ldexp(x.to(torch.float64), torch.tensor(self.frac, dtype=torch.float64))
-        return torch.round(scaled).clamp_(self.qmin, self.qmax).to(torch.int64)
+        # Clamp in float first (keeps the int64 conversion in range), then exactly in int64: above 53 bits
+        # qmax itself is not a float64.
+        return torch.round(scaled).clamp_(self.qmin, self.qmax).to(torch.int64).clamp_(self.qmin, self.qmax)
 
     def dequantize(self, codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """int codes -> real values ``code * 2**-frac`` (exact in float64; float32 is exact for bits <= 24)."""

@@ -1,0 +1,440 @@
+"""Network sensitivity S(w) of AxTrain-act and its adaptive preference factor (paper section 3.1, eqs. 4-7).
+
+AxTrain-act (He et al., ISLPED 2018) trains with ``E_tot = E + gamma * S(w)`` (eq. 4), where
+
+    S(w) = sum_k sum_{l,ij} |w_ij^l| |dO_k / dw_ij^l|                                   (eq. 5)
+
+is evaluated per sample and averaged over the batch (spec section 4). ``O`` are the network outputs as the
+model's ``forward`` returns them (after the output nonlinearity, e.g. sigmoid) and the sum runs over every
+weight *and* bias of every :class:`torch.nn.Linear` and :class:`torch.nn.Conv2d` (subclasses included, so the
+project's ``ApproxLinear``/``ApproxConv2d`` count). The absolute value is taken per sample, per output and
+per parameter before anything is summed: noise on sensitive weights must not cancel (paper, point 1 under
+eq. 5).
+
+How it is computed, exactly and without per-output loops:
+
+* Forward hooks record every layer call's input ``a`` and pre-activation output ``z``.
+* One batched backward (``torch.autograd.grad(..., is_grads_batched=True)``, a vmap over the output basis
+  ``e_1..e_K``) gives ``delta_k = dO_k/dz`` for all ``K`` outputs and all layers at once (the BP of eq. 2).
+* Linear layer (2-D input, parameter used once): ``|dO_k/dW_ij| = |delta_k,i| |a_j|`` so the weight term is
+  ``sum_k |delta_k|^T |W| |a| = (sum_k |delta_k|) . (|W| |a|)`` and the bias term ``(sum_k |delta_k|) . |b|``;
+  no per-sample gradient is materialised.
+* Conv2d layer (and anything else: shared weights, layers called twice, Linear on >2-D input): the
+  per-sample, per-output gradient ``dO_k/dW`` sums over spatial positions (or calls), so the absolute value
+  must come *after* that sum; it is formed exactly with ``unfold`` (im2col) and an einsum.
+
+The result keeps its graph (``create_graph=True``), so ``torch.autograd.grad(S, params)`` is the exact
+gradient of eq. 6: autograd's double backward through the hooked backward is the same Hessian-vector
+product ``H V`` with ``V = |w| sign(dO/dw)`` that the paper evaluates with Pearlmutter's R-operator
+(eqs. 7-11), at the cost of roughly one extra forward-backward sweep per output batch.
+
+Assumption: samples are independent (``O[n]`` depends on ``x[n]`` only), which holds for the MLPs and
+LeNet-5 of the paper. Batch normalisation that uses batch statistics breaks it and is rejected.
+
+The adaptive preference factor of section 3.1.3 is :class:`AdaptiveGamma`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "LAYER_TYPES",
+    "AdaptiveGamma",
+    "GammaSchedule",
+    "per_sample_sensitivity",
+    "sensitivity",
+    "sensitivity_by_parameter",
+    "sensitivity_map",
+]
+
+#: Layer types whose weights and biases enter S(w) (isinstance, so subclasses are included).
+LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@dataclass
+class _Call:
+    """One recorded call of a Linear/Conv2d layer: its input ``a`` and output (pre-activation) ``z``."""
+
+    layer: nn.Module
+    a: Tensor
+    z: Tensor
+
+
+def _params(layer: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(n, p) for n in ("weight", "bias") if isinstance(p := getattr(layer, n, None), nn.Parameter)]
+
+
+def _check_model(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, _BATCHNORMS) and (m.training or m.running_mean is None):
+            raise ValueError(
+                f"{type(m).__name__} uses batch statistics, so outputs of one sample depend on the others and "
+                "per-sample sensitivity is undefined; call model.eval() on it (or use running statistics)."
+            )
+
+
+def _record(model: nn.Module, x: Tensor) -> tuple[Tensor, list[_Call]]:
+    """Run ``model(x)`` with temporary forward hooks on every Linear/Conv2d; hooks are always removed."""
+    calls: list[_Call] = []
+
+    def hook(layer: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Tensor) -> Tensor:
+        if not out.requires_grad:
+            # Nothing upstream needs a gradient (frozen layer on a plain input): a fresh leaf lets us still
+            # take dO/dz here, and the frozen parameters still count in S as constants.
+            out = out.detach().requires_grad_()
+        calls.append(_Call(layer, args[0] if args else kwargs["input"], out))
+        return out
+
+    handles = [
+        m.register_forward_hook(hook, with_kwargs=True) for m in model.modules() if isinstance(m, LAYER_TYPES)
+    ]
+    try:
+        out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0]:
+        raise ValueError("model(x) must return one tensor whose first dimension is the batch dimension")
+    return out, calls
+
+
+def _output_deltas(out2d: Tensor, zs: list[Tensor], create_graph: bool, vectorize: bool) -> list[Tensor]:
+    """``delta[k] = dO_k/dz`` for every recorded ``z``, shape ``(K, *z.shape)`` (BP of eq. 2, all outputs)."""
+    n, k = out2d.shape
+    basis = torch.eye(k, dtype=out2d.dtype, device=out2d.device).unsqueeze(1).expand(k, n, k)
+    kwargs: dict[str, Any] = dict(retain_graph=True, create_graph=create_graph, allow_unused=True)
+    kwargs["materialize_grads"] = True
+    if vectorize:
+        return list(torch.autograd.grad(out2d, zs, basis, is_grads_batched=True, **kwargs))
+    per_k = [torch.autograd.grad(out2d, zs, basis[i], **kwargs) for i in range(k)]
+    return [torch.stack(ds) for ds in zip(*per_k, strict=True)]
+
+
+def _linear_grads(call: _Call, delta: Tensor) -> dict[str, Tensor]:
+    """Per-sample, per-output gradients ``(K, N, *p.shape)`` of a Linear call (positions summed first)."""
+    k, n = delta.shape[:2]
+    d = delta.reshape(k, n, -1, delta.shape[-1])
+    a = call.a.reshape(n, -1, call.a.shape[-1])
+    return {"weight": torch.einsum("knto,nti->knoi", d, a), "bias": d.sum(2)}
+
+
+def _conv_pad(layer: nn.Conv2d) -> tuple[int, int, int, int]:
+    """Padding in ``F.pad`` order (left, right, top, bottom), resolving ``padding='same'/'valid'``."""
+    if isinstance(layer.padding, str):
+        if layer.padding == "valid":
+            return (0, 0, 0, 0)
+        pads: list[int] = []
+        for d, kk in zip(reversed(layer.dilation), reversed(layer.kernel_size), strict=True):
+            total = d * (kk - 1)  # PyTorch's 'same': the extra element goes right/bottom
+            pads += [total // 2, total - total // 2]
+        return (pads[0], pads[1], pads[2], pads[3])
+    ph, pw = layer.padding
+    return (pw, pw, ph, ph)
+
+
+def _conv_grads(call: _Call, delta: Tensor) -> dict[str, Tensor]:
+    """Per-sample, per-output gradients ``(K, N, *p.shape)`` of a Conv2d call.
+
+    ``dO_k/dW[o, c, i, j] = sum_pos delta_k[o, pos] * patch[c, i, j, pos]`` (im2col); the absolute value is
+    applied by the caller only after this positional sum, because one weight is shared by all positions.
+    """
+    layer = call.layer
+    assert isinstance(layer, nn.Conv2d)
+    a = call.a
+    if a.dim() != 4:
+        raise ValueError("sensitivity needs batched (N, C, H, W) inputs to Conv2d layers")
+    mode = "constant" if layer.padding_mode == "zeros" else layer.padding_mode
+    a = F.pad(a, _conv_pad(layer), mode=mode)
+    cols = F.unfold(a, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)  # (N, C*kh*kw, L)
+    k, n, o = delta.shape[:3]
+    g = layer.groups
+    d = delta.reshape(k, n, g, o // g, -1)
+    cols = cols.reshape(n, g, -1, cols.shape[-1])
+    gw = torch.einsum("kngol,ngcl->kngoc", d, cols).reshape(k, n, *layer.weight.shape)
+    return {"weight": gw, "bias": d.sum(-1).reshape(k, n, o)}
+
+
+def _linear_closed_form(
+    a: Tensor, delta: Tensor, p: Tensor, name: str, reduce: Literal["sample", "param"]
+) -> Tensor:
+    """Linear-layer term without per-sample gradients: ``|dO_k/dW_ij| = |delta_k,i| |a_j|`` (eq. 2).
+
+    ``sum_k |delta_k|^T |W| |a| = (sum_k |delta_k|) . (|W| |a|)`` because ``|W| |a|`` does not depend on k.
+    """
+    dsum = delta.abs().sum(0)  # (N, out)
+    if reduce == "sample":
+        return (dsum * (a.abs() @ p.abs().t())).sum(1) if name == "weight" else dsum @ p.abs()
+    return p.abs() * (dsum.t() @ a.abs() if name == "weight" else dsum.sum(0)) / a.shape[0]
+
+
+def _terms(
+    model: nn.Module,
+    x: Tensor,
+    reduce: Literal["sample", "param"],
+    *,
+    create_graph: bool,
+    vectorize: bool,
+    only: set[nn.Parameter] | None = None,
+) -> dict[nn.Parameter, Tensor]:
+    """Sensitivity contribution of each parameter, either per sample ``(N,)`` or per element (mean over N).
+
+    ``reduce="sample"`` gives ``sum_k sum_{w in p} |w| |dO_k(x_n)/dw|`` for each sample n;
+    ``reduce="param"`` gives ``|w| * mean_n sum_k |dO_k(x_n)/dw|`` with the parameter's shape (Fig. 4).
+    """
+    _check_model(model)
+    with torch.enable_grad():
+        out, calls = _record(model, x)
+        if only is not None:
+            calls = [c for c in calls if any(p in only for _, p in _params(c.layer))]
+        if not calls:
+            return {}
+        deltas = _output_deltas(out.reshape(out.shape[0], -1), [c.z for c in calls], create_graph, vectorize)
+        uses = Counter(p for c in calls for _, p in _params(c.layer))
+
+        result: dict[nn.Parameter, Tensor] = {}
+        shared: dict[nn.Parameter, Tensor] = {}  # summed per-sample gradients (K, N, *p.shape)
+        for call, delta in zip(calls, deltas, strict=True):
+            params = [(name, p) for name, p in _params(call.layer) if only is None or p in only]
+            closed = isinstance(call.layer, nn.Linear) and call.a.dim() == 2
+            for name, p in params:
+                if closed and uses[p] == 1:
+                    result[p] = _linear_closed_form(call.a, delta, p, name, reduce)
+            rest = [(name, p) for name, p in params if not (closed and uses[p] == 1)]
+            if rest:
+                linear = isinstance(call.layer, nn.Linear)
+                grads = _linear_grads(call, delta) if linear else _conv_grads(call, delta)
+                for name, p in rest:
+                    shared[p] = shared[p] + grads[name] if p in shared else grads[name]
+        for p, g in shared.items():
+            # |.| only now: after summing over positions/calls, exactly as |dO_k/dw| of eq. 5.
+            ga = g.abs().sum(0)  # sum over outputs k -> (N, *p.shape)
+            result[p] = (ga * p.abs()).flatten(1).sum(1) if reduce == "sample" else p.abs() * ga.mean(0)
+    if not create_graph:
+        result = {p: t.detach() for p, t in result.items()}
+    return result
+
+
+def per_sample_sensitivity(
+    model: nn.Module, x: Tensor, *, create_graph: bool = True, vectorize: bool = True
+) -> Tensor:
+    """Per-sample network sensitivity ``S_n = sum_k sum_w |w| |dO_k(x_n)/dw|`` (eq. 5), shape ``(N,)``.
+
+    Args:
+        model: Network; all weights and biases of its Linear/Conv2d modules (and subclasses) are counted.
+        x: Input batch; ``model(x)`` must return outputs with the batch as first dimension. Outputs with
+            more than one further dimension are flattened into ``K`` outputs.
+        create_graph: Keep the graph so the result can be differentiated (eq. 6); ``False`` detaches.
+        vectorize: Compute all ``K`` output derivatives in one vmapped backward (fast); ``False`` loops over
+            outputs (reference path, or for layers without vmap support).
+
+    Returns:
+        Tensor of shape ``(N,)``.
+
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Sigmoid())
+    >>> per_sample_sensitivity(net, torch.randn(5, 3)).shape
+    torch.Size([5])
+    """
+    terms = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
+    if not terms:
+        return x.new_zeros(x.shape[0])
+    return torch.stack(list(terms.values())).sum(0)
+
+
+def sensitivity(model: nn.Module, x: Tensor, *, create_graph: bool = True, vectorize: bool = True) -> Tensor:
+    """Batch-mean network sensitivity ``S(w)`` of eq. 5, the regulariser of eq. 4, as a differentiable scalar.
+
+    ``torch.autograd.grad(S, params)`` is the exact eq. 6 gradient (first term plus the Hessian-vector product
+    that the paper computes with Pearlmutter's R-operator, eqs. 7-11). Parameter ``.grad`` fields and hooks are
+    left untouched; train and eval mode both work (samples must be independent: no batch-statistics BN).
+
+    Args:
+        model: Network; all weights and biases of its Linear/Conv2d modules (and subclasses) are counted.
+        x: Input batch.
+        create_graph: Keep the graph for ``backward`` (default); ``False`` gives a detached value for logging.
+        vectorize: See :func:`per_sample_sensitivity`.
+
+    Returns:
+        Scalar tensor ``mean_n sum_k sum_w |w| |dO_k(x_n)/dw|``.
+
+    >>> torch.manual_seed(0) and None
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Sigmoid())
+    >>> s = sensitivity(net, torch.randn(5, 3))
+    >>> s.backward()  # gradient of eq. 6 lands in .grad, as for any loss
+    >>> bool(s > 0)
+    True
+    """
+    return per_sample_sensitivity(model, x, create_graph=create_graph, vectorize=vectorize).mean()
+
+
+def sensitivity_by_parameter(
+    model: nn.Module, x: Tensor, *, create_graph: bool = False, vectorize: bool = True
+) -> dict[str, Tensor]:
+    """Each parameter's share of ``S(w)`` (batch mean), keyed by ``model.named_parameters()`` names.
+
+    Useful for logging which layer dominates the sensitivity; the values sum to :func:`sensitivity`.
+
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Sigmoid())
+    >>> sorted(sensitivity_by_parameter(net, torch.randn(5, 3)))
+    ['0.bias', '0.weight', '2.bias', '2.weight']
+    """
+    terms = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
+    return {name: terms[p].mean() for name, p in model.named_parameters() if p in terms}
+
+
+def sensitivity_map(
+    model: nn.Module,
+    x: Tensor,
+    layer: nn.Module,
+    *,
+    param: str = "weight",
+    create_graph: bool = False,
+    vectorize: bool = True,
+) -> Tensor:
+    """Per-weight sensitivity ``|w| * mean_n sum_k |dO_k(x_n)/dw|`` of one layer (paper Fig. 4).
+
+    Summing the map over all parameters of all layers gives :func:`sensitivity`.
+
+    Args:
+        model: Network containing ``layer``.
+        x: Input batch.
+        layer: A Linear/Conv2d module of ``model``.
+        param: ``"weight"`` or ``"bias"``.
+        create_graph: Keep the graph (default ``False``: a detached map for plotting).
+        vectorize: See :func:`per_sample_sensitivity`.
+
+    Returns:
+        Tensor with the shape of ``getattr(layer, param)``; zeros if the layer is not used by ``model(x)``.
+
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Sigmoid())
+    >>> sensitivity_map(net, torch.randn(5, 3), net[0]).shape
+    torch.Size([4, 3])
+    """
+    if not isinstance(layer, LAYER_TYPES):
+        raise TypeError(f"layer must be an nn.Linear or nn.Conv2d (or subclass), got {type(layer).__name__}")
+    p = getattr(layer, param, None)
+    if not isinstance(p, nn.Parameter):
+        raise ValueError(f"{type(layer).__name__} has no parameter {param!r}")
+    terms = _terms(model, x, "param", create_graph=create_graph, vectorize=vectorize, only={p})
+    return terms[p] if p in terms else torch.zeros_like(p, requires_grad=False)
+
+
+def _geometric_weights() -> tuple[float, ...]:
+    # 0.5, 0.25, 0.125, ... (paper 3.1.3); 32 terms: older epochs weigh < 2**-32 and are dropped.
+    return tuple(0.5**i for i in range(1, 33))
+
+
+@dataclass
+class AdaptiveGamma:
+    """Per-epoch adaptive preference factor gamma of eq. 4 (paper section 3.1.3, after Weigend et al. 1991).
+
+    Rule (``update`` once per epoch with that epoch's training error ``E_t``):
+
+        threshold_t = sum_{i>=1} weights[i-1] * E_{t-i}       (most recent previous epoch first)
+        gamma += d_gamma   if E_t < threshold_t or E_t < error_bound
+        gamma -= d_gamma   otherwise, clamped at 0.
+
+    Interpretation where the paper is vague (documented choices):
+
+    * "Weighted sum (0.5, 0.25, 0.125 ...)" is taken literally: the weights are *not* renormalised over the
+      available history. The threshold is then an exponential moving average started from 0, so during the
+      first few epochs it is strict (epoch 2 needs ``E_2 < E_1 / 2``) and gamma mostly falls, protecting
+      accuracy while the error is still dropping fast; after ~5 epochs it is the usual weighted average of
+      recent errors. ``normalize=True`` divides by the sum of the weights used (bias-corrected average).
+    * First epoch: there are no previous errors, the weighted sum is empty (0, or undefined when
+      normalised), so only the error-bound test can raise gamma; otherwise it is lowered.
+    * Comparisons are strict ("smaller than"). ``error`` may be a loss or an error rate (1 - accuracy, the
+      paper's "accuracy bound"), as long as ``error_bound`` uses the same unit.
+
+    The state (gamma and the error history) is plain floats, see :meth:`state_dict`.
+
+    >>> g = AdaptiveGamma(gamma0=0.01, d_gamma=0.005, error_bound=0.05)
+    >>> g.update(0.20), g.update(0.08), g.update(0.09), g.update(0.04)  # -, +, -, + (bound)
+    (0.005, 0.01, 0.005, 0.01)
+    """
+
+    gamma0: float
+    """Initial gamma (value used for the first epoch)."""
+    d_gamma: float
+    """Step added or subtracted each epoch (the paper's Delta gamma)."""
+    error_bound: float = 0.0
+    """Pre-defined error bound: an epoch error below it always raises gamma (0 disables the test)."""
+    weights: tuple[float, ...] = field(default_factory=_geometric_weights)
+    """Weights for previous epochs' errors, most recent first (paper: 0.5, 0.25, 0.125, ...)."""
+    normalize: bool = False
+    """Divide the weighted sum by the weights actually used (off: the paper's literal weighted sum)."""
+    gamma: float = field(init=False)
+    """Current gamma, to use for the next epoch."""
+    history: list[float] = field(init=False, default_factory=list)
+    """Previous epochs' training errors, most recent last (at most ``len(weights)`` kept)."""
+    last_threshold: float | None = field(init=False, default=None)
+    """Weighted-sum threshold of the last update (``None`` before any or when the history was empty)."""
+    last_increased: bool | None = field(init=False, default=None)
+    """Whether the last update raised gamma (``None`` before any update)."""
+
+    def __post_init__(self) -> None:
+        if self.gamma0 < 0 or self.d_gamma < 0:
+            raise ValueError("gamma0 and d_gamma must be >= 0")
+        if not self.weights:
+            raise ValueError("weights must not be empty")
+        self.weights = tuple(float(w) for w in self.weights)
+        self.gamma = float(self.gamma0)
+
+    def threshold(self) -> float | None:
+        """Weighted sum of previous epochs' errors (most recent first), ``None`` without history."""
+        if not self.history:
+            return None
+        recent = self.history[::-1][: len(self.weights)]
+        total = sum(w * e for w, e in zip(self.weights, recent, strict=False))
+        if self.normalize:
+            total /= sum(self.weights[: len(recent)])
+        return total
+
+    def update(self, epoch_train_error: float) -> float:
+        """Apply the section 3.1.3 rule for one finished epoch and return the new gamma."""
+        err = float(epoch_train_error)
+        thr = self.threshold()
+        self.last_increased = (thr is not None and err < thr) or err < self.error_bound
+        self.last_threshold = thr
+        step = self.d_gamma if self.last_increased else -self.d_gamma
+        self.gamma = max(0.0, self.gamma + step)
+        self.history = [*self.history, err][-len(self.weights) :]
+        return self.gamma
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state (floats, lists, bools): JSON- and ``torch.save``-friendly, easy to log."""
+        return {
+            "gamma0": self.gamma0,
+            "d_gamma": self.d_gamma,
+            "error_bound": self.error_bound,
+            "weights": list(self.weights),
+            "normalize": self.normalize,
+            "gamma": self.gamma,
+            "history": list(self.history),
+            "last_threshold": self.last_threshold,
+            "last_increased": self.last_increased,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state produced by :meth:`state_dict`."""
+        self.gamma0 = float(state["gamma0"])
+        self.d_gamma = float(state["d_gamma"])
+        self.error_bound = float(state["error_bound"])
+        self.weights = tuple(float(w) for w in state["weights"])
+        self.normalize = bool(state["normalize"])
+        self.gamma = float(state["gamma"])
+        self.history = [float(e) for e in state["history"]]
+        self.last_threshold = state["last_threshold"]
+        self.last_increased = state["last_increased"]
+
+
+#: Alias: the schedule object used by training loops.
+GammaSchedule = AdaptiveGamma
