@@ -57,6 +57,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@mkdir -p bench/results
 	$(BIN)/python bench/bench_matmul.py --out bench/results/matmul.json
+	$(BIN)/python bench/bench_sram.py --out bench/results/sram.json
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

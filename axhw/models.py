@@ -1,4 +1,5 @@
-"""The paper's Table 1 networks, built from hardware-aware layers.
+"""The paper's Table 1 networks (topologies in :data:`axhw.data.registry.APPLICATIONS`), built from
+hardware-aware layers.
 
 MLPs: ReLU hidden layers, sigmoid outputs (the paper's choice; configurable). LeNet-5 for MNIST-CNN uses
 max-pooling instead of the original average pooling: max commutes with re-quantization, so the integer
@@ -7,31 +8,15 @@ network stays exact without a divider (documented deviation).
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 from torch import nn
 
+from axhw.data.registry import APPLICATIONS
 from axhw.nn import ApproxConv2d, ApproxLinear, HardwareConfig
 
-__all__ = ["APPLICATIONS", "TOPOLOGIES", "build_mlp", "build_model", "lenet5"]
-
-#: Paper Table 1 MLP topologies (inputs, hidden..., outputs).
-TOPOLOGIES: dict[str, tuple[int, ...]] = {
-    "breast_cancer": (30, 64, 64, 2),
-    "image_seg": (19, 64, 64, 7),
-    "ionosphere": (34, 50, 50, 2),
-    "satimage": (36, 64, 64, 7),
-    "mnist_mlp": (784, 128, 128, 10),
-}
-#: The six applications of Table 1 and the dataset each one trains on.
-APPLICATIONS: dict[str, str] = {
-    "breast_cancer": "breast_cancer",
-    "image_seg": "image_seg",
-    "ionosphere": "ionosphere",
-    "satimage": "satimage",
-    "mnist_mlp": "mnist",
-    "mnist_cnn": "mnist",
-}
+__all__ = ["build_mlp", "build_model", "lenet5"]
 
 Output = Literal["sigmoid", "softmax", "none"]
 
@@ -51,7 +36,7 @@ def build_mlp(sizes: tuple[int, ...], hw: HardwareConfig | None = None, output: 
     if len(sizes) < 2 or any(s < 1 for s in sizes):
         raise ValueError(f"invalid MLP sizes {sizes}: need at least two positive sizes")
     mods: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         mods.append(ApproxLinear(n_in, n_out, hw=hw))
         if i < len(sizes) - 2:
             mods.append(nn.ReLU())
@@ -74,8 +59,9 @@ def lenet5(hw: HardwareConfig | None = None, output: Output = "sigmoid", classes
 
 def build_model(app: str, hw: HardwareConfig | None = None, output: Output = "sigmoid") -> nn.Sequential:
     """The network of one of the six applications of Table 1."""
-    if app == "mnist_cnn":
-        return lenet5(hw, output)
-    if app not in TOPOLOGIES:
+    info = APPLICATIONS.get(app)
+    if info is None:
         raise ValueError(f"unknown application {app!r}: valid applications are {', '.join(APPLICATIONS)}")
-    return build_mlp(TOPOLOGIES[app], hw, output)
+    if info.topology is None:
+        return lenet5(hw, output)
+    return build_mlp(info.topology, hw, output)

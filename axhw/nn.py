@@ -132,24 +132,14 @@ class _HardwareLayer:
     def weight_fmt(self) -> FixedPoint:
         return calibrate(self.weight.detach(), self.hw.bits, mode=self.hw.calibration, percentile=self.hw.percentile)
 
-    def acc_fmt(self) -> FixedPoint:
+    def _formats_and_codes(self) -> tuple[FixedPoint, FixedPoint, FixedPoint, torch.Tensor, torch.Tensor]:
+        """(activation, weight, accumulator) formats and clean (weight, bias) codes, each computed once."""
         if self.act_fmt is None:
             raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
-        return FixedPoint(int(self.hw.acc_bits), self.act_fmt.frac + self.weight_fmt().frac)
-
-    def int_params(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clean integer (weight, bias) codes."""
-        w = self.weight_fmt().quantize(self.weight.detach())
+        wf = self.weight_fmt()
+        accf = FixedPoint(int(self.hw.acc_bits), self.act_fmt.frac + wf.frac)
         b = self.bias.detach() if self.bias is not None else torch.zeros(self.weight.shape[0])
-        return w, self.acc_fmt().quantize(b)
-
-    def stored_params(self, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        w, b = self.int_params()
-        st = self.hw.storage()
-        if st is not None:
-            w = st.corrupt(w, self.weight_fmt(), generator)
-            b = st.corrupt(b, self.acc_fmt(), generator)
-        return w, b
+        return self.act_fmt, wf, accf, wf.quantize(self.weight.detach()), accf.quantize(b)
 
     def _int_layer(self) -> IntLinear:
         raise NotImplementedError
@@ -157,18 +147,20 @@ class _HardwareLayer:
     def _reference(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def stored_params(self, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) codes as read from this layer's storage (one fresh flip pattern)."""
+        return self._int_layer().stored(self.hw.storage(), generator)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hw.mode == "float":
             return self._reference(x)
-        if self.act_fmt is None:
-            raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
+        layer = self._int_layer()
         if self.training or self._chip is None:
-            params = self.stored_params(self.generator)  # fresh flips every pass (AxTrain-pas)
+            params = layer.stored(self.hw.storage(), self.generator)  # fresh flips every pass (AxTrain-pas)
         else:
             params = self._chip
-        layer = self._int_layer()
         with torch.no_grad():
-            codes = layer.run(self.act_fmt.quantize(x.detach()), self._mul, *params)
+            codes = layer.run(layer.act_fmt.quantize(x.detach()), self._mul, *params)
             fmt = layer.out_fmt if layer.out_fmt is not None else layer.acc_fmt
             hw_out = fmt.dequantize(codes, x.dtype)
         return ClippedSTE.apply(self._reference(x), hw_out)
@@ -185,8 +177,8 @@ class ApproxLinear(_HardwareLayer, nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
     def _int_layer(self) -> IntLinear:
-        w, b = self.int_params()
-        return IntLinear(w, b, self.act_fmt, self.weight_fmt(), self.acc_fmt(), self.out_fmt)  # type: ignore[arg-type]
+        af, wf, accf, w, b = self._formats_and_codes()
+        return IntLinear(w, b, af, wf, accf, self.out_fmt)
 
 
 class ApproxConv2d(_HardwareLayer, nn.Conv2d):
@@ -201,9 +193,8 @@ class ApproxConv2d(_HardwareLayer, nn.Conv2d):
         return self._conv_forward(x, self.weight, self.bias)
 
     def _int_layer(self) -> IntConv2d:
-        w, b = self.int_params()
-        return IntConv2d(w, b, self.act_fmt, self.weight_fmt(), self.acc_fmt(), self.out_fmt,  # type: ignore[arg-type]
-                         stride=int(self.stride[0]), padding=int(self.padding[0]))  # type: ignore[arg-type]
+        af, wf, accf, w, b = self._formats_and_codes()
+        return IntConv2d(w, b, af, wf, accf, self.out_fmt, stride=int(self.stride[0]), padding=int(self.padding[0]))
 
 
 # --------------------------------------------------------------------------- model-level helpers

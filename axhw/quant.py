@@ -93,8 +93,12 @@ class IntLinear:
     out_fmt: FixedPoint | None
     kind: str = field(default="linear", init=False)
 
-    def params(self) -> list[tuple[torch.Tensor, FixedPoint]]:
-        return [(self.weight, self.weight_fmt), (self.bias, self.acc_fmt)]
+    def stored(self, storage: NTVStorage | None, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) codes read back from ``storage``: weight words, then bias words (accumulator
+        format), one fresh flip pattern; clean codes without storage or at p = 0."""
+        if storage is None or storage.flip_p == 0:
+            return self.weight, self.bias
+        return storage.corrupt(self.weight, self.weight_fmt, generator), storage.corrupt(self.bias, self.acc_fmt, generator)
 
     def accumulate(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return linear_int(a, w, b, mul)
@@ -172,14 +176,7 @@ class QuantizedNetwork:
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(weight, bias) codes as read from storage: one chip instance, corrupted layer by layer, weight
         then bias (the order :func:`axhw.nn.sample_chip` follows too)."""
-        out = []
-        for layer in self.layers:
-            w, b = layer.weight, layer.bias
-            if storage is not None and storage.flip_p > 0:
-                w = storage.corrupt(w, layer.weight_fmt, generator)
-                b = storage.corrupt(b, layer.acc_fmt, generator)
-            out.append((w, b))
-        return out
+        return [layer.stored(storage, generator) for layer in self.layers]
 
     def forward_int(
         self,

@@ -1,0 +1,348 @@
+"""One trainer for the four methods of the paper (section 3): BP, AxTrain-act, AxTrain-pas and AxTrain.
+
+* ``bp``: conventional training of the ideal (float) network on the output error E.
+* ``act``: E_tot = E + gamma * S(w) (eq. 4), S from :func:`axhw.sensitivity.sensitivity` with its exact
+  gradient by double backward (the Hessian-vector product of eq. 6), gamma adapted per epoch (section 3.1.3).
+* ``pas``: the forward pass runs the hardware model (quantized operands, the chosen multiplier, fresh NTV
+  flips on stored parameters every pass); gradients pass the clipped straight-through estimator (eq. 12).
+* ``axtrain``: act until E and S converge (or the act budget ends), then pas for ``pas_epochs``.
+
+Every epoch is checkpointed atomically, so ``--resume`` continues an interrupted run with the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axhw.data.registry import APPLICATIONS
+from axhw.fixedpoint import FixedPoint
+from axhw.models import build_model
+from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip, set_hardware, to_quantized
+from axhw.quant import QuantizedNetwork
+from axhw.sensitivity import AdaptiveGamma, sensitivity
+
+__all__ = ["CHECKPOINT_VERSION", "METHODS", "TrainConfig", "load_checkpoint", "output_loss", "train", "train_step"]
+
+Method = Literal["bp", "act", "pas", "axtrain"]
+METHODS: tuple[str, ...] = ("bp", "act", "pas", "axtrain")
+CHECKPOINT_VERSION = 1
+_CHECKPOINT_FORMAT = "axhw.checkpoint"
+#: Samples used to measure S(w) at the end of every epoch (same probe for every method, for comparability).
+SENSITIVITY_PROBE = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (the same config and seed give the same numbers).
+
+    Attributes:
+        dataset: application of Table 1 (``breast_cancer``, ``image_seg``, ``ionosphere``, ``satimage``,
+            ``mnist_mlp``, ``mnist_cnn``).
+        method: ``bp``, ``act``, ``pas`` or ``axtrain``.
+        multiplier: multiplier of the pas phase (``exact``, ``drum<k>``, ``K1``..``K4``).
+        voltage_mv: SRAM voltage of the pas phase (1100 = no flips).
+        epochs: total epochs (for ``axtrain``: act and pas together).
+        pas_epochs: epochs of the pas phase of ``axtrain`` (the paper used 10 for MNIST).
+        batch_size, lr: Adam mini-batch training.
+        seed: seeds the data split, initialisation, batch order and bit flips.
+        bits: weight and activation word length.
+        gamma0, d_gamma, error_bound: adaptive gamma of AxTrain-act (section 3.1.3); the error is the
+            epoch's training error rate, so ``error_bound`` is an error-rate bound.
+        converge_tol: relative change of E and S per epoch below which act counts as converged (axtrain).
+        loss: output error E: ``mse`` on the sigmoid outputs against one-hot targets (the paper's) or ``bce``.
+        limit: use at most this many training samples, a seeded stratified subset (quick runs; None = all).
+        data_dir: dataset cache directory (None = default).
+    """
+
+    dataset: str = "breast_cancer"
+    method: Method = "bp"
+    multiplier: str = "exact"
+    voltage_mv: float = 1100.0
+    epochs: int = 30
+    pas_epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    bits: int = 8
+    gamma0: float = 0.01
+    d_gamma: float = 0.005
+    error_bound: float = 0.02
+    converge_tol: float = 0.01
+    loss: Literal["mse", "bce"] = "mse"
+    limit: int | None = None
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}: valid methods are {', '.join(METHODS)}")
+        if self.dataset not in APPLICATIONS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.method == "axtrain" and not 1 <= self.pas_epochs < self.epochs:
+            raise ValueError(f"pas_epochs={self.pas_epochs} out of range: valid range is [1, epochs-1={self.epochs - 1}]")
+        if self.loss not in ("mse", "bce"):
+            raise ValueError(f"unknown loss {self.loss!r}: valid losses are 'mse', 'bce'")
+        self.pas_hardware()  # validates multiplier, bits and voltage
+
+    def pas_hardware(self) -> HardwareConfig:
+        return HardwareConfig(mode="hardware", multiplier=self.multiplier, bits=self.bits, voltage_mv=self.voltage_mv)
+
+
+def output_loss(out: torch.Tensor, y: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """The output error E between sigmoid outputs and one-hot targets."""
+    target = F.one_hot(y, out.shape[1]).to(out.dtype)
+    if kind == "bce":
+        return F.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), target)
+    return ((out - target) ** 2).sum(dim=1).mean() / 2
+
+
+def _inputs(cfg: TrainConfig, x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, 1, 28, 28) if cfg.dataset == "mnist_cnn" else x.reshape(x.shape[0], -1)
+
+
+def _load_data(cfg: TrainConfig) -> Any:
+    from axhw.data import load
+
+    return load(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir, limit=cfg.limit)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    phase: str = "bp"
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _phase_for(cfg: TrainConfig, state: _State) -> str:
+    if cfg.method == "bp":
+        return "bp"
+    if cfg.method == "act":
+        return "act"
+    if cfg.method == "pas":
+        return "pas"
+    # axtrain: act until converged or the act budget is spent, then pas (never back)
+    if state.phase == "pas" or state.epoch >= cfg.epochs - cfg.pas_epochs:
+        return "pas"
+    h = state.history
+    if len(h) >= 2:
+        def rel(key: str) -> float:
+            a, b = h[-2][key], h[-1][key]
+            return abs(a - b) / max(abs(a), 1e-12)
+
+        if rel("loss") < cfg.converge_tol and rel("sensitivity") < cfg.converge_tol:
+            return "pas"
+    return "act"
+
+
+def _set_phase(model: nn.Module, cfg: TrainConfig, phase: str, x_calib: torch.Tensor, seed: int) -> None:
+    if phase == "pas":
+        set_hardware(model, cfg.pas_hardware())
+        calibrate_model(model, x_calib)
+        for i, layer in enumerate(approx_layers(model)):
+            layer.generator = torch.Generator().manual_seed(seed * 1000 + i)
+    else:
+        set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
+               gamma: float = 0.0, loss_kind: str = "mse") -> tuple[torch.Tensor, float]:
+    """One optimisation step on ``E + gamma * S(w)`` (eq. 4; plain E when ``gamma == 0``).
+
+    The model's mode decides BP/act (float) or pas (hardware forward, clipped STE backward).
+    Returns the detached outputs and the value of E.
+    """
+    out = model(xb)
+    loss = output_loss(out, yb, loss_kind)
+    total = loss + gamma * sensitivity(model, xb) if gamma > 0 else loss
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    return out.detach(), float(loss.detach())
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(x[i : i + 1024]) for i in range(0, len(x), 1024)])
+    return float((out.argmax(1) == y).float().mean())
+
+
+def _checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, gamma: AdaptiveGamma,
+                state: _State) -> dict[str, Any]:
+    layers = approx_layers(model)
+    return {
+        "format": _CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": asdict(cfg),
+        "model": model.state_dict(),
+        "act_fmts": [asdict(layer.act_fmt) if layer.act_fmt is not None else None for layer in layers],
+        "optimizer": opt.state_dict(),
+        "gamma": gamma.state_dict(),
+        "epoch": state.epoch,
+        "phase": state.phase,
+        "history": state.history,
+    }
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint; a corrupt or foreign file gives a one-line ``ValueError``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train one with `axhw train --out DIR`")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: corrupt checkpoint ({type(exc).__name__}); retrain or restore it") from exc
+    if not isinstance(ck, dict) or ck.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an axhw checkpoint")
+    if ck.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {ck.get('version')} unsupported (need {CHECKPOINT_VERSION})")
+    return ck
+
+
+def model_from_checkpoint(ck: dict[str, Any], hw: HardwareConfig | None = None) -> nn.Sequential:
+    """Rebuild the trained model with its calibrated activation formats."""
+    cfg = config_from_dict(ck["config"])
+    model = build_model(cfg.dataset, hw or HardwareConfig(mode="float", bits=cfg.bits))
+    model.load_state_dict(ck["model"])
+    layers = approx_layers(model)
+    fmts = [FixedPoint(**f) if f is not None else None for f in ck["act_fmts"]]
+    for layer, fmt in zip(layers, fmts, strict=True):
+        layer.act_fmt = fmt
+    for cur, nxt in zip(layers, [*layers[1:], None], strict=True):
+        cur.out_fmt = nxt.act_fmt if nxt is not None else None
+    return model
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in d.items() if k in names})
+
+
+def quantized_from_checkpoint(ck: dict[str, Any]) -> QuantizedNetwork:
+    cfg = config_from_dict(ck["config"])
+    model = model_from_checkpoint(ck, HardwareConfig(mode="quantized", bits=cfg.bits))
+    return to_quantized(model, meta={"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed})
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, checkpoint every epoch to ``out_dir/checkpoint.pt``, write ``out_dir/metrics.json``.
+
+    Returns the metrics dictionary.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    ck_path = out_dir / "checkpoint.pt"
+    data = _load_data(cfg)
+    x_tr, y_tr = _inputs(cfg, data.x_train), data.y_train
+    x_te, y_te = _inputs(cfg, data.x_test), data.y_test
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.dataset, HardwareConfig(mode="float", bits=cfg.bits))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gamma = AdaptiveGamma(gamma0=cfg.gamma0, d_gamma=cfg.d_gamma, error_bound=cfg.error_bound)
+    state = _State(phase=cfg.method if cfg.method != "axtrain" else "act")
+    if resume and ck_path.exists():
+        ck = load_checkpoint(ck_path)
+        saved = config_from_dict(ck["config"])
+        if asdict(saved) | {"epochs": cfg.epochs} != asdict(cfg):
+            raise ValueError(f"{ck_path}: was trained with a different config; use a new --out or the same options")
+        model = model_from_checkpoint(ck)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        opt.load_state_dict(ck["optimizer"])
+        gamma.load_state_dict(ck["gamma"])
+        state = _State(epoch=ck["epoch"], phase=ck["phase"], history=ck["history"])
+    probe = x_tr[:SENSITIVITY_PROBE]
+    n = len(x_tr)
+    n_batches = math.ceil(n / cfg.batch_size)
+    while state.epoch < cfg.epochs:
+        state.phase = _phase_for(cfg, state)
+        _set_phase(model, cfg, state.phase, x_tr, cfg.seed + state.epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch))
+        model.train()
+        tot_loss = tot_err = 0.0
+        bar = tqdm(total=n_batches, desc=f"{cfg.dataset} {state.phase} epoch {state.epoch + 1}/{cfg.epochs}",
+                   leave=False, disable=not progress)
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            xb, yb = x_tr[idx], y_tr[idx]
+            out, loss = train_step(model, opt, xb, yb, gamma.gamma if state.phase == "act" else 0.0, cfg.loss)
+            if not math.isfinite(loss):
+                bar.close()
+                raise ValueError(f"training diverged: loss is {loss} in epoch {state.epoch + 1}; lower --lr "
+                                 "(the last good epoch is in the checkpoint, if any)")
+            tot_loss += loss * len(idx)
+            tot_err += float((out.argmax(1) != yb).sum())
+            bar.update(1)
+        bar.close()
+        train_error = tot_err / n
+        used_gamma = gamma.gamma
+        if state.phase == "act":
+            gamma.update(train_error)
+        model.eval()
+        s_probe = float(sensitivity(model, probe, create_graph=False)) if state.phase != "pas" else float("nan")
+        if state.phase == "pas":
+            set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
+            s_probe = float(sensitivity(model, probe, create_graph=False))
+            set_hardware(model, cfg.pas_hardware())
+            sample_chip(model, torch.Generator().manual_seed(cfg.seed))
+        record = {
+            "epoch": state.epoch + 1,
+            "phase": state.phase,
+            "loss": tot_loss / n,
+            "train_accuracy": 1.0 - train_error,
+            "sensitivity": s_probe,
+            "gamma": used_gamma,
+            "test_accuracy": _accuracy(model, x_te, y_te),
+        }
+        state.history.append(record)
+        state.epoch += 1
+        # Final formats for export: calibrated on the training data, whatever the phase.
+        calibrate_model(model, x_tr)
+        _atomic_torch_save(_checkpoint(cfg, model, opt, gamma, state), ck_path)
+        if progress:
+            print(f"epoch {record['epoch']:3d} [{state.phase}] loss {record['loss']:.4f} "
+                  f"S {record['sensitivity']:.4g} gamma {used_gamma:.4g} test acc {record['test_accuracy']:.4f}")
+    set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
+    metrics = {
+        "dataset": cfg.dataset,
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "config": asdict(cfg),
+        "test_accuracy": _accuracy(model, x_te, y_te),
+        "final_phase": state.phase,
+        "history": state.history,
+    }
+    _atomic_write_text(json.dumps(metrics, indent=2), out_dir / "metrics.json")
+    return metrics

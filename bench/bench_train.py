@@ -1,0 +1,74 @@
+"""Benchmark: time per training step of AxTrain-act and AxTrain-pas relative to BP (medians over repeats).
+
+Goals (issue 3): act <= 3x BP for the MLPs and <= 6x for LeNet-5; pas with DRUM <= 1.5x BP.
+Synthetic inputs of the right shapes: step time does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from axhw.models import build_model
+from axhw.nn import HardwareConfig, approx_layers, calibrate_model, set_hardware
+from axhw.train import train_step
+
+CASES = {"breast_cancer": ((30,), 2, 32), "mnist_mlp": ((784,), 10, 128), "mnist_cnn": ((1, 28, 28), 10, 64)}
+
+
+def step_time(app: str, method: str, repeats: int, multiplier: str, voltage: float) -> float:
+    shape, classes, batch = CASES[app]
+    torch.manual_seed(0)
+    x = torch.randn(batch, *shape)
+    y = torch.randint(0, classes, (batch,))
+    model = build_model(app)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if method == "pas":
+        set_hardware(model, HardwareConfig(mode="hardware", multiplier=multiplier, voltage_mv=voltage))
+        calibrate_model(model, x)
+        for i, layer in enumerate(approx_layers(model)):
+            layer.generator = torch.Generator().manual_seed(i)
+    model.train()
+    gamma = 0.01 if method == "act" else 0.0
+    for _ in range(3):
+        train_step(model, opt, x, y, gamma)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        train_step(model, opt, x, y, gamma)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
+    ap.add_argument("--repeats", type=int, default=31)
+    ap.add_argument("--multiplier", default="K2")
+    ap.add_argument("--voltage", type=float, default=660.0)
+    args = ap.parse_args()
+    results = {}
+    for app in CASES:
+        t = {m: step_time(app, m, args.repeats, args.multiplier, args.voltage) for m in ("bp", "act", "pas")}
+        results[app] = {"batch": CASES[app][2], "seconds_median": t,
+                        "act_over_bp": t["act"] / t["bp"], "pas_over_bp": t["pas"] / t["bp"]}
+    out = {"benchmark": "training step", "multiplier": args.multiplier, "voltage_mv": args.voltage,
+           "repeats": args.repeats, "results": results, "torch": torch.__version__,
+           "threads": torch.get_num_threads(),
+           "goals": {"act_over_bp_mlp": 3.0, "act_over_bp_lenet": 6.0, "pas_over_bp": 1.5}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
+        json.dump(out, f, indent=2)
+    os.replace(f.name, args.out)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

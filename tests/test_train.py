@@ -1,0 +1,113 @@
+"""The trainer (bp, act, pas, axtrain), checkpoints, resume and hardware evaluation on breast cancer."""
+
+import json
+
+import pytest
+import torch
+
+from axhw.cli import main
+from axhw.evaluate import evaluate
+from axhw.train import TrainConfig, load_checkpoint, quantized_from_checkpoint, train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = {}
+    for method in ("bp", "act", "pas", "axtrain"):
+        d = tmp_path_factory.mktemp(method)
+        cfg = TrainConfig(method=method, epochs=3, pas_epochs=1, multiplier="K2", voltage_mv=850, seed=1)
+        out[method] = (d, train(cfg, d, progress=False))
+    return out
+
+
+def test_metrics_and_history(runs):
+    for method, (d, m) in runs.items():
+        saved = json.loads((d / "metrics.json").read_text())
+        assert saved["method"] == method and saved["dataset"] == "breast_cancer" and saved["seed"] == 1
+        assert len(saved["history"]) == 3
+        for h in saved["history"]:
+            assert {"loss", "sensitivity", "gamma", "test_accuracy"} <= h.keys()
+        assert m["test_accuracy"] > 0.85, (method, m["test_accuracy"])
+    phases = [h["phase"] for h in runs["axtrain"][1]["history"]]
+    assert phases[0] == "act" and phases[-1] == "pas"
+    act_gammas = [h["gamma"] for h in runs["act"][1]["history"]]
+    assert act_gammas[0] == pytest.approx(0.01) and len(set(act_gammas)) > 1  # adapted per epoch
+
+
+def test_act_lowers_sensitivity_vs_bp(runs):
+    s_bp = runs["bp"][1]["history"][-1]["sensitivity"]
+    s_act = runs["act"][1]["history"][-1]["sensitivity"]
+    assert s_act < s_bp
+
+
+def test_same_seed_same_numbers(runs, tmp_path):
+    m = train(TrainConfig(method="bp", epochs=3, seed=1), tmp_path, progress=False)
+    assert m["history"] == runs["bp"][1]["history"]
+
+
+def test_resume_continues_identically(tmp_path):
+    full = train(TrainConfig(method="act", epochs=3, seed=2), tmp_path / "full", progress=False)
+    train(TrainConfig(method="act", epochs=2, seed=2), tmp_path / "part", progress=False)
+    resumed = train(TrainConfig(method="act", epochs=3, seed=2), tmp_path / "part", resume=True, progress=False)
+    assert resumed["history"] == full["history"]
+
+
+def test_evaluate_uses_integer_model(runs):
+    d, _m = runs["bp"]
+    ck = load_checkpoint(d / "checkpoint.pt")
+    qnet = quantized_from_checkpoint(ck)
+    assert qnet.layers[0].weight.dtype == torch.int64
+    exact = evaluate(d / "checkpoint.pt", "exact", 1100, runs=5)
+    assert exact.accuracy_std == 0 and len(exact.accuracies) == 5
+    ntv = evaluate(d / "checkpoint.pt", "K1", 400, runs=5, seed=3)
+    assert ntv.accuracy_mean < exact.accuracy_mean and ntv.accuracy_std > 0
+    assert evaluate(d / "checkpoint.pt", "K1", 400, runs=5, seed=3) == ntv  # seeded
+
+
+def test_cli_train_evaluate_and_bad_input(tmp_path, capsys):
+    assert main(["train", "--dataset", "breast_cancer", "--method", "bp", "--epochs", "1", "--out",
+                 str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "metrics.json").exists()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--multiplier", "K3",
+                 "--voltage", "660", "--runs", "3"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert json.loads((tmp_path / "eval_drum3_660mV.json").read_text())["runs"] == 3
+    assert main(["train", "--dataset", "cifar", "--method", "bp", "--out", str(tmp_path / "x")]) == 2
+    assert "valid datasets" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "bad.pt")]) == 2
+    assert "corrupt checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mult", ["K1", "K2", "K3", "K4"])
+@pytest.mark.parametrize("voltage", [1100, 660])
+def test_eval_model_equals_forward_int_on_real_test_data(runs, mult, voltage):
+    from torch import nn
+
+    from axhw.data import load
+    from axhw.multipliers import get_multiplier
+    from axhw.nn import HardwareConfig, sample_chip
+    from axhw.train import model_from_checkpoint
+
+    d, _ = runs["axtrain"]
+    ck = load_checkpoint(d / "checkpoint.pt")
+    hw = HardwareConfig(mode="hardware", multiplier=mult, voltage_mv=voltage)
+    model = model_from_checkpoint(ck, hw).eval()
+    x = load("breast_cancer", seed=1).x_test
+    sample_chip(model, torch.Generator().manual_seed(9))
+    qnet = quantized_from_checkpoint(ck)
+    want = qnet.forward_int(qnet.quantize_input(x), get_multiplier(mult), storage=hw.storage(),
+                            generator=torch.Generator().manual_seed(9))
+    pre = nn.Sequential(*list(model)[:-1])(x).double()
+    got = torch.round(torch.ldexp(pre, torch.tensor(qnet.output_fmt.frac))).to(torch.int64)
+    assert torch.equal(got, want)
+
+
+def test_resume_with_other_config_and_nan_loss_are_clear_errors(tmp_path):
+    train(TrainConfig(method="bp", epochs=1, seed=3), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        train(TrainConfig(method="act", epochs=2, seed=3), tmp_path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="diverged"):
+        train(TrainConfig(method="bp", epochs=1, seed=3, lr=float("inf")), tmp_path / "nan", progress=False)
+    assert not (tmp_path / "nan" / "metrics.json").exists()
