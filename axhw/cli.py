@@ -171,7 +171,18 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy]
+def _add_rtl(sub: argparse._SubParsersAction) -> None:
+    from axhw.rtl.cli import add_parser
+
+    rtl = add_parser(sub)
+
+    def run(args: argparse.Namespace) -> int:
+        return int(args.func(args))
+
+    rtl.set_defaults(handler=run)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy, _add_rtl]
 
 
 def build_parser() -> argparse.ArgumentParser:

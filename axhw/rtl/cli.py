@@ -1,0 +1,96 @@
+"""``axhw rtl ...`` subcommands: a thin argparse layer over :mod:`axhw.rtl.generate` and friends.
+
+``axhw.cli`` wires it in with ``add_parser(subparsers)``; every subcommand sets ``func`` to a handler
+``(args) -> int`` (the process exit status), so the top-level CLI runs ``sys.exit(args.func(args))``.
+
+    axhw rtl generate --design drum --bits 8 --k 3 --out build/rtl/drum_k3_s8
+    axhw rtl simulators
+    axhw rtl verify --design drum --bits 8 --k 3 --sim icarus
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from axhw.rtl.generate import DESIGNS, MAX_BITS, MIN_BITS, GeneratedRTLError, MultiplierConfig, write
+from axhw.rtl.simulators import SIMULATORS, available_simulators
+
+__all__ = ["add_parser", "config_from_args", "main_generate", "main_simulators", "main_verify"]
+
+
+def _add_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--design", required=True, choices=sorted(DESIGNS), help="multiplier design")
+    p.add_argument("--bits", type=int, default=8, help=f"operand width, {MIN_BITS}..{MAX_BITS} (default 8)")
+    p.add_argument("--k", type=int, default=None, help="DRUM segment width, 1..bits (drum only)")
+    p.add_argument("--unsigned", action="store_true", help="unsigned operands (default: two's complement)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Register the ``rtl`` command (``generate``, ``simulators``, ``verify``) on ``subparsers``."""
+    rtl = subparsers.add_parser("rtl", help="generate and verify the multiplier RTL")
+    sub = rtl.add_subparsers(dest="rtl_command", required=True, metavar="{generate,simulators,verify}")
+
+    gen = sub.add_parser("generate", help="render Verilog for one multiplier configuration")
+    _add_config_arguments(gen)
+    gen.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
+    gen.set_defaults(func=main_generate)
+
+    sims = sub.add_parser("simulators", help="report which HDL simulators are usable, with versions")
+    sims.set_defaults(func=main_simulators)
+
+    ver = sub.add_parser("verify", help="simulate one configuration against the Python model (cocotb)")
+    _add_config_arguments(ver)
+    ver.add_argument(
+        "--sim", choices=SIMULATORS, action="append", help="simulator (repeatable; default: all)"
+    )
+    ver.add_argument("--build-root", type=Path, default=None, help="build cache (default: build/sim)")
+    ver.set_defaults(func=main_verify)
+    return rtl
+
+
+def config_from_args(args: argparse.Namespace) -> MultiplierConfig:
+    """The :class:`MultiplierConfig` the ``--design/--bits/--k/--unsigned`` options describe."""
+    return MultiplierConfig(design=args.design, bits=args.bits, k=args.k, signed=not args.unsigned)
+
+
+def _fail(args: argparse.Namespace, exc: Exception) -> int:
+    print(f"axhw rtl {args.rtl_command}: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def main_generate(args: argparse.Namespace) -> int:
+    """``axhw rtl generate``: write the files, print their paths; exit 2 on invalid input."""
+    try:
+        paths = write(config_from_args(args), args.out)
+    except (ValueError, GeneratedRTLError) as exc:
+        return _fail(args, exc)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def main_simulators(args: argparse.Namespace) -> int:
+    """``axhw rtl simulators``: one line per simulator; exit 1 when any is missing."""
+    infos = available_simulators()
+    for info in infos.values():
+        state = f"{info.version} ({info.path})" if info.available else f"unavailable: {info.reason}"
+        print(f"{info.name:10s} {state}")
+    return 0 if all(i.available for i in infos.values()) else 1
+
+
+def main_verify(args: argparse.Namespace) -> int:
+    """``axhw rtl verify``: exhaustive for bits <= 8, random + corners above; exit 1 on any mismatch."""
+    from axhw.rtl.verify import check
+
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        return _fail(args, exc)
+    status = 0
+    for sim in args.sim or SIMULATORS:
+        result = check(cfg, sim, build_root=args.build_root)
+        print(result.describe())
+        status |= 0 if result.ok else 1
+    return status
