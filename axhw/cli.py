@@ -76,6 +76,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: accumulator's)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training samples")
     p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
     p.add_argument("--out", required=True, help="output directory (checkpoint.pt, metrics.json)")
@@ -88,7 +89,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         cfg = TrainConfig(dataset=args.dataset, method=args.method, multiplier=args.multiplier,
                           voltage_mv=args.voltage, epochs=args.epochs, pas_epochs=args.pas_epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, bits=args.bits,
-                          limit=args.limit, data_dir=args.data_dir)
+                          bias_bits=args.bias_bits, limit=args.limit, data_dir=args.data_dir)
         metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
         print(f"{cfg.dataset} {cfg.method} seed {cfg.seed}: test accuracy {metrics['test_accuracy']:.4f} "
               f"-> {args.out}/metrics.json")
@@ -105,6 +106,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=50, help="NTV chip instances (one flip pattern each)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: as trained)")
     p.add_argument("--out", default=None, help="JSON file to write (default: next to the checkpoint)")
 
     def run(args: argparse.Namespace) -> int:
@@ -113,7 +115,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         from axhw.evaluate import evaluate
         from axhw.train import _atomic_write_text
 
-        r = evaluate(args.checkpoint, args.multiplier, args.voltage, args.runs, args.seed, args.data_dir)
+        r = evaluate(args.checkpoint, args.multiplier, args.voltage, args.runs, args.seed, args.data_dir,
+                     bias_bits=args.bias_bits)
         print(f"{r.dataset} {r.method} | {r.multiplier} @ {r.voltage_mv:g} mV, {r.runs} runs: "
               f"accuracy {r.accuracy_mean:.4f} +- {r.accuracy_std:.4f}, output loss {r.loss_mean:.4f} +- {r.loss_std:.4f}")
         out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{r.multiplier}_{r.voltage_mv:g}mV.json"

@@ -50,7 +50,7 @@ class EvalResult:
 
 
 def evaluate(checkpoint: str | Path, multiplier: str = "exact", voltage_mv: float = 1100.0, runs: int = 50,
-             seed: int = 0, data_dir: str | None = None) -> EvalResult:
+             seed: int = 0, data_dir: str | None = None, bias_bits: int | None = None) -> EvalResult:
     """Hardware-model accuracy of a checkpoint under ``multiplier`` and SRAM ``voltage_mv``."""
     if runs < 1:
         raise ValueError(f"runs={runs} out of range: valid range is >= 1")
@@ -60,7 +60,7 @@ def evaluate(checkpoint: str | Path, multiplier: str = "exact", voltage_mv: floa
         cfg = config_from_dict({**asdict(cfg), "data_dir": data_dir})
     mul = get_multiplier(multiplier, cfg.bits)
     storage = NTVStorage(voltage_mv)
-    qnet = quantized_from_checkpoint(ck)
+    qnet = quantized_from_checkpoint(ck, bias_bits)
     data = _load_data(cfg)
     x = _inputs(cfg, data.x_test)
     x_int = qnet.quantize_input(x)

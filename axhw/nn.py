@@ -59,6 +59,8 @@ class HardwareConfig:
         mode: ``float`` (ideal), ``quantized`` (fixed point, exact products) or ``hardware``.
         multiplier: multiplier name for ``hardware`` mode (``exact``, ``drum<k>``, ``K1``..``K4``).
         bits: word length of weights and activations (spec section 1: 8 by default, 16 works).
+        bias_bits: width of the stored bias word (the accumulator's scale); ``None``: the accumulator
+            width, as the spec says. Narrower words confine NTV damage (paper section 3.2).
         acc_bits: accumulator word length; biases are stored in it. ``None``: 32 for words up to 8 bits
             (spec section 1), ``2 * bits + 16`` above (16-bit products summed over fan-ins up to 2**15).
         voltage_mv: SRAM supply for parameter storage in ``hardware`` mode (1100 = reliable).
@@ -70,6 +72,7 @@ class HardwareConfig:
     multiplier: str = "exact"
     bits: int = 8
     acc_bits: int | None = None
+    bias_bits: int | None = None
     voltage_mv: float = NOMINAL_MV
     calibration: Literal["maxabs", "percentile"] = "maxabs"
     percentile: float = 99.99
@@ -82,6 +85,8 @@ class HardwareConfig:
         self.get_multiplier()  # validates name and bits
         self.storage()  # validates the voltage
         FixedPoint(self.acc_bits, 0)
+        if self.bias_bits is not None and not 2 <= self.bias_bits <= self.acc_bits:
+            raise ValueError(f"bias_bits={self.bias_bits} out of range: valid range is [2, acc_bits={self.acc_bits}]")
 
     def get_multiplier(self) -> Multiplier:
         return get_multiplier(self.multiplier if self.mode == "hardware" else "exact", self.bits)
@@ -132,14 +137,16 @@ class _HardwareLayer:
     def weight_fmt(self) -> FixedPoint:
         return calibrate(self.weight.detach(), self.hw.bits, mode=self.hw.calibration, percentile=self.hw.percentile)
 
-    def _formats_and_codes(self) -> tuple[FixedPoint, FixedPoint, FixedPoint, torch.Tensor, torch.Tensor]:
-        """(activation, weight, accumulator) formats and clean (weight, bias) codes, each computed once."""
+    def _int_fields(self) -> dict[str, object]:
+        """Formats and clean codes of the integer layer, each computed once per call."""
         if self.act_fmt is None:
             raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
         wf = self.weight_fmt()
         accf = FixedPoint(int(self.hw.acc_bits), self.act_fmt.frac + wf.frac)
+        bf = FixedPoint(self.hw.bias_bits or accf.bits, accf.frac)
         b = self.bias.detach() if self.bias is not None else torch.zeros(self.weight.shape[0])
-        return self.act_fmt, wf, accf, wf.quantize(self.weight.detach()), accf.quantize(b)
+        return {"weight": wf.quantize(self.weight.detach()), "bias": bf.quantize(b), "act_fmt": self.act_fmt,
+                "weight_fmt": wf, "acc_fmt": accf, "out_fmt": self.out_fmt, "bias_fmt": bf}
 
     def _int_layer(self) -> IntLinear:
         raise NotImplementedError
@@ -177,8 +184,7 @@ class ApproxLinear(_HardwareLayer, nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
     def _int_layer(self) -> IntLinear:
-        af, wf, accf, w, b = self._formats_and_codes()
-        return IntLinear(w, b, af, wf, accf, self.out_fmt)
+        return IntLinear(**self._int_fields())  # type: ignore[arg-type]
 
 
 class ApproxConv2d(_HardwareLayer, nn.Conv2d):
@@ -193,8 +199,7 @@ class ApproxConv2d(_HardwareLayer, nn.Conv2d):
         return self._conv_forward(x, self.weight, self.bias)
 
     def _int_layer(self) -> IntConv2d:
-        af, wf, accf, w, b = self._formats_and_codes()
-        return IntConv2d(w, b, af, wf, accf, self.out_fmt, stride=int(self.stride[0]), padding=int(self.padding[0]))
+        return IntConv2d(**self._int_fields(), stride=int(self.stride[0]), padding=int(self.padding[0]))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- model-level helpers

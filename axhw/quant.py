@@ -91,14 +91,24 @@ class IntLinear:
     weight_fmt: FixedPoint
     acc_fmt: FixedPoint
     out_fmt: FixedPoint | None
+    bias_fmt: FixedPoint | None = None
     kind: str = field(default="linear", init=False)
 
+    def __post_init__(self) -> None:
+        # The stored bias word: the accumulator's scale (frac) in a word of its own width, by default the
+        # accumulator's (spec section 1). A narrower word bounds what an NTV flip of a bias can do.
+        if self.bias_fmt is None:
+            self.bias_fmt = self.acc_fmt
+        if self.bias_fmt.frac != self.acc_fmt.frac or self.bias_fmt.bits > self.acc_fmt.bits:
+            raise ValueError(f"bias format {self.bias_fmt} must have the accumulator's frac and at most its width")
+
     def stored(self, storage: NTVStorage | None, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weight, bias) codes read back from ``storage``: weight words, then bias words (accumulator
-        format), one fresh flip pattern; clean codes without storage or at p = 0."""
+        """(weight, bias) codes read back from ``storage``: weight words, then bias words (``bias_fmt``), one
+        fresh flip pattern; clean codes without storage or at p = 0."""
         if storage is None or storage.flip_p == 0:
             return self.weight, self.bias
-        return storage.corrupt(self.weight, self.weight_fmt, generator), storage.corrupt(self.bias, self.acc_fmt, generator)
+        assert self.bias_fmt is not None
+        return storage.corrupt(self.weight, self.weight_fmt, generator), storage.corrupt(self.bias, self.bias_fmt, generator)
 
     def accumulate(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return linear_int(a, w, b, mul)
@@ -269,7 +279,7 @@ class QuantizedNetwork:
             for d in state["ops"]:
                 d = dict(d)
                 kind = d.pop("kind")
-                for key in ("act_fmt", "weight_fmt", "acc_fmt", "out_fmt"):
+                for key in ("act_fmt", "weight_fmt", "acc_fmt", "out_fmt", "bias_fmt"):
                     if isinstance(d.get(key), dict):
                         d[key] = FixedPoint(**d[key])
                 ops.append(kinds[kind](**d))
@@ -278,5 +288,6 @@ class QuantizedNetwork:
         net = cls(ops, state.get("meta"))
         for layer in net.layers:  # codes must fit their words: a corrupt file fails here, not in RTL
             check_codes(layer.weight, layer.weight_fmt.qmin, layer.weight_fmt.qmax, what=f"{source} weights")
-            check_codes(layer.bias, layer.acc_fmt.qmin, layer.acc_fmt.qmax, what=f"{source} biases")
+            assert layer.bias_fmt is not None
+            check_codes(layer.bias, layer.bias_fmt.qmin, layer.bias_fmt.qmax, what=f"{source} biases")
         return net

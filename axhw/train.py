@@ -56,6 +56,7 @@ class TrainConfig:
         batch_size, lr: Adam mini-batch training.
         seed: seeds the data split, initialisation, batch order and bit flips.
         bits: weight and activation word length.
+        bias_bits: stored bias word width (None: the accumulator's, per the spec).
         gamma0, d_gamma, error_bound: adaptive gamma of AxTrain-act (section 3.1.3); the error is the
             epoch's training error rate, so ``error_bound`` is an error-rate bound.
         converge_tol: relative change of E and S per epoch below which act counts as converged (axtrain).
@@ -74,6 +75,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     bits: int = 8
+    bias_bits: int | None = None
     gamma0: float = 0.01
     d_gamma: float = 0.005
     error_bound: float = 0.02
@@ -96,7 +98,8 @@ class TrainConfig:
         self.pas_hardware()  # validates multiplier, bits and voltage
 
     def pas_hardware(self) -> HardwareConfig:
-        return HardwareConfig(mode="hardware", multiplier=self.multiplier, bits=self.bits, voltage_mv=self.voltage_mv)
+        return HardwareConfig(mode="hardware", multiplier=self.multiplier, bits=self.bits, voltage_mv=self.voltage_mv,
+                              bias_bits=self.bias_bits)
 
 
 def output_loss(out: torch.Tensor, y: torch.Tensor, kind: str = "mse") -> torch.Tensor:
@@ -250,9 +253,11 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in d.items() if k in names})
 
 
-def quantized_from_checkpoint(ck: dict[str, Any]) -> QuantizedNetwork:
+def quantized_from_checkpoint(ck: dict[str, Any], bias_bits: int | None = None) -> QuantizedNetwork:
+    """The integer network of a checkpoint; ``bias_bits`` overrides the stored bias word width."""
     cfg = config_from_dict(ck["config"])
-    model = model_from_checkpoint(ck, HardwareConfig(mode="quantized", bits=cfg.bits))
+    model = model_from_checkpoint(ck, HardwareConfig(mode="quantized", bits=cfg.bits,
+                                                     bias_bits=bias_bits or cfg.bias_bits))
     return to_quantized(model, meta={"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed})
 
 

@@ -111,3 +111,13 @@ def test_resume_with_other_config_and_nan_loss_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="diverged"):
         train(TrainConfig(method="bp", epochs=1, seed=3, lr=float("inf")), tmp_path / "nan", progress=False)
     assert not (tmp_path / "nan" / "metrics.json").exists()
+
+
+def test_narrow_bias_words_confine_ntv_damage(runs):
+    d, _ = runs["bp"]
+    clean32 = evaluate(d / "checkpoint.pt", "exact", 1100, runs=1)
+    clean16 = evaluate(d / "checkpoint.pt", "exact", 1100, runs=1, bias_bits=16)
+    assert clean16.accuracy_mean == clean32.accuracy_mean  # the trained biases fit 16-bit words
+    wide = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1)
+    narrow = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1, bias_bits=16)
+    assert narrow.accuracy_mean > wide.accuracy_mean
