@@ -76,7 +76,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bits", type=int, default=8)
-    p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: accumulator's)")
+    p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: 2 x bits)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training samples")
     p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
     p.add_argument("--out", required=True, help="output directory (checkpoint.pt, metrics.json)")

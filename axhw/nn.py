@@ -59,8 +59,13 @@ class HardwareConfig:
         mode: ``float`` (ideal), ``quantized`` (fixed point, exact products) or ``hardware``.
         multiplier: multiplier name for ``hardware`` mode (``exact``, ``drum<k>``, ``K1``..``K4``).
         bits: word length of weights and activations (spec section 1: 8 by default, 16 works).
-        bias_bits: width of the stored bias word (the accumulator's scale); ``None``: the accumulator
-            width, as the spec says. Narrower words confine NTV damage (paper section 3.2).
+        bias_bits: width of the stored bias word. Biases are stored at the accumulator's scale (spec
+            section 1: they are added into it unshifted) in a word of ``2 * bits`` bits by default (the
+            product width; capped at ``acc_bits``). Why not the full accumulator word: trained biases need
+            far fewer bits (<= 10 on the Table 1 networks), and every unused high-order bit is one more
+            bit an NTV flip can turn into a +-2**30 error (paper section 3.2: remove unnecessary high-order
+            bits to confine storage noise). Clean inference is identical as long as the biases fit;
+            values that do not fit saturate.
         acc_bits: accumulator word length; biases are stored in it. ``None``: 32 for words up to 8 bits
             (spec section 1), ``2 * bits + 16`` above (16-bit products summed over fan-ins up to 2**15).
         voltage_mv: SRAM supply for parameter storage in ``hardware`` mode (1100 = reliable).
@@ -85,6 +90,8 @@ class HardwareConfig:
         self.get_multiplier()  # validates name and bits
         self.storage()  # validates the voltage
         FixedPoint(self.acc_bits, 0)
+        if self.bias_bits is None:
+            object.__setattr__(self, "bias_bits", min(2 * self.bits, self.acc_bits))
         if self.bias_bits is not None and not 2 <= self.bias_bits <= self.acc_bits:
             raise ValueError(f"bias_bits={self.bias_bits} out of range: valid range is [2, acc_bits={self.acc_bits}]")
 
@@ -143,7 +150,7 @@ class _HardwareLayer:
             raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
         wf = self.weight_fmt()
         accf = FixedPoint(int(self.hw.acc_bits), self.act_fmt.frac + wf.frac)
-        bf = FixedPoint(self.hw.bias_bits or accf.bits, accf.frac)
+        bf = FixedPoint(int(self.hw.bias_bits), accf.frac)
         b = self.bias.detach() if self.bias is not None else torch.zeros(self.weight.shape[0])
         return {"weight": wf.quantize(self.weight.detach()), "bias": bf.quantize(b), "act_fmt": self.act_fmt,
                 "weight_fmt": wf, "acc_fmt": accf, "out_fmt": self.out_fmt, "bias_fmt": bf}

@@ -56,7 +56,7 @@ class TrainConfig:
         batch_size, lr: Adam mini-batch training.
         seed: seeds the data split, initialisation, batch order and bit flips.
         bits: weight and activation word length.
-        bias_bits: stored bias word width (None: the accumulator's, per the spec).
+        bias_bits: stored bias word width (None: ``2 * bits``, see :class:`axhw.nn.HardwareConfig`).
         gamma0, d_gamma, error_bound: adaptive gamma of AxTrain-act (section 3.1.3); the error is the
             epoch's training error rate, so ``error_bound`` is an error-rate bound.
         converge_tol: relative change of E and S per epoch below which act counts as converged (axtrain).
