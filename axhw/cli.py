@@ -135,6 +135,7 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=50, help="NTV chip instances per evaluation")
     p.add_argument("--limit", type=int, default=None, help="training samples to use (quick runs)")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--workers", type=int, default=None, help="process pool size (default: CPU count)")
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
 
@@ -144,7 +145,8 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
         from axhw.experiments import accuracy_matrix
 
         accuracy_matrix(args.dataset, args.out, epochs=args.epochs, pas_epochs=args.pas_epochs, seed=args.seed,
-                        runs=args.runs, limit=args.limit, data_dir=args.data_dir, progress=not args.quiet)
+                        runs=args.runs, limit=args.limit, data_dir=args.data_dir, workers=args.workers,
+                        progress=not args.quiet)
         print((Path(args.out) / "accuracy.md").read_text())
         return 0
 
@@ -185,7 +187,35 @@ def _add_rtl(sub: argparse._SubParsersAction) -> None:
     rtl.set_defaults(handler=run)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy, _add_rtl]
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="regenerate the paper's figures (fig4, fig6, fig7, all)")
+    p.add_argument("figures", nargs="+", help="fig4, fig6, fig7 or all")
+    p.add_argument("--datasets", nargs="+", default=None, help="applications (default: all six)")
+    p.add_argument("--quick", action="store_true", help="small run (breast cancer, 3 epochs, 3 NTV runs)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--workers", type=int, default=None, help="local process pool size (default: CPU count)")
+    p.add_argument("--address", default=None, help="Ray cluster address (ray backend)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+
+    def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from axhw.data.registry import APPLICATIONS
+        from axhw.figures import ReproduceConfig, reproduce
+
+        datasets = tuple(args.datasets) if args.datasets else (("breast_cancer",) if args.quick else tuple(APPLICATIONS))
+        cfg = ReproduceConfig(datasets=datasets, quick=args.quick, backend=args.backend, workers=args.workers,
+                              address=args.address, data_dir=args.data_dir, progress=not args.quiet)
+        reproduce(args.figures, args.out, cfg)
+        print((Path(args.out) / "summary.md").read_text())
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy, _add_reproduce, _add_rtl]
 
 
 def build_parser() -> argparse.ArgumentParser:
