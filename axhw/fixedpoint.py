@@ -179,8 +179,8 @@ def calibrate(
     if x.numel() == 0 or not torch.isfinite(x).all():
         raise ValueError("calibrate needs a non-empty tensor of finite values")
     if mode == "maxabs":
-        pos = float(x.max().clamp(min=0))
-        neg = float((-x.min()).clamp(min=0))
+        lo, hi = torch.aminmax(x)
+        pos, neg = max(float(hi), 0.0), max(-float(lo), 0.0)
     elif mode == "percentile":
         if not 0.0 < percentile <= 100.0:
             raise ValueError(f"percentile={percentile} out of range: valid range is (0, 100]")
@@ -191,9 +191,11 @@ def calibrate(
     if not signed and neg > 0 and mode == "maxabs":
         raise ValueError("unsigned format cannot cover negative values; use signed=True")
 
+    qmin, qmax = fmt0.qmin, fmt0.qmax
+
     def covers(frac: int) -> bool:
-        f = FixedPoint(bits, frac, signed)
-        return pos <= f.max_value and -neg >= f.min_value
+        step = math.ldexp(1.0, -frac)
+        return pos <= qmax * step and -neg >= qmin * step
 
     if pos == 0.0 and neg == 0.0:
         return FixedPoint(bits, bits - 1 if signed else bits, signed)

@@ -34,6 +34,8 @@ ANCHORS_MV: tuple[tuple[float, float], ...] = ((400.0, 1e-1), (660.0, 1e-2), (85
 NOMINAL_MV = 1100.0
 #: Supported supply range; below 400 mV the anchors say nothing and cells are past threshold.
 VOLTAGE_RANGE_MV = (400.0, NOMINAL_MV)
+#: Up to this many stored bits, flips are drawn densely (one uniform per bit), above by geometric gaps.
+_DENSE_MAX_BITS = 1 << 18
 
 
 def flip_probability(voltage_mv: float) -> float:
@@ -125,6 +127,12 @@ class NTVStorage:
         mask = torch.zeros(n_words, dtype=torch.int64)
         if p == 0.0 or n_words == 0:
             return mask.view(shape)
+        if n_words * bits <= _DENSE_MAX_BITS:
+            # Small tensors (every training step of AxTrain-pas): one uniform per bit is fewer kernel
+            # launches than the gap sampler; the distribution is the same i.i.d. Bernoulli(p).
+            hits = torch.rand(n_words, bits, generator=generator, dtype=torch.float64) < p
+            weights = torch.ones(bits, dtype=torch.int64) << torch.arange(bits, dtype=torch.int64)
+            return (hits.to(torch.int64) * weights).sum(1).view(shape)
         for b in range(bits):
             idx = bernoulli_positions(n_words, p, generator)
             mask[idx] |= 1 << b  # positions within one plane are distinct: no accumulation needed

@@ -35,10 +35,10 @@ def test_bad_override_probability():
 
 @pytest.mark.parametrize("fmt", [FixedPoint(8, 5), FixedPoint(16, 12), FixedPoint(8, 0, signed=False)], ids=str)
 @pytest.mark.parametrize("voltage", [400, 660])
-def test_flip_rate_per_bit_position_within_bounds(fmt, voltage):
+@pytest.mark.parametrize("n", [400_000, 16_000], ids=["gap-sampler", "dense"])
+def test_flip_rate_per_bit_position_within_bounds(fmt, voltage, n):
     s = NTVStorage(voltage)
     p = s.flip_p
-    n = 400_000
     g = torch.Generator().manual_seed(11)
     codes = torch.randint(fmt.qmin, fmt.qmax + 1, (n,), generator=g)
     out = s.corrupt(codes, fmt, g)
