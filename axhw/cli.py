@@ -19,11 +19,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="show the hardware models on the embedded default data")
     p.add_argument("--bits", type=int, default=8, help="operand width (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the NTV flip patterns")
+    p.add_argument("--models-only", action="store_true", help="only the hardware-model tables (no training)")
+    p.add_argument("--out", default="build/demo", help="where the demo's trained networks go")
 
     def run(args: argparse.Namespace) -> int:
-        from axhw.demo import hardware_tables
+        from axhw.demo import hardware_tables, run_demo
 
-        print(hardware_tables(bits=args.bits, seed=args.seed))
+        if args.models_only:
+            print(hardware_tables(bits=args.bits, seed=args.seed))
+        else:
+            print(run_demo(args.out, bits=args.bits, seed=args.seed))
         return 0
 
     p.set_defaults(handler=run)

@@ -6,7 +6,7 @@ from axhw.cli import main
 
 
 def test_demo_prints_both_tables(capsys):
-    assert main(["demo"]) == 0
+    assert main(["demo", "--models-only"]) == 0
     out = capsys.readouterr().out
     assert "| K1" in out and "drum1" in out and "| 400" in out and "breast-cancer" in out
 
