@@ -8,7 +8,7 @@ STAMP := $(VENV)/.axhw-installed
 APT_PACKAGES := iverilog yosys opensta qflow-tech-osu018
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test test-all lint bench clean help
+.PHONY: setup system-deps demo test test-all lint bench rtl-verify power-report clean help
 
 help:
 	@echo "make demo      set up and run the main job on the embedded default data"
@@ -16,6 +16,8 @@ help:
 	@echo "make test-all  run every test, slow ones included"
 	@echo "make lint      ruff"
 	@echo "make bench     benchmarks, JSON written under bench/results/"
+	@echo "make rtl-verify  generate and simulate every multiplier, the PE and the array on trained networks"
+	@echo "make power-report  synthesis, activity-based power and minimum-power configurations per dataset"
 
 setup: $(STAMP)
 
@@ -58,6 +60,14 @@ bench: $(STAMP)
 	@mkdir -p bench/results
 	$(BIN)/python bench/bench_matmul.py --out bench/results/matmul.json
 	$(BIN)/python bench/bench_sram.py --out bench/results/sram.json
+
+rtl-verify: $(STAMP)
+	$(BIN)/axhw rtl verify-all
+
+power-report: $(STAMP)
+	@for d in breast_cancer image_seg ionosphere satimage mnist_mlp; do \
+	  $(BIN)/axhw power report --dataset $$d --out build/power/report/$$d || exit 1; \
+	done
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

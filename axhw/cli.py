@@ -98,6 +98,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
         print(f"{cfg.dataset} {cfg.method} seed {cfg.seed}: test accuracy {metrics['test_accuracy']:.4f} "
               f"-> {args.out}/metrics.json")
+        print(metrics["rtl_coverage"]["message"])
         return 0
 
     p.set_defaults(handler=run)
@@ -124,6 +125,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                      bias_bits=args.bias_bits)
         print(f"{r.dataset} {r.method} | {r.multiplier} @ {r.voltage_mv:g} mV, {r.runs} runs: "
               f"accuracy {r.accuracy_mean:.4f} +- {r.accuracy_std:.4f}, output loss {r.loss_mean:.4f} +- {r.loss_std:.4f}")
+        print(r.rtl_coverage["message"])
         out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{r.multiplier}_{r.voltage_mv:g}mV.json"
         _atomic_write_text(json.dumps(r.as_dict(), indent=2), out)
         return 0
@@ -193,8 +195,8 @@ def _add_rtl(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="regenerate the paper's figures (fig4, fig6, fig7, all)")
-    p.add_argument("figures", nargs="+", help="fig4, fig6, fig7 or all")
+    p = sub.add_parser("reproduce", help="regenerate the paper's figures (fig4, fig6, fig7, fig8, all)")
+    p.add_argument("figures", nargs="+", help="fig4, fig6, fig7, fig8 or all")
     p.add_argument("--datasets", nargs="+", default=None, help="applications (default: all six)")
     p.add_argument("--quick", action="store_true", help="small run (breast cancer, 3 epochs, 3 NTV runs)")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
@@ -220,7 +222,21 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy, _add_reproduce, _add_rtl]
+def _add_approxann(sub: argparse._SubParsersAction) -> None:
+    from axhw.approxann.cli import add_parser
+
+    p = add_parser(sub)
+    p.set_defaults(handler=lambda a: int(a.func(a)))
+
+
+def _add_power(sub: argparse._SubParsersAction) -> None:
+    from axhw.power.cli import add_parser
+
+    p = add_parser(sub)
+    p.set_defaults(handler=lambda a: int(a.func(a)))
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy, _add_reproduce, _add_approxann, _add_rtl, _add_power]
 
 
 def build_parser() -> argparse.ArgumentParser:

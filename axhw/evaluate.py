@@ -44,6 +44,7 @@ class EvalResult:
     loss_std: float
     accuracies: list[float]
     losses: list[float]
+    rtl_coverage: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,8 +76,12 @@ def evaluate(checkpoint: str | Path, multiplier: str = "exact", voltage_mv: floa
         losses.append(float(output_loss(torch.sigmoid(logits), y, cfg.loss)))
     if n_runs < runs:
         accs, losses = accs * runs, losses * runs
+    from axhw.rtl.registry import coverage
+
+    covered, message = coverage(multiplier, cfg.bits)
     return EvalResult(
         dataset=cfg.dataset, method=cfg.method, multiplier=mul.name, voltage_mv=float(voltage_mv), runs=runs,
         seed=seed, accuracy_mean=statistics.fmean(accs), accuracy_std=statistics.pstdev(accs),
         loss_mean=statistics.fmean(losses), loss_std=statistics.pstdev(losses), accuracies=accs, losses=losses,
+        rtl_coverage={"multiplier": mul.name, "covered": covered, "message": message},
     )

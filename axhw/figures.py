@@ -28,7 +28,7 @@ from axhw.train import _atomic_write_text
 
 __all__ = ["FIGURES", "PAPER", "ReproduceConfig", "reproduce"]
 
-FIGURES = ("fig4", "fig6", "fig7")
+FIGURES = ("fig4", "fig6", "fig7", "fig8")
 K_MODES = ("K4", "K3", "K2", "K1")
 #: The paper's headline numbers (section 5; spec section 5), to compare with, not to copy.
 PAPER = {
@@ -244,6 +244,17 @@ def fig4(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
     return {"dataset": d, "totals": {m: data_out[m]["total"] for m in maps}}
 
 
+# --------------------------------------------------------------------------- Fig. 8
+def fig8(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
+    """ApproxAnn multiplier counts, BP- vs AxTrain-act-pretrained (see :mod:`axhw.approxann`)."""
+    from axhw.approxann.fig8 import fig8 as run_fig8
+
+    datasets = tuple(d for d in cfg.datasets if d != "mnist_cnn")  # the array and ApproxAnn are FC-only
+    limit = None if cfg.quick else {"mnist_mlp": 5000}
+    return run_fig8(datasets, out, quick=cfg.quick, limit=limit, data_dir=cfg.data_dir,
+                    runs_dir=root / "fig8", progress=cfg.progress)
+
+
 # --------------------------------------------------------------------------- summary
 def _summary(cfg: ReproduceConfig, results: dict[str, dict[str, Any]]) -> str:
     lines = ["# Reproduction summary", "",
@@ -289,6 +300,10 @@ def _summary(cfg: ReproduceConfig, results: dict[str, dict[str, Any]]) -> str:
                 f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}", r["seeds"]] for r in results["fig6"]["rows"]]
         lines += ["## Fig. 6 per application (mean ± std over seeds)", "",
                   markdown_table(["dataset", "method", "mode", "loss / exact", "accuracy", "seeds"], per), ""]
+    if "fig8" in results:
+        from axhw.approxann.fig8 import fig8_markdown
+
+        lines += ["## Fig. 8: ApproxAnn approximate multipliers", "", fig8_markdown(results["fig8"]), ""]
     if "fig4" in results:
         t = results["fig4"]["totals"]
         lines += ["## Fig. 4: total last-layer sensitivity", "",
@@ -303,7 +318,7 @@ def _summary(cfg: ReproduceConfig, results: dict[str, dict[str, Any]]) -> str:
 
 
 def reproduce(figures: list[str], out_dir: str | Path, cfg: ReproduceConfig) -> dict[str, Any]:
-    """Run the requested figures (``fig4``, ``fig6``, ``fig7`` or ``all``) into ``out_dir``."""
+    """Run the requested figures (``fig4``, ``fig6``, ``fig7``, ``fig8`` or ``all``) into ``out_dir``."""
     wanted = list(FIGURES) if "all" in figures else figures
     for f in wanted:
         if f not in FIGURES:
@@ -314,7 +329,7 @@ def reproduce(figures: list[str], out_dir: str | Path, cfg: ReproduceConfig) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     root = out / "cache"
-    makers = {"fig4": fig4, "fig6": fig6, "fig7": fig7}
+    makers = {"fig4": fig4, "fig6": fig6, "fig7": fig7, "fig8": fig8}
     results = {f: makers[f](cfg, root, out) for f in wanted}
     _atomic_write_text(_summary(cfg, results), out / "summary.md")
     _atomic_write_text(json.dumps({"config": asdict(cfg), "figures": wanted}, indent=2), out / "reproduce.json")

@@ -127,7 +127,7 @@ class FixedPoint:
         return torch.round(scaled).clamp_(self.qmin, self.qmax).to(torch.int64).clamp_(self.qmin, self.qmax)
 
     def dequantize(self, codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """int codes -> real values ``code * 2**-frac`` (exact in float64; float32 is exact for bits <= 24)."""
+        """int codes -> real values ``code * 2**-frac`` (exact in float64 up to 53 bits, float32 up to 24)."""
         check_codes(codes, self.qmin, self.qmax)
         return torch.ldexp(codes.to(torch.float64), torch.tensor(-self.frac, dtype=torch.float64)).to(dtype)
 

@@ -9,6 +9,11 @@ one of three modes (:class:`HardwareConfig.mode`):
 * ``hardware``: quantized operands, the configured approximate multiplier and NTV storage of the parameters
   (AxTrain-pas trains here; fresh bit flips every forward pass in training, a held chip in eval).
 
+Per-neuron modes (ApproxAnn, :mod:`axhw.approxann`): in ``hardware`` mode a layer's ``approx_neurons`` mask
+selects the neurons whose products go through :attr:`HardwareConfig.approx_multiplier`; the rest use
+:attr:`HardwareConfig.multiplier`, exactly as :meth:`axhw.quant.QuantizedNetwork.forward_int` does with
+``approx=``. The mask is a plain attribute (not a buffer), so state dicts and checkpoints are unchanged.
+
 In the two integer modes the layer emits the next layer's activation codes, dequantized (exact in float32),
 computed by the very functions :meth:`axhw.quant.QuantizedNetwork.forward_int` uses, so eval-mode output
 equals integer inference bit for bit.
@@ -71,6 +76,8 @@ class HardwareConfig:
         voltage_mv: SRAM supply for parameter storage in ``hardware`` mode (1100 = reliable).
         calibration: how ``frac`` is chosen for weights and activations (``maxabs`` or ``percentile``).
         percentile: percentile used by ``percentile`` calibration.
+        approx_multiplier: in ``hardware`` mode, the multiplier of the neurons each layer marks in
+            ``approx_neurons`` (ApproxAnn's per-neuron modes); None: masks are ignored.
     """
 
     mode: Mode = "float"
@@ -81,6 +88,7 @@ class HardwareConfig:
     voltage_mv: float = NOMINAL_MV
     calibration: Literal["maxabs", "percentile"] = "maxabs"
     percentile: float = 99.99
+    approx_multiplier: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("float", "quantized", "hardware"):
@@ -88,6 +96,7 @@ class HardwareConfig:
         if self.acc_bits is None:
             object.__setattr__(self, "acc_bits", 32 if self.bits <= 8 else 2 * self.bits + 16)
         self.get_multiplier()  # validates name and bits
+        self.get_approx_multiplier()
         self.storage()  # validates the voltage
         FixedPoint(self.acc_bits, 0)
         if self.bias_bits is None:
@@ -97,6 +106,13 @@ class HardwareConfig:
 
     def get_multiplier(self) -> Multiplier:
         return get_multiplier(self.multiplier if self.mode == "hardware" else "exact", self.bits)
+
+    def get_approx_multiplier(self) -> Multiplier | None:
+        """The multiplier of approximate-mode neurons, or None (outside ``hardware`` mode, or unset)."""
+        if self.approx_multiplier is None:
+            return None
+        mul = get_multiplier(self.approx_multiplier, self.bits)
+        return mul if self.mode == "hardware" else None
 
     def storage(self) -> NTVStorage | None:
         st = NTVStorage(self.voltage_mv)
@@ -135,10 +151,14 @@ class _HardwareLayer:
         self.generator: torch.Generator | None = None  # source of training-time bit flips
         self._chip: tuple[torch.Tensor, torch.Tensor] | None = None
         self._mul = self.hw.get_multiplier()
+        self._approx_mul = self.hw.get_approx_multiplier()
+        #: Bool mask over output neurons (conv: channels) in the approximate mode; None: all exact.
+        self.approx_neurons: torch.Tensor | None = None
 
     def set_hardware(self, hw: HardwareConfig) -> None:
         self.hw = hw
         self._mul = hw.get_multiplier()
+        self._approx_mul = hw.get_approx_multiplier()
         self._chip = None
 
     def weight_fmt(self) -> FixedPoint:
@@ -153,7 +173,8 @@ class _HardwareLayer:
         bf = FixedPoint(int(self.hw.bias_bits), accf.frac)
         b = self.bias.detach() if self.bias is not None else torch.zeros(self.weight.shape[0])
         return {"weight": wf.quantize(self.weight.detach()), "bias": bf.quantize(b), "act_fmt": self.act_fmt,
-                "weight_fmt": wf, "acc_fmt": accf, "out_fmt": self.out_fmt, "bias_fmt": bf}
+                "weight_fmt": wf, "acc_fmt": accf, "out_fmt": self.out_fmt, "bias_fmt": bf,
+                "approx_neurons": None if self.approx_neurons is None else self.approx_neurons.clone()}
 
     def _int_layer(self) -> IntLinear:
         raise NotImplementedError
@@ -174,7 +195,7 @@ class _HardwareLayer:
         else:
             params = self._chip
         with torch.no_grad():
-            codes = layer.run(layer.act_fmt.quantize(x.detach()), self._mul, *params)
+            codes = layer.run(layer.act_fmt.quantize(x.detach()), self._mul, *params, approx=self._approx_mul)
             fmt = layer.out_fmt if layer.out_fmt is not None else layer.acc_fmt
             hw_out = fmt.dequantize(codes, x.dtype)
         return ClippedSTE.apply(self._reference(x), hw_out)

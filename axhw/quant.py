@@ -8,6 +8,12 @@ activation format by an arithmetic right shift with round-half-up (what a shifte
 
 The same functions (:func:`linear_int`, :func:`conv2d_int`, :func:`requantize`) are used by the
 hardware-aware layers of :mod:`axhw.nn`, so eval-mode hardware simulation equals :meth:`forward_int` exactly.
+
+Per-neuron multiplier modes (ApproxAnn, Zhang et al. DATE 2015; :mod:`axhw.approxann`): a layer may carry a
+boolean mask ``approx_neurons`` over its output neurons (conv: output channels). When :meth:`forward_int` gets
+an ``approx`` multiplier, the products of masked neurons go through ``approx`` and all others through
+``multiplier``; this is the per-output-neuron mode bit of the PE array. Without ``approx`` the mask is inert,
+so every existing caller keeps its meaning. A file without masks is written exactly as before.
 """
 
 from __future__ import annotations
@@ -92,6 +98,8 @@ class IntLinear:
     acc_fmt: FixedPoint
     out_fmt: FixedPoint | None
     bias_fmt: FixedPoint | None = None
+    #: Output neurons (conv: channels) whose multipliers run in the approximate mode; None: all exact.
+    approx_neurons: torch.Tensor | None = None
     kind: str = field(default="linear", init=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +109,17 @@ class IntLinear:
             self.bias_fmt = self.acc_fmt
         if self.bias_fmt.frac != self.acc_fmt.frac or self.bias_fmt.bits > self.acc_fmt.bits:
             raise ValueError(f"bias format {self.bias_fmt} must have the accumulator's frac and at most its width")
+        if self.approx_neurons is not None:
+            mask = torch.as_tensor(self.approx_neurons)
+            if mask.dtype != torch.bool or mask.shape != (self.weight.shape[0],):
+                raise ValueError(f"approx_neurons must be a bool mask of shape ({self.weight.shape[0]},), "
+                                 f"got {mask.dtype} {tuple(mask.shape)}")
+            self.approx_neurons = mask
+
+    @property
+    def fan_in(self) -> int:
+        """Multipliers per output neuron (one per synapse; conv: per kernel weight of a channel)."""
+        return int(self.weight[0].numel())
 
     def stored(self, storage: NTVStorage | None, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) codes read back from ``storage``: weight words, then bias words (``bias_fmt``), one
@@ -113,14 +132,32 @@ class IntLinear:
     def accumulate(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return linear_int(a, w, b, mul)
 
-    def run(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def accumulate_modes(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor,
+                         approx: Multiplier | None = None) -> torch.Tensor:
+        """:meth:`accumulate` with per-neuron modes: neurons in :attr:`approx_neurons` multiply with
+        ``approx``, the others with ``mul``. The neuron (channel) axis is dim 1 for linear and conv alike."""
+        mask = self.approx_neurons
+        if approx is None or mask is None or not bool(mask.any()):
+            return self.accumulate(a, mul, w, b)
+        if bool(mask.all()):
+            return self.accumulate(a, approx, w, b)
+        exact_part = self.accumulate(a, mul, w[~mask], b[~mask])
+        approx_part = self.accumulate(a, approx, w[mask], b[mask])
+        out = exact_part.new_empty((exact_part.shape[0], len(mask), *exact_part.shape[2:]))
+        out[:, ~mask] = exact_part
+        out[:, mask] = approx_part
+        return out
+
+    def run(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor,
+            approx: Multiplier | None = None) -> torch.Tensor:
         """Accumulate, saturate to the accumulator word, re-quantize for the next layer.
 
         The sum is exact (hardware: an accumulator with ``ceil(log2(fan_in + 1))`` guard bits) and then
         saturates to ``acc_fmt``: sums only leave the word when NTV flips hit the high bits of a bias
         stored in the accumulator format, and saturation, unlike wrap-around, keeps the sign.
+        ``approx`` selects the multiplier of the neurons in :attr:`approx_neurons` (see the module docstring).
         """
-        acc = self.accumulate(a, mul, w, b).clamp(self.acc_fmt.qmin, self.acc_fmt.qmax)
+        acc = self.accumulate_modes(a, mul, w, b, approx).clamp(self.acc_fmt.qmin, self.acc_fmt.qmax)
         return acc if self.out_fmt is None else requantize(acc, self.acc_fmt.frac, self.out_fmt)
 
 
@@ -196,6 +233,7 @@ class QuantizedNetwork:
         generator: torch.Generator | None = None,
         return_all: bool = False,
         params: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        approx: Multiplier | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Integer-exact inference (the golden model).
 
@@ -206,6 +244,8 @@ class QuantizedNetwork:
             generator: random source of the flips.
             return_all: also return every op's output (for layer-by-layer RTL checks).
             params: pre-drawn stored parameters (from :meth:`stored_params`), overriding ``storage``.
+            approx: multiplier of the neurons each layer marks in ``approx_neurons`` (per-neuron modes,
+                ApproxAnn); None: every product goes through ``multiplier``.
 
         Returns:
             The output layer's accumulator codes (``output_fmt``), or the list of all op outputs.
@@ -219,7 +259,7 @@ class QuantizedNetwork:
         for op in self.ops:
             if isinstance(op, IntLinear):
                 w, b = next(it)
-                h = op.run(h, multiplier, w, b)
+                h = op.run(h, multiplier, w, b, approx)
             elif isinstance(op, IntReLU):
                 h = h.clamp(min=0)
             elif isinstance(op, IntMaxPool2d):
@@ -240,6 +280,8 @@ class QuantizedNetwork:
         ops = []
         for op in self.ops:
             d = {k: (asdict(v) if isinstance(v, FixedPoint) else v) for k, v in vars(op).items()}
+            if d.get("approx_neurons", 0) is None:
+                del d["approx_neurons"]  # files without modes stay byte-for-byte what older versions wrote
             d["kind"] = op.kind
             ops.append(d)
         return {"format": _FORMAT_NAME, "version": FORMAT_VERSION, "ops": ops, "meta": self.meta}

@@ -57,7 +57,8 @@ def test_words_two_complement():
 @given(fmt=formats, data=st.data())
 def test_codes_round_trip_exactly(fmt, data):
     codes = torch.tensor(data.draw(st.lists(st.integers(fmt.qmin, fmt.qmax), min_size=1, max_size=50)))
-    assert torch.equal(fmt.quantize(fmt.dequantize(codes, torch.float64)), codes)
+    if fmt.bits <= 53:  # float64 holds every code of up to 53 bits exactly
+        assert torch.equal(fmt.quantize(fmt.dequantize(codes, torch.float64)), codes)
     assert torch.equal(fmt.from_words(fmt.to_words(codes)), codes)
     words = fmt.to_words(codes)
     assert int(words.min()) >= 0 and int(words.max()) < 2**fmt.bits

@@ -72,7 +72,7 @@ def test_experiment_file_errors_name_the_key(tmp_path):
 def test_reproduce_quick_writes_data_plots_and_summary(tmp_path):
     out = tmp_path / "figs"
     reproduce(["all"], out, ReproduceConfig(datasets=("breast_cancer",), quick=True, workers=2, progress=False))
-    for name in ("fig4", "fig6", "fig7"):
+    for name in ("fig4", "fig6", "fig7", "fig8"):
         assert (out / f"{name}.png").stat().st_size > 1000
         assert (out / f"{name}.json").exists()
     rows = json.loads((out / "fig6.json").read_text())

@@ -31,7 +31,7 @@ def test_metrics_and_history(runs):
     phases = [h["phase"] for h in runs["axtrain"][1]["history"]]
     assert phases[0] == "act" and phases[-1] == "pas"
     act_gammas = [h["gamma"] for h in runs["act"][1]["history"]]
-    assert act_gammas[0] == pytest.approx(0.01) and len(set(act_gammas)) > 1  # adapted per epoch
+    assert act_gammas[0] == pytest.approx(1e-3) and len(set(act_gammas)) > 1  # adapted per epoch
 
 
 def test_act_lowers_sensitivity_vs_bp(runs):

@@ -6,6 +6,8 @@
     axhw rtl generate --design drum --bits 8 --k 3 --out build/rtl/drum_k3_s8
     axhw rtl simulators
     axhw rtl verify --design drum --bits 8 --k 3 --sim icarus
+    axhw rtl generate --design array --bits 8 --k 2 --network build/nets/bc/checkpoint.pt --out build/rtl/bc
+    axhw rtl verify-all                      # = make rtl-verify
 """
 
 from __future__ import annotations
@@ -14,10 +16,29 @@ import argparse
 import sys
 from pathlib import Path
 
-from axhw.rtl.generate import DESIGNS, MAX_BITS, MIN_BITS, GeneratedRTLError, MultiplierConfig, write
+from axhw.rtl.generate import (
+    DESIGNS,
+    MAX_BITS,
+    MIN_BITS,
+    GeneratedRTLError,
+    MultiplierConfig,
+    write,
+    write_files,
+)
+from axhw.rtl.pe import ArrayConfig
 from axhw.rtl.simulators import SIMULATORS, available_simulators
 
-__all__ = ["add_parser", "config_from_args", "main_generate", "main_simulators", "main_verify"]
+__all__ = [
+    "add_parser",
+    "array_config_from_args",
+    "config_from_args",
+    "main_generate",
+    "main_simulators",
+    "main_verify",
+    "main_verify_all",
+]
+
+_GEOMETRY = ("pes", "max_fan_in", "nbuf_depth", "wbuf_depth", "bbuf_depth", "obuf_depth", "imem_depth")
 
 
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,13 +48,26 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unsigned", action="store_true", help="unsigned operands (default: two's complement)")
 
 
+def _add_array_arguments(p: argparse.ArgumentParser) -> None:
+    from axhw.rtl.pe import DEFAULT_GEOMETRY
+
+    g = p.add_argument_group("pe / array (k set: DRUM-k PEs, k unset: exact PEs)")
+    for name in _GEOMETRY:
+        g.add_argument(f"--{name.replace('_', '-')}", type=int, default=DEFAULT_GEOMETRY[name],
+                       help=f"default {DEFAULT_GEOMETRY[name]}")
+    g.add_argument("--dual", action="store_true", help="exact + approximate multiplier per PE, per-neuron mode bit")
+    g.add_argument("--network", type=Path, default=None,
+                   help="array: QuantizedNetwork file or training checkpoint; also write its memory images")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     """Register the ``rtl`` command (``generate``, ``simulators``, ``verify``) on ``subparsers``."""
     rtl = subparsers.add_parser("rtl", help="generate and verify the multiplier RTL")
-    sub = rtl.add_subparsers(dest="rtl_command", required=True, metavar="{generate,simulators,verify}")
+    sub = rtl.add_subparsers(dest="rtl_command", required=True, metavar="{generate,simulators,verify,verify-all}")
 
     gen = sub.add_parser("generate", help="render Verilog for one multiplier configuration")
     _add_config_arguments(gen)
+    _add_array_arguments(gen)
     gen.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
     gen.set_defaults(func=main_generate)
 
@@ -47,12 +81,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     ver.add_argument("--build-root", type=Path, default=None, help="build cache (default: build/sim)")
     ver.set_defaults(func=main_verify)
+
+    from axhw.rtl.verify_all import add_arguments
+
+    va = sub.add_parser("verify-all", help="multipliers, PE and array on trained networks, both simulators")
+    add_arguments(va)
+    va.set_defaults(func=main_verify_all)
     return rtl
 
 
 def config_from_args(args: argparse.Namespace) -> MultiplierConfig:
     """The :class:`MultiplierConfig` the ``--design/--bits/--k/--unsigned`` options describe."""
     return MultiplierConfig(design=args.design, bits=args.bits, k=args.k, signed=not args.unsigned)
+
+
+def array_config_from_args(args: argparse.Namespace) -> ArrayConfig:
+    """The :class:`ArrayConfig` of ``--design pe|array`` with the geometry options."""
+    from axhw.rtl.pe import multiplier_config
+
+    geometry = {name: getattr(args, name) for name in _GEOMETRY}
+    return ArrayConfig(multiplier_config(config_from_args(args)), dual=args.dual, **geometry)
 
 
 def _fail(args: argparse.Namespace, exc: Exception) -> int:
@@ -62,9 +110,21 @@ def _fail(args: argparse.Namespace, exc: Exception) -> int:
 
 def main_generate(args: argparse.Namespace) -> int:
     """``axhw rtl generate``: write the files, print their paths; exit 2 on invalid input."""
+    from axhw.rtl.pe import generate_pe
+    from axhw.rtl.program import load_network, write_array
+
     try:
-        paths = write(config_from_args(args), args.out)
-    except (ValueError, GeneratedRTLError) as exc:
+        cfg = config_from_args(args)
+        if getattr(args, "network", None) is not None and cfg.design != "array":
+            raise ValueError("--network only applies to --design array")
+        if cfg.design == "array":
+            qnet = load_network(args.network) if args.network is not None else None
+            paths = write_array(array_config_from_args(args), args.out, qnet)
+        elif cfg.design == "pe":
+            paths = write_files(generate_pe(array_config_from_args(args)), args.out)
+        else:
+            paths = write(cfg, args.out)
+    except (ValueError, GeneratedRTLError, FileNotFoundError) as exc:
         return _fail(args, exc)
     for path in paths:
         print(path)
@@ -86,6 +146,8 @@ def main_verify(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
+        if cfg.design in ("pe", "array"):
+            raise ValueError(f"design {cfg.design!r} is verified on trained networks: run `axhw rtl verify-all`")
     except ValueError as exc:
         return _fail(args, exc)
     status = 0
@@ -94,3 +156,10 @@ def main_verify(args: argparse.Namespace) -> int:
         print(result.describe())
         status |= 0 if result.ok else 1
     return status
+
+
+def main_verify_all(args: argparse.Namespace) -> int:
+    """``axhw rtl verify-all``: see :mod:`axhw.rtl.verify_all`; exit 1 on any mismatch."""
+    from axhw.rtl.verify_all import run
+
+    return run(args)

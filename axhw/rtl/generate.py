@@ -33,12 +33,14 @@ __all__ = [
     "GeneratedRTLError",
     "MultiplierConfig",
     "PortSpec",
+    "check_files",
     "check_ports",
     "generate",
     "parse_verilog",
     "register_design",
     "render",
     "write",
+    "write_files",
 ]
 
 #: Operand widths the templates support (spec section 1: 8 and 16 bits in use, 32 for accumulators).
@@ -89,7 +91,7 @@ class MultiplierConfig:
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(
-                f"unknown design {self.design!r}: valid designs are {', '.join(sorted(DESIGNS))}"
+                f"unknown design {self.design!r}: valid designs are {', '.join(DESIGNS)}"
             )
         if (
             not isinstance(self.bits, int)
@@ -117,7 +119,11 @@ class MultiplierConfig:
         return DESIGNS[self.design].model(self)
 
     def ports(self) -> tuple[PortSpec, ...]:
-        """The top module's ports: ``a``, ``b`` (``bits``) in, ``p`` (``2 * bits``) out."""
+        """The top module's ports: ``a``, ``b`` (``bits``) in, ``p`` (``2 * bits``) out for the multipliers;
+        designs with other ports (the PE, the array) supply :attr:`DesignSpec.ports`."""
+        spec = DESIGNS[self.design]
+        if spec.ports is not None:
+            return spec.ports(self)
         return (
             PortSpec("a", "input", self.bits, self.signed),
             PortSpec("b", "input", self.bits, self.signed),
@@ -138,12 +144,14 @@ class DesignSpec:
         validate: raises ``ValueError`` for configurations the design does not support.
         model: the Python reference multiplier.
         files: ``cfg -> [(output filename, template name, template context)]``.
+        ports: the top's ports, when they are not the multiplier's ``a``, ``b``, ``p``.
     """
 
     top: str
     validate: Callable[[MultiplierConfig], None]
     model: Callable[[MultiplierConfig], SeparableMultiplier]
     files: Callable[[MultiplierConfig], list[tuple[str, str, dict[str, object]]]]
+    ports: Callable[[MultiplierConfig], tuple[PortSpec, ...]] | None = None
 
 
 #: Design registry; :func:`register_design` adds to it.
@@ -169,8 +177,9 @@ def _validate_exact(cfg: MultiplierConfig) -> None:
         raise ValueError(f"k={cfg.k!r} is meaningless for design 'exact': leave it unset (None)")
 
 
-def _exact_files(cfg: MultiplierConfig) -> list[tuple[str, str, dict[str, object]]]:
-    return [("exact_mul.v", "exact_mul.v.j2", _common_context(cfg))]
+def _exact_files(cfg: MultiplierConfig, top: str = "exact_mul") -> list[tuple[str, str, dict[str, object]]]:
+    # `top` renames the module for use inside the PE / array, where several multipliers may coexist.
+    return [(f"{top}.v", "exact_mul.v.j2", {**_common_context(cfg), "top_module": top})]
 
 
 # --- DRUM ----------------------------------------------------------------------------------------------------
@@ -191,7 +200,8 @@ def _drum_saturates(cfg: MultiplierConfig) -> bool:
     return t_min * t_min > model.product_range[1]
 
 
-def _drum_files(cfg: MultiplierConfig) -> list[tuple[str, str, dict[str, object]]]:
+def _drum_files(cfg: MultiplierConfig, top: str = "drum_mul") -> list[tuple[str, str, dict[str, object]]]:
+    # `top` renames the top module for use inside the PE / array (the sub-modules already carry w/k suffixes).
     assert cfg.k is not None
     bits, k = cfg.bits, cfg.k
     pbits = 2 * bits
@@ -214,8 +224,9 @@ def _drum_files(cfg: MultiplierConfig) -> list[tuple[str, str, dict[str, object]
         "enc_module": f"drum_enc_{suffix}",
         "seg_module": f"drum_seg_{suffix}",
         "shift_module": f"drum_shift_w{pbits}_s{sbits}",
+        "top_module": top,
     }
-    files: list[tuple[str, str, dict[str, object]]] = [("drum_mul.v", "drum_mul.v.j2", ctx)]
+    files: list[tuple[str, str, dict[str, object]]] = [(f"{top}.v", "drum_mul.v.j2", ctx)]
     if not exact_core:
         # Bit i of t collects the one-hot lines j whose t = j + 1 has bit i set (MSB-first literal).
         masks = [
@@ -345,19 +356,33 @@ def generate(cfg: MultiplierConfig, template_dir: Path = TEMPLATE_DIR) -> dict[s
     >>> sorted(generate(MultiplierConfig("drum", bits=8, k=3)))
     ['drum_enc_w8_k3.v', 'drum_lod_w8_k3.v', 'drum_mul.v', 'drum_seg_w8_k3.v', 'drum_shift_w16_s4.v']
     """
+    files = render(cfg, template_dir)
+    check_files(files, cfg.top, cfg.ports(), what=f"design {cfg.design!r}")
+    return files
+
+
+def check_files(files: dict[str, str], top: str, ports: tuple[PortSpec, ...], what: str = "design") -> None:
+    """Parse every generated file, require one module per file named after it, and check ``top``'s ports.
+
+    Shared by :func:`generate` and the PE / array generator (:mod:`axhw.rtl.pe`), whose configurations
+    carry more than a :class:`MultiplierConfig`.
+
+    Raises:
+        GeneratedRTLError: a file does not parse, holds other modules, or ``top`` is missing or differs.
+    """
     from pyverilog.vparser.ast import ModuleDef
 
-    files = render(cfg, template_dir)
     for name, text in files.items():
+        if not name.endswith(".v"):
+            continue  # memory images and instruction streams travel with the RTL but are not Verilog
         ast = parse_verilog(text, name)
         modules = [d.name for d in ast.description.definitions if isinstance(d, ModuleDef)]  # type: ignore[attr-defined]
         if modules != [name.removesuffix(".v")]:
             raise GeneratedRTLError(f"{name} must hold exactly one module named after the file, found {modules}")
-        if name == f"{cfg.top}.v":
-            check_ports(ast, cfg.top, cfg.ports(), name)
-    if f"{cfg.top}.v" not in files:
-        raise GeneratedRTLError(f"design {cfg.design!r} rendered no {cfg.top}.v (files: {sorted(files)})")
-    return files
+        if name == f"{top}.v":
+            check_ports(ast, top, ports, name)
+    if f"{top}.v" not in files:
+        raise GeneratedRTLError(f"{what} rendered no {top}.v (files: {sorted(files)})")
 
 
 def write(
@@ -372,7 +397,12 @@ def write(
     Returns:
         The paths of all generated files (written or already up to date).
     """
-    files = generate(cfg, template_dir)
+    return write_files(generate(cfg, template_dir), out_dir)
+
+
+def write_files(files: dict[str, str], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write already generated and checked ``files`` into ``out_dir`` (see :func:`write`): staged in a
+    temporary directory inside ``out_dir``, then moved with atomic renames; unchanged files stay untouched."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

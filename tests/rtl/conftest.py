@@ -7,6 +7,7 @@ both (CI sets ``AXHW_REQUIRE_SIMULATORS=1``): a silently skipped RTL check would
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,6 +28,15 @@ def require_simulator(name: str) -> SimulatorInfo:
             pytest.fail(f"{msg} (AXHW_REQUIRE_SIMULATORS is set)")
         pytest.skip(msg)
     return info
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_rtl_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Records of passing checks go to a session-private registry: tests must not certify the user's models."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AXHW_RTL_REGISTRY", str(tmp_path_factory.mktemp("rtl-registry") / "registry.json"))
+    yield
+    mp.undo()
 
 
 @pytest.fixture(params=SIMULATORS)

@@ -1,0 +1,136 @@
+"""Reports: ``power.json``, ``power.md`` (tables) and ``power.png`` (the paper's Fig. 9 view), plus the
+synthesis table of every multiplier configuration (power flow, step 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from axhw.power.compute import measure_stream, mode_config
+from axhw.power.operands import uniform_operands
+from axhw.power.synth import SynthConfig
+
+__all__ = ["synthesis_table", "write_report", "write_synthesis_report"]
+
+_PAPER = {"compute": -41.57, "storage": -33.14}
+
+
+def _fmt(x: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x * scale:.{digits}f}"
+
+
+def _chosen(c: dict[str, Any] | None, key: str, label: str) -> str:
+    if c is None:
+        return "no feasible point"
+    what = c["mode"] if label == "compute" else f"{c['voltage_mv']:g} mV" if label == "storage" else \
+        f"{c['mode']} @ {c['voltage_mv']:g} mV"
+    return f"{what}: {c[key] * 1e6:.1f} uW (acc {100 * c['accuracy']:.2f}%)"
+
+
+def markdown(d: dict[str, Any]) -> str:
+    """The tables of ``power.md`` from a study dictionary (:meth:`StudyResult.as_dict`)."""
+    cfg = d["config"]
+    lines = [f"# Minimum-power configuration: {cfg['dataset']}", "",
+             f"Constraint: accuracy >= reference - {cfg['constraint_pp']} pp (reference: {cfg['reference']}); "
+             f"{cfg['bits']}-bit, {cfg['clock_mhz']:g} MHz multiply rate, NTV runs: {cfg['runs']}, "
+             f"operand pairs simulated per mode: {cfg['n_pairs']}, gate delays: {cfg['timing']}.", "",
+             "## Chosen configurations (Fig. 9)", "",
+             "| network | exact@1.1V acc | compute (V = 1.1 V) | storage (exact mul) | joint |",
+             "|---|---|---|---|---|"]
+    for m, net in d["networks"].items():
+        ch = net["chosen"]
+        lines.append(f"| {m} | {100 * net['exact_nominal_accuracy']:.2f}% | {_chosen(ch['compute'], 'compute_w', 'compute')}"
+                     f" | {_chosen(ch['storage'], 'storage_w', 'storage')} | {_chosen(ch['joint'], 'joint_w', 'joint')} |")
+    red = d.get("axtrain_vs_bp_percent")
+    if red:
+        lines += ["", "## AxTrain vs BP power at the chosen points", "",
+                  "| part | this run | paper (avg over data sets) |", "|---|---|---|"]
+        for part in ("compute", "storage", "joint"):
+            paper = f"{_PAPER[part]:+.1f}%" if part in _PAPER else "-"
+            val = "n/a (a side has no feasible point)" if red[part] is None else f"{red[part]:+.1f}%"
+            lines.append(f"| {part} | {val} | {paper} |")
+    lines += ["", "## Multiplier power per mode (network operand streams)", "",
+              "| network | mode | cells | area um2 | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |"
+              " mean toggles/cell/cycle |", "|---|---|---|---|---|---|---|---|---|"]
+    for m, net in d["networks"].items():
+        for mode, c in net["compute"].items():
+            lines.append(f"| {m} | {mode} | {c['n_cells']} | {c['area_um2']:.0f} | {c['vectors']} | {c['mismatches']} | "
+                         f"{c['measured']['energy_pj']:.2f} | {c['vectorless']['energy_pj']:.2f} | "
+                         f"{c['measured']['mean_toggles']:.3f} |")
+    lines += ["", "## Accuracy grid (mean over NTV runs) and power", "",
+              "| network | mode | V (mV) | accuracy % | std | compute uW | storage uW | joint uW (65 nm) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for m, net in d["networks"].items():
+        for p in net["points"]:
+            lines.append(f"| {m} | {p['mode']} | {p['voltage_mv']:g} | {100 * p['accuracy']:.2f} | "
+                         f"{100 * p['accuracy_std']:.2f} | {p['compute_w'] * 1e6:.1f} | {p['storage_w'] * 1e6:.2f} | "
+                         f"{p['joint_w'] * 1e6:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(d: dict[str, Any], path: Path) -> None:
+    """Fig. 9 view: chosen compute and storage power, BP vs AxTrain, chosen mode above each bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+    for ax, part, key in ((axes[0], "compute", "compute_w"), (axes[1], "storage", "storage_w")):
+        names, vals, labels = [], [], []
+        for m, net in d["networks"].items():
+            c = net["chosen"][part]
+            names.append(m)
+            vals.append(0.0 if c is None else c[key] * 1e6)
+            labels.append("infeasible" if c is None else c["mode"] if part == "compute" else f"{c['voltage_mv']:g}mV")
+        bars = ax.bar(names, vals, color=["tab:gray", "tab:blue", "tab:green", "tab:orange"][: len(names)])
+        for bar, lab in zip(bars, labels, strict=True):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), lab, ha="center", va="bottom", fontsize=8)
+        ax.set_title(f"{part} power ({d['config']['dataset']})")
+        ax.set_ylabel("uW")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(d: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write ``power.json``, ``power.md`` and ``power.png`` for a study dictionary into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "power.json", out / "power.md", out / "power.png"]
+    paths[0].write_text(json.dumps(d, indent=2, default=str))
+    paths[1].write_text(markdown(d))
+    plot(d, paths[2])
+    return paths
+
+
+def synthesis_table(bits: int, ks: tuple[int, ...] | None = None, n_pairs: int = 2000, seed: int = 0,
+                    synth_cfg: SynthConfig | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Every DRUM-k (k = ``bits``..1 by default) and exact at ``bits``: synthesis, and power on a uniform
+    operand stream (data-free reference), measured and vectorless."""
+    from tqdm.auto import tqdm
+
+    ks = ks if ks is not None else tuple(range(min(bits, 8), 0, -1))
+    modes = ["exact", *[f"drum{k}" for k in ks]]
+    stream = uniform_operands(bits, n_pairs, seed)
+    rows = []
+    for mode in tqdm(modes, desc=f"synthesis {bits}-bit", disable=not progress):
+        mode_config(mode, bits)
+        rows.append(measure_stream(mode, bits, stream, synth_cfg).as_dict())
+    return rows
+
+
+def write_synthesis_report(rows: list[dict[str, Any]], out_dir: str | Path, name: str) -> list[Path]:
+    """``name.json`` and ``name.md`` for :func:`synthesis_table` rows."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| config | cells | area um2 | leakage nW | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['config_id']} | {r['n_cells']} | {r['area_um2']:.0f} | {r['leakage_nw']:.2f} | {r['vectors']} "
+                     f"| {r['mismatches']} | {r['measured']['energy_pj']:.2f} | {r['vectorless']['energy_pj']:.2f} |")
+    paths = [out / f"{name}.json", out / f"{name}.md"]
+    paths[0].write_text(json.dumps(rows, indent=2, default=str))
+    paths[1].write_text("\n".join(lines) + "\n")
+    return paths

@@ -1,0 +1,40 @@
+"""The Jinja2 environment for the power flow's templates in ``power/`` (Yosys scripts, testbench, STA Tcl).
+
+Templates are files, never Python strings (style guide, "Code generation"); one strict environment renders
+them all, so a misspelt context key fails loudly.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+__all__ = ["TEMPLATE_DIR", "render", "template_text"]
+
+#: ``power/`` at the repository root.
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "power"
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def render(name: str, **context: Any) -> str:
+    """Render template ``name`` (e.g. ``"synth.ys.j2"``) with ``context``."""
+    return _env().get_template(name).render(**context)
+
+
+def template_text(name: str) -> str:
+    """The raw template source (part of cache keys: editing a template invalidates cached results)."""
+    return (TEMPLATE_DIR / name).read_text()

@@ -1,0 +1,346 @@
+"""Verify the PE and the PE array on real trained networks against the integer golden model (spec section 6).
+
+* :func:`run_pe`: the generated ``pe`` computes real dot products (rows of a trained layer against quantized
+  test samples), compared with :func:`axhw.quant.linear_int` saturated to the accumulator word.
+* :func:`run_array`: the generated ``pe_array`` runs a trained MLP on real test samples (``sim/array_tb.v``
+  walks the samples); every layer's integer outputs are compared with
+  :meth:`axhw.quant.QuantizedNetwork.forward_int` (``return_all=True``), and the predicted classes too.
+
+Expected values always come from the model (``forward_int``, ``linear_int``, ``requantize``), never from a
+re-derivation; with per-neuron modes (``dual`` arrays) the reference composes the same functions per layer,
+choosing the exact or the approximate accumulator per output neuron. Builds are cached like the multiplier
+builds (:func:`axhw.rtl.verify.build`): one build serves any network that fits, the images are read at run
+time from the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from axhw.multipliers import Multiplier
+from axhw.quant import IntLinear, IntReLU, QuantizedNetwork, linear_int, requantize
+from axhw.rtl.generate import write_files
+from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
+from axhw.rtl.program import ArrayProgram, compile_network
+from axhw.rtl.verify import SIM_DIR, _locked, _on_sys_path, _require_simulator, _stamp, default_build_root
+
+__all__ = ["NetCheckResult", "build_design", "reference_outputs", "run_array", "run_pe"]
+
+#: Input table depth of ``array_tb.v`` (MNIST: 668 samples of 784 inputs).
+INDEPTH = 1 << 19
+CLOCK_NS = 2
+
+
+@dataclass
+class NetCheckResult:
+    """Outcome of one PE or array simulation.
+
+    Attributes:
+        design, config_id, simulator, network: what ran.
+        samples: input samples; vectors: integer outputs compared (all layers).
+        mismatches: outputs differing from the model, per layer.
+        class_mismatches: samples whose predicted class differs (array only).
+        first_bad: ``(sample, layer, neuron, expected, rtl)`` of the first mismatch.
+        cycles: array busy cycles (array) or PE compute cycles (PE).
+        seconds: simulation wall time (without the build); build_seconds: build time (0 when cached).
+    """
+
+    design: str
+    config_id: str
+    simulator: str
+    network: str
+    samples: int = 0
+    vectors: int = 0
+    mismatches: list[int] = field(default_factory=list)
+    class_mismatches: int = 0
+    first_bad: tuple[int, int, int, int, int] | None = None
+    cycles: int = 0
+    seconds: float = 0.0
+    build_seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def total_mismatches(self) -> int:
+        return sum(self.mismatches) + self.class_mismatches
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.vectors > 0 and self.total_mismatches == 0
+
+    def describe(self) -> str:
+        head = f"{self.design} {self.config_id} [{self.network}] on {self.simulator}"
+        if self.ok:
+            return f"{head}: {self.samples} samples, {self.vectors} outputs match ({self.cycles} cycles)"
+        return (
+            f"{head}: {self.total_mismatches} mismatches (per layer {self.mismatches}, classes "
+            f"{self.class_mismatches}); first (sample, layer, neuron, expected, rtl) = {self.first_bad} {self.error}"
+        )
+
+
+def build_design(
+    files: dict[str, str],
+    config_id: str,
+    simulator: str,
+    toplevel: str,
+    parameters: dict[str, int],
+    extra_sources: tuple[Path, ...] = (),
+    build_root: Path | None = None,
+) -> tuple[Path, float]:
+    """Write ``files`` and compile them (plus ``extra_sources``) for ``simulator``; cached by a source stamp.
+
+    Returns:
+        The build directory and the build time (0.0 when the cached build was reused).
+    """
+    from cocotb_tools.runner import get_runner
+
+    _require_simulator(simulator)
+    bdir = (build_root or default_build_root()) / simulator / config_id
+    bdir.mkdir(parents=True, exist_ok=True)
+    rtl = [p for p in write_files(files, bdir / "rtl") if p.suffix == ".v"]
+    sources = [*rtl, *extra_sources]
+    settings = {"simulator": simulator, "top": toplevel, **parameters}
+    stamp_file = bdir / "axhw_build.stamp"
+    stamp = _stamp(sources, settings)
+    t0 = time.perf_counter()
+    with _locked(bdir / ".lock"):
+        if stamp_file.is_file() and stamp_file.read_text() == stamp:
+            return bdir, 0.0
+        stamp_file.unlink(missing_ok=True)
+        runner = get_runner(simulator)
+        runner.log.setLevel(logging.WARNING)
+        try:
+            runner.build(
+                sources=sources,
+                hdl_toplevel=toplevel,
+                parameters=parameters,
+                defines={"AXHW_SELF_CLOCK": 1} if simulator == "icarus" else {},
+                build_dir=bdir,
+                timescale=("1ns", "1ps"),
+                log_file=bdir / "build.log",
+            )
+        except (RuntimeError, SystemExit) as exc:
+            log = (bdir / "build.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{simulator} build of {config_id} failed ({exc}); build.log ends:\n{log}") from exc
+        stamp_file.write_text(stamp)
+    return bdir, time.perf_counter() - t0
+
+
+def _run(simulator: str, bdir: Path, run_dir: Path, module: str, toplevel: str, env_key: str,
+         job: dict[str, object], plusargs: list[str] | None = None) -> float:
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner(simulator)
+    runner.log.setLevel(logging.WARNING)
+    t0 = time.perf_counter()
+    with _on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
+        runner.test(
+            test_module=module,
+            hdl_toplevel=toplevel,
+            hdl_toplevel_lang="verilog",
+            build_dir=bdir,
+            test_dir=run_dir,
+            plusargs=plusargs or [],
+            extra_env={env_key: json.dumps(job)},
+            timescale=("1ns", "1ps"),
+            results_xml=str(run_dir / "results.xml"),
+            log_file=run_dir / "sim.log",
+        )
+    return time.perf_counter() - t0
+
+
+# --- reference -----------------------------------------------------------------------------------------------
+
+
+def reference_outputs(
+    qnet: QuantizedNetwork,
+    x_int: torch.Tensor,
+    mul: Multiplier,
+    modes: list[torch.Tensor] | None = None,
+    exact: Multiplier | None = None,
+) -> list[torch.Tensor]:
+    """Per FC layer, what the array leaves behind: hidden layers' activations (after ReLU, when the network
+    has one), then the output layer's saturated accumulators.
+
+    Without ``modes`` this is ``forward_int(..., return_all=True)`` picked at the ops that follow each
+    layer. With ``modes`` (True = approximate ``mul``, False = ``exact``) each layer accumulates with both
+    multipliers via :func:`linear_int` and takes each output neuron's from its mode, then saturates and
+    re-quantizes with :func:`requantize`, as :meth:`IntLinear.run` does.
+    """
+    ops = qnet.ops
+    if modes is None:
+        outs = qnet.forward_int(x_int, mul, return_all=True)
+        assert isinstance(outs, list)
+        picked = []
+        for i, op in enumerate(ops):
+            if isinstance(op, IntLinear):
+                nxt = i + 1 if i + 1 < len(ops) and isinstance(ops[i + 1], IntReLU) else i
+                picked.append(outs[nxt])
+        return picked
+    assert exact is not None
+    h = x_int.to(torch.int64).flatten(1)
+    picked, li = [], 0
+    for i, op in enumerate(ops):
+        if not isinstance(op, IntLinear):
+            continue
+        acc_a = linear_int(h, op.weight, op.bias, mul)
+        acc_e = linear_int(h, op.weight, op.bias, exact)
+        acc = torch.where(modes[li].to(torch.bool), acc_a, acc_e).clamp(op.acc_fmt.qmin, op.acc_fmt.qmax)
+        h = acc if op.out_fmt is None else requantize(acc, op.acc_fmt.frac, op.out_fmt)
+        if i + 1 < len(ops) and isinstance(ops[i + 1], IntReLU):
+            h = h.clamp(min=0)
+        picked.append(h)
+        li += 1
+    return picked
+
+
+def _signed(word: int, width: int) -> int:
+    return word - (1 << width) if word >> (width - 1) else word
+
+
+# --- PE ------------------------------------------------------------------------------------------------------
+
+
+def run_pe(
+    acfg: ArrayConfig,
+    simulator: str,
+    layer: IntLinear,
+    x_int: torch.Tensor,
+    rows: int | None = None,
+    *,
+    network: str = "network",
+    mul: Multiplier | None = None,
+    build_root: Path | None = None,
+    tag: str = "run",
+) -> NetCheckResult:
+    """The generated PE on real dot products: ``rows`` rows of ``layer`` against every sample of ``x_int``
+    (codes in ``layer.act_fmt``), compared with ``linear_int`` saturated to ``acc_fmt``."""
+    mul = mul or acfg.approx_model()
+    nrows = layer.weight.shape[0] if rows is None else min(rows, layer.weight.shape[0])
+    w, b = layer.weight[:nrows].to(torch.int64), layer.bias[:nrows].to(torch.int64)
+    expected = linear_int(x_int.to(torch.int64), w, b, mul).clamp(layer.acc_fmt.qmin, layer.acc_fmt.qmax)
+    result = NetCheckResult("pe", acfg.pe_id, simulator, network, samples=x_int.shape[0])
+    if layer.weight.shape[1] > acfg.max_fan_in:
+        result.error = f"fan-in {layer.weight.shape[1]} exceeds max_fan_in={acfg.max_fan_in}"
+        return result
+    bdir, result.build_seconds = build_design(generate_pe(acfg), acfg.pe_id, simulator, "pe", {},
+                                              build_root=build_root)
+    run_dir = bdir / tag
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = run_dir / "summary.json"
+    summary.unlink(missing_ok=True)
+    wl, bl = w.tolist(), b.tolist()
+    job = {
+        "bits": acfg.bits, "acc": acfg.acc_bits, "bias_bits": acfg.bias_bits, "dual": acfg.dual,
+        "samples": [{"a": a, "rows": [[wl[r], bl[r], 1] for r in range(nrows)]} for a in x_int.tolist()],
+        "summary": str(summary),
+    }
+    result.seconds = _run(simulator, bdir, run_dir, "pe_tb", "pe", "AXHW_PE_TB_JOB", job)
+    if not summary.is_file():
+        result.error = f"no summary written; see {run_dir / 'sim.log'}"
+        return result
+    data = json.loads(summary.read_text())
+    got = torch.tensor(data["results"], dtype=torch.int64)
+    result.cycles = int(data["compute_cycles"])
+    result.vectors = got.numel()
+    bad = (got != expected).nonzero().tolist()
+    result.mismatches = [len(bad)]
+    if bad:
+        s, r = bad[0]
+        result.first_bad = (s, 0, r, int(expected[s, r]), int(got[s, r]))
+    return result
+
+
+# --- array ---------------------------------------------------------------------------------------------------
+
+
+def _write_inputs(path: Path, x_int: torch.Tensor, bits: int) -> None:
+    mask, digits = (1 << bits) - 1, (bits + 3) // 4
+    path.write_text("".join(f"{v & mask:0{digits}x}\n" for v in x_int.flatten().tolist()))
+
+
+def run_array(
+    acfg: ArrayConfig,
+    simulator: str,
+    qnet: QuantizedNetwork,
+    x_int: torch.Tensor,
+    *,
+    network: str = "network",
+    mul: Multiplier | None = None,
+    modes: list[torch.Tensor] | None = None,
+    build_root: Path | None = None,
+    tag: str = "run",
+    program: ArrayProgram | None = None,
+) -> NetCheckResult:
+    """Run ``qnet`` on the generated array for every sample of ``x_int`` (input codes) and compare every
+    layer's outputs and the predicted classes with the golden model.
+
+    Args:
+        mul: the reference multiplier (default: the array's own model; a different one is a mutation test).
+        modes: per-neuron multiplier modes (``acfg.dual``), see :func:`axhw.rtl.program.compile_network`.
+    """
+    mul = mul or acfg.approx_model()
+    x_int = x_int.to(torch.int64).flatten(1)
+    result = NetCheckResult("array", acfg.config_id, simulator, network, samples=x_int.shape[0])
+    program = program or compile_network(acfg, qnet, modes)
+    if x_int.numel() > INDEPTH:
+        raise ValueError(f"{x_int.numel()} input codes exceed the testbench table ({INDEPTH}); use fewer samples")
+    w = acfg.widths()
+    params = {"BITS": acfg.bits, "ACC": acfg.acc_bits, "NAW": w["naw"], "OAW": w["oaw"], "INDEPTH": INDEPTH}
+    bdir, result.build_seconds = build_design(generate_array(acfg), acfg.config_id, simulator, "array_tb", params,
+                                              (SIM_DIR / "array_tb.v",), build_root)
+    run_dir = bdir / tag
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in program.images.items():
+        (run_dir / name).write_text(text)
+    _write_inputs(run_dir / "inputs.hex", x_int, acfg.bits)
+    dump, summary = run_dir / "dump.hex", run_dir / "summary.json"
+    dump.unlink(missing_ok=True)
+    summary.unlink(missing_ok=True)
+    dlo, dhi = program.hidden_span
+    n, nout = x_int.shape[0], program.n_outputs
+    # cycles per sample: LOADN + groups * (LOADW + compute + write), with slack
+    per_sample = sum(p.fan_in + -(-p.fan_out // acfg.pes) * (2 * p.fan_in + acfg.pes + 8) + 4
+                     for p in program.layers) + program.n_inputs + (dhi - dlo) + nout + 16
+    job = {"clock_ns": CLOCK_NS, "self_clock": simulator == "icarus", "samples": n,
+           "max_cycles": per_sample * n + 64, "summary": str(summary)}
+    plusargs = [f"+inputs={run_dir / 'inputs.hex'}", f"+nsamp={n}", f"+nin={program.n_inputs}", f"+dlo={dlo}",
+                f"+dhi={dhi}", f"+nout={nout}", f"+dump={dump}"]
+    result.seconds = _run(simulator, bdir, run_dir, "array_tb", "array_tb", "AXHW_ARRAY_TB_JOB", job, plusargs)
+    if not summary.is_file() or not dump.is_file():
+        result.error = f"no summary/dump written; see {run_dir / 'sim.log'}"
+        return result
+    data = json.loads(summary.read_text())
+    result.cycles = int(data["busy_cycles"])
+    words = [int(t, 16) if all(c in "0123456789abcdefABCDEF" for c in t) else None
+             for t in dump.read_text().split()]
+    per = (dhi - dlo) + nout
+    if len(words) != per * n:
+        result.error = f"dump holds {len(words)} words, expected {per * n} (samples finished: {data['samples']})"
+        return result
+    expected = reference_outputs(qnet, x_int, mul, modes, acfg.exact_model() if modes is not None else None)
+    got_layers: list[torch.Tensor] = []
+    rows = [words[s * per:(s + 1) * per] for s in range(n)]
+    for plan in program.layers:
+        if plan.last:
+            cols = [[_signed(v, acfg.acc_bits) if v is not None else 1 << 62 for v in r[dhi - dlo:]] for r in rows]
+        else:
+            lo = plan.out_base - dlo
+            cols = [[_signed(v, acfg.bits) if v is not None else 1 << 62 for v in r[lo:lo + plan.fan_out]]
+                    for r in rows]
+        got_layers.append(torch.tensor(cols, dtype=torch.int64))
+    result.vectors = sum(g.numel() for g in got_layers)
+    for li, (g, e) in enumerate(zip(got_layers, expected, strict=True)):
+        bad = (g != e).nonzero().tolist()
+        result.mismatches.append(len(bad))
+        if bad and result.first_bad is None:
+            s, r = bad[0]
+            result.first_bad = (s, li, r, int(e[s, r]), int(g[s, r]))
+    result.class_mismatches = int((got_layers[-1].argmax(1) != expected[-1].argmax(1)).sum())
+    return result

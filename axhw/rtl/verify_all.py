@@ -1,0 +1,191 @@
+"""``make rtl-verify``: generate, simulate under both simulators, summarize (``python -m axhw.rtl.verify_all``).
+
+What it runs (spec section 6), every item under Icarus and Verilator:
+
+1. the exhaustive 8-bit multiplier sweep: DRUM k = 1..8 and exact, signed and unsigned
+   (:func:`axhw.rtl.verify.check`; each pass leaves a record for :func:`axhw.rtl.registry.coverage`);
+2. the PE on real dot products: first-layer rows of a trained breast-cancer MLP against quantized test
+   samples, exact and DRUM-K2 (the saturation corner's multiplier);
+3. the PE array on trained Table 1 MLPs (breast cancer, image segmentation, ionosphere, satimage,
+   MNIST-MLP), exact and K2, every layer's outputs against ``forward_int``; plus breast cancer on a
+   ``dual`` array with random per-neuron exact/approximate modes (the ApproxAnn hook).
+
+The networks are trained here (BP, a few epochs; MNIST on a subset) and cached in ``build/rtl-verify/nets``;
+data sets that are not fetched are skipped with a message. The summary table is printed and written to
+``build/rtl-verify/summary.json``; the exit status is 1 on any mismatch or failed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from axhw.rtl.generate import MultiplierConfig
+from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
+from axhw.rtl.simulators import SIMULATORS, available_simulators
+
+__all__ = ["TABLE1", "Row", "main", "train_cached", "verify_all"]
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT_DIR = ROOT / "build" / "rtl-verify"
+#: Table 1 MLP applications and (training-sample limit, test samples simulated, of which under Icarus).
+#: Why fewer under Icarus: it runs the 16-PE array at ~3k cycles/s with DRUM PEs (MNIST: 16k cycles a sample),
+#: Verilator ~100x faster.
+TABLE1: dict[str, tuple[int | None, int, int]] = {
+    "breast_cancer": (None, 114, 114),
+    "image_seg": (None, 100, 24),
+    "ionosphere": (None, 71, 24),
+    "satimage": (None, 100, 24),
+    "mnist_mlp": (6000, 300, 4),
+}
+
+
+@dataclass
+class Row:
+    """One line of the summary table."""
+
+    design: str
+    config: str
+    simulator: str
+    vectors: int
+    mismatches: int
+    seconds: float
+    note: str = ""
+    ok: bool = True
+
+
+def train_cached(app: str, epochs: int, limit: int | None, out_dir: Path = OUT_DIR / "nets") -> Path:
+    """A BP-trained checkpoint for ``app`` (trained once, then reused from ``out_dir/app``)."""
+    from axhw.train import TrainConfig, train
+
+    path = out_dir / app / "checkpoint.pt"
+    if not path.is_file():
+        train(TrainConfig(dataset=app, method="bp", epochs=epochs, limit=limit), out_dir / app, progress=False)
+    return path
+
+
+def _mul_rows(sims: list[str], rows: list[Row]) -> None:
+    from axhw.rtl.verify import check
+
+    for signed in (True, False):
+        for k in [*range(1, 9), None]:
+            cfg = MultiplierConfig("drum" if k else "exact", 8, k, signed)
+            for sim in sims:
+                r = check(cfg, sim)
+                rows.append(Row("multiplier", cfg.config_id, sim, r.vectors + r.direct,
+                                max(r.mismatches, 0) + len(r.direct_failures), r.seconds,
+                                "exhaustive" + (f" {r.error}" if r.error else ""), r.ok))
+                _print_row(rows[-1])
+
+
+def _net_row(r: object, note: str) -> Row:
+    from axhw.rtl.netverify import NetCheckResult
+
+    assert isinstance(r, NetCheckResult)
+    extra = f"{r.network}, {r.samples} samples, {r.cycles} cycles"
+    if r.build_seconds:
+        extra += f", build {r.build_seconds:.1f} s"
+    if r.error:
+        extra += f", ERROR {r.error}"
+    return Row(r.design, r.config_id, r.simulator, r.vectors, r.total_mismatches, r.seconds,
+               f"{note}{extra}", r.ok)
+
+
+def _print_row(row: Row) -> None:
+    print(f"{row.design:10s} {row.config:62s} {row.simulator:9s} {row.vectors:8d} {row.mismatches:6d} "
+          f"{row.seconds:7.1f}  {row.note}", flush=True)
+
+
+def verify_all(sims: list[str], epochs: int = 5, quick: bool = False, multipliers: bool = True) -> list[Row]:
+    """Run everything (see the module docstring) and return the table rows."""
+    from axhw import data
+    from axhw.data.registry import APPLICATIONS
+    from axhw.rtl.netverify import run_array, run_pe
+    from axhw.train import load_checkpoint, quantized_from_checkpoint
+
+    rows: list[Row] = []
+    print(f"{'design':10s} {'config':62s} {'simulator':9s} {'vectors':>8s} {'mism.':>6s} {'time s':>7s}  note")
+    if multipliers:
+        _mul_rows(sims, rows)
+    available = data.status()
+    muls = [MultiplierConfig("exact", 8), MultiplierConfig("drum", 8, 2)]
+    for app, (limit, n_test, n_icarus) in TABLE1.items():
+        if quick and app != "breast_cancer":
+            continue
+        dataset = APPLICATIONS[app].dataset
+        if not available.get(dataset, False):
+            print(f"skipping {app}: data set {dataset!r} is not fetched (axhw data fetch {dataset})")
+            continue
+        qnet = quantized_from_checkpoint(load_checkpoint(train_cached(app, epochs, limit)))
+        ds = data.load(app, seed=0, test_limit=n_test)
+        x = qnet.quantize_input(ds.x_test.reshape(ds.x_test.shape[0], -1))
+        for mcfg in muls:
+            acfg = ArrayConfig(mcfg, **DEFAULT_GEOMETRY)
+            for sim in sims:
+                if app == "breast_cancer":
+                    r = run_pe(acfg, sim, qnet.layers[0], x[:4], network=app, tag="bc_pe")
+                    rows.append(_net_row(r, "first-layer rows x 4 samples; "))
+                    _print_row(rows[-1])
+                r = run_array(acfg, sim, qnet, x if sim != "icarus" else x[:n_icarus], network=app, tag=app)
+                rows.append(_net_row(r, ""))
+                _print_row(rows[-1])
+        if app == "breast_cancer":
+            acfg = ArrayConfig(MultiplierConfig("drum", 8, 2), dual=True, **DEFAULT_GEOMETRY)
+            g = torch.Generator().manual_seed(0)
+            modes = [torch.rand(layer.weight.shape[0], generator=g) < 0.5 for layer in qnet.layers]
+            for sim in sims:
+                r = run_array(acfg, sim, qnet, x, network=app, modes=modes, tag="bc_dual")
+                rows.append(_net_row(r, "per-neuron modes (random half approximate); "))
+                _print_row(rows[-1])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m axhw.rtl.verify_all [--sim S] [--quick] [--no-multipliers]``."""
+    p = argparse.ArgumentParser(prog="axhw rtl verify-all", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``verify-all`` (shared by ``axhw rtl verify-all``)."""
+    p.add_argument("--sim", choices=SIMULATORS, action="append", help="simulator (repeatable; default: all)")
+    p.add_argument("--epochs", type=int, default=5, help="BP epochs of the networks trained here (default 5)")
+    p.add_argument("--quick", action="store_true", help="breast cancer only (no other Table 1 networks)")
+    p.add_argument("--no-multipliers", action="store_true", help="skip the exhaustive multiplier sweep")
+    p.add_argument("--out", type=Path, default=OUT_DIR / "summary.json", help="summary JSON path")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run with parsed ``args``; print the table, write the JSON; 1 on any mismatch or unavailable simulator."""
+    infos = available_simulators()
+    sims = args.sim or list(SIMULATORS)
+    missing = [s for s in sims if not infos[s].available]
+    if missing:
+        for s in missing:
+            print(f"simulator {s} unavailable: {infos[s].reason}", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    rows = verify_all(sims, args.epochs, args.quick, not args.no_multipliers)
+    total = time.perf_counter() - t0
+    bad = [r for r in rows if not r.ok]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "ok": not bad,
+        "seconds": round(total, 1),
+        "simulators": {s: infos[s].version for s in sims},
+        "rows": [vars(r) | {"seconds": round(r.seconds, 3)} for r in rows],
+    }, indent=1) + "\n")
+    print(f"\n{len(rows)} runs, {len(bad)} failed, {sum(r.mismatches for r in rows)} mismatches, "
+          f"{total:.0f} s; summary: {args.out}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Operand capture, the feasibility choice, and the quick breast-cancer report end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from axhw.multipliers import get_multiplier
+from axhw.power.operands import capture_operands
+from axhw.power.study import StudyConfig, choose
+from axhw.power.tools import Toolchain
+
+
+def _tiny_qnet():  # type: ignore[no-untyped-def]
+    from axhw.fixedpoint import FixedPoint
+    from axhw.quant import IntLinear, IntReLU, QuantizedNetwork
+
+    gen = torch.Generator().manual_seed(0)
+    w1 = torch.randint(-128, 128, (5, 4), generator=gen)
+    w2 = torch.randint(-128, 128, (3, 5), generator=gen)
+    act, wf, acc = FixedPoint(8, 4), FixedPoint(8, 7), FixedPoint(32, 11)
+    ops = [IntLinear(w1, torch.zeros(5, dtype=torch.int64), act, wf, acc, act), IntReLU(),
+           IntLinear(w2, torch.zeros(3, dtype=torch.int64), act, wf, acc, None)]
+    return QuantizedNetwork(ops)
+
+
+def test_capture_replays_whole_dot_products_in_order() -> None:
+    qnet = _tiny_qnet()
+    x = torch.randint(-128, 128, (6, 4), generator=torch.Generator().manual_seed(1))
+    s = capture_operands(qnet, x, get_multiplier("exact", 8), n_pairs=40, seed=0)
+    assert len(s) == 40
+    w_rows = {tuple(r) for layer in qnet.layers for r in layer.weight.tolist()}
+    # The stream starts with a whole weight row of one layer, in input order.
+    assert any(tuple(s.b[: len(r)].tolist()) == r for r in w_rows)
+    assert int(s.a.min()) >= -128 and int(s.a.max()) <= 127
+    again = capture_operands(qnet, x, get_multiplier("exact", 8), n_pairs=40, seed=0)
+    assert torch.equal(s.a, again.a) and torch.equal(s.b, again.b)
+
+
+def test_choose_reports_infeasible_as_none() -> None:
+    pts = [{"accuracy": 0.5, "p": 1.0}]
+    assert choose(pts, "p", 0.9) is None
+    assert choose([*pts, {"accuracy": 0.95, "p": 4.0}], "p", 0.9)["p"] == 4.0
+
+
+def test_quick_config_is_reduced() -> None:
+    q = StudyConfig.quick()
+    assert q.runs == 5 and q.bits == 8 and len(q.modes) < 5 and q.epochs < StudyConfig().epochs
+    with pytest.raises(ValueError, match="nominal"):
+        from axhw.power.study import run_study
+
+        run_study(q.copy(voltages=(660.0,)), progress=False)
+
+
+def test_quick_breast_cancer_report(toolchain: Toolchain, tmp_path: Path) -> None:
+    from axhw.power.report import write_report
+    from axhw.power.study import run_study
+
+    cfg = StudyConfig.quick(work_dir=tmp_path / "work", n_pairs=256)
+    d = run_study(cfg, progress=False).as_dict()
+    paths = write_report(d, tmp_path / "out")
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
+    for net in d["networks"].values():
+        assert all(c["mismatches"] == 0 for c in net["compute"].values())
+        assert net["compute"]["K2"]["measured"]["total_w"] < net["compute"]["exact"]["measured"]["total_w"]
+        assert set(net["chosen"]) == {"floor", "compute", "storage", "joint"}
+    # Operand streams of different networks give different power.
+    bp, ax = d["networks"]["bp"]["compute"]["exact"], d["networks"]["axtrain"]["compute"]["exact"]
+    assert bp["measured"]["total_w"] != ax["measured"]["total_w"]
+    assert "axtrain_vs_bp_percent" in d and "Chosen configurations" in (tmp_path / "out" / "power.md").read_text()
