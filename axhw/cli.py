@@ -119,7 +119,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         from pathlib import Path
 
         from axhw.evaluate import evaluate
-        from axhw.train import _atomic_write_text
+        from axhw.io import atomic_write_text
 
         r = evaluate(args.checkpoint, args.multiplier, args.voltage, args.runs, args.seed, args.data_dir,
                      bias_bits=args.bias_bits)
@@ -127,7 +127,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
               f"accuracy {r.accuracy_mean:.4f} +- {r.accuracy_std:.4f}, output loss {r.loss_mean:.4f} +- {r.loss_std:.4f}")
         print(r.rtl_coverage["message"])
         out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{r.multiplier}_{r.voltage_mv:g}mV.json"
-        _atomic_write_text(json.dumps(r.as_dict(), indent=2), out)
+        atomic_write_text(json.dumps(r.as_dict(), indent=2), out)
         return 0
 
     p.set_defaults(handler=run)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from axhw.data.registry import APPLICATIONS
+from axhw.io import atomic_write_text
 from axhw.report import markdown_table
 from axhw.sweep import Experiment, Target, run_tasks
-from axhw.train import _atomic_write_text
 
 __all__ = ["accuracy_matrix", "default_targets"]
 
@@ -72,6 +72,6 @@ def accuracy_matrix(dataset: str, out_dir: str | Path, epochs: int = 30, pas_epo
     md = (f"# {dataset}: test accuracy on the integer hardware model\n\n"
           f"seed {seed}, {epochs} epochs (AxTrain: last {pas_epochs} pas), NTV: {runs} chip instances; "
           "pas and AxTrain rows: one network trained for each column's target.\n\n" + markdown_table(header, table) + "\n")
-    _atomic_write_text(json.dumps(result, indent=2), out_dir / "accuracy.json")
-    _atomic_write_text(md, out_dir / "accuracy.md")
+    atomic_write_text(json.dumps(result, indent=2), out_dir / "accuracy.json")
+    atomic_write_text(md, out_dir / "accuracy.md")
     return result

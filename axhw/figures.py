@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from axhw.data.registry import APPLICATIONS
+from axhw.io import atomic_write_text
 from axhw.report import markdown_table
 from axhw.sweep import Experiment, Target, run_tasks
-from axhw.train import _atomic_write_text
 
 __all__ = ["FIGURES", "PAPER", "ReproduceConfig", "reproduce"]
 
@@ -82,7 +82,7 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-    _atomic_write_text(buf.getvalue(), path)
+    atomic_write_text(buf.getvalue(), path)
 
 
 def _savefig(fig: Any, path: Path) -> None:
@@ -120,7 +120,7 @@ def fig6(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
                 rows.append({"dataset": d, "method": m, "mode": t.multiplier, "seeds": len(exp.seeds),
                              "norm_loss_mean": nm, "norm_loss_std": ns, "accuracy_mean": am, "accuracy_std": ast})
     _write_csv(rows, out / "fig6.csv")
-    _atomic_write_text(json.dumps(rows, indent=2), out / "fig6.json")
+    atomic_write_text(json.dumps(rows, indent=2), out / "fig6.json")
     _plot_fig6(rows, cfg.datasets, out / "fig6.png")
     return {"rows": rows}
 
@@ -168,7 +168,7 @@ def fig7(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
                              "accuracy_std": std,
                              "seed_means": [r["accuracy_mean"] for r in rs]})
     _write_csv([{k: v for k, v in r.items() if k != "seed_means"} for r in rows], out / "fig7.csv")
-    _atomic_write_text(json.dumps(rows, indent=2), out / "fig7.json")
+    atomic_write_text(json.dumps(rows, indent=2), out / "fig7.json")
     _plot_fig7(rows, cfg.datasets, out / "fig7.png")
     return {"rows": rows}
 
@@ -225,7 +225,7 @@ def fig4(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
     vmax = max(float(v.max()) for v in maps.values())
     data_out = {m: {"total": float(v.sum()), "max": float(v.max()), "shape": list(v.shape), "map": v.tolist()}
                 for m, v in maps.items()}
-    _atomic_write_text(json.dumps({"dataset": d, "seed": seed, "maps": data_out}), out / "fig4.json")
+    atomic_write_text(json.dumps({"dataset": d, "seed": seed, "maps": data_out}), out / "fig4.json")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,6 +331,6 @@ def reproduce(figures: list[str], out_dir: str | Path, cfg: ReproduceConfig) -> 
     root = out / "cache"
     makers = {"fig4": fig4, "fig6": fig6, "fig7": fig7, "fig8": fig8}
     results = {f: makers[f](cfg, root, out) for f in wanted}
-    _atomic_write_text(_summary(cfg, results), out / "summary.md")
-    _atomic_write_text(json.dumps({"config": asdict(cfg), "figures": wanted}, indent=2), out / "reproduce.json")
+    atomic_write_text(_summary(cfg, results), out / "summary.md")
+    atomic_write_text(json.dumps({"config": asdict(cfg), "figures": wanted}, indent=2), out / "reproduce.json")
     return results

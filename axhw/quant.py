@@ -18,8 +18,6 @@ so every existing caller keeps its meaning. A file without masks is written exac
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from axhw.fixedpoint import FixedPoint, check_codes
+from axhw.io import atomic_torch_save
 from axhw.multipliers import Multiplier
 from axhw.sram import NTVStorage
 
@@ -288,16 +287,7 @@ class QuantizedNetwork:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (temp file in the same directory, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(self.state(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_torch_save(self.state(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> QuantizedNetwork:

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from axhw.data.registry import APPLICATIONS
-from axhw.train import METHODS, TrainConfig, _atomic_write_text
+from axhw.io import atomic_write_text
+from axhw.train import METHODS, TrainConfig
 
 __all__ = [
     "EvalTask",
@@ -111,7 +112,7 @@ def _execute(task: Task, out: str, checkpoint: str | None) -> dict[str, Any]:
     assert checkpoint is not None
     r = evaluate(checkpoint, task.multiplier, task.voltage_mv, task.runs, task.seed,
                  task.train.config.data_dir).as_dict()
-    _atomic_write_text(json.dumps(r, indent=2), out_path)
+    atomic_write_text(json.dumps(r, indent=2), out_path)
     return r
 
 

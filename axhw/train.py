@@ -12,10 +12,7 @@ Every epoch is checkpointed atomically, so ``--resume`` continues an interrupted
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +23,7 @@ from torch import nn
 
 from axhw.data.registry import APPLICATIONS
 from axhw.fixedpoint import FixedPoint
+from axhw.io import atomic_torch_save, atomic_write_json
 from axhw.models import build_model
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip, set_hardware, to_quantized
 from axhw.quant import QuantizedNetwork
@@ -120,26 +118,6 @@ def _load_data(cfg: TrainConfig) -> Any:
     from axhw.data import load
 
     return load(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir, limit=cfg.limit)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -337,7 +315,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         state.epoch += 1
         # Final formats for export: calibrated on the training data, whatever the phase.
         calibrate_model(model, x_tr)
-        _atomic_torch_save(_checkpoint(cfg, model, opt, gamma, state), ck_path)
+        atomic_torch_save(_checkpoint(cfg, model, opt, gamma, state), ck_path)
         if progress:
             print(f"epoch {record['epoch']:3d} [{state.phase}] loss {record['loss']:.4f} "
                   f"S {record['sensitivity']:.4g} gamma {used_gamma:.4g} test acc {record['test_accuracy']:.4f}")
@@ -355,5 +333,5 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         "final_phase": state.phase,
         "history": state.history,
     }
-    _atomic_write_text(json.dumps(metrics, indent=2), out_dir / "metrics.json")
+    atomic_write_json(metrics, out_dir / "metrics.json")
     return metrics

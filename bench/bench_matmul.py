@@ -17,13 +17,13 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from axhw.io import atomic_write_json
 from axhw.multipliers import DRUM, Exact, LUTMultiplier
 
 
@@ -100,10 +100,7 @@ def main() -> None:
     result["goals_met"] = (
         result["ratios"]["drum_over_exact"] <= 1.5 and result["ratios"]["lut_gather_naive_over_drum"] >= 30.0
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=2)
-    os.replace(f.name, args.out)
+    atomic_write_json(result, args.out)
     print(json.dumps({"seconds_median": t, "ratios": result["ratios"], "goals_met": result["goals_met"]}, indent=2))
 
 

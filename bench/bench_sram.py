@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from axhw.fixedpoint import FixedPoint
+from axhw.io import atomic_write_json
 from axhw.sram import NTVStorage
 
 
@@ -42,10 +41,7 @@ def main() -> None:
               "results": rows, "goal_seconds": 1.0,
               "goals_met": all(r["seconds_median"] < 1.0 for r in rows.values()),
               "torch": torch.__version__, "threads": torch.get_num_threads()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=2)
-    os.replace(f.name, args.out)
+    atomic_write_json(result, args.out)
     print(json.dumps(result, indent=2))
 
 

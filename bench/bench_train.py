@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from axhw.io import atomic_write_json
 from axhw.models import build_model
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, set_hardware
 from axhw.train import train_step
@@ -63,10 +62,7 @@ def main() -> None:
            "repeats": args.repeats, "results": results, "torch": torch.__version__,
            "threads": torch.get_num_threads(),
            "goals": {"act_over_bp_mlp": 3.0, "act_over_bp_lenet": 6.0, "pas_over_bp": 1.5}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(out, f, indent=2)
-    os.replace(f.name, args.out)
+    atomic_write_json(out, args.out)
     print(json.dumps(results, indent=2))
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from axhw.approxann.search import ApproxAnnConfig, run_approxann
 from axhw.data.registry import APPLICATIONS
+from axhw.io import atomic_write_text
 from axhw.report import markdown_table
-from axhw.train import TrainConfig, _atomic_write_text, train
+from axhw.train import TrainConfig, train
 
 __all__ = ["DEFAULT_DATASETS", "PAPER_GAIN_PERCENT", "fig8", "fig8_markdown", "plot_fig8"]
 
@@ -47,7 +48,7 @@ def _approxann_cached(checkpoint: Path, cfg: ApproxAnnConfig, out: Path, data_di
     res = run_approxann(checkpoint, cfg, out, data_dir=data_dir, progress=progress).as_dict()
     res["checkpoint"] = str(checkpoint)
     res["checkpoint_mtime"] = checkpoint.stat().st_mtime
-    _atomic_write_text(json.dumps(res, indent=2), path)
+    atomic_write_text(json.dumps(res, indent=2), path)
     return res
 
 
@@ -102,8 +103,8 @@ def fig8(datasets: Sequence[str] = DEFAULT_DATASETS, out_dir: str | Path = "resu
     result = _summarize(runs, modes, seeds, bound, epochs, limits)
     result["approxann_config"] = {**asdict(base_aa), "mode": list(modes), "bound": bound}
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(json.dumps(result, indent=2), out_dir / "fig8.json")
-    _atomic_write_text(fig8_markdown(result), out_dir / "fig8.md")
+    atomic_write_text(json.dumps(result, indent=2), out_dir / "fig8.json")
+    atomic_write_text(fig8_markdown(result), out_dir / "fig8.md")
     plot_fig8(result, out_dir / "fig8.png")
     return result
 

@@ -274,7 +274,7 @@ def run_approxann(checkpoint: str | Path, cfg: ApproxAnnConfig, out_dir: str | P
     ``approxann.json`` (counts, accuracies, the per-round trace)."""
     import json
 
-    from axhw.train import _atomic_write_text
+    from axhw.io import atomic_write_text
 
     ck = load_checkpoint(checkpoint)
     train_cfg = config_from_dict(ck["config"])
@@ -289,6 +289,6 @@ def run_approxann(checkpoint: str | Path, cfg: ApproxAnnConfig, out_dir: str | P
     if out_dir is not None:
         out = Path(out_dir)
         result.network.save(out / "network.pt")
-        _atomic_write_text(json.dumps({**result.as_dict(), "checkpoint": str(checkpoint)}, indent=2),
+        atomic_write_text(json.dumps({**result.as_dict(), "checkpoint": str(checkpoint)}, indent=2),
                            out / "approxann.json")
     return result

@@ -6,11 +6,12 @@ them all, so a misspelt context key fails loudly.
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from axhw.rtl.generate import template_environment
 
 __all__ = ["TEMPLATE_DIR", "render", "template_text"]
 
@@ -18,16 +19,8 @@ __all__ = ["TEMPLATE_DIR", "render", "template_text"]
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "power"
 
 
-@cache
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-    )
+    return template_environment(TEMPLATE_DIR)  # the one Jinja configuration axhw uses (StrictUndefined)
 
 
 def render(name: str, **context: Any) -> str:

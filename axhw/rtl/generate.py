@@ -264,7 +264,7 @@ register_design(
 
 
 @cache
-def _environment(template_dir: Path) -> jinja2.Environment:
+def template_environment(template_dir: Path) -> jinja2.Environment:
     # StrictUndefined: a misspelt context key is an error, not an empty string in the Verilog.
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
@@ -278,7 +278,7 @@ def _environment(template_dir: Path) -> jinja2.Environment:
 
 def render(cfg: MultiplierConfig, template_dir: Path = TEMPLATE_DIR) -> dict[str, str]:
     """Render the design's templates without checking them (see :func:`generate`)."""
-    env = _environment(Path(template_dir))
+    env = template_environment(Path(template_dir))
     return {name: env.get_template(tmpl).render(**ctx) for name, tmpl, ctx in DESIGNS[cfg.design].files(cfg)}
 
 

@@ -25,10 +25,10 @@ from axhw.rtl.generate import (
     MultiplierConfig,
     PortSpec,
     _drum_files,
-    _environment,
     _exact_files,
     check_files,
     register_design,
+    template_environment,
 )
 
 __all__ = [
@@ -345,7 +345,7 @@ def array_ports(acfg: ArrayConfig) -> tuple[PortSpec, ...]:
 
 
 def _render(files: list[tuple[str, str, dict[str, object]]], template_dir: Path) -> dict[str, str]:
-    env = _environment(Path(template_dir))
+    env = template_environment(Path(template_dir))
     out: dict[str, str] = {}
     for name, tmpl, ctx in files:
         text = env.get_template(tmpl).render(**ctx)

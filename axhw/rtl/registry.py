@@ -16,11 +16,11 @@ import hashlib
 import inspect
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from axhw.io import atomic_write_json
 from axhw.multipliers import DRUM, Exact, get_multiplier
 from axhw.rtl.generate import MultiplierConfig, generate
 
@@ -86,10 +86,7 @@ def record(cfg: MultiplierConfig, simulator: str, simulator_version: str | None,
     key = ("config_id", "simulator", "model_hash", "rtl_hash")
     with _locked(path.with_suffix(".lock")):
         kept = [r for r in records(path) if any(r.get(k) != entry[k] for k in key)]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"records": [*kept, entry]}, fh, indent=1)
-        os.replace(tmp, path)
+        atomic_write_json({"records": [*kept, entry]}, path, indent=1)
     return entry
 
 
