@@ -14,7 +14,7 @@ from axhw.approxann import (
     neuron_criticality,
     run_approxann,
 )
-from axhw.approxann.cli import add_fig8_parser, add_parser
+from axhw.approxann.cli import add_parser
 from axhw.approxann.fig8 import fig8
 from axhw.fixedpoint import FixedPoint
 from axhw.models import build_mlp
@@ -217,14 +217,11 @@ def test_cli_parsers(bp_run, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)
-    add_fig8_parser(sub)
     args = parser.parse_args(["approxann", "--checkpoint", str(bp_run / "checkpoint.pt"), "--mode", "K2",
                               "--bound", "2", "--retrain-epochs", "1", "--out", str(tmp_path / "o"), "--quiet"])
     assert args.func(args) == 0
     assert "approximate multipliers" in capsys.readouterr().out
     assert (tmp_path / "o" / "network.pt").exists() and (tmp_path / "o" / "approxann.json").exists()
-    args = parser.parse_args(["fig8", "--quick", "--datasets", "ionosphere"])
-    assert args.datasets == ["ionosphere"] and args.quick and args.modes == ["K2", "K1"]
     with pytest.raises(ValueError, match="valid range"):
         ApproxAnnConfig(initial_step=0)
     with pytest.raises(ValueError, match="unknown multiplier"):
