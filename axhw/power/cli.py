@@ -82,6 +82,26 @@ def main_synth(args: argparse.Namespace) -> int:
             for path in write_synthesis_report(rows, args.out, f"synth_{bits}bit"):
                 print(path)
             print((Path(args.out) / f"synth_{bits}bit.md").read_text())
+        print(pe_table(Path(args.out)))
     except (ToolMissing, ValueError) as exc:
         return _fail(args, exc)
     return 0
+
+
+def pe_table(out: Path, max_fan_in: int = 64) -> str:
+    """Cells, area and leakage of the FlexFlow PE per multiplier mode (8-bit), written as ``pe_8bit.md``."""
+    from axhw.io import atomic_write_text
+    from axhw.power.synth import synthesize_pe
+    from axhw.report import markdown_table
+    from axhw.rtl.generate import MultiplierConfig
+    from axhw.rtl.pe import ArrayConfig
+
+    modes = [("exact", MultiplierConfig("exact", 8)), *[(f"K{k}", MultiplierConfig("drum", 8, k=k)) for k in (4, 3, 2, 1)]]
+    rows = []
+    for name, cfg in modes:
+        r = synthesize_pe(ArrayConfig(cfg, max_fan_in=max_fan_in))
+        rows.append([name, r.config_id, r.n_cells, f"{r.area_um2:.0f}", f"{r.leakage_nw:.1f}"])
+    text = (f"PE (multiplier, accumulator, controller, {max_fan_in}-word local memories as flip-flops), osu018:\n\n"
+            + markdown_table(["mode", "design", "cells", "area um2", "leakage nW"], rows) + "\n")
+    atomic_write_text(text, out / "pe_8bit.md")
+    return text

@@ -24,6 +24,7 @@ from axhw.power.liberty import read_library
 from axhw.power.templates import render, template_text
 from axhw.power.tools import Toolchain, find_toolchain
 from axhw.rtl.generate import MultiplierConfig, generate
+from axhw.rtl.pe import ArrayConfig, generate_pe
 
 __all__ = ["DEFAULT_CACHE", "SynthConfig", "SynthResult", "synthesize"]
 
@@ -85,9 +86,9 @@ class SynthResult:
         return d
 
 
-def _cache_key(cfg: MultiplierConfig, rtl: dict[str, str], sc: SynthConfig, tc: Toolchain) -> str:
+def _cache_key(design: dict[str, Any], rtl: dict[str, str], sc: SynthConfig, tc: Toolchain) -> str:
     payload = {
-        "design": asdict(cfg),
+        "design": design,
         "rtl": rtl,
         "templates": [template_text("synth.ys.j2"), template_text("netjson.ys.j2")],
         "abc_script": sc.abc_script,
@@ -110,6 +111,15 @@ def _load(entry: Path) -> SynthResult:
     return SynthResult(**d)
 
 
+def synthesize_pe(acfg: ArrayConfig, sc: SynthConfig | None = None) -> SynthResult:
+    """Synthesize a FlexFlow PE (multiplier, accumulator, local memories as flip-flops, controller).
+
+    Local memories are register files here (osu018 has no SRAM macro), so keep ``max_fan_in`` small (e.g.
+    64) to measure the datapath; storage energy comes from :mod:`axhw.power.sram_energy` instead.
+    """
+    return _synthesize(generate_pe(acfg), "pe", acfg.pe_id, {"pe": asdict(acfg)}, sc)
+
+
 def synthesize(cfg: MultiplierConfig, sc: SynthConfig | None = None) -> SynthResult:
     """Synthesize ``cfg`` to osu018 cells, or return the cached result for identical inputs.
 
@@ -120,40 +130,44 @@ def synthesize(cfg: MultiplierConfig, sc: SynthConfig | None = None) -> SynthRes
     >>> r.area_um2 < synthesize(MultiplierConfig("exact", bits=8)).area_um2  # doctest: +SKIP
     True
     """
+    return _synthesize(generate(cfg), cfg.top, cfg.config_id, asdict(cfg), sc)
+
+
+def _synthesize(rtl: dict[str, str], top: str, config_id: str, design: dict[str, Any],
+                sc: SynthConfig | None) -> SynthResult:
     sc = sc or SynthConfig()
     tc = find_toolchain()
-    rtl = generate(cfg)
-    key = _cache_key(cfg, rtl, sc, tc)
+    key = _cache_key(design, rtl, sc, tc)
     root = Path(sc.cache_dir).resolve()
-    entry = root / f"{cfg.config_id}-{key[:16]}"
+    entry = root / f"{config_id}-{key[:16]}"
     if sc.use_cache and (entry / "result.json").is_file():
         return _load(entry)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.config_id}-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{config_id}-", dir=root))
     try:
         src = tmp / "rtl"
         src.mkdir()
         for name, text in rtl.items():
             (src / name).write_text(text)
         (tmp / "synth.ys").write_text(render(
-            "synth.ys.j2", sources=[f"rtl/{n}" for n in sorted(rtl)], top=cfg.top, liberty=tc.liberty,
+            "synth.ys.j2", sources=[f"rtl/{n}" for n in sorted(rtl)], top=top, liberty=tc.liberty,
             abc_script=sc.abc_script, netlist="netlist.v"))
         _run_yosys(tc, tmp / "synth.ys", tmp / "synth.log", tmp)
         (tmp / "netjson.ys").write_text(render(
-            "netjson.ys.j2", liberty=tc.liberty, netlist="netlist.v", top=cfg.top, json="netlist.json"))
+            "netjson.ys.j2", liberty=tc.liberty, netlist="netlist.v", top=top, json="netlist.json"))
         _run_yosys(tc, tmp / "netjson.ys", tmp / "netjson.log", tmp)
         log = (tmp / "synth.log").read_text()
         areas = re.findall(r"Chip area for module .*?: ([0-9.]+)", log)
         if not areas:
             raise RuntimeError(f"yosys log {tmp / 'synth.log'} has no chip area (stat -liberty failed?)")
         netlist = json.loads((tmp / "netlist.json").read_text())
-        cells = Counter(c["type"] for c in netlist["modules"][cfg.top]["cells"].values())
+        cells = Counter(c["type"] for c in netlist["modules"][top]["cells"].values())
         lib = read_library(tc.liberty)
         unknown = sorted(set(cells) - set(lib.cells))
         if unknown:
-            raise RuntimeError(f"netlist of {cfg.config_id} has cells missing from the library: {unknown}")
+            raise RuntimeError(f"netlist of {config_id} has cells missing from the library: {unknown}")
         result = {
-            "design": asdict(cfg), "config_id": cfg.config_id, "top": cfg.top, "cells": dict(sorted(cells.items())),
+            "design": design, "config_id": config_id, "top": top, "cells": dict(sorted(cells.items())),
             "n_cells": sum(cells.values()), "area_um2": float(areas[-1]),
             "leakage_nw": sum(n * lib.cells[c].leakage_nw for c, n in cells.items()), "key": key,
             "versions": tc.versions,

@@ -77,3 +77,14 @@ def test_pin_annotation_probe_and_instance_mode(toolchain: Toolchain, synth_cfg:
     p = activity_power(synth, res.activity)
     v = vectorless_power(synth)
     assert p.energy_pj > 0 and v.energy_pj > 0 and p.method in ("pin", "instance")
+
+
+def test_pe_synthesizes_and_drum_pe_is_smaller(toolchain: Toolchain, synth_cfg: SynthConfig) -> None:
+    from axhw.power.synth import synthesize_pe
+    from axhw.rtl.pe import ArrayConfig
+
+    sc = synth_cfg
+    exact = synthesize_pe(ArrayConfig(MultiplierConfig("exact", 8), max_fan_in=8), sc)
+    k2 = synthesize_pe(ArrayConfig(MultiplierConfig("drum", 8, k=2), max_fan_in=8), sc)
+    assert exact.top == "pe" and exact.n_cells > 0
+    assert k2.area_um2 < exact.area_um2 and k2.leakage_nw < exact.leakage_nw
