@@ -236,7 +236,42 @@ def _add_power(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=lambda a: int(a.func(a)))
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy, _add_reproduce, _add_approxann, _add_rtl, _add_power]
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a declarative experiment file (TOML/JSON): datasets x methods x targets x seeds")
+    p.add_argument("experiment", help="experiment file (.toml or .json)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--workers", type=int, default=None, help="local process pool size (default: CPU count)")
+    p.add_argument("--address", default=None, help="Ray cluster address (ray backend)")
+    p.add_argument("--out", required=True, help="cache and results directory (results.json, results.csv)")
+    p.add_argument("--quiet", action="store_true")
+
+    def run(args: argparse.Namespace) -> int:
+        import csv
+        import io
+        from pathlib import Path
+
+        from axhw.io import atomic_write_json, atomic_write_text
+        from axhw.report import markdown_table
+        from axhw.sweep import load_experiment, results_table, run_experiment
+
+        exp = load_experiment(args.experiment)
+        res = run_experiment(exp, Path(args.out) / "cache", backend=args.backend, workers=args.workers,
+                             address=args.address, progress=not args.quiet)
+        rows = results_table(exp, res)
+        atomic_write_json(rows, Path(args.out) / "results.json")
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(buf.getvalue(), Path(args.out) / "results.csv")
+        print(markdown_table(list(rows[0]), [[f"{v:.4f}" if isinstance(v, float) else v for v in r.values()]
+                                             for r in rows]))
+        return 0
+
+    p.set_defaults(handler=run)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy, _add_sweep, _add_reproduce, _add_approxann, _add_rtl, _add_power]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -108,3 +108,10 @@ def test_calibrate_examples_and_percentile():
         calibrate(w, 8, mode="median")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="valid range"):
         calibrate(w, 8, mode="percentile", percentile=0.0)
+
+
+def test_fake_quantize_is_the_stored_value():
+    fmt = FixedPoint(8, 4)
+    x = torch.tensor([0.03, 1.5, 100.0], dtype=torch.float32)
+    y = fmt.fake_quantize(x)
+    assert y.dtype == torch.float32 and y.tolist() == [0.0, 1.5, 127 / 16]  # 0.48 LSB rounds to 0; saturates

@@ -94,3 +94,19 @@ def test_accuracy_matrix_cli(tmp_path, capsys):
     assert set(data["accuracy"]) == {"bp", "act", "pas", "axtrain"}
     assert main(["reproduce", "fig9", "--quick", "--out", str(tmp_path / "r")]) == 2
     assert "valid figures" in capsys.readouterr().err
+
+
+def test_sweep_cli_runs_an_experiment_file(tmp_path, capsys):
+    from axhw.cli import main
+
+    exp = tmp_path / "exp.toml"
+    exp.write_text('datasets = ["breast_cancer"]\nmethods = ["bp"]\nruns = 2\n'
+                   '[[targets]]\nmultiplier = "K3"\n[[targets]]\nvoltage_mv = 850\n[train]\nepochs = 1\n')
+    assert main(["sweep", str(exp), "--workers", "1", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    rows = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [(r["multiplier"], r["voltage_mv"]) for r in rows] == [("K3", 1100.0), ("exact", 850.0)]
+    assert (tmp_path / "o" / "results.csv").read_text().startswith("dataset,seed,method")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('datasets = ["breast_cancer"]\nmethod = ["bp"]\n')
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert "unknown key 'method'" in capsys.readouterr().err
