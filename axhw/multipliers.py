@@ -30,9 +30,10 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 
 import torch
+import torch.nn.functional as F
 
 from axhw.fixedpoint import check_codes
-from axhw.intgemm import INT64_SAFE_LIMIT, exact_int_matmul
+from axhw.intgemm import FLOAT64_EXACT_LIMIT, INT64_SAFE_LIMIT, exact_int_matmul
 
 __all__ = [
     "DRUM",
@@ -116,6 +117,21 @@ class Multiplier(ABC):
     @abstractmethod
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """``C[m, n] = sum_k mul(A[m, k], B[k, n])`` exactly, as int64."""
+
+    def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
+        """Exact 2-D convolution (cross-correlation, zero padding) where every product goes through this
+        multiplier: ``a`` is ``(N, C, H, W)``, ``w`` is ``(O, C, kh, kw)``; returns int64 ``(N, O, oh, ow)``.
+
+        Generic path: im2col (exact in float64 for codes below 2**53) and :meth:`matmul`.
+        """
+        n, _, h, wd = a.shape
+        out_c, in_c, kh, kw = w.shape
+        cols = F.unfold(a.to(torch.float64), (kh, kw), padding=padding, stride=stride)  # (N, C*kh*kw, L)
+        oh = (h + 2 * padding - kh) // stride + 1
+        ow = (wd + 2 * padding - kw) // stride + 1
+        cols = cols.to(torch.int64).transpose(1, 2).reshape(-1, in_c * kh * kw)
+        acc = self.matmul(cols, w.reshape(out_c, -1).T.contiguous())
+        return acc.reshape(n, oh * ow, out_c).transpose(1, 2).reshape(n, out_c, oh, ow)
 
     def product_table(self) -> torch.Tensor:
         """Full ``(2**bits, 2**bits)`` table indexed by the operands' two's-complement words."""
@@ -208,6 +224,26 @@ class SeparableMultiplier(Multiplier):
             if bool(ia.any()) and bool(ib.any()):
                 count = torch.mm(ia.to(torch.float64), ib.to(torch.float64)).to(torch.int64)
                 out += count * self._sat_correction
+        return out
+
+
+    def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
+        """Separable fast path: one floating-point convolution of transformed operands, exact while
+        ``C * kh * kw * max|T|**2`` stays below 2**24 (float32) or 2**53 (float64) (the GEMM argument of
+        :mod:`axhw.intgemm`), else the generic im2col path. Zero padding is exact because ``T(0) = 0``."""
+        k = w.shape[1] * w.shape[2] * w.shape[3]
+        if self.bits > _TABLE_TRANSFORM_MAX_BITS or k * self.transform_bound**2 >= FLOAT64_EXACT_LIMIT:
+            return super().conv2d(a, w, stride, padding)
+        # float32 (the fast oneDNN kernels) is exact too when every partial sum stays below 2**24.
+        dtype = torch.float32 if k * self.transform_bound**2 < (1 << 24) else torch.float64
+        ta, tw = self.transform(a, dtype), self.transform(w, dtype)
+        out = F.conv2d(ta, tw, stride=stride, padding=padding).round().to(torch.int64)
+        if self._sat_correction:
+            lo = self.operand_range[0]
+            ia, iw = a == lo, w == lo
+            if bool(ia.any()) and bool(iw.any()):
+                count = F.conv2d(ia.to(torch.float64), iw.to(torch.float64), stride=stride, padding=padding)
+                out += count.round().to(torch.int64) * self._sat_correction
         return out
 
 

@@ -70,18 +70,9 @@ def linear_int(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mul: Multiplie
 def conv2d_int(
     a: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mul: Multiplier, stride: int = 1, padding: int = 0
 ) -> torch.Tensor:
-    """Integer convolution by im2col: every product goes through ``mul``; zero padding is code 0.
-
-    The unfold runs in float64, exact for codes below 2**53.
-    """
-    n, _, h, wd = a.shape
-    out_c, in_c, kh, kw = w.shape
-    cols = F.unfold(a.to(torch.float64), (kh, kw), padding=padding, stride=stride)  # (N, C*kh*kw, L)
-    oh = (h + 2 * padding - kh) // stride + 1
-    ow = (wd + 2 * padding - kw) // stride + 1
-    cols = cols.to(torch.int64).transpose(1, 2).reshape(-1, in_c * kh * kw)
-    acc = mul.matmul(cols, w.reshape(out_c, -1).T.contiguous()) + b
-    return acc.reshape(n, oh * ow, out_c).transpose(1, 2).reshape(n, out_c, oh, ow)
+    """Integer convolution: every product goes through ``mul`` (:meth:`Multiplier.conv2d`), zero padding
+    is code 0, plus the bias per output channel."""
+    return mul.conv2d(a, w, stride, padding) + b.reshape(1, -1, 1, 1)
 
 
 # --------------------------------------------------------------------------- integer layers

@@ -250,3 +250,22 @@ def test_error_stats_sampled_is_seeded():
     b = error_stats(DRUM(4, 16), samples=20_000, seed=1)
     assert a == b and not a.exhaustive and a.pairs == 20_000
     assert 0.01 < a.mre < 0.1
+
+
+@pytest.mark.parametrize("m", [Exact(8), DRUM(1, 8), DRUM(2, 8), DRUM(4, 8), DRUM(3, 8, signed=False)], ids=repr)
+def test_conv2d_fast_path_equals_im2col_reference(m):
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(8)
+    a = torch.randint(lo, hi + 1, (3, 4, 9, 9), generator=g)
+    w = torch.randint(lo, hi + 1, (5, 4, 3, 3), generator=g)
+    a[0, 0, :2, :2] = lo  # (min, min) pairs: the DRUM-2 saturation correction
+    w[0, 0] = lo
+    want = LUTMultiplier.from_multiplier(m).conv2d(a, w, stride=2, padding=1)  # generic im2col path
+    brute = torch.zeros_like(want)
+    ap = torch.nn.functional.pad(a, (1, 1, 1, 1))
+    for i in range(want.shape[2]):
+        for j in range(want.shape[3]):
+            patch = ap[:, None, :, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3]
+            brute[:, :, i, j] = m(patch, w[None]).sum(dim=(2, 3, 4))
+    assert torch.equal(want, brute)
+    assert torch.equal(m.conv2d(a, w, stride=2, padding=1), want)

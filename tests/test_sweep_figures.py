@@ -110,3 +110,17 @@ def test_sweep_cli_runs_an_experiment_file(tmp_path, capsys):
     bad.write_text('datasets = ["breast_cancer"]\nmethod = ["bp"]\n')
     assert main(["sweep", str(bad), "--out", str(tmp_path / "b")]) == 2
     assert "unknown key 'method'" in capsys.readouterr().err
+
+
+def test_code_version_hashes_sources_unless_pinned(monkeypatch):
+    from axhw import sweep
+
+    sweep.code_version.cache_clear()
+    natural = sweep.code_version()
+    assert len(natural) == 16
+    monkeypatch.setenv("AXHW_CODE_VERSION", "pinned")
+    sweep.code_version.cache_clear()
+    assert sweep.code_version() == "pinned"
+    monkeypatch.delenv("AXHW_CODE_VERSION")
+    sweep.code_version.cache_clear()
+    assert sweep.code_version() == natural
