@@ -85,10 +85,17 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write_text(buf.getvalue(), path)
 
 
-def _savefig(fig: Any, path: Path) -> None:
+def _savefig(fig: Any, path: Path, title: str, legend_ax: Any = None) -> None:
+    """Title, legend, atomic PNG write, close."""
+    import matplotlib.pyplot as plt
+
+    if legend_ax is not None:
+        legend_ax.legend(fontsize=7)
+    fig.suptitle(title)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(path)
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- Fig. 6
@@ -142,10 +149,7 @@ def _plot_fig6(rows: list[dict[str, Any]], datasets: tuple[str, ...], path: Path
         ax.axhline(1.0, color="k", lw=0.6)
         ax.set_title(d)
         ax.set_ylabel("output loss / exact")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("Fig. 6: normalised output loss under DRUM K-modes")
-    _savefig(fig, path)
-    plt.close(fig)
+    _savefig(fig, path, "Fig. 6: normalised output loss under DRUM K-modes", axes[0][0])
 
 
 # --------------------------------------------------------------------------- Fig. 7
@@ -190,10 +194,7 @@ def _plot_fig7(rows: list[dict[str, Any]], datasets: tuple[str, ...], path: Path
         ax.set_ylim(0, 1)
         ax.set_title(f"{level} NTV")
         ax.set_ylabel("accuracy")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("Fig. 7: accuracy under NTV weight storage (mean, std over chips)")
-    _savefig(fig, path)
-    plt.close(fig)
+    _savefig(fig, path, "Fig. 7: accuracy under NTV weight storage (mean, std over chips)", axes[0][0])
 
 
 # --------------------------------------------------------------------------- Fig. 4
@@ -238,9 +239,7 @@ def fig4(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
                      fontsize=8)
         ax.set_ylabel("output")
     fig.colorbar(im, ax=list(axes), label="relative sensitivity")
-    fig.suptitle(f"Fig. 4: last-layer sensitivity maps ({d})")
-    _savefig(fig, out / "fig4.png")
-    plt.close(fig)
+    _savefig(fig, out / "fig4.png", f"Fig. 4: last-layer sensitivity maps ({d})")
     return {"dataset": d, "totals": {m: data_out[m]["total"] for m in maps}}
 
 
