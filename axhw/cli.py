@@ -82,6 +82,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: 2 x bits)")
+    p.add_argument("--saturation-ste", action="store_true",
+                   help="pas: no gradient through outputs the hardware clamped (helps pas from random init)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training samples")
     p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
     p.add_argument("--out", required=True, help="output directory (checkpoint.pt, metrics.json)")
@@ -94,7 +96,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         cfg = TrainConfig(dataset=args.dataset, method=args.method, multiplier=args.multiplier,
                           voltage_mv=args.voltage, epochs=args.epochs, pas_epochs=args.pas_epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, bits=args.bits,
-                          bias_bits=args.bias_bits, limit=args.limit, data_dir=args.data_dir)
+                          bias_bits=args.bias_bits, saturation_ste=args.saturation_ste, limit=args.limit, data_dir=args.data_dir)
         metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
         print(f"{cfg.dataset} {cfg.method} seed {cfg.seed}: test accuracy {metrics['test_accuracy']:.4f} "
               f"-> {args.out}/metrics.json")

@@ -76,6 +76,11 @@ class HardwareConfig:
         voltage_mv: SRAM supply for parameter storage in ``hardware`` mode (1100 = reliable).
         calibration: how ``frac`` is chosen for weights and activations (``maxabs`` or ``percentile``).
         percentile: percentile used by ``percentile`` calibration.
+        saturation_ste: also zero the straight-through gradient of outputs that the re-quantizer clamped to
+            the next layer's format (standard QAT practice, on top of eq. 12). Off by default (eq. 12 alone,
+            as the paper). Why it exists: with activation formats calibrated per epoch, hidden layers
+            saturate early in training from random init and the gradient of the unclamped float path runs
+            away (measured on MNIST-MLP, see docs/training.md).
         approx_multiplier: in ``hardware`` mode, the multiplier of the neurons each layer marks in
             ``approx_neurons`` (ApproxAnn's per-neuron modes); None: masks are ignored.
     """
@@ -89,6 +94,7 @@ class HardwareConfig:
     calibration: Literal["maxabs", "percentile"] = "maxabs"
     percentile: float = 99.99
     approx_multiplier: str | None = None
+    saturation_ste: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("float", "quantized", "hardware"):
@@ -129,12 +135,20 @@ class ClippedSTE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, reference: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, reference: torch.Tensor, hardware: torch.Tensor,  # type: ignore[override]
+                live: torch.Tensor | None = None) -> torch.Tensor:
+        ctx.has_live = live is not None
+        if live is not None:
+            ctx.save_for_backward(live)
         return hardware.detach().clone()
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        return grad_out * (grad_out.abs() < 1).to(grad_out.dtype), None
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        grad = grad_out * (grad_out.abs() < 1).to(grad_out.dtype)
+        if ctx.has_live:  # optional: no gradient where the hardware clamped (saturation-aware STE)
+            (live,) = ctx.saved_tensors
+            grad = grad * live.to(grad.dtype)
+        return grad, None, None
 
 
 class _HardwareLayer:
@@ -198,7 +212,8 @@ class _HardwareLayer:
             codes = layer.run(layer.act_fmt.quantize(x.detach()), self._mul, *params, approx=self._approx_mul)
             fmt = layer.out_fmt if layer.out_fmt is not None else layer.acc_fmt
             hw_out = fmt.dequantize(codes, x.dtype)
-        return ClippedSTE.apply(self._reference(x), hw_out)
+            live = (codes > fmt.qmin) & (codes < fmt.qmax) if self.hw.saturation_ste else None
+        return ClippedSTE.apply(self._reference(x), hw_out, live)
 
 
 class ApproxLinear(_HardwareLayer, nn.Linear):

@@ -61,6 +61,8 @@ class TrainConfig:
             (0.916) with 32% lower S, 3e-3 costs 17 points and 1e-2 collapses training (0.40).
         converge_tol: relative change of E and S per epoch below which act counts as converged (axtrain).
         loss: output error E: ``mse`` on the sigmoid outputs against one-hot targets (the paper's) or ``bce``.
+        saturation_ste: pas: zero the gradient of outputs the hardware clamped (see
+            :class:`axhw.nn.HardwareConfig`); needed for pas from random init on MNIST-MLP.
         limit: use at most this many training samples, a seeded stratified subset (quick runs; None = all).
         data_dir: dataset cache directory (None = default).
     """
@@ -81,6 +83,7 @@ class TrainConfig:
     error_bound: float = 0.02
     converge_tol: float = 0.01
     loss: Literal["mse", "bce"] = "mse"
+    saturation_ste: bool = False
     limit: int | None = None
     data_dir: str | None = None
 
@@ -99,7 +102,7 @@ class TrainConfig:
 
     def pas_hardware(self) -> HardwareConfig:
         return HardwareConfig(mode="hardware", multiplier=self.multiplier, bits=self.bits, voltage_mv=self.voltage_mv,
-                              bias_bits=self.bias_bits)
+                              bias_bits=self.bias_bits, saturation_ste=self.saturation_ste)
 
 
 def output_loss(out: torch.Tensor, y: torch.Tensor, kind: str = "mse") -> torch.Tensor:

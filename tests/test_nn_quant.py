@@ -84,6 +84,30 @@ def test_clipped_ste_gradient():
     assert ref.grad.tolist() == [1.0, 0.0, 0.0]  # |g| < 1 passes (times d(2 ref)), the rest is cut
 
 
+def test_saturation_aware_ste_blocks_clamped_outputs():
+    ref = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out = ClippedSTE.apply(ref * 2, torch.tensor([9.0, 9.0, 9.0]), torch.tensor([True, False, True]))
+    out.backward(torch.tensor([0.5, 0.5, 2.0]))
+    assert ref.grad.tolist() == [1.0, 0.0, 0.0]  # live and small / clamped / too large
+    torch.manual_seed(7)
+    x = torch.randn(16, 30)
+    grads = {}
+    for flag in (False, True):
+        model = build_mlp((30, 16, 2), HardwareConfig(mode="quantized", saturation_ste=flag))
+        torch.manual_seed(8)
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        with torch.no_grad():
+            model[0].bias[0] = 5.0  # hidden unit 0 always clamps at the top of fix<8,7> (max 0.99)
+        calibrate_model(model, x)
+        model[0].out_fmt = FixedPoint(8, 7)
+        model.train()
+        model(x).sum().backward()
+        grads[flag] = model[0].weight.grad.clone()
+    assert grads[False][0].abs().sum() > 0 and torch.equal(grads[True][0], torch.zeros(30))
+    assert grads[True][1:].abs().sum() > 0  # units that did not clamp still learn
+
+
 def test_training_mode_fresh_flips_and_gradients_flow():
     torch.manual_seed(4)
     x = torch.randn(8, 30)
