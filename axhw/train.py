@@ -154,7 +154,9 @@ def _phase_for(cfg: TrainConfig, state: _State) -> str:
 def _set_phase(model: nn.Module, cfg: TrainConfig, phase: str, x_calib: torch.Tensor, seed: int) -> None:
     if phase == "pas":
         set_hardware(model, cfg.pas_hardware())
-        calibrate_model(model, x_calib)
+        if any(layer.act_fmt is None for layer in approx_layers(model)):
+            # Only before the first epoch: every epoch ends by calibrating on the same data and weights.
+            calibrate_model(model, x_calib)
         for i, layer in enumerate(approx_layers(model)):
             layer.generator = torch.Generator().manual_seed(seed * 1000 + i)
     else:
@@ -299,10 +301,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         if state.phase == "act":
             gamma.update(train_error)
         model.eval()
-        s_probe = float(sensitivity(model, probe, create_graph=False)) if state.phase != "pas" else float("nan")
-        if state.phase == "pas":
+        if state.phase == "pas":  # S(w) is a property of the ideal network: measure it in float mode
             set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
-            s_probe = float(sensitivity(model, probe, create_graph=False))
+        s_probe = float(sensitivity(model, probe, create_graph=False))
+        if state.phase == "pas":
             set_hardware(model, cfg.pas_hardware())
             sample_chip(model, torch.Generator().manual_seed(cfg.seed))
         record = {

@@ -19,13 +19,13 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from axhw.multipliers import Multiplier
-from axhw.quant import IntLinear, IntReLU, QuantizedNetwork, linear_int, requantize
+from axhw.quant import IntLinear, IntReLU, QuantizedNetwork, linear_int
 from axhw.rtl.generate import write_files
 from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
 from axhw.rtl.program import ArrayProgram, compile_network
@@ -166,37 +166,29 @@ def reference_outputs(
     exact: Multiplier | None = None,
 ) -> list[torch.Tensor]:
     """Per FC layer, what the array leaves behind: hidden layers' activations (after ReLU, when the network
-    has one), then the output layer's saturated accumulators.
+    has one), then the output layer's saturated accumulators: ``forward_int(..., return_all=True)`` picked
+    at the ops that follow each layer.
 
-    Without ``modes`` this is ``forward_int(..., return_all=True)`` picked at the ops that follow each
-    layer. With ``modes`` (True = approximate ``mul``, False = ``exact``) each layer accumulates with both
-    multipliers via :func:`linear_int` and takes each output neuron's from its mode, then saturates and
-    re-quantizes with :func:`requantize`, as :meth:`IntLinear.run` does.
+    With ``modes`` (per layer, True = approximate ``mul``, False = ``exact``) the masks go into the layers'
+    ``approx_neurons`` and ``forward_int`` runs with ``exact`` and ``approx=mul`` -- the same per-neuron
+    semantics the training model uses, not a re-derivation.
     """
     ops = qnet.ops
-    if modes is None:
+    if modes is not None:
+        if exact is None:
+            raise ValueError("per-neuron modes need the exact multiplier too")
+        masks = iter(modes)
+        ops = [replace(op, approx_neurons=next(masks).to(torch.bool)) if isinstance(op, IntLinear) else op
+               for op in ops]
+        outs = QuantizedNetwork(ops, qnet.meta).forward_int(x_int, exact, return_all=True, approx=mul)
+    else:
         outs = qnet.forward_int(x_int, mul, return_all=True)
-        assert isinstance(outs, list)
-        picked = []
-        for i, op in enumerate(ops):
-            if isinstance(op, IntLinear):
-                nxt = i + 1 if i + 1 < len(ops) and isinstance(ops[i + 1], IntReLU) else i
-                picked.append(outs[nxt])
-        return picked
-    assert exact is not None
-    h = x_int.to(torch.int64).flatten(1)
-    picked, li = [], 0
+    assert isinstance(outs, list)
+    picked = []
     for i, op in enumerate(ops):
-        if not isinstance(op, IntLinear):
-            continue
-        acc_a = linear_int(h, op.weight, op.bias, mul)
-        acc_e = linear_int(h, op.weight, op.bias, exact)
-        acc = torch.where(modes[li].to(torch.bool), acc_a, acc_e).clamp(op.acc_fmt.qmin, op.acc_fmt.qmax)
-        h = acc if op.out_fmt is None else requantize(acc, op.acc_fmt.frac, op.out_fmt)
-        if i + 1 < len(ops) and isinstance(ops[i + 1], IntReLU):
-            h = h.clamp(min=0)
-        picked.append(h)
-        li += 1
+        if isinstance(op, IntLinear):
+            nxt = i + 1 if i + 1 < len(ops) and isinstance(ops[i + 1], IntReLU) else i
+            picked.append(outs[nxt])
     return picked
 
 
