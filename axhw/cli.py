@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from axhw import __version__
+from axhw.runtime import tune_allocator
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -82,8 +83,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: 2 x bits)")
-    p.add_argument("--saturation-ste", action="store_true",
-                   help="pas: no gradient through outputs the hardware clamped (helps pas from random init)")
+    p.add_argument("--saturation-ste", action=argparse.BooleanOptionalAction, default=True,
+                   help="pas: no gradient through outputs the hardware clamped (default; --no-saturation-ste "
+                        "keeps eq. 12 alone, as the paper states it)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training samples")
     p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
     p.add_argument("--out", required=True, help="output directory (checkpoint.pt, metrics.json)")
@@ -289,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    tune_allocator()
     try:
         return handler(args)
     except (ValueError, OverflowError, FileNotFoundError) as exc:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["FLOAT64_EXACT_LIMIT", "INT64_SAFE_LIMIT", "exact_int_matmul"]
+__all__ = ["FLOAT32_EXACT_LIMIT", "FLOAT64_EXACT_LIMIT", "INT64_SAFE_LIMIT", "exact_float_dtype", "exact_int_matmul"]
 
 #: Largest magnitude below which every float64 integer is exact.
 FLOAT64_EXACT_LIMIT = 1 << 53
+#: Largest magnitude below which every float32 integer is exact.
+FLOAT32_EXACT_LIMIT = 1 << 24
 #: Results are refused beyond this magnitude; leaves a margin for the float64 bound estimate.
 INT64_SAFE_LIMIT = 1 << 62
 _LIMB = 16
@@ -36,6 +38,20 @@ def _check_result_fits(a: torch.Tensor, b: torch.Tensor, k: int, bound_a: int, b
             f"matmul result may exceed the int64 range (|sum| up to {float(est.max()):.3g} >= 2**62); "
             "use narrower operands or split the reduction dimension"
         )
+
+
+def exact_float_dtype(bound: int) -> torch.dtype | None:
+    """The cheapest float dtype whose GEMMs/convolutions are exact for integer sums bounded by ``bound``.
+
+    float32 (2x the BLAS throughput, half the memory) when ``bound < 2**24`` *and* torch is allowed no
+    reduced-precision float32 matmul (``torch.get_float32_matmul_precision() == "highest"``: "high"/"medium"
+    let oneDNN use TF32/bf16 internally, which would break the argument); float64 below 2**53; else None.
+    """
+    if bound < FLOAT32_EXACT_LIMIT and torch.get_float32_matmul_precision() == "highest":
+        return torch.float32
+    if bound < FLOAT64_EXACT_LIMIT:
+        return torch.float64
+    return None
 
 
 def exact_int_matmul(a: torch.Tensor, b: torch.Tensor, bound_a: int, bound_b: int) -> torch.Tensor:
@@ -60,8 +76,9 @@ def exact_int_matmul(a: torch.Tensor, b: torch.Tensor, bound_a: int, bound_b: in
     _check_result_fits(a, b, k, bound_a, bound_b)
     if k == 0:
         return torch.zeros(a.shape[0], b.shape[1], dtype=torch.int64)
-    if k * bound_a * bound_b < FLOAT64_EXACT_LIMIT:
-        return torch.mm(a.to(torch.float64), b.to(torch.float64)).to(torch.int64)
+    dtype = exact_float_dtype(k * bound_a * bound_b)
+    if dtype is not None:
+        return torch.mm(a.to(dtype), b.to(dtype)).to(torch.int64)
 
     hi_a, hi_b = (bound_a >> _LIMB) + 1, (bound_b >> _LIMB) + 1
     lo = 1 << _LIMB

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from axhw.fixedpoint import check_codes
-from axhw.intgemm import FLOAT64_EXACT_LIMIT, INT64_SAFE_LIMIT, exact_int_matmul
+from axhw.intgemm import FLOAT64_EXACT_LIMIT, INT64_SAFE_LIMIT, exact_float_dtype, exact_int_matmul
 
 __all__ = [
     "DRUM",
@@ -215,7 +215,10 @@ class SeparableMultiplier(Multiplier):
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
             raise ValueError(f"matmul needs (M, K) @ (K, N) matrices, got {tuple(a.shape)} @ {tuple(b.shape)}")
-        gemm_dtype = torch.float64 if self.bits <= _TABLE_TRANSFORM_MAX_BITS else torch.int64
+        if self.bits <= _TABLE_TRANSFORM_MAX_BITS:  # transform straight into the exact GEMM dtype
+            gemm_dtype = exact_float_dtype(a.shape[1] * self.transform_bound**2) or torch.float64
+        else:
+            gemm_dtype = torch.int64
         ta, tb = self.transform(a, gemm_dtype), self.transform(b, gemm_dtype)
         out = exact_int_matmul(ta, tb, self.transform_bound, self.transform_bound)
         if self._sat_correction:
@@ -235,7 +238,7 @@ class SeparableMultiplier(Multiplier):
         if self.bits > _TABLE_TRANSFORM_MAX_BITS or k * self.transform_bound**2 >= FLOAT64_EXACT_LIMIT:
             return super().conv2d(a, w, stride, padding)
         # float32 (the fast oneDNN kernels) is exact too when every partial sum stays below 2**24.
-        dtype = torch.float32 if k * self.transform_bound**2 < (1 << 24) else torch.float64
+        dtype = exact_float_dtype(k * self.transform_bound**2) or torch.float64
         ta, tw = self.transform(a, dtype), self.transform(w, dtype)
         out = F.conv2d(ta, tw, stride=stride, padding=padding).round().to(torch.int64)
         if self._sat_correction:

@@ -50,6 +50,7 @@ __all__ = [
     "GammaSchedule",
     "per_sample_sensitivity",
     "sensitivity",
+    "sensitivity_and_output",
     "sensitivity_by_parameter",
     "sensitivity_map",
 ]
@@ -185,6 +186,18 @@ def _terms(
     vectorize: bool,
     only: set[nn.Parameter] | None = None,
 ) -> dict[nn.Parameter, Tensor]:
+    return _terms_and_output(model, x, reduce, create_graph=create_graph, vectorize=vectorize, only=only)[0]
+
+
+def _terms_and_output(
+    model: nn.Module,
+    x: Tensor,
+    reduce: Literal["sample", "param"],
+    *,
+    create_graph: bool,
+    vectorize: bool,
+    only: set[nn.Parameter] | None = None,
+) -> tuple[dict[nn.Parameter, Tensor], Tensor]:
     """Sensitivity contribution of each parameter, either per sample ``(N,)`` or per element (mean over N).
 
     ``reduce="sample"`` gives ``sum_k sum_{w in p} |w| |dO_k(x_n)/dw|`` for each sample n;
@@ -196,7 +209,7 @@ def _terms(
         if only is not None:
             calls = [c for c in calls if any(p in only for _, p in _params(c.layer))]
         if not calls:
-            return {}
+            return {}, out
         deltas = _output_deltas(out.reshape(out.shape[0], -1), [c.z for c in calls], create_graph, vectorize)
         uses = Counter(p for c in calls for _, p in _params(c.layer))
 
@@ -220,11 +233,209 @@ def _terms(
             result[p] = (ga * p.abs()).flatten(1).sum(1) if reduce == "sample" else p.abs() * ga.mean(0)
     if not create_graph:
         result = {p: t.detach() for p, t in result.items()}
-    return result
+    return result, out
+
+
+# --------------------------------------------------------------------------- Sequential fast path
+_ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Identity)
+
+
+def _flat_modules(model: nn.Module) -> list[nn.Module] | None:
+    """The leaf modules of a (nested) ``nn.Sequential`` in call order, or None if ``model`` is not one."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    mods: list[nn.Module] = []
+    for m in model:
+        sub = _flat_modules(m) if isinstance(m, nn.Sequential) else [m]
+        if sub is None:
+            return None
+        mods += sub
+    return mods
+
+
+def _standard_forward(m: nn.Module) -> bool:
+    """Plain ``F.linear``/``F.conv2d`` forward: torch's own, or an axhw layer in float mode (checked by the
+    caller), whose ``forward`` then is exactly that."""
+    base = nn.Linear if isinstance(m, nn.Linear) else nn.Conv2d
+    return type(m).forward is base.forward or hasattr(m, "_reference")
+
+
+def _fast_supported(mods: list[nn.Module]) -> bool:
+    """Whether every module has a closed-form reverse step below (else the hooked generic path runs)."""
+    if len({id(m) for m in mods}) != len(mods):
+        return False  # a module called twice shares its parameters: |.| must follow the sum over calls
+    for m in mods:
+        hw = getattr(m, "hw", None)
+        if hw is not None and getattr(hw, "mode", "float") != "float":
+            return False  # hardware forward (ClippedSTE): keep the generic definition
+        if isinstance(m, nn.Linear | nn.Conv2d) and not _standard_forward(m):
+            return False  # a subclass with its own forward may compute anything
+        if isinstance(m, nn.Conv2d):
+            if m.groups != 1 or m.dilation != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
+                return False
+        elif isinstance(m, nn.MaxPool2d):
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size
+            s = m.stride if m.stride is not None else k
+            ks, ss = torch.nn.modules.utils._pair(k), torch.nn.modules.utils._pair(s)
+            if m.padding != 0 or m.dilation != 1 or m.ceil_mode or any(a > b for a, b in zip(ks, ss, strict=True)):
+                return False  # overlapping windows would need scatter-add, not unpooling
+        elif isinstance(m, nn.Flatten):
+            if m.start_dim != 1 or m.end_dim != -1:
+                return False
+        elif not isinstance(m, (nn.Linear, *_ELEMENTWISE)):
+            return False
+    return True
+
+
+def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample S ``(N,)`` and the model output for a Sequential of Linear/Conv2d/ReLU/Sigmoid/Tanh/
+    MaxPool2d/Flatten, with ``delta_k`` propagated explicitly instead of through a vmapped autograd backward.
+
+    Same mathematics as :func:`_terms`: one forward records ``a``, ``z``, ReLU masks, pooling indices and
+    activation slopes; ``delta_k = dO_k/dz`` for all K outputs is then built layer by layer backwards
+    (``delta @ W``, transposed convolution, unpooling, times the slope), as an ordinary differentiable
+    expression. So ``S.backward()`` is a plain first-order backward over that expression and equals the
+    eq. 6 gradient of the generic path (the ReLU masks and pooling indices are piecewise constant, exactly
+    as in autograd's double backward). Why: it saves the second forward and the batched double backward,
+    the bulk of AxTrain-act's step time (bench/bench_train.py).
+    """
+    h = x
+    rev: list[tuple[str, Any]] = []  # reverse-step records, in forward order
+    layers: list[tuple[nn.Module, Tensor, int]] = []  # (layer, input a, index into rev)
+    for m in mods:
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            if isinstance(m, nn.Linear) and h.dim() != 2:
+                raise _Fallback
+            layers.append((m, h, len(rev)))
+            rev.append(("layer", m))
+            h = m(h)
+        elif isinstance(m, nn.MaxPool2d):
+            shape = h.shape
+            h, idx = F.max_pool2d(h, m.kernel_size, m.stride, 0, 1, False, True)
+            rev.append(("pool", (m, idx, shape)))
+        elif isinstance(m, nn.Flatten):
+            rev.append(("flatten", h.shape))
+            h = m(h)
+        elif isinstance(m, nn.ReLU):
+            rev.append(("slope", (h > 0).to(h.dtype)))
+            h = m(h)
+        elif isinstance(m, nn.Sigmoid):
+            h = m(h)
+            rev.append(("slope", h * (1 - h)))
+        elif isinstance(m, nn.Tanh):
+            h = m(h)
+            rev.append(("slope", 1 - h * h))
+        # nn.Identity: nothing to record
+    out = h
+    if out.dim() != 2 or not layers:
+        raise _Fallback
+    n, k = out.shape
+    first = layers[0][2]
+    delta: Tensor = torch.eye(k, dtype=out.dtype, device=out.device).unsqueeze(1).expand(k, n, k)
+    deltas: dict[int, Tensor | _Pooled] = {}
+    d: Tensor | _Pooled = delta
+    for i in range(len(rev) - 1, first - 1, -1):
+        kind, rec = rev[i]
+        if kind == "slope":
+            if isinstance(d, _Pooled):  # only the arg-max positions carry a delta: gather their slopes
+                d = _Pooled(d.values * rec.flatten(2).gather(2, d.idx).unsqueeze(0), d.idx, d.shape)
+            else:
+                d = d * rec.unsqueeze(0)
+        elif kind == "flatten":
+            d = _dense(d).reshape(k, *rec)
+        elif kind == "pool":
+            _m, idx, shape = rec
+            dd = _dense(d)
+            d = _Pooled(dd.reshape(k, n, shape[1], -1), idx.flatten(2), shape)
+        else:  # layer: d is dO/dz here; step through it only if an earlier layer needs it
+            deltas[i] = d
+            if i == first:
+                break
+            lay = rec
+            dd = _dense(d)
+            if isinstance(lay, nn.Linear):
+                d = dd @ lay.weight
+            else:
+                a_shape = next(a.shape for lyr, a, j in layers if j == i)
+                flat = dd.reshape(k * n, *dd.shape[2:])
+                op = [(a_shape[2 + t] + 2 * lay.padding[t] - lay.kernel_size[t]) % lay.stride[t] for t in (0, 1)]
+                flat = F.conv_transpose2d(flat, lay.weight, stride=lay.stride, padding=lay.padding, output_padding=op)
+                d = flat.reshape(k, *a_shape)
+    total = out.new_zeros(n)
+    for lay, a, i in layers:
+        di = deltas[i]
+        if isinstance(lay, nn.Linear):
+            grads = None
+        else:
+            grads = _conv_grads(_Call(lay, a, _dense(di)), _dense(di))
+        for name, p in _params(lay):
+            if grads is None:
+                total = total + _linear_closed_form(a, _dense(di), p, name, "sample")
+            else:  # |.| after the sum over positions (eq. 5), as in _terms
+                total = total + (grads[name].abs().sum(0) * p.abs()).flatten(1).sum(1)
+    return total, out
+
+
+@dataclass
+class _Pooled:
+    """A ``delta`` that is zero except at the arg-max positions of a non-overlapping max-pooling.
+
+    ``values`` ``(K, N, C, L')`` sit at flat positions ``idx`` ``(N, C, L')`` of the ``(H, W)`` planes of a
+    ``shape = (N, C, H, W)`` tensor. Keeping deltas in this form from a pooling layer down to the
+    convolution below it applies the activation slopes on the pooled grid (4x fewer elements for
+    LeNet-5's 2x2 pools) and places the values once, instead of unpooling and masking the full grid.
+    """
+
+    values: Tensor
+    idx: Tensor
+    shape: torch.Size
+
+
+def _dense(d: Tensor | _Pooled) -> Tensor:
+    if not isinstance(d, _Pooled):
+        return d
+    k = d.values.shape[0]
+    n, c, hh, ww = d.shape
+    # Positions within one window-plane are distinct (non-overlapping windows): scatter is a plain placement.
+    flat = d.values.new_zeros(k, n, c, hh * ww).scatter(3, d.idx.unsqueeze(0).expand_as(d.values), d.values)
+    return flat.reshape(k, n, c, hh, ww)
+
+
+class _Fallback(Exception):
+    """The Sequential fast path does not apply to this input; use the hooked generic path."""
+
+
+def sensitivity_and_output(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(S, model(x))`` from one forward: the regulariser of eq. 4 and the outputs for the loss E.
+
+    Training with ``E + gamma * S`` needs both; sharing the forward saves one pass per step. ``S`` is the
+    differentiable scalar of :func:`sensitivity` (same value, same eq. 6 gradient) and the outputs are
+    those of ``model(x)``, with their graph.
+    """
+    per_sample, out = _per_sample_and_output(model, x, create_graph=True, vectorize=True)
+    return per_sample.mean(), out
+
+
+def _per_sample_and_output(model: nn.Module, x: Tensor, *, create_graph: bool, vectorize: bool,
+                           path: Literal["auto", "hooks"] = "auto") -> tuple[Tensor, Tensor]:
+    _check_model(model)
+    mods = _flat_modules(model) if path == "auto" else None
+    if mods is not None and _fast_supported(mods):
+        try:
+            with torch.enable_grad():
+                s, out = _sequential_sensitivity(mods, x)
+        except _Fallback:
+            pass
+        else:
+            return (s, out) if create_graph else (s.detach(), out)
+    terms, out = _terms_and_output(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
+    s = torch.stack(list(terms.values())).sum(0) if terms else x.new_zeros(x.shape[0])
+    return s, out
 
 
 def per_sample_sensitivity(
-    model: nn.Module, x: Tensor, *, create_graph: bool = True, vectorize: bool = True
+    model: nn.Module, x: Tensor, *, create_graph: bool = True, vectorize: bool = True,
+    path: Literal["auto", "hooks"] = "auto",
 ) -> Tensor:
     """Per-sample network sensitivity ``S_n = sum_k sum_w |w| |dO_k(x_n)/dw|`` (eq. 5), shape ``(N,)``.
 
@@ -235,6 +446,9 @@ def per_sample_sensitivity(
         create_graph: Keep the graph so the result can be differentiated (eq. 6); ``False`` detaches.
         vectorize: Compute all ``K`` output derivatives in one vmapped backward (fast); ``False`` loops over
             outputs (reference path, or for layers without vmap support).
+        path: ``"auto"`` uses the explicit Sequential path where every module has a closed-form reverse
+            step (Linear, Conv2d, ReLU, Sigmoid, Tanh, MaxPool2d, Flatten), else the hooked autograd path;
+            ``"hooks"`` forces the latter (the general definition, used as the reference in tests).
 
     Returns:
         Tensor of shape ``(N,)``.
@@ -243,13 +457,11 @@ def per_sample_sensitivity(
     >>> per_sample_sensitivity(net, torch.randn(5, 3)).shape
     torch.Size([5])
     """
-    terms = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
-    if not terms:
-        return x.new_zeros(x.shape[0])
-    return torch.stack(list(terms.values())).sum(0)
+    return _per_sample_and_output(model, x, create_graph=create_graph, vectorize=vectorize, path=path)[0]
 
 
-def sensitivity(model: nn.Module, x: Tensor, *, create_graph: bool = True, vectorize: bool = True) -> Tensor:
+def sensitivity(model: nn.Module, x: Tensor, *, create_graph: bool = True, vectorize: bool = True,
+                path: Literal["auto", "hooks"] = "auto") -> Tensor:
     """Batch-mean network sensitivity ``S(w)`` of eq. 5, the regulariser of eq. 4, as a differentiable scalar.
 
     ``torch.autograd.grad(S, params)`` is the exact eq. 6 gradient (first term plus the Hessian-vector product
@@ -261,6 +473,7 @@ def sensitivity(model: nn.Module, x: Tensor, *, create_graph: bool = True, vecto
         x: Input batch.
         create_graph: Keep the graph for ``backward`` (default); ``False`` gives a detached value for logging.
         vectorize: See :func:`per_sample_sensitivity`.
+        path: See :func:`per_sample_sensitivity`.
 
     Returns:
         Scalar tensor ``mean_n sum_k sum_w |w| |dO_k(x_n)/dw|``.
@@ -272,7 +485,7 @@ def sensitivity(model: nn.Module, x: Tensor, *, create_graph: bool = True, vecto
     >>> bool(s > 0)
     True
     """
-    return per_sample_sensitivity(model, x, create_graph=create_graph, vectorize=vectorize).mean()
+    return per_sample_sensitivity(model, x, create_graph=create_graph, vectorize=vectorize, path=path).mean()
 
 
 def sensitivity_by_parameter(

@@ -34,8 +34,8 @@ ANCHORS_MV: tuple[tuple[float, float], ...] = ((400.0, 1e-1), (660.0, 1e-2), (85
 NOMINAL_MV = 1100.0
 #: Supported supply range; below 400 mV the anchors say nothing and cells are past threshold.
 VOLTAGE_RANGE_MV = (400.0, NOMINAL_MV)
-#: Up to this many stored bits, flips are drawn densely (one uniform per bit), above by geometric gaps.
-_DENSE_MAX_BITS = 1 << 18
+#: Up to this flip probability, flips are drawn by geometric gaps (cost ~ number of flips), above densely.
+_GAP_MAX_P = 0.25
 
 
 def flip_probability(voltage_mv: float) -> float:
@@ -116,9 +116,12 @@ class NTVStorage:
     def flip_mask(self, shape: torch.Size | tuple[int, ...], bits: int, generator: torch.Generator | None) -> torch.Tensor:
         """int64 XOR masks, one per word, each of the ``bits`` bits set independently with ``p``.
 
-        Bit plane by bit plane, flipped words are drawn as Bernoulli *gaps* (see :func:`bernoulli_positions`),
-        so the cost is proportional to the number of flips, not of bits (10^7 8-bit words at p = 10 % in
-        ~0.3 s), and the result is exactly equivalent to independent per-bit coin flips.
+        The ``n * bits`` stored bits are one flat Bernoulli sequence (word-major: bit ``b`` of word ``w`` is
+        trial ``w * bits + b``). For ``p <= 1/4`` the flipped trials are drawn as geometric *gaps* (see
+        :func:`bernoulli_positions`), so the cost is proportional to the number of flips, not of bits: this
+        is the hot path of AxTrain-pas (a fresh pattern at every forward pass) and of chip sampling
+        (10^7 8-bit words at p = 10 % in ~0.2 s). Above, one uniform per bit is cheaper. Both are exactly
+        independent per-bit coin flips.
         """
         n_words = math.prod(shape)
         p = self.flip_p
@@ -127,15 +130,13 @@ class NTVStorage:
         mask = torch.zeros(n_words, dtype=torch.int64)
         if p == 0.0 or n_words == 0:
             return mask.view(shape)
-        if n_words * bits <= _DENSE_MAX_BITS:
-            # Small tensors (every training step of AxTrain-pas): one uniform per bit is fewer kernel
-            # launches than the gap sampler; the distribution is the same i.i.d. Bernoulli(p).
+        if p > _GAP_MAX_P:
             hits = torch.rand(n_words, bits, generator=generator, dtype=torch.float64) < p
             weights = torch.ones(bits, dtype=torch.int64) << torch.arange(bits, dtype=torch.int64)
             return (hits.to(torch.int64) * weights).sum(1).view(shape)
-        for b in range(bits):
-            idx = bernoulli_positions(n_words, p, generator)
-            mask[idx] |= 1 << b  # positions within one plane are distinct: no accumulation needed
+        pos = bernoulli_positions(n_words * bits, p, generator)
+        # Distinct bits of one word are distinct powers of two, so adding them is OR-ing them.
+        mask.index_add_(0, pos // bits, torch.ones_like(pos) << (pos % bits))
         return mask.view(shape)
 
     def corrupt(self, codes: torch.Tensor, fmt: FixedPoint, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -106,6 +106,9 @@ def _execute(task: Task, out: str, checkpoint: str | None) -> dict[str, Any]:
     """
     import torch
 
+    from axhw.runtime import tune_allocator
+
+    tune_allocator()
     torch.set_num_threads(1)
     out_path = Path(out)
     if out_path.exists():

@@ -27,7 +27,7 @@ from axhw.io import atomic_torch_save, atomic_write_json
 from axhw.models import build_model
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip, set_hardware, to_quantized
 from axhw.quant import QuantizedNetwork
-from axhw.sensitivity import AdaptiveGamma, sensitivity
+from axhw.sensitivity import AdaptiveGamma, sensitivity, sensitivity_and_output
 
 __all__ = ["CHECKPOINT_VERSION", "METHODS", "TrainConfig", "load_checkpoint", "output_loss", "train", "train_step"]
 
@@ -61,8 +61,8 @@ class TrainConfig:
             (0.916) with 32% lower S, 3e-3 costs 17 points and 1e-2 collapses training (0.40).
         converge_tol: relative change of E and S per epoch below which act counts as converged (axtrain).
         loss: output error E: ``mse`` on the sigmoid outputs against one-hot targets (the paper's) or ``bce``.
-        saturation_ste: pas: zero the gradient of outputs the hardware clamped (see
-            :class:`axhw.nn.HardwareConfig`); needed for pas from random init on MNIST-MLP.
+        saturation_ste: pas: also zero the gradient of outputs the hardware clamped (default; see
+            :class:`axhw.nn.HardwareConfig`); without it pas from random init stalls on MNIST-MLP.
         limit: use at most this many training samples, a seeded stratified subset (quick runs; None = all).
         data_dir: dataset cache directory (None = default).
     """
@@ -83,7 +83,7 @@ class TrainConfig:
     error_bound: float = 0.02
     converge_tol: float = 0.01
     loss: Literal["mse", "bce"] = "mse"
-    saturation_ste: bool = False
+    saturation_ste: bool = True
     limit: int | None = None
     data_dir: str | None = None
 
@@ -170,9 +170,13 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, y
     The model's mode decides BP/act (float) or pas (hardware forward, clipped STE backward).
     Returns the detached outputs and the value of E.
     """
-    out = model(xb)
-    loss = output_loss(out, yb, loss_kind)
-    total = loss + gamma * sensitivity(model, xb) if gamma > 0 else loss
+    if gamma > 0:
+        s, out = sensitivity_and_output(model, xb)  # one forward for E and S (eq. 4)
+        loss = output_loss(out, yb, loss_kind)
+        total = loss + gamma * s
+    else:
+        out = model(xb)
+        loss = total = output_loss(out, yb, loss_kind)
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()

@@ -16,6 +16,7 @@ import torch
 
 from axhw.io import atomic_write_json
 from axhw.models import build_model
+from axhw.runtime import tune_allocator
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, set_hardware
 from axhw.train import train_step
 
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--multiplier", default="K2")
     ap.add_argument("--voltage", type=float, default=660.0)
     args = ap.parse_args()
+    tuned = tune_allocator()
     results = {}
     for app in CASES:
         t = {m: step_time(app, m, args.repeats, args.multiplier, args.voltage) for m in ("bp", "act", "pas")}
@@ -60,7 +62,7 @@ def main() -> None:
                         "act_over_bp": t["act"] / t["bp"], "pas_over_bp": t["pas"] / t["bp"]}
     out = {"benchmark": "training step", "multiplier": args.multiplier, "voltage_mv": args.voltage,
            "repeats": args.repeats, "results": results, "torch": torch.__version__,
-           "threads": torch.get_num_threads(),
+           "threads": torch.get_num_threads(), "allocator_tuned": tuned,
            "goals": {"act_over_bp_mlp": 3.0, "act_over_bp_lenet": 6.0, "pas_over_bp": 1.5}}
     atomic_write_json(out, args.out)
     print(json.dumps(results, indent=2))

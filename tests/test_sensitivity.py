@@ -437,3 +437,87 @@ def test_gamma_validates() -> None:
         AdaptiveGamma(gamma0=-1.0, d_gamma=0.1)
     with pytest.raises(ValueError):
         AdaptiveGamma(gamma0=1.0, d_gamma=0.1, weights=())
+
+
+# --------------------------------------------------------------------------- explicit Sequential path
+def strided_cnn() -> nn.Sequential:
+    """A stride-2 convolution after another layer: its transposed convolution needs output padding (8x8)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.Tanh(),
+        nn.MaxPool2d(2), nn.Flatten(),
+        nn.Sequential(nn.Linear(12, 5), nn.Sigmoid()), nn.Linear(5, 3), nn.Identity(),
+    )
+
+
+def axhw_lenet() -> nn.Module:
+    from axhw.models import build_model
+
+    return build_model("mnist_cnn")
+
+
+FAST_CASES = {
+    "mlp_relu": (lambda: mlp(nn.ReLU), (5, 6)),
+    "mlp_tanh": (lambda: mlp(nn.Tanh), (5, 6)),
+    "mlp_sigmoid": (lambda: mlp(nn.Sigmoid), (5, 6)),
+    "lenet_small": (lenet5_small, (3, 1, 28, 28)),
+    "axhw_lenet": (axhw_lenet, (2, 1, 28, 28)),
+    "strided": (strided_cnn, (4, 1, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_CASES))
+def test_sequential_path_equals_hooked_path(name: str) -> None:
+    from axhw.sensitivity import _fast_supported, _flat_modules
+
+    builder, shape = FAST_CASES[name]
+    model = make(builder)
+    mods = _flat_modules(model)
+    assert mods is not None and _fast_supported(mods)  # the case really takes the explicit path
+    x = torch.randn(*shape, dtype=DT)
+    fast = per_sample_sensitivity(model, x)
+    hooks = per_sample_sensitivity(model, x, path="hooks")
+    assert_close(fast, hooks, rtol=1e-12)
+    params = [p for p in model.parameters()]
+    g_fast = torch.autograd.grad(fast.mean(), params)
+    g_hooks = torch.autograd.grad(hooks.mean(), params)
+    for a, b in zip(g_fast, g_hooks, strict=True):
+        assert_close(a, b, rtol=1e-10)
+    if name in ("mlp_relu", "lenet_small"):
+        assert_close(fast, brute_per_sample(model, x), rtol=1e-10)
+
+
+def test_sequential_path_returns_the_model_output() -> None:
+    from axhw.sensitivity import sensitivity_and_output
+
+    model = make(lenet5_small)
+    x = torch.randn(3, 1, 28, 28, dtype=DT)
+    s, out = sensitivity_and_output(model, x)
+    assert torch.equal(out, model(x))
+    assert_close(s, sensitivity(model, x, path="hooks"), rtol=1e-12)
+    s.backward()  # differentiable like any loss term
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("module", [nn.AvgPool2d(2), nn.MaxPool2d(3, stride=2), nn.Dropout(0.0)],
+                         ids=["avgpool", "overlapping-maxpool", "dropout"])
+def test_modules_without_a_closed_reverse_step_take_the_hooked_path(module: nn.Module) -> None:
+    from axhw.sensitivity import _fast_supported, _flat_modules
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), module, nn.Flatten(), nn.LazyLinear(2), nn.Sigmoid()).to(DT)
+    x = torch.randn(2, 1, 9, 9, dtype=DT)
+    model(x)  # materialise the lazy layer
+    assert not _fast_supported(_flat_modules(model))
+    assert_close(per_sample_sensitivity(model, x), brute_per_sample(model, x), rtol=1e-10)
+
+
+def test_hardware_mode_layers_take_the_hooked_path() -> None:
+    from axhw.models import build_model
+    from axhw.nn import HardwareConfig, calibrate_model, set_hardware
+    from axhw.sensitivity import _fast_supported, _flat_modules
+
+    model = build_model("breast_cancer")
+    assert _fast_supported(_flat_modules(model))
+    calibrate_model(model, torch.randn(8, 30))
+    set_hardware(model, HardwareConfig(mode="hardware", multiplier="K2"))
+    assert not _fast_supported(_flat_modules(model))

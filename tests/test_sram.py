@@ -34,10 +34,10 @@ def test_bad_override_probability():
 
 
 @pytest.mark.parametrize("fmt", [FixedPoint(8, 5), FixedPoint(16, 12), FixedPoint(8, 0, signed=False)], ids=str)
-@pytest.mark.parametrize("voltage", [400, 660])
-@pytest.mark.parametrize("n", [400_000, 16_000], ids=["gap-sampler", "dense"])
-def test_flip_rate_per_bit_position_within_bounds(fmt, voltage, n):
-    s = NTVStorage(voltage)
+@pytest.mark.parametrize("s", [NTVStorage(400), NTVStorage(660), NTVStorage(p=0.3)],
+                         ids=["gap-400mV", "gap-660mV", "dense-p0.3"])
+def test_flip_rate_per_bit_position_within_bounds(fmt, s):
+    n = 200_000
     p = s.flip_p
     g = torch.Generator().manual_seed(11)
     codes = torch.randint(fmt.qmin, fmt.qmax + 1, (n,), generator=g)
@@ -49,14 +49,16 @@ def test_flip_rate_per_bit_position_within_bounds(fmt, voltage, n):
         assert abs(rate - p) < 5 * sigma, (bit, rate, p)
 
 
-def test_flips_are_independent_across_bits():
-    # Two flipped bits in one word should occur with probability p**2 (independence).
-    s = NTVStorage(400)
+@pytest.mark.parametrize("s", [NTVStorage(400), NTVStorage(p=0.3)], ids=["gap", "dense"])
+def test_flips_are_independent_across_bits(s):
+    # Two flipped bits in one word occur with probability p**2 (independence), neighbours and far bits alike.
     fmt = FixedPoint(8, 0)
     n = 1_000_000
+    p2 = s.flip_p**2
     flipped = fmt.to_words(s.corrupt(torch.zeros(n, dtype=torch.int64), fmt, torch.Generator().manual_seed(2)))
-    both = (((flipped >> 0) & 1) & ((flipped >> 7) & 1)).double().mean().item()
-    assert abs(both - 0.01) < 5 * math.sqrt(0.01 * 0.99 / n)
+    for b0, b1 in ((0, 7), (3, 4)):
+        both = (((flipped >> b0) & 1) & ((flipped >> b1) & 1)).double().mean().item()
+        assert abs(both - p2) < 5 * math.sqrt(p2 * (1 - p2) / n), (b0, b1)
 
 
 def test_nominal_changes_nothing_and_input_untouched():
