@@ -274,9 +274,8 @@ def _fast_supported(mods: list[nn.Module]) -> bool:
             if m.groups != 1 or m.dilation != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
                 return False
         elif isinstance(m, nn.MaxPool2d):
-            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size
-            s = m.stride if m.stride is not None else k
-            ks, ss = torch.nn.modules.utils._pair(k), torch.nn.modules.utils._pair(s)
+            ks = torch.nn.modules.utils._pair(m.kernel_size)
+            ss = torch.nn.modules.utils._pair(m.stride if m.stride is not None else m.kernel_size)
             if m.padding != 0 or m.dilation != 1 or m.ceil_mode or any(a > b for a, b in zip(ks, ss, strict=True)):
                 return False  # overlapping windows would need scatter-add, not unpooling
         elif isinstance(m, nn.Flatten):

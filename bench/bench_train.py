@@ -16,8 +16,8 @@ import torch
 
 from axhw.io import atomic_write_json
 from axhw.models import build_model
-from axhw.runtime import tune_allocator
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, set_hardware
+from axhw.runtime import tune_allocator
 from axhw.train import train_step
 
 CASES = {"breast_cancer": ((30,), 2, 32), "mnist_mlp": ((784,), 10, 128), "mnist_cnn": ((1, 28, 28), 10, 64)}
