@@ -7,13 +7,15 @@ measured activity into power; the vectorless estimate is kept beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from axhw.multipliers import K_PRESETS, get_multiplier
 from axhw.power.activity import SimConfig, simulate
 from axhw.power.operands import OperandStream, capture_operands
-from axhw.power.sta import PowerConfig, PowerResult, activity_power, vectorless_power
+from axhw.power.sta import PowerConfig, PowerResult, activity_power, resolve_annotation, vectorless_power
 from axhw.power.synth import SynthConfig, SynthResult, synthesize
 from axhw.quant import QuantizedNetwork
 from axhw.rtl.generate import MultiplierConfig
@@ -67,11 +69,16 @@ def measure_stream(mode: str, bits: int, stream: OperandStream, synth_cfg: Synth
     """Synthesize ``mode`` at ``bits``, run ``stream`` through the netlist, and report its power."""
     cfg = mode_config(mode, bits)
     synth: SynthResult = synthesize(cfg, synth_cfg)
-    sim = simulate(synth, cfg, stream, sim_cfg)
+    power_cfg = power_cfg or PowerConfig()
+    with tempfile.TemporaryDirectory(prefix="axhw-power-vcd-") as tmp:
+        if resolve_annotation(power_cfg) == "vcd":  # OpenSTA reads the VCD itself: keep it until then
+            sim_cfg = replace(sim_cfg or SimConfig(), work_dir=Path(tmp), keep_vcd=True)
+        sim = simulate(synth, cfg, stream, sim_cfg)
+        measured = activity_power(synth, sim.activity, power_cfg, vcd=sim.vcd)
     return ComputePower(
         mode=mode, config_id=cfg.config_id, source=stream.source, area_um2=synth.area_um2, n_cells=synth.n_cells,
         leakage_nw=synth.leakage_nw, vectors=sim.vectors, mismatches=sim.mismatches,
-        measured=activity_power(synth, sim.activity, power_cfg), vectorless=vectorless_power(synth, power_cfg),
+        measured=measured, vectorless=vectorless_power(synth, power_cfg),
         extra={"mismatch_lines": sim.mismatch_lines},
     )
 

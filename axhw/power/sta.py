@@ -8,7 +8,9 @@ instance's internal + switching power per output toggle (its tables at the real 
 leakage); every osu018 cell ABC maps to has one output, so the measured toggle rate of that output scales
 it exactly (the split of internal energy between input arcs stays OpenSTA's vectorless weighting).
 :func:`pin_annotation_honored` probes the installed ``sta``; where it honours pin activities (newer
-builds) the per-pin Tcl is used instead.
+builds) the per-pin Tcl is used instead. Where an OpenSTA with ``read_vcd`` exists (an ``openroad`` binary,
+or a newer ``sta``; :attr:`Toolchain.vcd_reader`), ``auto`` annotation reads the simulation's VCD directly,
+which is the flow the issue asks for; the per-net activity from pyvcd is still computed and reported.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from typing import Any, Literal
 from axhw.power.activity import NetActivity
 from axhw.power.synth import SynthResult
 from axhw.power.templates import render
-from axhw.power.tools import find_toolchain
+from axhw.power.tools import _batch_args, find_toolchain
 
 __all__ = ["PowerConfig", "PowerResult", "activity_power", "net_drivers", "pin_annotation_honored",
-           "vectorless_power"]
+           "resolve_annotation", "vectorless_power"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,15 @@ class PowerConfig:
         clock_mhz: multiply rate (one multiply per cycle); 100 MHz by default, a clock every osu018
             multiplier here meets (documented in docs/power.md).
         input_activity: vectorless default input toggles per cycle (OpenSTA's own default, 0.1).
-        annotation: ``auto`` (pin if the installed sta honours it, else instance), ``pin`` or ``instance``.
+        annotation: ``auto`` (``vcd`` where a ``read_vcd`` tool exists, else ``pin`` if the installed sta
+            honours pin activities, else ``instance``), ``vcd``, ``pin`` or ``instance``.
+        vcd_scope: hierarchy of the netlist instance in the testbench VCD (``power/tb.v.j2``).
     """
 
     clock_mhz: float = 100.0
     input_activity: float = 0.1
-    annotation: Literal["auto", "pin", "instance"] = "auto"
+    annotation: Literal["auto", "vcd", "pin", "instance"] = "auto"
+    vcd_scope: str = "tb/dut"
 
     @property
     def period_ns(self) -> float:
@@ -75,17 +80,27 @@ class PowerResult:
         return asdict(self)
 
 
-def _run_sta(script: str) -> str:
-    tc = find_toolchain()
+def _run_sta(script: str, exe: str | None = None) -> str:
+    """Run a Tcl script in OpenSTA (``exe``: another STA binary, e.g. ``openroad``; default ``sta``)."""
+    exe = exe or find_toolchain().sta
     with tempfile.TemporaryDirectory(prefix="axhw-sta-") as tmp:
         path = Path(tmp) / "power.tcl"
         path.write_text(script)
-        proc = subprocess.run([tc.sta, "-no_splash", "-exit", str(path)], capture_output=True, text=True,
+        proc = subprocess.run([exe, *_batch_args(exe), str(path)], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0 or "Error" in out:
-        raise RuntimeError(f"sta failed: {out.strip()[-2000:]}")
+        raise RuntimeError(f"{Path(exe).name} failed: {out.strip()[-2000:]}")
     return out
+
+
+def resolve_annotation(cfg: PowerConfig) -> str:
+    """The annotation ``cfg`` asks for, with ``auto`` resolved against the installed tools."""
+    if cfg.annotation != "auto":
+        return cfg.annotation
+    if find_toolchain().vcd_reader is not None:
+        return "vcd"
+    return "pin" if pin_annotation_honored() else "instance"
 
 
 def _total(out: str) -> tuple[float, float, float, float]:
@@ -96,10 +111,12 @@ def _total(out: str) -> tuple[float, float, float, float]:
     return internal, switching, leakage, total
 
 
-def _script(synth: SynthResult, cfg: PowerConfig, mode: str, pins: list[tuple[str, float, float]]) -> str:
+def _script(synth: SynthResult, cfg: PowerConfig, mode: str, pins: list[tuple[str, float, float]],
+            vcd: Path | None = None) -> str:
     tc = find_toolchain()
     return render("power.tcl.j2", liberty=tc.liberty, netlist=synth.netlist, top=synth.top,
-                  period_ns=cfg.period_ns, mode=mode, input_activity=cfg.input_activity, pins=pins)
+                  period_ns=cfg.period_ns, mode=mode, input_activity=cfg.input_activity, pins=pins,
+                  vcd=vcd, vcd_scope=cfg.vcd_scope)
 
 
 def _result(method: str, cfg: PowerConfig, internal: float, switching: float, leakage: float,
@@ -176,17 +193,27 @@ def _instances(out: str) -> dict[str, tuple[float, float, float]]:
 
 
 def activity_power(synth: SynthResult, activity: dict[str, NetActivity],
-                   cfg: PowerConfig | None = None) -> PowerResult:
-    """Power with measured per-net activity (``activity`` from :func:`axhw.power.activity.simulate`)."""
+                   cfg: PowerConfig | None = None, vcd: Path | None = None) -> PowerResult:
+    """Power with measured per-net activity (``activity`` from :func:`axhw.power.activity.simulate`).
+
+    ``vcd``: the simulation's VCD, read by OpenSTA's ``read_vcd`` in ``vcd`` annotation (required there).
+    """
     cfg = cfg or PowerConfig()
     out_net, pin_net = net_drivers(synth)
     missing = sorted({n for names in pin_net.values() for n in names} - set(activity))
     if missing:
         raise RuntimeError(f"VCD has no activity for nets {missing[:5]} (netlist/VCD name mismatch)")
     mean = sum(activity[n].toggles_per_cycle for n in out_net.values()) / max(len(out_net), 1)
-    mode = cfg.annotation
-    if mode == "auto":
-        mode = "pin" if pin_annotation_honored() else "instance"
+    mode = resolve_annotation(cfg)
+    if mode == "vcd":
+        reader = find_toolchain().vcd_reader
+        if reader is None:
+            raise ValueError("vcd annotation needs OpenSTA with read_vcd: put an 'openroad' binary on PATH "
+                             "or use annotation='pin'/'instance'")
+        if vcd is None or not Path(vcd).is_file():
+            raise ValueError("vcd annotation needs the simulation's VCD: simulate with keep_vcd=True")
+        internal, switching, leakage, _ = _total(_run_sta(_script(synth, cfg, "vcd", [], Path(vcd)), reader))
+        return _result("vcd", cfg, internal, switching, leakage, mean)
     if mode == "pin":
         pins = [(p, activity[n[0]].toggles_per_cycle, activity[n[0]].duty) for p, n in sorted(pin_net.items())]
         internal, switching, leakage, _ = _total(_run_sta(_script(synth, cfg, "pin", pins)))

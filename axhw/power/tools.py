@@ -21,6 +21,7 @@ __all__ = [
     "Toolchain",
     "file_sha256",
     "find_toolchain",
+    "has_read_vcd",
     "tool_version",
 ]
 
@@ -43,7 +44,9 @@ class Toolchain:
         yosys, sta, iverilog, vvp: executables.
         liberty: osu018 Liberty file (timing, internal power tables, cell leakage).
         cell_models: osu018 Verilog cell models, for gate-level simulation of the synthesized netlist.
-        openroad: an ``openroad`` binary on PATH (its ``read_vcd`` replaces pin annotation), or None.
+        openroad: an ``openroad`` binary on PATH, or None.
+        vcd_reader: the executable whose OpenSTA has ``read_vcd`` (``openroad``, else a newer ``sta``), or
+            None; where present, power is annotated from the gate-level VCD itself (docs/power.md).
         versions: tool -> version string (part of every cache key).
         library_sha256: hash of the Liberty and cell-model files (part of every cache key).
     """
@@ -57,6 +60,27 @@ class Toolchain:
     openroad: str | None
     versions: dict[str, str]
     library_sha256: str
+    vcd_reader: str | None = None
+
+
+def has_read_vcd(exe: str) -> bool:
+    """Whether ``exe`` (``sta`` or ``openroad``) defines the ``read_vcd`` command (probed, not assumed)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="axhw-probe-") as tmp:
+        script = Path(tmp) / "probe.tcl"
+        script.write_text('puts "AXHW_READ_VCD=[llength [info commands read_vcd]]"\n')
+        try:
+            out = subprocess.run([exe, *_batch_args(exe), str(script)], capture_output=True, text=True,
+                                 timeout=60, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return "AXHW_READ_VCD=1" in out.stdout + out.stderr
+
+
+def _batch_args(exe: str) -> list[str]:
+    """Command-line flags that run a Tcl script and exit, for OpenROAD or OpenSTA."""
+    return ["-no_init", "-exit"] if Path(exe).name.startswith("openroad") else ["-no_splash", "-exit"]
 
 
 def file_sha256(*paths: Path) -> str:
@@ -101,7 +125,10 @@ def find_toolchain() -> Toolchain:
         "sta": tool_version(sta, ("-version",)),
         "iverilog": tool_version(iverilog, ("-V",)),
     }
+    openroad = shutil.which("openroad")
+    vcd_reader = next((exe for exe in (openroad, sta) if exe is not None and has_read_vcd(exe)), None)
     return Toolchain(
         yosys=yosys, sta=sta, iverilog=iverilog, vvp=vvp, liberty=liberty, cell_models=cell_models,
-        openroad=shutil.which("openroad"), versions=versions, library_sha256=file_sha256(liberty, cell_models),
+        openroad=openroad, versions=versions, library_sha256=file_sha256(liberty, cell_models),
+        vcd_reader=vcd_reader,
     )

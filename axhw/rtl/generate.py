@@ -287,8 +287,12 @@ def _parser() -> object:
     """One pyverilog parser per process: building it costs ~0.6 s even with a cached table."""
     from pyverilog.vparser.parser import VerilogParser
 
-    # yacc writes parsetab.py into `outputdir` (default: the CWD); a private directory keeps the CWD clean.
-    return VerilogParser(outputdir=tempfile.mkdtemp(prefix="axhw-pyverilog-"), debug=False)
+    # yacc writes parsetab.py into `outputdir` (default: the CWD); a private directory keeps the CWD clean,
+    # and holding the TemporaryDirectory on the parser removes it when the process exits (its finalizer).
+    tables = tempfile.TemporaryDirectory(prefix="axhw-pyverilog-")
+    parser = VerilogParser(outputdir=tables.name, debug=False)
+    parser._axhw_tables = tables  # type: ignore[attr-defined]
+    return parser
 
 
 def parse_verilog(text: str, filename: str = "<generated>") -> object:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from axhw.power.activity import SimConfig, simulate
@@ -88,3 +90,44 @@ def test_pe_synthesizes_and_drum_pe_is_smaller(toolchain: Toolchain, synth_cfg: 
     k2 = synthesize_pe(ArrayConfig(MultiplierConfig("drum", 8, k=2), max_fan_in=8), sc)
     assert exact.top == "pe" and exact.n_cells > 0
     assert k2.area_um2 < exact.area_um2 and k2.leakage_nw < exact.leakage_nw
+
+
+FAKE_OPENROAD = r"""#!/bin/sh
+# Stands in for OpenROAD: answers the read_vcd probe, and for a power script checks that it reads an existing
+# VCD of the testbench scope, then prints a fixed report_power total.
+script="$3"
+if grep -q "info commands read_vcd" "$script"; then echo "AXHW_READ_VCD=1"; exit 0; fi
+line=$(grep "^read_vcd" "$script") || { echo "Error: no read_vcd"; exit 1; }
+vcd=$(echo "$line" | awk '{print $4}')
+[ "$(echo "$line" | awk '{print $3}')" = "tb/dut" ] || { echo "Error: scope"; exit 1; }
+grep -q "enddefinitions" "$vcd" || { echo "Error: not a VCD: $vcd"; exit 1; }
+echo "$vcd" >> "$(dirname "$0")/read.log"
+echo "AXHW_TOTAL"
+echo "Total 1.0e-04 2.0e-04 3.0e-07 3.003e-04 100.0%"
+"""
+
+
+def test_vcd_annotation_reads_the_simulation_vcd_where_read_vcd_exists(
+    toolchain: Toolchain, synth_cfg: SynthConfig, tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    from axhw.power import tools
+    from axhw.power.sta import PowerConfig, resolve_annotation
+
+    fake = tmp_path / "openroad"
+    fake.write_text(FAKE_OPENROAD)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    tools.find_toolchain.cache_clear()
+    try:
+        tc = tools.find_toolchain()
+        assert tc.vcd_reader == str(fake) and tc.openroad == str(fake)
+        assert resolve_annotation(PowerConfig()) == "vcd"
+        res = measure_stream("K2", 4, uniform_operands(4, 100, seed=3), synth_cfg)
+        assert res.mismatches == 0 and res.measured.method == "vcd"
+        assert res.measured.total_w == pytest.approx(1e-4 + 2e-4 + 3e-7)
+        read = (tmp_path / "read.log").read_text().split()
+        assert len(read) == 1 and read[0].endswith("dump.vcd")
+        assert not os.path.exists(read[0])  # the kept VCD lived only as long as the measurement
+        assert res.vectorless.method == "vectorless"  # still OpenSTA's own estimate beside it
+    finally:
+        tools.find_toolchain.cache_clear()  # the next caller sees the real PATH again

@@ -326,3 +326,12 @@ def test_missing_simulator_skips_or_fails(env: str, outcome: str, monkeypatch: p
         conf.require_simulator("verilator")
     assert type(info.value).__name__ == outcome
     assert "simulator 'verilator' unavailable: not installed" in str(info.value)
+
+
+def test_parser_tables_leave_no_temporary_directory(tmp_path: Path) -> None:
+    import sys
+
+    code = "from axhw.rtl.generate import parse_verilog; parse_verilog('module m(input a); endmodule')"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    assert not list(tmp_path.glob("axhw-pyverilog-*"))  # removed when the process exits
