@@ -52,6 +52,8 @@ class TrainConfig:
         epochs: total epochs (for ``axtrain``: act and pas together).
         pas_epochs: epochs of the pas phase of ``axtrain`` (the paper used 10 for MNIST).
         batch_size, lr: Adam mini-batch training.
+        pas_lr: learning rate of pas epochs (None: ``lr``). A fine-tuning rate for AxTrain's pas phase, whose
+            gradients come from a noisy forward (fresh bit flips every pass).
         seed: seeds the data split, initialisation, batch order and bit flips.
         bits: weight and activation word length.
         bias_bits: stored bias word width (None: ``2 * bits``, see :class:`axhw.nn.HardwareConfig`).
@@ -75,6 +77,7 @@ class TrainConfig:
     pas_epochs: int = 5
     batch_size: int = 32
     lr: float = 1e-3
+    pas_lr: float | None = None
     seed: int = 0
     bits: int = 8
     bias_bits: int | None = None
@@ -92,8 +95,8 @@ class TrainConfig:
             raise ValueError(f"unknown method {self.method!r}: valid methods are {', '.join(METHODS)}")
         if self.dataset not in APPLICATIONS:
             raise ValueError(f"unknown dataset {self.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or (self.pas_lr is not None and self.pas_lr <= 0):
+            raise ValueError("epochs and batch_size must be >= 1 and lr, pas_lr > 0")
         if self.method == "axtrain" and not 1 <= self.pas_epochs < self.epochs:
             raise ValueError(f"pas_epochs={self.pas_epochs} out of range: valid range is [1, epochs-1={self.epochs - 1}]")
         if self.loss not in ("mse", "bce"):
@@ -283,6 +286,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     while state.epoch < cfg.epochs:
         state.phase = _phase_for(cfg, state)
         _set_phase(model, cfg, state.phase, x_tr, cfg.seed + state.epoch)
+        for group in opt.param_groups:
+            group["lr"] = cfg.pas_lr if state.phase == "pas" and cfg.pas_lr is not None else cfg.lr
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch))
         model.train()
         tot_loss = tot_err = 0.0

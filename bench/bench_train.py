@@ -23,6 +23,44 @@ from axhw.train import train_step
 CASES = {"breast_cancer": ((30,), 2, 32), "mnist_mlp": ((784,), 10, 128), "mnist_cnn": ((1, 28, 28), 10, 64)}
 
 
+def layer_macs(app: str) -> list[tuple[str, int]]:
+    """(kind, multiply-accumulates per sample) of each Linear/Conv2d layer in forward order."""
+    shape, _, _ = CASES[app]
+    model = build_model(app)
+    out: list[tuple[str, int]] = []
+
+    def hook(m: torch.nn.Module, _inp: tuple[torch.Tensor, ...], res: torch.Tensor) -> None:
+        out.append(("linear" if isinstance(m, torch.nn.Linear) else "conv", res[0].numel() * m.weight[0].numel()))
+
+    handles = [m.register_forward_hook(hook) for m in approx_layers(model)]  # type: ignore[attr-defined]
+    with torch.no_grad():
+        model(torch.zeros(1, *shape))
+    for h in handles:
+        h.remove()
+    return out
+
+
+def act_mac_floor(app: str) -> dict[str, float]:
+    """Arithmetic lower bound of act/BP: multiply-accumulates per sample of one step, counted analytically.
+
+    BP: forward F, weight gradients F, input gradients F - F_1 (no gradient into the data). Exact S (eq. 5)
+    adds, for K outputs: the K deltas through every layer but the first (K (F - F_1)) and their backward
+    (2x); per-sample gradients of every convolution (K F_l, backward 2x, 1x for the first layer); the linear
+    closed form ``|a| |W|`` (F_l, backward 2x, 1x for the first). Any exact method pays these (the paper's
+    R-operator included); BP kernels at peak speed would make act/BP at least this ratio.
+    """
+    k = CASES[app][1]
+    layers = layer_macs(app)
+    f = sum(m for _, m in layers)
+    f1 = layers[0][1]
+    bp = 3 * f - f1
+    extra = 3 * k * (f - f1)
+    for i, (kind, m) in enumerate(layers):
+        reps = 2 if i == 0 else 3
+        extra += reps * (k * m if kind == "conv" else m)
+    return {"bp_macs_per_sample": bp, "act_macs_per_sample": bp + extra, "act_over_bp_floor": (bp + extra) / bp}
+
+
 def step_time(app: str, method: str, repeats: int, multiplier: str, voltage: float) -> float:
     shape, classes, batch = CASES[app]
     torch.manual_seed(0)
@@ -59,7 +97,8 @@ def main() -> None:
     for app in CASES:
         t = {m: step_time(app, m, args.repeats, args.multiplier, args.voltage) for m in ("bp", "act", "pas")}
         results[app] = {"batch": CASES[app][2], "seconds_median": t,
-                        "act_over_bp": t["act"] / t["bp"], "pas_over_bp": t["pas"] / t["bp"]}
+                        "act_over_bp": t["act"] / t["bp"], "pas_over_bp": t["pas"] / t["bp"],
+                        "arithmetic": act_mac_floor(app)}
     out = {"benchmark": "training step", "multiplier": args.multiplier, "voltage_mv": args.voltage,
            "repeats": args.repeats, "results": results, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "allocator_tuned": tuned,

@@ -121,3 +121,15 @@ def test_narrow_bias_words_confine_ntv_damage(runs):
     wide = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1, bias_bits=32)
     narrow = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1)
     assert narrow.accuracy_mean > wide.accuracy_mean
+
+
+def test_pas_lr_applies_to_pas_epochs_only(tmp_path):
+    cfg = TrainConfig(method="axtrain", epochs=2, pas_epochs=1, multiplier="K2", seed=3, pas_lr=1e-5)
+    train(cfg, tmp_path / "ax", progress=False)
+    ck = load_checkpoint(tmp_path / "ax" / "checkpoint.pt")
+    assert [h["phase"] for h in ck["history"]] == ["act", "pas"]
+    assert ck["optimizer"]["param_groups"][0]["lr"] == 1e-5  # the last (pas) epoch ran at pas_lr
+    train(TrainConfig(method="act", epochs=1, seed=3, pas_lr=1e-5), tmp_path / "act", progress=False)
+    assert load_checkpoint(tmp_path / "act" / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"] == 1e-3
+    with pytest.raises(ValueError, match="pas_lr"):
+        TrainConfig(pas_lr=0.0)
