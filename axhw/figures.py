@@ -91,7 +91,7 @@ def _savefig(fig: Any, path: Path, title: str, legend_ax: Any = None) -> None:
 
     if legend_ax is not None:
         legend_ax.legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.04)  # above the subplot titles; bbox_inches="tight" keeps it in the image
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(path)
@@ -223,24 +223,30 @@ def fig4(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
         model = model_from_checkpoint(load_checkpoint(root / "runs" / task.key / "checkpoint.pt")).eval()
         last = [mod for mod in model if isinstance(mod, torch.nn.Linear)][-1]
         maps[m] = sensitivity_map(model, x, last).detach()
-    vmax = max(float(v.max()) for v in maps.values())
     data_out = {m: {"total": float(v.sum()), "max": float(v.max()), "shape": list(v.shape), "map": v.tolist()}
                 for m, v in maps.items()}
     atomic_write_text(json.dumps({"dataset": d, "seed": seed, "maps": data_out}), out / "fig4.json")
+    _plot_fig4(maps, d, out / "fig4.png")
+    return {"dataset": d, "totals": {m: data_out[m]["total"] for m in maps}}
+
+
+def _plot_fig4(maps: dict[str, Any], dataset: str, path: Path) -> None:
+    """One heat map per method, all on the common scale of the largest entry."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 1, figsize=(8, 5))
+    vmax = max(float(v.max()) for v in maps.values())
+    fig, axes = plt.subplots(3, 1, figsize=(8, 6.5), gridspec_kw={"hspace": 0.55})
     for ax, (m, v) in zip(axes, maps.items(), strict=True):
         im = ax.imshow((v / vmax).numpy(), aspect="auto", cmap="Blues", vmin=0, vmax=1)
         ax.set_title({"bp": "BP", "act": "AxTrain-act", "pas": "AxTrain-pas (K1)"}[m] + f": sum {float(v.sum()):.3g}",
                      fontsize=8)
         ax.set_ylabel("output")
+    axes[-1].set_xlabel("hidden neuron (input of the last layer)")
     fig.colorbar(im, ax=list(axes), label="relative sensitivity")
-    _savefig(fig, out / "fig4.png", f"Fig. 4: last-layer sensitivity maps ({d})")
-    return {"dataset": d, "totals": {m: data_out[m]["total"] for m in maps}}
+    _savefig(fig, path, f"Fig. 4: last-layer sensitivity maps ({dataset})")
 
 
 # --------------------------------------------------------------------------- Fig. 8
