@@ -72,6 +72,7 @@ power-report: $(STAMP)
 	done
 	$(BIN)/axhw power report --dataset mnist_mlp --epochs 10 --out build/power/report/mnist_mlp
 	$(BIN)/axhw power report --dataset mnist_cnn --epochs 10 --runs 10 --out build/power/report/mnist_cnn
+	$(BIN)/axhw power summary --reports build/power/report
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

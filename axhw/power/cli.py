@@ -4,6 +4,7 @@
 
     axhw power report --dataset breast_cancer [--constraint 2.0] [--quick] --out build/power/breast_cancer
     axhw power synth --bits 8 --bits 16 --out build/power/synth
+    axhw power summary --reports build/power/report
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from axhw.power.tools import ToolMissing, find_toolchain
 
-__all__ = ["add_parser", "main_report", "main_synth"]
+__all__ = ["add_parser", "main_report", "main_summary", "main_synth"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -22,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     from axhw.data.registry import APPLICATIONS
 
     power = subparsers.add_parser("power", help="synthesis, activity-based power and minimum-power search")
-    sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,synth}")
+    sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,summary,synth}")
     rep = sub.add_parser("report", help="minimum-power configuration of BP vs AxTrain (Fig. 9)")
     rep.add_argument("--dataset", required=True, choices=sorted(APPLICATIONS))
     rep.add_argument("--constraint", type=float, default=2.0, help="allowed accuracy loss, pp (default 2.0)")
@@ -35,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rep.add_argument("--work-dir", type=Path, default=Path("build/power/study"), help="checkpoints and scratch")
     rep.add_argument("--out", type=Path, required=True, help="output directory")
     rep.set_defaults(func=main_report)
+    summ = sub.add_parser("summary", help="one BP vs AxTrain table over every report under a directory")
+    summ.add_argument("--reports", type=Path, default=Path("build/power/report"), help="directory of reports")
+    summ.add_argument("--out", type=Path, default=None, help="output file (default REPORTS/summary.md)")
+    summ.set_defaults(func=main_summary)
     syn = sub.add_parser("synth", help="synthesize exact and DRUM-k multipliers; area, leakage, power")
     syn.add_argument("--bits", type=int, action="append", help="operand width (repeatable; default 8 and 16)")
     syn.add_argument("--pairs", type=int, default=2000, help="uniform operand pairs simulated per config")
@@ -68,6 +73,18 @@ def main_report(args: argparse.Namespace) -> int:
     for path in write_report(result, args.out):
         print(path)
     print(markdown(result).split("## Multiplier power")[0])
+    return 0
+
+
+def main_summary(args: argparse.Namespace) -> int:
+    """``axhw power summary``: the cross-data-set table of ``power.json`` files (no tools needed)."""
+    from axhw.power.report import write_summary
+
+    try:
+        path = write_summary(args.reports, args.out)
+    except ValueError as exc:
+        return _fail(args, exc)
+    print(path.read_text())
     return 0
 
 

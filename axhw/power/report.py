@@ -11,7 +11,7 @@ from axhw.power.compute import measure_stream, mode_config
 from axhw.power.operands import uniform_operands
 from axhw.power.synth import SynthConfig
 
-__all__ = ["synthesis_table", "write_report", "write_synthesis_report"]
+__all__ = ["summary_markdown", "synthesis_table", "write_report", "write_summary", "write_synthesis_report"]
 
 _PAPER = {"compute": -41.57, "storage": -33.14}
 
@@ -134,3 +134,46 @@ def write_synthesis_report(rows: list[dict[str, Any]], out_dir: str | Path, name
     paths[0].write_text(json.dumps(rows, indent=2, default=str))
     paths[1].write_text("\n".join(lines) + "\n")
     return paths
+
+
+def summary_markdown(reports: dict[str, dict[str, Any]]) -> str:
+    """One table over data sets from their ``power.json`` dictionaries: BP vs AxTrain at the chosen points.
+
+    The mean reductions only average data sets where both sides have a feasible point.
+    """
+    lines = ["# Minimum-power configurations, all data sets (Fig. 9)", "",
+             "| data set | NTV runs | exact acc BP / AxTrain | compute BP -> AxTrain | change | "
+             "storage BP -> AxTrain | change | joint change |", "|---|---|---|---|---|---|---|---|"]
+    sums: dict[str, list[float]] = {"compute": [], "storage": [], "joint": []}
+    for name, d in reports.items():
+        bp, ax = d["networks"]["bp"], d["networks"]["axtrain"]
+        red = d.get("axtrain_vs_bp_percent", {})
+        cells = []
+        for part, key in (("compute", "mode"), ("storage", "voltage_mv")):
+            b, a = bp["chosen"][part], ax["chosen"][part]
+            cells.append(" -> ".join("none" if c is None else f"{c[key]:g}" if key == "voltage_mv" else c[key]
+                                     for c in (b, a)))
+            cells.append("n/a" if red.get(part) is None else f"{red[part]:+.1f}%")
+        joint = "n/a" if red.get("joint") is None else f"{red['joint']:+.1f}%"
+        for part in sums:
+            if red.get(part) is not None:
+                sums[part].append(red[part])
+        lines.append(f"| {name} | {d['config']['runs']} | {100 * bp['exact_nominal_accuracy']:.2f}% / "
+                     f"{100 * ax['exact_nominal_accuracy']:.2f}% | {' | '.join(cells)} | {joint} |")
+    mean = {p: (f"{sum(v) / len(v):+.1f}%" if v else "n/a") for p, v in sums.items()}
+    lines += ["", f"Mean change over data sets: compute {mean['compute']} (paper {_PAPER['compute']:+.1f}%), "
+              f"storage {mean['storage']} (paper {_PAPER['storage']:+.1f}%), joint {mean['joint']}.", ""]
+    return "\n".join(lines)
+
+
+def write_summary(report_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Read every ``report_dir/*/power.json`` and write the cross-data-set table (default ``summary.md``)."""
+    from axhw.io import atomic_write_text
+
+    report_dir = Path(report_dir)
+    reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(report_dir.glob("*/power.json"))}
+    if not reports:
+        raise ValueError(f"no */power.json under {report_dir}: run `axhw power report` first")
+    path = Path(out) if out is not None else report_dir / "summary.md"
+    atomic_write_text(summary_markdown(reports), path)
+    return path

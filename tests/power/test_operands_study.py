@@ -70,3 +70,31 @@ def test_quick_breast_cancer_report(toolchain: Toolchain, tmp_path: Path) -> Non
     bp, ax = d["networks"]["bp"]["compute"]["exact"], d["networks"]["axtrain"]["compute"]["exact"]
     assert bp["measured"]["total_w"] != ax["measured"]["total_w"]
     assert "axtrain_vs_bp_percent" in d and "Chosen configurations" in (tmp_path / "out" / "power.md").read_text()
+
+
+def test_summary_table_over_reports_and_means_skip_infeasible(tmp_path: Path) -> None:
+    import json
+
+    from axhw.power.report import write_summary
+
+    def point(mode: str, v: float) -> dict:
+        return {"mode": mode, "voltage_mv": v, "accuracy": 0.9}
+
+    def report(red: dict, ax_storage: dict | None) -> dict:
+        chosen = {"compute": point("K3", 1100.0), "storage": point("exact", 850.0), "joint": point("K3", 850.0)}
+        return {"config": {"runs": 50},
+                "networks": {"bp": {"exact_nominal_accuracy": 0.95, "chosen": chosen},
+                             "axtrain": {"exact_nominal_accuracy": 0.94,
+                                         "chosen": {**chosen, "storage": ax_storage}}},
+                "axtrain_vs_bp_percent": red}
+
+    for name, rep in {"a": report({"compute": -10.0, "storage": -20.0, "joint": -5.0}, point("exact", 660.0)),
+                      "b": report({"compute": -30.0, "storage": None, "joint": None}, None)}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "power.json").write_text(json.dumps(rep))
+    text = write_summary(tmp_path).read_text()
+    assert "| a | 50 | 95.00% / 94.00% | K3 -> K3 | -10.0% | 850 -> 660 | -20.0% | -5.0% |" in text
+    assert "| b |" in text and "850 -> none | n/a" in text
+    assert "compute -20.0% (paper -41.6%), storage -20.0% (paper -33.1%), joint -5.0%" in text
+    with pytest.raises(ValueError, match="axhw power report"):
+        write_summary(tmp_path / "a")
