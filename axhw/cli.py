@@ -81,6 +81,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--pas-lr", type=float, default=None, help="learning rate of pas epochs (default: --lr)")
+    p.add_argument("--act-warmup", type=int, default=1, help="act: epochs on E alone before gamma S starts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: 2 x bits)")
@@ -99,7 +100,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         cfg = TrainConfig(dataset=args.dataset, method=args.method, multiplier=args.multiplier,
                           voltage_mv=args.voltage, epochs=args.epochs, pas_epochs=args.pas_epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, bits=args.bits,
-                          bias_bits=args.bias_bits, saturation_ste=args.saturation_ste, pas_lr=args.pas_lr, limit=args.limit, data_dir=args.data_dir)
+                          bias_bits=args.bias_bits, saturation_ste=args.saturation_ste, pas_lr=args.pas_lr,
+                          act_warmup=args.act_warmup, limit=args.limit, data_dir=args.data_dir)
         metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
         print(f"{cfg.dataset} {cfg.method} seed {cfg.seed}: test accuracy {metrics['test_accuracy']:.4f} "
               f"-> {args.out}/metrics.json")

@@ -31,7 +31,9 @@ def test_metrics_and_history(runs):
     phases = [h["phase"] for h in runs["axtrain"][1]["history"]]
     assert phases[0] == "act" and phases[-1] == "pas"
     act_gammas = [h["gamma"] for h in runs["act"][1]["history"]]
-    assert act_gammas[0] == pytest.approx(1e-3) and len(set(act_gammas)) > 1  # adapted per epoch
+    assert act_gammas[0] == 0.0  # one warm-up epoch on E alone (act_warmup=1)
+    assert act_gammas[1] == pytest.approx(1e-3)
+    assert act_gammas[2] in (pytest.approx(5e-4), pytest.approx(1.5e-3))  # adapted per epoch
 
 
 def test_act_lowers_sensitivity_vs_bp(runs):
@@ -133,3 +135,12 @@ def test_pas_lr_applies_to_pas_epochs_only(tmp_path):
     assert load_checkpoint(tmp_path / "act" / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"] == 1e-3
     with pytest.raises(ValueError, match="pas_lr"):
         TrainConfig(pas_lr=0.0)
+
+
+def test_act_warmup_trains_on_e_alone_first(tmp_path):
+    warm = train(TrainConfig(method="act", epochs=2, seed=4, act_warmup=2), tmp_path / "w", progress=False)
+    bp = train(TrainConfig(method="bp", epochs=2, seed=4), tmp_path / "b", progress=False)
+    strip = [{k: v for k, v in h.items() if k != "phase"} for h in warm["history"]]
+    assert strip == [{k: v for k, v in h.items() if k != "phase"} for h in bp["history"]]  # = BP, gamma 0
+    with pytest.raises(ValueError, match="act_warmup"):
+        TrainConfig(act_warmup=-1)
