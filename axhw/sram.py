@@ -120,7 +120,7 @@ class NTVStorage:
         trial ``w * bits + b``). For ``p <= 1/4`` the flipped trials are drawn as geometric *gaps* (see
         :func:`bernoulli_positions`), so the cost is proportional to the number of flips, not of bits: this
         is the hot path of AxTrain-pas (a fresh pattern at every forward pass) and of chip sampling
-        (10^7 8-bit words at p = 10 % in ~0.2 s). Above, one uniform per bit is cheaper. Both are exactly
+        (10^7 8-bit words at p = 10 % in ~0.4 s). Above, one uniform per bit is cheaper. Both are exactly
         independent per-bit coin flips.
         """
         n_words = math.prod(shape)

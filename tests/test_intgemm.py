@@ -47,3 +47,15 @@ def test_float32_path_at_its_edge_and_only_at_full_precision():
         assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
     finally:
         torch.set_float32_matmul_precision(old)
+
+
+def test_chunked_float32_path_just_beyond_one_chunk():
+    # bound 160 (DRUM-3's |T| at 8 bits), K = 784: one float32 GEMM could round, two chunks of 655 / 129 cannot.
+    k, bound = 784, 160
+    assert k * bound * bound >= FLOAT32_EXACT_LIMIT
+    g = torch.Generator().manual_seed(5)
+    a = torch.randint(0, 2, (5, k), generator=g) * 2 * bound - bound  # +-bound: the largest partial sums
+    b = torch.full((k, 3), bound)
+    b[:, 1] = torch.randint(-bound, bound + 1, (k,), generator=g)
+    assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
+    assert exact_int_matmul(a.double(), b.double(), bound, bound).tolist() == python_matmul(a, b)
