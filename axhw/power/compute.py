@@ -72,7 +72,8 @@ def measure_stream(mode: str, bits: int, stream: OperandStream, synth_cfg: Synth
     power_cfg = power_cfg or PowerConfig()
     with tempfile.TemporaryDirectory(prefix="axhw-power-vcd-") as tmp:
         if resolve_annotation(power_cfg) == "vcd":  # OpenSTA reads the VCD itself: keep it until then
-            sim_cfg = replace(sim_cfg or SimConfig(), work_dir=Path(tmp), keep_vcd=True)
+            sim_cfg = sim_cfg or SimConfig()
+            sim_cfg = replace(sim_cfg, work_dir=sim_cfg.work_dir or Path(tmp), keep_vcd=True)
         sim = simulate(synth, cfg, stream, sim_cfg)
         measured = activity_power(synth, sim.activity, power_cfg, vcd=sim.vcd)
     return ComputePower(
