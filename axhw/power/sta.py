@@ -10,7 +10,7 @@ it exactly (the split of internal energy between input arcs stays OpenSTA's vect
 :func:`pin_annotation_honored` probes the installed ``sta``; where it honours pin activities (newer
 builds) the per-pin Tcl is used instead. Where an OpenSTA with ``read_vcd`` exists (an ``openroad`` binary,
 or a newer ``sta``; :attr:`Toolchain.vcd_reader`), ``auto`` annotation reads the simulation's VCD directly,
-which is the flow the issue asks for; the per-net activity from pyvcd is still computed and reported.
+as the flow in docs/power.md specifies; the per-net activity from pyvcd is still computed and reported.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Literal
 from axhw.power.activity import NetActivity
 from axhw.power.synth import SynthResult
 from axhw.power.templates import render
-from axhw.power.tools import _batch_args, find_toolchain
+from axhw.power.tools import batch_args, find_toolchain
 
 __all__ = ["PowerConfig", "PowerResult", "activity_power", "net_drivers", "pin_annotation_honored",
            "resolve_annotation", "vectorless_power"]
@@ -86,7 +86,7 @@ def _run_sta(script: str, exe: str | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="axhw-sta-") as tmp:
         path = Path(tmp) / "power.tcl"
         path.write_text(script)
-        proc = subprocess.run([exe, *_batch_args(exe), str(path)], capture_output=True, text=True,
+        proc = subprocess.run([exe, *batch_args(exe), str(path)], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0 or "Error" in out:

@@ -19,6 +19,7 @@ __all__ = [
     "LIBRARY_DIR",
     "ToolMissing",
     "Toolchain",
+    "batch_args",
     "file_sha256",
     "find_toolchain",
     "has_read_vcd",
@@ -71,14 +72,14 @@ def has_read_vcd(exe: str) -> bool:
         script = Path(tmp) / "probe.tcl"
         script.write_text('puts "AXHW_READ_VCD=[llength [info commands read_vcd]]"\n')
         try:
-            out = subprocess.run([exe, *_batch_args(exe), str(script)], capture_output=True, text=True,
+            out = subprocess.run([exe, *batch_args(exe), str(script)], capture_output=True, text=True,
                                  timeout=60, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
             return False
     return "AXHW_READ_VCD=1" in out.stdout + out.stderr
 
 
-def _batch_args(exe: str) -> list[str]:
+def batch_args(exe: str) -> list[str]:
     """Command-line flags that run a Tcl script and exit, for OpenROAD or OpenSTA."""
     return ["-no_init", "-exit"] if Path(exe).name.startswith("openroad") else ["-no_splash", "-exit"]
 
