@@ -185,20 +185,9 @@ def _terms(
     create_graph: bool,
     vectorize: bool,
     only: set[nn.Parameter] | None = None,
-) -> dict[nn.Parameter, Tensor]:
-    return _terms_and_output(model, x, reduce, create_graph=create_graph, vectorize=vectorize, only=only)[0]
-
-
-def _terms_and_output(
-    model: nn.Module,
-    x: Tensor,
-    reduce: Literal["sample", "param"],
-    *,
-    create_graph: bool,
-    vectorize: bool,
-    only: set[nn.Parameter] | None = None,
 ) -> tuple[dict[nn.Parameter, Tensor], Tensor]:
-    """Sensitivity contribution of each parameter, either per sample ``(N,)`` or per element (mean over N).
+    """Sensitivity contribution of each parameter, either per sample ``(N,)`` or per element (mean over N),
+    and the model output of the hooked forward.
 
     ``reduce="sample"`` gives ``sum_k sum_{w in p} |w| |dO_k(x_n)/dw|`` for each sample n;
     ``reduce="param"`` gives ``|w| * mean_n sum_k |dO_k(x_n)/dw|`` with the parameter's shape (Fig. 4).
@@ -306,7 +295,7 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, T
             if isinstance(m, nn.Linear) and h.dim() != 2:
                 raise _Fallback
             layers.append((m, h, len(rev)))
-            rev.append(("layer", m))
+            rev.append(("layer", (m, h.shape)))
             h = m(h)
         elif isinstance(m, nn.MaxPool2d):
             shape = h.shape
@@ -350,12 +339,11 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, T
             deltas[i] = d
             if i == first:
                 break
-            lay = rec
+            lay, a_shape = rec
             dd = _dense(d)
             if isinstance(lay, nn.Linear):
                 d = dd @ lay.weight
             else:
-                a_shape = next(a.shape for lyr, a, j in layers if j == i)
                 flat = dd.reshape(k * n, *dd.shape[2:])
                 op = [(a_shape[2 + t] + 2 * lay.padding[t] - lay.kernel_size[t]) % lay.stride[t] for t in (0, 1)]
                 flat = F.conv_transpose2d(flat, lay.weight, stride=lay.stride, padding=lay.padding, output_padding=op)
@@ -427,7 +415,7 @@ def _per_sample_and_output(model: nn.Module, x: Tensor, *, create_graph: bool, v
             pass
         else:
             return (s, out) if create_graph else (s.detach(), out)
-    terms, out = _terms_and_output(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
+    terms, out = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
     s = torch.stack(list(terms.values())).sum(0) if terms else x.new_zeros(x.shape[0])
     return s, out
 
@@ -498,7 +486,7 @@ def sensitivity_by_parameter(
     >>> sorted(sensitivity_by_parameter(net, torch.randn(5, 3)))
     ['0.bias', '0.weight', '2.bias', '2.weight']
     """
-    terms = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
+    terms, _ = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
     return {name: terms[p].mean() for name, p in model.named_parameters() if p in terms}
 
 
@@ -535,7 +523,7 @@ def sensitivity_map(
     p = getattr(layer, param, None)
     if not isinstance(p, nn.Parameter):
         raise ValueError(f"{type(layer).__name__} has no parameter {param!r}")
-    terms = _terms(model, x, "param", create_graph=create_graph, vectorize=vectorize, only={p})
+    terms, _ = _terms(model, x, "param", create_graph=create_graph, vectorize=vectorize, only={p})
     return terms[p] if p in terms else torch.zeros_like(p, requires_grad=False)
 
 
