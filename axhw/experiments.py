@@ -31,13 +31,16 @@ def default_targets(dataset: str) -> list[tuple[str, Target]]:
     ]
 
 
-def accuracy_matrix(dataset: str, out_dir: str | Path, epochs: int = 30, pas_epochs: int = 5, seed: int = 0,
+def accuracy_matrix(dataset: str, out_dir: str | Path, epochs: int = 30, pas_epochs: int | None = None, seed: int = 0,
                     runs: int = 50, limit: int | None = None, data_dir: str | None = None,
                     workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train BP, act, pas and AxTrain on ``dataset`` and evaluate them on every target.
 
+    ``pas_epochs`` (AxTrain's last, pas epochs) defaults to 5, or ``epochs - 1`` when ``epochs`` is 5 or less.
     Writes ``out_dir/accuracy.json`` and ``out_dir/accuracy.md``; returns the JSON content.
     """
+    if pas_epochs is None:
+        pas_epochs = 5 if epochs > 5 else max(1, epochs - 1)
     if dataset not in APPLICATIONS:
         raise ValueError(f"unknown dataset {dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
     out_dir = Path(out_dir)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from axhw.data.registry import APPLICATIONS
-from axhw.io import atomic_write_text
+from axhw.io import atomic_write, atomic_write_text
 from axhw.report import markdown_table
 from axhw.sweep import Experiment, Target, run_tasks
 
@@ -92,10 +92,10 @@ def _savefig(fig: Any, path: Path, title: str, legend_ax: Any = None) -> None:
     if legend_ax is not None:
         legend_ax.legend(fontsize=7)
     fig.suptitle(title, y=1.04)  # above the subplot titles; bbox_inches="tight" keeps it in the image
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(path)
-    plt.close(fig)
+    try:  # atomic (no half-written or stray temporary PNG on Ctrl-C), with the umask's permissions
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 # --------------------------------------------------------------------------- Fig. 6

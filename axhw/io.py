@@ -1,7 +1,8 @@
 """Atomic file output: a reader (or a crash) sees the old file or the whole new one, never half of it.
 
 Every artefact axhw writes (checkpoints, metrics, reports, registries, benchmark JSON) goes through here:
-write to a temporary file in the destination directory, then ``os.replace`` it into place.
+write to a temporary file in the destination directory, then ``os.replace`` it into place. The file gets
+the permissions a plain ``open()`` would give it (0666 less the umask), not ``mkstemp``'s private 0600.
 """
 
 from __future__ import annotations
@@ -16,13 +17,31 @@ from typing import Any
 __all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text"]
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it (``os.umask`` sets it, briefly
+    exposing other threads' new files to a wrong mask)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        try:  # mkstemp creates 0600; give the file the mode open() would (0666 less the umask)
+            os.fchmod(fd, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         write(tmp)
         os.replace(tmp, path)
     finally:

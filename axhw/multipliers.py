@@ -298,7 +298,9 @@ class DRUM(SeparableMultiplier):
 
 class LUTMultiplier(Multiplier):
     """Any multiplier given as a full product table, e.g. a circuit from a library of approximate
-    multipliers (EvoApproxLib). Not separable, so ``matmul`` is an exact gather-and-sum.
+    multipliers (EvoApproxLib). Not separable, so ``matmul`` is an exact gather-and-sum: a compiled
+    kernel (:mod:`axhw.lutkernel`, ~2 ms for (256 x 784) @ (784 x 128) at 8 bits) or, without a C compiler,
+    a chunked torch gather; both are tested equal to the elementwise ``__call__``, the reference.
 
     Args:
         table: ``(2**bits, 2**bits)`` integer tensor; ``table[i, j]`` is the product of the operands whose
@@ -308,9 +310,12 @@ class LUTMultiplier(Multiplier):
         name: registry name for reports.
     """
 
-    #: Gathered elements per chunk in :meth:`matmul`: 2**18 keeps index and gathered values (3 MiB) in
+    #: Gathered elements per chunk of the torch path: 2**18 keeps index and gathered values (3 MiB) in
     #: cache; measured 3.5x faster than 2**22 on the bench shape.
     CHUNK_ELEMENTS = 1 << 18
+    #: Whether :meth:`matmul` uses the compiled kernel of :mod:`axhw.lutkernel` when it is available
+    #: (False on an instance forces the pure-torch path, which gives the same numbers).
+    use_kernel = True
 
     def __init__(self, table: torch.Tensor, bits: int, signed: bool = True, name: str = "lut") -> None:
         super().__init__(bits, signed)
@@ -328,6 +333,7 @@ class LUTMultiplier(Multiplier):
         self._max_abs = int(self.table.abs().max())
         # int32 gathers move half the bytes; products of <= 12-bit multipliers mostly fit.
         self._flat32 = self._flat.to(torch.int32) if self._max_abs < (1 << 31) else None
+        self._kernel_table: torch.Tensor | None = None  # lutkernel.prepare_table copy, made on first use
 
     @classmethod
     def _max_bits(cls) -> int:
@@ -352,12 +358,31 @@ class LUTMultiplier(Multiplier):
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
             raise ValueError(f"matmul needs (M, K) @ (K, N) matrices, got {tuple(a.shape)} @ {tuple(b.shape)}")
-        m, k = a.shape
-        n = b.shape[1]
+        k = a.shape[1]
         if k * self._max_abs >= INT64_SAFE_LIMIT:
             raise OverflowError(f"matmul of K={k} products up to {self._max_abs} may exceed int64")
-        aw = self._words(a, "operand a") << self.bits
-        bwt = self._words(b, "operand b").T.contiguous()  # (N, K): the reduction runs over contiguous memory
+        aw, bw = self._words(a, "operand a"), self._words(b, "operand b")
+        from axhw import lutkernel  # local: this class is the kernel's only user
+
+        if self.use_kernel and lutkernel.available():
+            if self._kernel_table is None:
+                self._kernel_table = lutkernel.prepare_table(self.table, self.bits)
+            return lutkernel.lut_matmul(self._kernel_table, self.bits, self.signed, self._max_abs, aw, bw)
+        return self._matmul_torch(aw, bw)
+
+    @property
+    def backend(self) -> str:
+        """The path :meth:`matmul` takes: ``"c-avx512"``, ``"c-scalar"`` (:mod:`axhw.lutkernel`) or ``"torch"``."""
+        from axhw import lutkernel
+
+        return lutkernel.backend(self.bits) if self.use_kernel else "torch"
+
+    def _matmul_torch(self, aw: torch.Tensor, bw: torch.Tensor) -> torch.Tensor:
+        """Pure-torch fallback of :meth:`matmul` on checked operand words: chunked gather, int64 sums."""
+        m, k = aw.shape
+        n = bw.shape[1]
+        aw = aw << self.bits
+        bwt = bw.T.contiguous()  # (N, K): the reduction runs over contiguous memory
         flat = self._flat32 if self._flat32 is not None else self._flat
         out = torch.empty(m, n, dtype=torch.int64)
         rows = max(1, self.CHUNK_ELEMENTS // max(1, k * n))
@@ -373,20 +398,35 @@ class LUTMultiplier(Multiplier):
 _DRUM_RE = re.compile(r"^drum(\d+)$")
 
 
-def multiplier_names() -> list[str]:
-    """Names :func:`get_multiplier` accepts (``drum<k>`` stands for any k in 1..bits)."""
-    return ["exact", "drum<k>", *K_PRESETS]
+def multiplier_names(imported: bool = True) -> list[str]:
+    """Names :func:`get_multiplier` accepts (``drum<k>`` stands for any k in 1..bits), then the circuits
+    imported into the multiplier library (:mod:`axhw.library`) unless ``imported=False``."""
+    builtin = ["exact", "drum<k>", *K_PRESETS]
+    if not imported:
+        return builtin
+    from axhw.library import names
+
+    return [*builtin, *names()]
 
 
 def get_multiplier(
-    name: str, bits: int = 8, signed: bool = True, presets: Mapping[str, int] | None = None
+    name: str | Multiplier, bits: int = 8, signed: bool = True, presets: Mapping[str, int] | None = None
 ) -> Multiplier:
-    """Registry: ``"exact"``, ``"drum<k>"`` or the paper's ``"K1".."K4"`` (DRUM k=1..4 unless ``presets``
-    maps them elsewhere).
+    """Registry: ``"exact"``, ``"drum<k>"``, the paper's ``"K1".."K4"`` (DRUM k=1..4 unless ``presets``
+    maps them elsewhere), or the name of a circuit imported into the multiplier library
+    (:func:`axhw.library.load`; ``bits`` must be the circuit's width, an unsigned circuit is used through
+    the sign-magnitude wrapper for signed operands). A :class:`Multiplier` object is returned as it is,
+    after checking that its ``bits`` and ``signed`` match.
 
     >>> get_multiplier("K3", bits=8)
     DRUM(k=3, bits=8, signed=True)
     """
+    if isinstance(name, Multiplier):
+        if name.bits != bits or name.signed != signed:
+            raise ValueError(f"multiplier {name!r} does not fit: bits={bits}, signed={signed} requested")
+        return name
+    if not isinstance(name, str):
+        raise ValueError(f"multiplier must be a name or a Multiplier, got {type(name).__name__}")
     key = name.strip()
     presets = dict(K_PRESETS if presets is None else presets)
     if key.lower() == "exact":
@@ -396,26 +436,46 @@ def get_multiplier(
     match = _DRUM_RE.match(key.lower())
     if match:
         return DRUM(int(match.group(1)), bits, signed)
+    from axhw import library
+
+    if key in library.names():
+        return library.load(key, bits, signed)
+    imported = library.names()
     raise ValueError(
         f"unknown multiplier {name!r}: valid names are 'exact', 'drum<k>' with k in 1..{bits}, "
-        f"and {', '.join(sorted(presets))}"
+        f"{', '.join(sorted(presets))}"
+        f"{', and the imported circuits ' + ', '.join(imported) if imported else ''} "
+        f"(import one with `axhw multipliers import`)"
     )
 
 
 @dataclass(frozen=True)
 class ErrorStats:
-    """Error metrics of an approximate multiplier against exact multiplication (EvoApproxLib's set plus
-    the relative ones the DRUM paper reports). Relative metrics skip pairs whose exact product is 0.
+    """Error metrics of an approximate multiplier against exact multiplication, in the literature's
+    standard definitions (EvoApproxLib's set, Mrazek et al. DATE 2017; NMED as in Liang, Han, Lombardi,
+    IEEE TC 2013; the relative ones the DRUM paper reports).
+
+    Notation: over the evaluated operand pairs ``(a, b)``, ``p = a * b`` is the exact product, ``p~`` the
+    multiplier's, ``e = p~ - p`` the error (``a`` is the activation operand, ``b`` the weight: for a
+    non-commutative circuit the order matters). "Relative" metrics are over the pairs whose exact product is
+    nonzero only (``p = 0`` has no relative error); they are 0 when there is no such pair.
 
     Attributes:
-        name, bits, signed: the multiplier.
-        pairs: operand pairs evaluated; exhaustive: whether that is all of them.
-        mre: mean relative error ``mean |p~ - p| / |p|``.
-        max_re: maximum relative error.
-        mean_error: mean signed error ``mean (p~ - p)`` (bias); mean_rel_error: mean signed relative error.
-        mae: mean absolute error; wce: worst-case absolute error; mse: mean squared error.
-        ep: error probability (fraction of pairs with ``p~ != p``).
-        nmed: MAE normalized by the largest exact product magnitude.
+        name, bits, signed: the multiplier (``signed``: two's-complement operands).
+        pairs: operand pairs evaluated; exhaustive: whether that is all ``4**bits`` of them (else ``pairs``
+            drawn uniformly, seeded).
+        mre: mean relative error ``mean |e| / |p|`` (MRED), a fraction, over ``p != 0``.
+        max_re: worst-case relative error ``max |e| / |p|`` (WCRE), a fraction, over ``p != 0``.
+        mean_error: mean signed error ``mean e`` (the bias), in product units.
+        mean_rel_error: mean signed relative error ``mean e / |p|``, over ``p != 0``.
+        mae: mean absolute error ``mean |e|`` (MED), in product units.
+        wce: worst-case (maximum) absolute error ``max |e|``, in product units.
+        mse: mean squared error ``mean e**2``, in squared product units.
+        ep: error probability, the fraction of pairs with ``e != 0``.
+        nmed: normalized mean error distance ``mae / max |p|`` (``max |p|`` the largest exact product
+            magnitude over the operand range: ``(2**bits - 1)**2`` unsigned, ``2**(2*bits-2)`` signed).
+        mae_percent, wce_percent: EvoApproxLib's header convention, ``100 * mae / 2**(2*bits)`` and
+            ``100 * wce / 2**(2*bits)`` for signed and unsigned alike (compare these with published headers).
     """
 
     name: str
@@ -432,6 +492,8 @@ class ErrorStats:
     mse: float
     ep: float
     nmed: float
+    mae_percent: float
+    wce_percent: float
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -474,4 +536,6 @@ def error_stats(m: Multiplier, samples: int = 1_000_000, seed: int = 0, exhausti
         mse=float((err * err).mean()),
         ep=float((err != 0).to(torch.float64).mean()),
         nmed=float(err.abs().mean()) / max_exact if max_exact else 0.0,
+        mae_percent=100.0 * float(err.abs().mean()) / 4**m.bits,
+        wce_percent=100.0 * float(err.abs().max()) / 4**m.bits,
     )

@@ -62,7 +62,9 @@ class HardwareConfig:
 
     Attributes:
         mode: ``float`` (ideal), ``quantized`` (fixed point, exact products) or ``hardware``.
-        multiplier: multiplier name for ``hardware`` mode (``exact``, ``drum<k>``, ``K1``..``K4``).
+        multiplier: multiplier for ``hardware`` mode: a name (``exact``, ``drum<k>``, ``K1``..``K4``, or a
+            circuit imported into the multiplier library, :mod:`axhw.library`) or a
+            :class:`~axhw.multipliers.Multiplier` object such as a ``LUTMultiplier`` (its ``bits`` must match).
         bits: word length of weights and activations (spec section 1: 8 by default, 16 works).
         bias_bits: width of the stored bias word. Biases are stored at the accumulator's scale (spec
             section 1: they are added into it unshifted) in a word of ``2 * bits`` bits by default (the
@@ -87,14 +89,14 @@ class HardwareConfig:
     """
 
     mode: Mode = "float"
-    multiplier: str = "exact"
+    multiplier: str | Multiplier = "exact"
     bits: int = 8
     acc_bits: int | None = None
     bias_bits: int | None = None
     voltage_mv: float = NOMINAL_MV
     calibration: Literal["maxabs", "percentile"] = "maxabs"
     percentile: float = 99.99
-    approx_multiplier: str | None = None
+    approx_multiplier: str | Multiplier | None = None
     saturation_ste: bool = True
 
     def __post_init__(self) -> None:

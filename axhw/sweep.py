@@ -263,11 +263,17 @@ class Experiment:
 
 
 _EXPERIMENT_KEYS = {"datasets", "methods", "targets", "seeds", "train", "runs", "overrides"}
-_TARGET_KEYS = {"multiplier", "voltage_mv"}
+_TARGET_KEYS = {"multiplier", "voltage"}
+#: Older spellings still accepted in experiment files (the CLI says ``--voltage``; files say ``voltage``).
+_TARGET_ALIASES = {"voltage_mv": "voltage"}
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read an experiment from TOML or JSON; unknown keys are errors that name the valid ones."""
+    """Read an experiment from TOML or JSON; unknown keys are errors that name the valid ones.
+
+    A target is ``{multiplier = "K2"}`` and/or ``{voltage = 660}`` (SRAM mV, as the CLI's ``--voltage``;
+    the older key ``voltage_mv`` is accepted too).
+    """
     path = Path(path)
     text = path.read_text()
     try:
@@ -285,10 +291,16 @@ def experiment_from_dict(data: dict[str, Any], source: str = "experiment") -> Ex
         raise ValueError(f"{source}: missing key 'datasets'")
     targets = []
     for t in data.get("targets", [{}]):
-        for k in t:
-            if k not in _TARGET_KEYS:
+        given: dict[str, Any] = {}
+        for k, v in t.items():
+            name = _TARGET_ALIASES.get(k, k)
+            if name not in _TARGET_KEYS:
                 raise ValueError(f"{source}: unknown target key {k!r}: valid keys are {', '.join(sorted(_TARGET_KEYS))}")
-        targets.append(Target(**t))
+            if name in given:
+                raise ValueError(f"{source}: target gives the voltage twice ({', '.join(sorted(t))}): use 'voltage'")
+            given[name] = v
+        targets.append(Target(multiplier=given.get("multiplier", "exact"),
+                              voltage_mv=given.get("voltage", 1100.0)))
     return Experiment(
         datasets=tuple(data["datasets"]),
         methods=tuple(data.get("methods", ("bp", "act", "axtrain"))),

@@ -29,7 +29,8 @@ from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip,
 from axhw.quant import QuantizedNetwork
 from axhw.sensitivity import AdaptiveGamma, sensitivity, sensitivity_and_output
 
-__all__ = ["CHECKPOINT_VERSION", "METHODS", "TrainConfig", "load_checkpoint", "output_loss", "train", "train_step"]
+__all__ = ["CHECKPOINT_VERSION", "METHODS", "TrainConfig", "config_diff", "load_checkpoint", "output_loss", "train",
+           "train_step"]
 
 Method = Literal["bp", "act", "pas", "axtrain"]
 METHODS: tuple[str, ...] = ("bp", "act", "pas", "axtrain")
@@ -103,8 +104,12 @@ class TrainConfig:
             raise ValueError(f"unknown dataset {self.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or (self.pas_lr is not None and self.pas_lr <= 0):
             raise ValueError("epochs and batch_size must be >= 1 and lr, pas_lr > 0")
+        if self.method == "axtrain" and self.epochs < 2:
+            raise ValueError(f"axtrain needs epochs >= 2 (at least one act epoch, then pas), got epochs={self.epochs}")
         if self.method == "axtrain" and not 1 <= self.pas_epochs < self.epochs:
-            raise ValueError(f"pas_epochs={self.pas_epochs} out of range: valid range is [1, epochs-1={self.epochs - 1}]")
+            raise ValueError(f"pas_epochs={self.pas_epochs} out of range: valid range is [1, epochs-1={self.epochs - 1}] "
+                             f"(axtrain's last pas_epochs epochs are pas): lower pas_epochs or raise epochs to "
+                             f"{self.pas_epochs + 1} or more")
         if self.act_warmup < 0:
             raise ValueError(f"act_warmup={self.act_warmup} out of range: must be >= 0")
         if self.loss not in ("mse", "bce"):
@@ -201,6 +206,12 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((out.argmax(1) == y).float().mean())
 
 
+def _circuit_of(cfg: TrainConfig) -> dict[str, Any] | None:
+    from axhw.library import circuit_of
+
+    return circuit_of(cfg.pas_hardware().get_multiplier())
+
+
 def _checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, gamma: AdaptiveGamma,
                 state: _State) -> dict[str, Any]:
     layers = approx_layers(model)
@@ -208,6 +219,8 @@ def _checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, 
         "format": _CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "config": asdict(cfg),
+        # Which circuit an imported multiplier name stood for (name, source and table hashes); None: built-in.
+        "multiplier_circuit": _circuit_of(cfg),
         "model": model.state_dict(),
         "act_fmts": [asdict(layer.act_fmt) if layer.act_fmt is not None else None for layer in layers],
         "optimizer": opt.state_dict(),
@@ -253,6 +266,18 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in d.items() if k in names})
 
 
+#: Fields a resumed run may change: the length of the run, and where the data cache lives.
+RESUMABLE_CHANGES = ("epochs", "data_dir")
+
+
+def config_diff(saved: TrainConfig, requested: TrainConfig) -> list[str]:
+    """``field: saved-value (checkpoint) vs requested-value`` for every field that differs, except
+    :data:`RESUMABLE_CHANGES`."""
+    a, b = asdict(saved), asdict(requested)
+    return [f"{name}: {a[name]!r} (checkpoint) vs {b[name]!r} (requested)"
+            for name in a if name not in RESUMABLE_CHANGES and a[name] != b[name]]
+
+
 def quantized_from_checkpoint(ck: dict[str, Any], bias_bits: int | None = None) -> QuantizedNetwork:
     """The integer network of a checkpoint; ``bias_bits`` overrides the stored bias word width."""
     cfg = config_from_dict(ck["config"])
@@ -264,12 +289,29 @@ def quantized_from_checkpoint(ck: dict[str, Any], bias_bits: int | None = None) 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train, checkpoint every epoch to ``out_dir/checkpoint.pt``, write ``out_dir/metrics.json``.
 
+    ``metrics.json`` is written when the run is complete and always describes the checkpoint beside it:
+    a run that will train removes an older one first, so an interrupted run leaves a checkpoint and no
+    metrics. Without ``resume`` an existing checkpoint is replaced (the CLI refuses unless ``--force``).
+    With ``resume`` a checkpoint must come from the same configuration (only ``epochs`` and ``data_dir``
+    may change, :func:`config_diff` names the rest) and hold at most ``epochs`` epochs.
+
     Returns the metrics dictionary.
     """
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     ck_path = out_dir / "checkpoint.pt"
+    metrics_path = out_dir / "metrics.json"
+    ck: dict[str, Any] | None = None
+    if resume and ck_path.exists():  # checked before any data is loaded: a mismatch fails at once
+        ck = load_checkpoint(ck_path)
+        diff = config_diff(config_from_dict(ck["config"]), cfg)
+        if diff:
+            raise ValueError(f"{ck_path}: was trained with a different config: {'; '.join(diff)}; resume with the "
+                             "checkpoint's options, or start over with a new --out (or --force)")
+        if ck["epoch"] > cfg.epochs:
+            raise ValueError(f"{ck_path}: already holds {ck['epoch']} epochs, more than epochs={cfg.epochs}; "
+                             f"resume with --epochs {ck['epoch']} or more, or start over with --force")
     data = _load_data(cfg)
     x_tr, y_tr = _inputs(cfg, data.x_train), data.y_train
     x_te, y_te = _inputs(cfg, data.x_test), data.y_test
@@ -278,16 +320,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gamma = AdaptiveGamma(gamma0=cfg.gamma0, d_gamma=cfg.d_gamma, error_bound=cfg.error_bound)
     state = _State(phase=cfg.method if cfg.method != "axtrain" else "act")
-    if resume and ck_path.exists():
-        ck = load_checkpoint(ck_path)
-        saved = config_from_dict(ck["config"])
-        if asdict(saved) | {"epochs": cfg.epochs} != asdict(cfg):
-            raise ValueError(f"{ck_path}: was trained with a different config; use a new --out or the same options")
+    if ck is not None:
         model = model_from_checkpoint(ck)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         opt.load_state_dict(ck["optimizer"])
         gamma.load_state_dict(ck["gamma"])
         state = _State(epoch=ck["epoch"], phase=ck["phase"], history=ck["history"])
+    if state.epoch < cfg.epochs:  # metrics.json stays absent until this run is complete
+        metrics_path.unlink(missing_ok=True)
+        if ck is None:
+            ck_path.unlink(missing_ok=True)  # a fresh run: no old checkpoint to mistake for this one
     probe = x_tr[:SENSITIVITY_PROBE]
     n = len(x_tr)
     n_batches = math.ceil(n / cfg.batch_size)
@@ -343,12 +385,15 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
             print(f"epoch {record['epoch']:3d} [{state.phase}] loss {record['loss']:.4f} "
                   f"S {record['sensitivity']:.4g} gamma {used_gamma:.4g} test acc {record['test_accuracy']:.4f}")
     set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
-    from axhw.rtl.registry import coverage
+    from axhw.library import circuit_of
+    from axhw.multipliers import get_multiplier
+    from axhw.verification import coverage
 
     covered, message = coverage(cfg.multiplier, cfg.bits)
     metrics = {
         "dataset": cfg.dataset,
-        "rtl_coverage": {"multiplier": cfg.multiplier, "covered": covered, "message": message},
+        "rtl_coverage": {"multiplier": cfg.multiplier, "covered": covered, "message": message,
+                         "circuit": circuit_of(get_multiplier(cfg.multiplier, cfg.bits))},
         "method": cfg.method,
         "seed": cfg.seed,
         "config": asdict(cfg),
@@ -356,5 +401,5 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         "final_phase": state.phase,
         "history": state.history,
     }
-    atomic_write_json(metrics, out_dir / "metrics.json")
+    atomic_write_json(metrics, metrics_path)
     return metrics

@@ -4,7 +4,10 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from axhw import lutkernel, multipliers
 from axhw.multipliers import DRUM, Exact, LUTMultiplier, error_stats, get_multiplier, multiplier_names
 
 
@@ -183,6 +186,7 @@ def test_lut_custom_table_signed_word_indexing():
 
 def test_lut_large_matmul_chunked_exact():
     m = LUTMultiplier.from_multiplier(DRUM(2, 8))
+    m.use_kernel = False  # the torch path
     m.CHUNK_ELEMENTS = 1000  # force many chunks
     g = torch.Generator().manual_seed(6)
     A = torch.randint(-128, 128, (37, 64), generator=g)
@@ -202,6 +206,161 @@ def test_lut_large_matmul_chunked_exact():
 def test_lut_bad_tables(table, bits, match):
     with pytest.raises(ValueError, match=match):
         LUTMultiplier(table, bits)
+
+
+# --------------------------------------------------------------------------- LUT matmul paths
+# Every path of LUTMultiplier.matmul (AVX-512 kernel, scalar C kernel, pure torch) must equal the
+# elementwise __call__ gather, the one reference definition, bit for bit.
+LUT_PATHS = ["c-avx512", "c-scalar", "torch"]
+
+
+def lut_on_path(table, bits, signed, path, monkeypatch):
+    """A LUTMultiplier whose matmul takes ``path`` (skips paths this machine cannot run)."""
+    if path != "torch" and not lutkernel.available():
+        pytest.skip("no C compiler: the LUT kernel is not built")
+    if path == "c-avx512" and lutkernel.backend(8) != "c-avx512":
+        pytest.skip("no AVX-512BW on this CPU")
+    if path == "c-scalar":
+        monkeypatch.setitem(lutkernel._state, "avx512", False)
+    m = LUTMultiplier(table, bits, signed)
+    m.use_kernel = path != "torch"
+    if path == "c-avx512" and bits > 8:
+        assert m.backend == "c-scalar"  # wider tables have no int16 kernel
+    else:
+        assert m.backend == path
+    m.matmul(torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, 1, dtype=torch.int64))  # prepare the table
+    return m
+
+
+def lut_reference(m, a, b):
+    if a.numel() == 0 or b.numel() == 0:
+        return torch.zeros(a.shape[0], b.shape[1], dtype=torch.int64)
+    return elementwise_sum(m, a, b)
+
+
+LUT_SHAPES = [(0, 3, 4), (3, 0, 4), (3, 4, 0), (1, 1, 1), (5, 1, 33), (2, 7, 31), (7, 13, 32), (4, 29, 129),
+              (3, 5, 300)]
+
+
+@pytest.mark.parametrize("path", LUT_PATHS)
+@pytest.mark.parametrize(
+    "bits,signed",
+    [(1, False), (2, True), (2, False), (3, True), (5, False), (7, True), (8, True), (8, False), (9, True), (12, False)],
+)
+@pytest.mark.parametrize("kind", ["random", "max", "min"])
+def test_lut_matmul_paths_equal_elementwise(bits, signed, kind, path, monkeypatch):
+    side = 1 << bits
+    lo, hi = Exact(bits, signed).product_range
+    g = torch.Generator().manual_seed(bits * 7 + signed)
+    if kind == "random":
+        table = torch.randint(lo, hi + 1, (side, side), generator=g)
+        table[0, 0], table[-1, -1] = lo, hi  # the extreme entries, at the first and last words
+    else:  # the maximum-magnitude tables: every product at the top or bottom of the product word
+        table = torch.full((side, side), hi if kind == "max" else lo)
+    m = lut_on_path(table, bits, signed, path, monkeypatch)
+    olo, ohi = m.operand_range
+    for mm, k, n in LUT_SHAPES:
+        a = torch.randint(olo, ohi + 1, (mm, k), generator=g)
+        b = torch.randint(olo, ohi + 1, (k, n), generator=g)
+        if a.numel():
+            a.view(-1)[0], a.view(-1)[-1] = olo, ohi
+        if b.numel():
+            b.view(-1)[0], b.view(-1)[-1] = olo, ohi
+        got = m.matmul(a, b)
+        assert got.dtype == torch.int64 and got.shape == (mm, n)
+        assert torch.equal(got, lut_reference(m, a, b)), (mm, k, n)
+
+
+@pytest.mark.parametrize("path", LUT_PATHS)
+@pytest.mark.parametrize("bits,signed", [(8, True), (8, False), (12, True)])
+def test_lut_matmul_int32_blocks_do_not_wrap(bits, signed, path, monkeypatch):
+    """Sums far beyond int32: the kernels accumulate int32 blocks of (2**31 - 1) // max|T| terms."""
+    lo, hi = Exact(bits, signed).product_range
+    for value in (hi, lo) if signed else (hi,):
+        m = lut_on_path(torch.full((1 << bits, 1 << bits), value), bits, signed, path, monkeypatch)
+        k = 2 * ((1 << 31) // abs(value)) + 3  # > 2 blocks: 65539 terms at 8 bits, 515 at 12 bits
+        a = torch.zeros(2, k, dtype=torch.int64)
+        b = torch.zeros(k, 40, dtype=torch.int64)
+        assert torch.equal(m.matmul(a, b), torch.full((2, 40), k * value))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    bits=st.integers(2, 8),
+    signed=st.booleans(),
+    shape=st.tuples(st.integers(0, 9), st.integers(0, 40), st.integers(0, 70)),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_lut_matmul_kernel_equals_torch_hypothesis(bits, signed, shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = Exact(bits, signed).product_range
+    m = LUTMultiplier(torch.randint(lo, hi + 1, (1 << bits, 1 << bits), generator=g), bits, signed)
+    olo, ohi = m.operand_range
+    mm, k, n = shape
+    a = torch.randint(olo, ohi + 1, (mm, k), generator=g)
+    b = torch.randint(olo, ohi + 1, (k, n), generator=g)
+    want = lut_reference(m, a, b)
+    assert torch.equal(m.matmul(a, b), want)
+    m.use_kernel = False
+    assert torch.equal(m.matmul(a, b), want)
+
+
+@pytest.mark.parametrize("path", LUT_PATHS)
+@pytest.mark.parametrize("model", [Exact(8), DRUM(2, 8), DRUM(3, 8), DRUM(3, 8, False), Exact(8, False)], ids=repr)
+def test_lut_matmul_matches_models_on_bench_shape(model, path, monkeypatch):
+    """(256 x 784) @ (784 x 128) int8-range operands: split across threads, padded to 32 columns."""
+    m = lut_on_path(model.product_table(), 8, model.signed, path, monkeypatch)
+    lo, hi = model.operand_range
+    g = torch.Generator().manual_seed(11)
+    rows = 256 if path != "torch" else 32
+    a = torch.randint(lo, hi + 1, (rows, 784), generator=g)
+    b = torch.randint(lo, hi + 1, (784, 128), generator=g)
+    a[0], b[:, 0] = lo, lo  # DRUM-2's saturating (min, min) pair, 784 times
+    assert torch.equal(m.matmul(a, b), model.matmul(a, b))
+    assert torch.equal(m.matmul(a[:, :100], b[:100, :77]), model.matmul(a[:, :100], b[:100, :77]))
+
+
+def test_lut_matmul_refuses_possible_int64_overflow(monkeypatch):
+    m = LUTMultiplier.from_multiplier(DRUM(3, 8))
+    a = torch.ones(2, 8, dtype=torch.int64)
+    monkeypatch.setattr(multipliers, "INT64_SAFE_LIMIT", 8 * m._max_abs)  # stands in for K ~ 2**47
+    with pytest.raises(OverflowError, match="int64"):
+        m.matmul(a, a.T.contiguous())
+    m.use_kernel = False
+    with pytest.raises(OverflowError, match="int64"):
+        m.matmul(a, a.T.contiguous())
+
+
+def test_lut_matmul_operand_range_checked():
+    m = LUTMultiplier.from_multiplier(DRUM(3, 8))
+    with pytest.raises(ValueError, match=r"operand b .*valid range is \[-128, 127\]"):
+        m.matmul(torch.zeros(2, 3, dtype=torch.int64), torch.full((3, 2), 128))
+
+
+def test_lut_kernel_missing_compiler_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(lutkernel, "_state", {})
+    monkeypatch.setattr(lutkernel, "_compiler", lambda: None)
+    monkeypatch.setenv("AXHW_KERNEL_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        lutkernel.build()
+    with pytest.warns(UserWarning, match="torch path"):
+        assert not lutkernel.available()
+    m = LUTMultiplier.from_multiplier(DRUM(3, 8))
+    assert m.backend == "torch"
+    g = torch.Generator().manual_seed(4)
+    a = torch.randint(-128, 128, (5, 30), generator=g)
+    b = torch.randint(-128, 128, (30, 6), generator=g)
+    assert torch.equal(m.matmul(a, b), DRUM(3, 8).matmul(a, b))
+
+
+def test_lut_kernel_builds_into_fresh_dir(monkeypatch, tmp_path):
+    if lutkernel._compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("AXHW_KERNEL_DIR", str(tmp_path))
+    path = lutkernel.build()
+    assert path.parent == tmp_path and path.is_file()
+    assert lutkernel.build() == path  # cached: no rebuild
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left behind
 
 
 # --------------------------------------------------------------------------- registry and errors

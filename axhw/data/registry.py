@@ -200,12 +200,12 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def default_data_dir() -> Path:
-    """``$AXHW_DATA`` if set, else ``~/.cache/axhw/data`` (``$XDG_CACHE_HOME`` respected)."""
+    """``$AXHW_DATA`` if set, else ``data`` in the user cache (:func:`axhw.paths.cache_dir`: ``$AXHW_CACHE``,
+    ``$XDG_CACHE_HOME/axhw`` or ``~/.cache/axhw``)."""
+    from axhw.paths import cache_dir
+
     env = os.environ.get("AXHW_DATA")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME")
-    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "axhw" / "data"
+    return Path(env).expanduser() if env else cache_dir("data")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:

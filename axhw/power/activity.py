@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,6 +24,9 @@ from axhw.power.synth import SynthResult
 from axhw.power.templates import render
 from axhw.power.tools import find_toolchain
 from axhw.rtl.generate import MultiplierConfig
+
+if TYPE_CHECKING:
+    from axhw.rtl.imported import ImportedConfig
 
 __all__ = ["NetActivity", "SimConfig", "SimResult", "simulate", "vcd_activity"]
 
@@ -65,7 +69,7 @@ class SimResult:
     vcd: Path | None
 
 
-def _hex_vectors(cfg: MultiplierConfig, stream: OperandStream) -> list[str]:
+def _hex_vectors(cfg: MultiplierConfig | ImportedConfig, stream: OperandStream) -> list[str]:
     model = cfg.model()
     a, b = stream.a.to(torch.int64), stream.b.to(torch.int64)
     p = model(a, b).to(torch.int64)
@@ -146,9 +150,12 @@ def vcd_activity(vcd: Path, n_cycles: int) -> dict[str, NetActivity]:
     return out
 
 
-def simulate(synth: SynthResult, cfg: MultiplierConfig, stream: OperandStream,
+def simulate(synth: SynthResult, cfg: MultiplierConfig | ImportedConfig, stream: OperandStream,
              sim: SimConfig | None = None) -> SimResult:
     """Run ``stream`` through ``synth``'s netlist under Icarus; check every product; count activity.
+
+    The expected products are ``cfg.model()``'s (for an imported circuit: its stored table, sign-magnitude
+    wrapped for an unsigned core), so any disagreement between the table and the netlist is a mismatch.
 
     Raises:
         ToolMissing: Icarus or the cell models are missing.
@@ -160,7 +167,7 @@ def simulate(synth: SynthResult, cfg: MultiplierConfig, stream: OperandStream,
         return _simulate_in(Path(tmp), synth, cfg, stream, replace(sim, keep_vcd=False))
 
 
-def _simulate_in(work: Path, synth: SynthResult, cfg: MultiplierConfig, stream: OperandStream,
+def _simulate_in(work: Path, synth: SynthResult, cfg: MultiplierConfig | ImportedConfig, stream: OperandStream,
                  sim: SimConfig) -> SimResult:
     tc = find_toolchain()
     work.mkdir(parents=True, exist_ok=True)

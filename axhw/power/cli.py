@@ -2,9 +2,14 @@
 
 ``axhw.cli`` wires it in with ``add_parser(subparsers)``; handlers return the exit status.
 
-    axhw power report --dataset breast_cancer [--constraint 2.0] [--quick] --out build/power/breast_cancer
-    axhw power synth --bits 8 --bits 16 --out build/power/synth
-    axhw power summary --reports build/power/report
+    axhw power report --dataset breast_cancer [--constraint 2.0] [--quick] [--modes exact K2 NAME ...] \
+        --out build/power/breast_cancer
+    axhw power synth --bits 8 16 --out build/power/synth
+    axhw power synth --design NAME [NAME ...] [--compare MODE ...] --out build/power/synth
+    axhw power summary --reports build/power/report [--out FOLDER]
+
+Every ``--out`` (and ``--work-dir``) is a folder, checked before any work (:func:`axhw.cli_checks.check_out_dir`);
+the default work folder is ``power/study`` in the user cache (:func:`axhw.paths.cache_dir`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from axhw.cli_checks import check_out_dir
+from axhw.paths import cache_dir
 from axhw.power.tools import ToolMissing, find_toolchain
 
 __all__ = ["add_parser", "main_report", "main_summary", "main_synth"]
@@ -25,25 +32,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     power = subparsers.add_parser("power", help="synthesis, activity-based power and minimum-power search")
     sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,summary,synth}")
     rep = sub.add_parser("report", help="minimum-power configuration of BP vs AxTrain (Fig. 9)")
-    rep.add_argument("--dataset", required=True, choices=sorted(APPLICATIONS))
+    rep.add_argument("--dataset", required=True, choices=sorted(APPLICATIONS), help="application (required)")
     rep.add_argument("--constraint", type=float, default=2.0, help="allowed accuracy loss, pp (default 2.0)")
     rep.add_argument("--quick", action="store_true", help="reduced run: few epochs, 5 NTV runs, 3 modes, 2 voltages")
     rep.add_argument("--epochs", type=int, default=None, help="training epochs (default 30, quick 4)")
     rep.add_argument("--runs", type=int, default=None, help="NTV runs per evaluation (default 50)")
     rep.add_argument("--pairs", type=int, default=None, help="operand pairs simulated per mode (default 4096)")
-    rep.add_argument("--reference", choices=("own", "bp"), default="own", help="accuracy reference network")
+    rep.add_argument("--reference", choices=("own", "bp"), default="own",
+                     help="accuracy reference network (default own)")
+    rep.add_argument("--modes", nargs="+", action="extend", default=None, metavar="MODE",
+                     help="candidate multipliers of the search: exact, K1..K4, drum<k> and imported circuit names "
+                          "(axhw multipliers import); must include exact (default exact K4 K3 K2 K1, quick exact K4 K2)")
     rep.add_argument("--zero-delay", action="store_true", help="simulate without cell delays (no glitches)")
-    rep.add_argument("--work-dir", type=Path, default=Path("build/power/study"), help="checkpoints and scratch")
-    rep.add_argument("--out", type=Path, required=True, help="output directory")
+    rep.add_argument("--work-dir", type=Path, default=None,
+                     help="folder for checkpoints and scratch (default: power/study in the axhw cache, "
+                          "$AXHW_CACHE or ~/.cache/axhw)")
+    rep.add_argument("--out", type=Path, required=True, help="output folder: power.json, power.md, power.png (required)")
+    rep.add_argument("--quiet", action="store_true", help="no progress output")
     rep.set_defaults(func=main_report)
     summ = sub.add_parser("summary", help="one BP vs AxTrain table over every report under a directory")
-    summ.add_argument("--reports", type=Path, default=Path("build/power/report"), help="directory of reports")
-    summ.add_argument("--out", type=Path, default=None, help="output file (default REPORTS/summary.md)")
+    summ.add_argument("--reports", type=Path, default=Path("build/power/report"),
+                      help="folder of reports, one subfolder per data set (default build/power/report)")
+    summ.add_argument("--out", type=Path, default=None, help="output folder for summary.md (default: REPORTS)")
     summ.set_defaults(func=main_summary)
-    syn = sub.add_parser("synth", help="synthesize exact and DRUM-k multipliers; area, leakage, power")
-    syn.add_argument("--bits", type=int, action="append", help="operand width (repeatable; default 8 and 16)")
-    syn.add_argument("--pairs", type=int, default=2000, help="uniform operand pairs simulated per config")
-    syn.add_argument("--out", type=Path, required=True, help="output directory")
+    syn = sub.add_parser("synth", help="synthesize exact, DRUM-k and imported multipliers; area, leakage, power")
+    syn.add_argument("--bits", type=int, nargs="+", action="extend", default=None,
+                     help="operand widths (default 8 16)")
+    syn.add_argument("--design", nargs="+", action="extend", default=None, metavar="NAME",
+                     help="imported circuit(s) (axhw multipliers import) to synthesize as the PE instantiates them "
+                          "(an unsigned one inside its sign-magnitude wrapper); writes synth_<NAME>.json/.md. "
+                          "Alone, no --bits tables are made")
+    syn.add_argument("--compare", nargs="*", default=None, metavar="MODE",
+                     help="with --design: built-in rows of the same width beside it (default exact and "
+                          "drum<k> k = bits..1; none when given empty)")
+    syn.add_argument("--pairs", type=int, default=2000, help="uniform operand pairs simulated per config (default 2000)")
+    syn.add_argument("--out", type=Path, required=True, help="output folder: synth_<bits>bit.json/.md, pe_8bit.md, "
+                                                             "synth_<NAME>.json/.md (required)")
+    syn.add_argument("--quiet", action="store_true", help="no progress output")
     syn.set_defaults(func=main_synth)
     return power
 
@@ -58,19 +83,22 @@ def main_report(args: argparse.Namespace) -> int:
     from axhw.power.report import markdown, write_report
     from axhw.power.study import StudyConfig, run_study
 
-    changes = {k: v for k, v in (("epochs", args.epochs), ("runs", args.runs), ("n_pairs", args.pairs))
-               if v is not None}
+    changes = {k: v for k, v in (("epochs", args.epochs), ("runs", args.runs), ("n_pairs", args.pairs),
+                                 ("modes", tuple(args.modes) if args.modes else None)) if v is not None}
     base = StudyConfig.quick(args.dataset) if args.quick else StudyConfig(dataset=args.dataset)
     try:
-        find_toolchain()  # fail in one line, before any training or progress bar
+        out = check_out_dir(args.out)  # fail in one line, before any training or progress bar
+        work_dir = check_out_dir(args.work_dir if args.work_dir is not None else cache_dir("power", "study"),
+                                 "--work-dir")
+        find_toolchain()
         cfg = base.copy(constraint_pp=args.constraint, reference=args.reference, timing=not args.zero_delay,
-                        work_dir=args.work_dir, **changes)
+                        work_dir=work_dir, **changes)
         if cfg.epochs <= cfg.pas_epochs:
             cfg = cfg.copy(pas_epochs=max(1, cfg.epochs - 1))
-        result = run_study(cfg).as_dict()
+        result = run_study(cfg, progress=not args.quiet).as_dict()
     except (ToolMissing, ValueError) as exc:
         return _fail(args, exc)
-    for path in write_report(result, args.out):
+    for path in write_report(result, out):
         print(path)
     print(markdown(result).split("## Multiplier power")[0])
     return 0
@@ -81,7 +109,8 @@ def main_summary(args: argparse.Namespace) -> int:
     from axhw.power.report import write_summary
 
     try:
-        path = write_summary(args.reports, args.out)
+        out = check_out_dir(args.out) if args.out is not None else None
+        path = write_summary(args.reports, out / "summary.md" if out is not None else None)
     except ValueError as exc:
         return _fail(args, exc)
     print(path.read_text())
@@ -93,16 +122,57 @@ def main_synth(args: argparse.Namespace) -> int:
     from axhw.power.report import synthesis_table, write_synthesis_report
 
     try:
+        out = check_out_dir(args.out)
+        if args.compare is not None and not args.design:
+            raise ValueError("--compare needs --design NAME (it picks the rows shown beside an imported circuit)")
         find_toolchain()
+        if args.design:
+            designs = _design_tables(args, out)
+            if designs:
+                return designs
+            if not args.bits:
+                return 0
         for bits in args.bits or [8, 16]:
-            rows = synthesis_table(bits, n_pairs=args.pairs, progress=True)
-            for path in write_synthesis_report(rows, args.out, f"synth_{bits}bit"):
+            rows = synthesis_table(bits, n_pairs=args.pairs, progress=not args.quiet)
+            for path in write_synthesis_report(rows, out, f"synth_{bits}bit"):
                 print(path)
-            print((Path(args.out) / f"synth_{bits}bit.md").read_text())
-        print(pe_table(Path(args.out)))
+            print((out / f"synth_{bits}bit.md").read_text())
+        print(pe_table(out))
     except (ToolMissing, ValueError) as exc:
         return _fail(args, exc)
     return 0
+
+
+def _design_tables(args: argparse.Namespace, out: Path) -> int:
+    """``synth --design``: one table per imported circuit (its row after the built-in rows of its width).
+
+    Returns 1 when a netlist disagrees with its circuit's table on any operand pair (else 0)."""
+    from axhw import library
+    from axhw.power.compute import mode_config
+    from axhw.power.report import synthesis_table, write_synthesis_report
+
+    infos = [library.circuit_info(name) for name in args.design]  # ValueError naming the library
+    for info in infos:  # every name resolves before any work
+        for mode in [*(args.compare or ()), info.name]:
+            mode_config(mode, info.bits)
+    status = 0
+    for info in infos:
+        if args.compare is None:  # today's rows of that width, then the circuit
+            rows = synthesis_table(info.bits, n_pairs=args.pairs, progress=not args.quiet, designs=(info.name,))
+        else:
+            modes = tuple(dict.fromkeys([*args.compare, info.name]))
+            rows = synthesis_table(info.bits, (), n_pairs=args.pairs, progress=not args.quiet, designs=modes,
+                                   exact=False)
+        for path in write_synthesis_report(rows, out, f"synth_{info.name}"):
+            print(path)
+        print((out / f"synth_{info.name}.md").read_text())
+        bad = [r for r in rows if r["mismatches"]]
+        for r in bad:
+            print(f"axhw power synth: error: {r['config_id']}: the netlist disagrees with the table on "
+                  f"{r['mismatches']} of {r['vectors']} operand pairs: {'; '.join(r.get('mismatch_lines', [])[:3])}",
+                  file=sys.stderr)
+            status = 1
+    return status
 
 
 def pe_table(out: Path, max_fan_in: int = 64) -> str:

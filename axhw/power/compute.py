@@ -19,19 +19,54 @@ from axhw.power.sta import PowerConfig, PowerResult, activity_power, resolve_ann
 from axhw.power.synth import SynthConfig, SynthResult, synthesize
 from axhw.quant import QuantizedNetwork
 from axhw.rtl.generate import MultiplierConfig
+from axhw.rtl.imported import ImportedConfig
 
-__all__ = ["ComputePower", "measure_stream", "mode_config", "network_compute_power"]
+__all__ = ["ComputePower", "imported_config", "measure_stream", "mode_config", "network_compute_power"]
 
 
-def mode_config(mode: str, bits: int, signed: bool = True) -> MultiplierConfig:
-    """The RTL configuration of a multiplier mode name (``exact``, ``K1``..``K4``, ``drum<k>``)."""
+def mode_config(mode: str, bits: int, signed: bool = True) -> MultiplierConfig | ImportedConfig:
+    """The RTL configuration of a multiplier mode name (``exact``, ``K1``..``K4``, ``drum<k>``, or the name of
+    a circuit in the multiplier library, :mod:`axhw.library`).
+
+    An imported circuit is configured as the PE instantiates it for signed networks, on the same footing as
+    DRUM (whose RTL includes its sign-magnitude logic): a signed circuit as it is (variant ``raw``, behind
+    the port adapter), an unsigned one inside the generated sign-magnitude wrapper (variant ``signed``).
+    """
     if mode == "exact":
         return MultiplierConfig("exact", bits=bits, signed=signed)
     if mode in K_PRESETS:
         return MultiplierConfig("drum", bits=bits, k=K_PRESETS[mode], signed=signed)
     if mode.startswith("drum") and mode[4:].isdigit():
         return MultiplierConfig("drum", bits=bits, k=int(mode[4:]), signed=signed)
-    raise ValueError(f"unknown mode {mode!r}: valid modes are 'exact', 'K1'..'K4', 'drum<k>'")
+    from axhw import library
+
+    if mode in library.names():
+        return imported_config(mode, bits, signed)
+    have = library.names()
+    raise ValueError(f"unknown mode {mode!r}: valid modes are 'exact', 'K1'..'K4', 'drum<k>'"
+                     + (f" and the imported circuits {', '.join(have)}" if have else
+                        " (or an imported circuit: axhw multipliers import FILE.v --top MODULE --bits N)"))
+
+
+def imported_config(name: str, bits: int | None = None, signed: bool = True) -> ImportedConfig:
+    """The configuration of library circuit ``name`` that a PE instantiates (see :func:`mode_config`).
+
+    ``bits`` (when given) must be the circuit's width; only signed use is synthesized (networks are signed;
+    an unsigned circuit used unsigned would be its ``raw`` variant, which :func:`imported_configs` also has).
+    """
+    from axhw import library
+    from axhw.rtl.imported import imported_configs
+
+    info = library.circuit_info(name)
+    if bits is not None and bits != info.bits:
+        raise ValueError(f"circuit {name!r} is a {info.bits}-bit multiplier, not {bits}-bit: "
+                         f"use it at {info.bits} bits")
+    cfgs = {c.variant: c for c in imported_configs(name)}
+    if not signed:
+        if info.signed:
+            raise ValueError(f"circuit {name!r} is signed: it has no unsigned use")
+        return cfgs["raw"]
+    return cfgs["raw" if info.signed else "signed"]
 
 
 @dataclass(frozen=True)
@@ -76,11 +111,15 @@ def measure_stream(mode: str, bits: int, stream: OperandStream, synth_cfg: Synth
             sim_cfg = replace(sim_cfg, work_dir=sim_cfg.work_dir or Path(tmp), keep_vcd=True)
         sim = simulate(synth, cfg, stream, sim_cfg)
         measured = activity_power(synth, sim.activity, power_cfg, vcd=sim.vcd)
+    extra: dict[str, Any] = {"mismatch_lines": sim.mismatch_lines}
+    if isinstance(cfg, ImportedConfig):
+        extra["circuit"] = {"name": cfg.info.name, "top": cfg.info.top, "variant": cfg.variant,
+                            "core_signed": cfg.info.signed, "source_hash": cfg.info.source_hash,
+                            "table_hash": cfg.info.table_hash}
     return ComputePower(
         mode=mode, config_id=cfg.config_id, source=stream.source, area_um2=synth.area_um2, n_cells=synth.n_cells,
         leakage_nw=synth.leakage_nw, vectors=sim.vectors, mismatches=sim.mismatches,
-        measured=measured, vectorless=vectorless_power(synth, power_cfg),
-        extra={"mismatch_lines": sim.mismatch_lines},
+        measured=measured, vectorless=vectorless_power(synth, power_cfg), extra=extra,
     )
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from axhw.io import atomic_write, atomic_write_text
 from axhw.power.compute import measure_stream, mode_config
 from axhw.power.operands import uniform_operands
 from axhw.power.synth import SynthConfig
@@ -90,7 +91,7 @@ def plot(d: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{part} power ({d['config']['dataset']})")
         ax.set_ylabel("uW")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -99,20 +100,25 @@ def write_report(d: dict[str, Any], out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "power.json", out / "power.md", out / "power.png"]
-    paths[0].write_text(json.dumps(d, indent=2, default=str))
-    paths[1].write_text(markdown(d))
-    plot(d, paths[2])
+    atomic_write_text(json.dumps(d, indent=2, default=str), paths[0])
+    atomic_write_text(markdown(d), paths[1])
+    atomic_write(paths[2], lambda tmp: plot(d, Path(tmp)))
     return paths
 
 
 def synthesis_table(bits: int, ks: tuple[int, ...] | None = None, n_pairs: int = 2000, seed: int = 0,
-                    synth_cfg: SynthConfig | None = None, progress: bool = False) -> list[dict[str, Any]]:
+                    synth_cfg: SynthConfig | None = None, progress: bool = False,
+                    designs: tuple[str, ...] = (), exact: bool = True) -> list[dict[str, Any]]:
     """Every DRUM-k (k = ``bits``..1 by default) and exact at ``bits``: synthesis, and power on a uniform
-    operand stream (data-free reference), measured and vectorless."""
+    operand stream (data-free reference), measured and vectorless.
+
+    ``designs``: further mode names appended as rows, typically imported library circuits of width ``bits``
+    (each synthesized as the PE instantiates it, :func:`axhw.power.compute.mode_config`; the row's
+    ``circuit`` says which); ``exact=False`` and ``ks=()`` leave the default built-in rows out."""
     from tqdm.auto import tqdm
 
     ks = ks if ks is not None else tuple(range(min(bits, 8), 0, -1))
-    modes = ["exact", *[f"drum{k}" for k in ks]]
+    modes = [*(["exact"] if exact else []), *[f"drum{k}" for k in ks], *designs]
     stream = uniform_operands(bits, n_pairs, seed)
     rows = []
     for mode in tqdm(modes, desc=f"synthesis {bits}-bit", disable=not progress):
@@ -131,8 +137,8 @@ def write_synthesis_report(rows: list[dict[str, Any]], out_dir: str | Path, name
         lines.append(f"| {r['config_id']} | {r['n_cells']} | {r['area_um2']:.0f} | {r['leakage_nw']:.2f} | {r['vectors']} "
                      f"| {r['mismatches']} | {r['measured']['energy_pj']:.2f} | {r['vectorless']['energy_pj']:.2f} |")
     paths = [out / f"{name}.json", out / f"{name}.md"]
-    paths[0].write_text(json.dumps(rows, indent=2, default=str))
-    paths[1].write_text("\n".join(lines) + "\n")
+    atomic_write_text(json.dumps(rows, indent=2, default=str), paths[0])
+    atomic_write_text("\n".join(lines) + "\n", paths[1])
     return paths
 
 

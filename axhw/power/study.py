@@ -24,7 +24,7 @@ from axhw.power.sta import PowerConfig
 from axhw.power.synth import SynthConfig
 from axhw.sram import NOMINAL_MV
 
-__all__ = ["StudyConfig", "choose", "run_study"]
+__all__ = ["StudyConfig", "check_modes", "choose", "run_study"]
 
 #: Compute energy scaling osu018 (180 nm, 1.8 V) -> the SRAM model's 65 nm, 1.1 V, for the joint sum only:
 #: E ~ C V^2 with C ~ feature size (classical scaling; stated, not measured): (65/180) * (1.1/1.8)^2.
@@ -41,7 +41,11 @@ class StudyConfig:
         epochs, pas_epochs: training budget (AxTrain: act, then pas for ``pas_epochs``).
         target_multiplier, target_voltage_mv: AxTrain's pas-phase hardware (None voltage: the data set's
             conservative Table 1 voltage).
-        modes: multiplier modes searched; voltages: SRAM supplies searched (mV).
+        modes: multiplier modes searched (the candidate circuits): ``exact``, ``K1``..``K4``, ``drum<k>`` and
+            names of circuits imported into the multiplier library (:mod:`axhw.library`), which compete on the
+            same footing (accuracy through :func:`~axhw.multipliers.get_multiplier`, power from their own
+            synthesized netlist, sign-magnitude wrapped when unsigned); must include ``exact`` (the reference).
+        voltages: SRAM supplies searched (mV).
         runs: NTV runs per evaluation (chip instances; the paper's 50).
         constraint_pp: allowed accuracy loss in percentage points.
         reference: ``own`` (each network's exact/nominal accuracy) or ``bp`` (BP's, for every network).
@@ -139,6 +143,10 @@ def _network(cfg: StudyConfig, method: str, ck: Path, progress: bool) -> dict[st
             compute[m] = network_compute_power(qnet, x_int, m, cfg.bits, cfg.n_pairs, cfg.seed,
                                                f"{cfg.dataset}/{method}", synth_cfg=SynthConfig(),
                                                sim_cfg=scfg, power_cfg=pcfg)
+        if compute[m].mismatches:
+            lines = "; ".join(compute[m].extra.get("mismatch_lines", [])[:3])
+            raise ValueError(f"mode {m}: the gate-level netlist disagrees with the model on {compute[m].mismatches} "
+                               f"of {compute[m].vectors} operand pairs ({lines}): its power would be meaningless")
     tech = SRAMTechnology()
     storage = {v: storage_power(v, stored, cfg.bits, cfg.clock_mhz * 1e6, tech) for v in cfg.voltages}
     points = []
@@ -195,12 +203,32 @@ class StudyResult:
         return out
 
 
+def check_modes(modes: tuple[str, ...] | list[str], bits: int) -> None:
+    """Fail early (before any training) on a mode that names no multiplier, or a circuit of another width.
+
+    Raises:
+        ValueError: one line naming the mode and what is valid.
+    """
+    from axhw.multipliers import get_multiplier
+    from axhw.power.compute import mode_config
+
+    if not modes:
+        raise ValueError("modes is empty: give at least 'exact'")
+    dup = sorted({m for m in modes if list(modes).count(m) > 1})
+    if dup:
+        raise ValueError(f"modes lists {', '.join(dup)} more than once")
+    for m in modes:
+        mode_config(m, bits)  # ValueError for an unknown name or a circuit of another width
+        get_multiplier(m, bits)
+
+
 def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
     """Train the networks (reused when present), measure accuracy and power, choose minimum-power modes."""
     if cfg.dataset not in APPLICATIONS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
     if "exact" not in cfg.modes or NOMINAL_MV not in cfg.voltages:
         raise ValueError("modes must include 'exact' and voltages must include the nominal 1100 mV (the reference)")
+    check_modes(cfg.modes, cfg.bits)
     result = StudyResult(cfg)
     for method in cfg.methods:
         ck = _train(cfg, method, progress)

@@ -18,18 +18,25 @@ import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from axhw.paths import cache_dir
 from axhw.power.liberty import read_library
 from axhw.power.templates import render, template_text
 from axhw.power.tools import Toolchain, find_toolchain
 from axhw.rtl.generate import MultiplierConfig, generate
 from axhw.rtl.pe import ArrayConfig, generate_pe
 
-__all__ = ["DEFAULT_CACHE", "SynthConfig", "SynthResult", "synthesize"]
+if TYPE_CHECKING:
+    from axhw.rtl.imported import ImportedConfig
 
-#: Default cache root (under the repository's ignored ``build/``).
-DEFAULT_CACHE = Path("build/power/cache")
+__all__ = ["SynthConfig", "SynthResult", "default_cache", "synthesize"]
+
+
+def default_cache() -> Path:
+    """``power/synth`` in the user cache (:func:`axhw.paths.cache_dir`), never the installation."""
+    return cache_dir("power", "synth")
+
 #: Area-oriented ABC mapping. Measured: the default (delay-oriented) ``abc -liberty`` makes 8-bit DRUM area
 #: non-monotone in k (k=4 > k=5) and leaves exact 8x8 at 13,225 um2; ``map -a`` is monotone for k = 1..6.
 AREA_ABC_SCRIPT = "+strash;dch,-f;map,-a;topo;"
@@ -46,7 +53,7 @@ class SynthConfig:
     """
 
     abc_script: str = AREA_ABC_SCRIPT
-    cache_dir: Path = DEFAULT_CACHE
+    cache_dir: Path = field(default_factory=default_cache)
     use_cache: bool = True
 
 
@@ -120,8 +127,13 @@ def synthesize_pe(acfg: ArrayConfig, sc: SynthConfig | None = None) -> SynthResu
     return _synthesize(generate_pe(acfg), "pe", acfg.pe_id, {"pe": asdict(acfg)}, sc)
 
 
-def synthesize(cfg: MultiplierConfig, sc: SynthConfig | None = None) -> SynthResult:
+def synthesize(cfg: MultiplierConfig | ImportedConfig, sc: SynthConfig | None = None) -> SynthResult:
     """Synthesize ``cfg`` to osu018 cells, or return the cached result for identical inputs.
+
+    ``cfg`` is a generated design (:class:`MultiplierConfig`) or an imported library circuit
+    (:class:`axhw.rtl.imported.ImportedConfig`, see :func:`axhw.power.compute.mode_config`): then the RTL is
+    the user's stored sources plus the generated port adapter / sign-magnitude wrapper, and the design
+    parameters in the cache key carry the circuit's name, variant and the sha256 of its sources.
 
     Raises:
         ToolMissing: Yosys or the library is not installed.
@@ -130,7 +142,13 @@ def synthesize(cfg: MultiplierConfig, sc: SynthConfig | None = None) -> SynthRes
     >>> r.area_um2 < synthesize(MultiplierConfig("exact", bits=8)).area_um2  # doctest: +SKIP
     True
     """
-    return _synthesize(generate(cfg), cfg.top, cfg.config_id, asdict(cfg), sc)
+    if isinstance(cfg, MultiplierConfig):
+        return _synthesize(generate(cfg), cfg.top, cfg.config_id, asdict(cfg), sc)
+    info = cfg.info
+    design = {"design": "imported", "name": info.name, "variant": cfg.variant, "bits": cfg.bits,
+              "signed": cfg.signed, "core_top": info.top, "core_signed": info.signed, "ports": dict(info.ports),
+              "sources": list(info.sources), "source_hash": info.source_hash}
+    return _synthesize(cfg.rtl_files(), cfg.top, cfg.config_id, design, sc)
 
 
 def _synthesize(rtl: dict[str, str], top: str, config_id: str, design: dict[str, Any],

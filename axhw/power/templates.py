@@ -6,17 +6,17 @@ them all, so a misspelt context key fails loudly.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from axhw.paths import resource_dir
 from axhw.rtl.generate import template_environment
 
 __all__ = ["TEMPLATE_DIR", "render", "template_text"]
 
-#: ``power/`` at the repository root.
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "power"
+#: ``power/`` (the repository's, or the wheel's copy).
+TEMPLATE_DIR = resource_dir("power")
 
 
 def _env() -> jinja2.Environment:

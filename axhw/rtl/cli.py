@@ -75,7 +75,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sims.set_defaults(func=main_simulators)
 
     ver = sub.add_parser("verify", help="simulate one configuration against the Python model (cocotb)")
-    _add_config_arguments(ver)
+    ver.add_argument("--design", required=True, metavar="DESIGN",
+                     help="exact, drum, or a circuit imported with `axhw multipliers import` "
+                          "(axhw multipliers --names lists them)")
+    ver.add_argument("--bits", type=int, default=None,
+                     help=f"operand width, {MIN_BITS}..{MAX_BITS} (default 8; imported circuits: their own)")
+    ver.add_argument("--k", type=int, default=None, help="DRUM segment width, 1..bits (drum only)")
+    ver.add_argument("--unsigned", action="store_true", help="unsigned operands (default: two's complement)")
     ver.add_argument(
         "--sim", choices=SIMULATORS, action="append", help="simulator (repeatable; default: all)"
     )
@@ -140,21 +146,48 @@ def main_simulators(args: argparse.Namespace) -> int:
     return 0 if all(i.available for i in infos.values()) else 1
 
 
+def verifiable_designs() -> list[str]:
+    """What ``rtl verify --design`` takes: the generated multipliers and every imported circuit."""
+    from axhw import library
+
+    return ["exact", "drum", *library.names()]
+
+
 def main_verify(args: argparse.Namespace) -> int:
-    """``axhw rtl verify``: exhaustive for bits <= 8, random + corners above; exit 1 on any mismatch."""
+    """``axhw rtl verify``: exhaustive for bits <= 8, random + corners above; exit 1 on any mismatch.
+
+    An imported circuit (``--design NAME``) is re-simulated exhaustively against its stored table (and, if
+    unsigned, its generated sign-magnitude wrapper against the signed model): :mod:`axhw.rtl.imported`.
+    """
+    from axhw import library
     from axhw.rtl.verify import check
 
+    imported = args.design not in ("exact", "drum") and args.design in library.names()
     try:
-        cfg = config_from_args(args)
-        if cfg.design in ("pe", "array"):
-            raise ValueError(f"design {cfg.design!r} is verified on trained networks: run `axhw rtl verify-all`")
+        if imported:
+            info = library.circuit_info(args.design)
+            if args.bits is not None and args.bits != info.bits:
+                raise ValueError(f"{args.design} is a {info.bits}-bit circuit: drop --bits or use --bits {info.bits}")
+            if args.k is not None or args.unsigned:
+                raise ValueError("--k and --unsigned do not apply to an imported circuit (its signedness is stored)")
+        elif args.design not in ("exact", "drum"):
+            raise ValueError(f"unknown design {args.design!r}: valid designs are {', '.join(verifiable_designs())}")
+        else:
+            cfg = MultiplierConfig(design=args.design, bits=8 if args.bits is None else args.bits, k=args.k,
+                                   signed=not args.unsigned)
     except ValueError as exc:
         return _fail(args, exc)
     status = 0
     for sim in args.sim or SIMULATORS:
-        result = check(cfg, sim, build_root=args.build_root)
-        print(result.describe())
-        status |= 0 if result.ok else 1
+        if imported:
+            from axhw.rtl.imported import verify_imported
+
+            results = verify_imported(args.design, sim, build_root=args.build_root)
+        else:
+            results = [check(cfg, sim, build_root=args.build_root)]
+        for result in results:
+            print(result.describe())
+            status |= 0 if result.ok else 1
     return status
 
 

@@ -23,6 +23,7 @@ import jinja2
 import torch
 
 from axhw.multipliers import DRUM, Exact, SeparableMultiplier
+from axhw.paths import resource_dir
 
 __all__ = [
     "DESIGNS",
@@ -46,8 +47,8 @@ __all__ = [
 #: Operand widths the templates support (spec section 1: 8 and 16 bits in use, 32 for accumulators).
 MIN_BITS = 2
 MAX_BITS = 32
-#: ``rtl/`` at the repository root holds the ``.v.j2`` templates.
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "rtl"
+#: ``rtl/`` (the repository's, or the wheel's copy) holds the ``.v.j2`` templates.
+TEMPLATE_DIR = resource_dir("rtl")
 
 
 class GeneratedRTLError(RuntimeError):

@@ -7,38 +7,21 @@ produced it is the one the RTL was checked against. Every passing multiplier che
 version, the vectors and the result. :func:`coverage` then answers whether the multiplier in use is covered by
 a passing record *for the current code*; a changed model or template invalidates old records.
 
-The registry lives at ``$AXHW_RTL_REGISTRY`` or ``build/rtl-verify/registry.json`` in the repository.
+The registry itself (file, records, :func:`coverage`) lives in :mod:`axhw.verification`, below training, so
+that asking for coverage imports no jinja or pyverilog; this module adds what needs the generator
+(:func:`rtl_hash`, :func:`record`) and re-exports the rest. The registry lives at ``$AXHW_RTL_REGISTRY`` or ``~/.cache/axhw/rtl-verify/registry.json`` (``$AXHW_CACHE``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
-import json
-import os
-import time
 from pathlib import Path
 from typing import Any
 
-from axhw.io import atomic_write_json
-from axhw.multipliers import DRUM, Exact, get_multiplier
 from axhw.rtl.generate import MultiplierConfig, generate
+from axhw.verification import add_record, coverage, model_hash, records, registry_path, rtl_inputs_hash
 
 __all__ = ["coverage", "model_hash", "record", "records", "registry_path", "rtl_hash"]
-
-
-def registry_path() -> Path:
-    """``$AXHW_RTL_REGISTRY`` or ``build/rtl-verify/registry.json`` at the repository root."""
-    env = os.environ.get("AXHW_RTL_REGISTRY")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "build" / "rtl-verify" / "registry.json"
-
-
-def model_hash() -> str:
-    """SHA-256 (16 hex digits) of the multiplier model source: the whole module, since DRUM's behaviour
-    lives in :class:`~axhw.multipliers.SeparableMultiplier` and helpers as much as in :class:`DRUM`."""
-    import axhw.multipliers as mod
-
-    return hashlib.sha256(inspect.getsource(mod).encode()).hexdigest()[:16]
 
 
 def rtl_hash(cfg: MultiplierConfig) -> str:
@@ -49,22 +32,10 @@ def rtl_hash(cfg: MultiplierConfig) -> str:
     return h.hexdigest()[:16]
 
 
-def records(path: Path | None = None) -> list[dict[str, Any]]:
-    """All records (an unreadable registry reads as empty: it is a cache of evidence, not the evidence)."""
-    path = path or registry_path()
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    return list(data.get("records", [])) if isinstance(data, dict) else []
-
-
 def record(cfg: MultiplierConfig, simulator: str, simulator_version: str | None, vectors: int, ok: bool,
            mismatches: int, seconds: float = 0.0, path: Path | None = None) -> dict[str, Any]:
-    """Add (or replace: one per configuration, simulator and code version) a verification record."""
-    from axhw.rtl.verify import _locked
-
-    path = path or registry_path()
+    """Add (or replace: one per configuration, simulator and code version) a verification record
+    (stored by :func:`axhw.verification.add_record`, where :func:`coverage` looks)."""
     entry = {
         "config_id": cfg.config_id,
         "design": cfg.design,
@@ -73,6 +44,7 @@ def record(cfg: MultiplierConfig, simulator: str, simulator_version: str | None,
         "signed": cfg.signed,
         "model_hash": model_hash(),
         "rtl_hash": rtl_hash(cfg),
+        "rtl_inputs_hash": rtl_inputs_hash(),
         "simulator": simulator,
         "simulator_version": simulator_version,
         "vectors": vectors,
@@ -80,53 +52,5 @@ def record(cfg: MultiplierConfig, simulator: str, simulator_version: str | None,
         "mismatches": mismatches,
         "ok": ok,
         "seconds": round(seconds, 3),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = ("config_id", "simulator", "model_hash", "rtl_hash")
-    with _locked(path.with_suffix(".lock")):
-        kept = [r for r in records(path) if any(r.get(k) != entry[k] for k in key)]
-        atomic_write_json({"records": [*kept, entry]}, path, indent=1)
-    return entry
-
-
-def _config_for(name: str, bits: int, signed: bool) -> MultiplierConfig | None:
-    model = get_multiplier(name, bits, signed)
-    if isinstance(model, DRUM):
-        return MultiplierConfig("drum", bits, model.k, signed)
-    if isinstance(model, Exact):
-        return MultiplierConfig("exact", bits, None, signed)
-    return None
-
-
-def coverage(multiplier_name: str, bits: int = 8, signed: bool = True, path: Path | None = None) -> tuple[bool, str]:
-    """Whether the multiplier model in use is covered by a passing RTL verification of the current code.
-
-    For ``bits <= 8`` a record must be exhaustive (all ``4**bits`` pairs); wider ones need a random+corner run.
-
-    Returns:
-        ``(covered, message)``; the message says which simulators passed, or how to produce a record.
-
-    >>> coverage("K3", 8)  # doctest: +SKIP
-    (True, 'drum3 (drum_k3_s8) is hardware-verified: RTL matches the model bit for bit on icarus, verilator ...')
-    """
-    cfg = _config_for(multiplier_name, bits, signed)
-    if cfg is None:
-        return False, f"{multiplier_name}: no RTL generator for this multiplier; it is a software-only model"
-    k = f" --k {cfg.k}" if cfg.k is not None else ""
-    how = (f"run `make rtl-verify` or `axhw rtl verify --design {cfg.design} --bits {bits}{k}"
-           f"{'' if signed else ' --unsigned'}`")
-    recs = [r for r in records(path) if r.get("config_id") == cfg.config_id and r.get("ok")]
-    if not recs:
-        return False, f"{multiplier_name} ({cfg.config_id}) has no passing RTL verification on record: {how}"
-    mh, rh = model_hash(), rtl_hash(cfg)
-    current = [r for r in recs if r.get("model_hash") == mh and r.get("rtl_hash") == rh]
-    if bits <= 8:
-        current = [r for r in current if r.get("exhaustive")]
-    if not current:
-        return False, (f"{multiplier_name} ({cfg.config_id}) was verified, but the model or RTL code changed since "
-                       f"(or the run was not exhaustive): {how}")
-    sims = sorted({f"{r['simulator']} ({r.get('simulator_version') or '?'})" for r in current})
-    scope = "exhaustively" if all(r.get("exhaustive") for r in current) else "on random + corner pairs"
-    return True, (f"{multiplier_name} ({cfg.config_id}) is hardware-verified: RTL matches the model bit for bit "
-                  f"{scope} on {', '.join(sims)}")
+    return add_record(entry, ("config_id", "simulator", "model_hash", "rtl_hash", "rtl_inputs_hash"), path)

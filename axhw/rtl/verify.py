@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 
 from axhw.multipliers import Multiplier, SeparableMultiplier
-from axhw.rtl.generate import MultiplierConfig, write
+from axhw.paths import cache_dir, resource_dir
+from axhw.rtl.generate import MultiplierConfig, write, write_files
 from axhw.rtl.simulators import SIMULATORS, setup_verilator
 
 __all__ = [
@@ -49,8 +50,8 @@ __all__ = [
     "write_vectors",
 ]
 
-#: ``sim/`` at the repository root: the wrapper ``mul_tb.v`` and the cocotb module ``mul_tb.py``.
-SIM_DIR = Path(__file__).resolve().parents[2] / "sim"
+#: ``sim/`` (the repository's, or the wheel's copy): the wrapper ``mul_tb.v`` and the cocotb module ``mul_tb.py``.
+SIM_DIR = resource_dir("sim")
 #: Vector memory depth of the wrapper: one build serves any vector set up to 65,536 (8-bit exhaustive).
 DEPTH = 1 << 16
 #: Clock period of the vector walk, in ns (the DUT is combinational; any period works).
@@ -60,9 +61,9 @@ DIRECT_PAIRS = 48
 
 
 def default_build_root() -> Path:
-    """Where builds are cached: ``$AXHW_SIM_BUILD`` or ``build/sim`` in the repository."""
+    """Where builds are cached: ``$AXHW_SIM_BUILD``, else ``sim`` in the user cache (:func:`axhw.paths.cache_dir`)."""
     env = os.environ.get("AXHW_SIM_BUILD")
-    return Path(env) if env else SIM_DIR.parent / "build" / "sim"
+    return Path(env).expanduser() if env else cache_dir("sim")
 
 
 # --- vectors -------------------------------------------------------------------------------------------------
@@ -154,9 +155,13 @@ def build(cfg: MultiplierConfig, simulator: str, build_root: Path | None = None)
     _require_simulator(simulator)
     bdir = (build_root or default_build_root()) / simulator / cfg.config_id
     bdir.mkdir(parents=True, exist_ok=True)
-    rtl = write(cfg, bdir / "rtl")
+    # Imported circuits (axhw.rtl.imported.ImportedConfig) bring their own sources and build arguments.
+    own_files = getattr(cfg, "rtl_files", None)
+    rtl = write_files(own_files(), bdir / "rtl") if own_files is not None else write(cfg, bdir / "rtl")
+    build_args = getattr(cfg, "build_args", lambda sim: [])(simulator)
     sources = [*rtl, SIM_DIR / "mul_tb.v"]
-    settings = {"simulator": simulator, "top": cfg.top, "bits": cfg.bits, "depth": DEPTH}
+    settings = {"simulator": simulator, "top": cfg.top, "bits": cfg.bits, "depth": DEPTH,
+                **({"build_args": build_args} if build_args else {})}
     stamp_file = bdir / "axhw_build.stamp"
     stamp = _stamp(sources, settings)
     with _locked(bdir / ".lock"):  # parallel pytest workers may share a build directory
@@ -171,6 +176,7 @@ def build(cfg: MultiplierConfig, simulator: str, build_root: Path | None = None)
                 hdl_toplevel="mul_tb",
                 parameters={"BITS": cfg.bits, "DEPTH": DEPTH},
                 defines={"DUT": cfg.top, **({"AXHW_SELF_CLOCK": 1} if simulator == "icarus" else {})},
+                build_args=build_args,
                 build_dir=bdir,
                 timescale=("1ns", "1ps"),
                 log_file=bdir / "build.log",

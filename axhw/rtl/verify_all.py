@@ -10,9 +10,10 @@ What it runs (spec section 6), every item under Icarus and Verilator:
    MNIST-MLP), exact and K2, every layer's outputs against ``forward_int``; plus breast cancer on a
    ``dual`` array with random per-neuron exact/approximate modes (the ApproxAnn hook).
 
-The networks are trained here (BP, a few epochs; MNIST on a subset) and cached in ``build/rtl-verify/nets``;
-data sets that are not fetched are skipped with a message. The summary table is printed and written to
-``build/rtl-verify/summary.json``; the exit status is 1 on any mismatch or failed run.
+The networks are trained here (BP, a few epochs; MNIST on a subset) and cached in ``OUT/nets`` (``--out``,
+default ``rtl-verify`` in the user cache, :func:`axhw.paths.cache_dir`); data sets that are not fetched are
+skipped with a message. The summary table is printed and written to ``OUT/summary.json``; the exit status
+is 1 on any mismatch or failed run.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from pathlib import Path
 
 import torch
 
+from axhw.io import atomic_write_text
+from axhw.paths import cache_dir
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
 from axhw.rtl.simulators import SIMULATORS, available_simulators
 
 __all__ = ["TABLE1", "Row", "main", "train_cached", "verify_all"]
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT_DIR = ROOT / "build" / "rtl-verify"
 #: Table 1 MLP applications and (training-sample limit, test samples simulated, of which under Icarus).
 #: Why fewer under Icarus: it runs the 16-PE array at ~3k cycles/s with DRUM PEs (MNIST: 16k cycles a sample),
 #: Verilator ~100x faster.
@@ -60,10 +61,12 @@ class Row:
     ok: bool = True
 
 
-def train_cached(app: str, epochs: int, limit: int | None, out_dir: Path = OUT_DIR / "nets") -> Path:
-    """A BP-trained checkpoint for ``app`` (trained once, then reused from ``out_dir/app``)."""
+def train_cached(app: str, epochs: int, limit: int | None, out_dir: Path | None = None) -> Path:
+    """A BP-trained checkpoint for ``app`` (trained once, then reused from ``out_dir/app``; default
+    ``rtl-verify/nets`` in the user cache)."""
     from axhw.train import TrainConfig, train
 
+    out_dir = out_dir if out_dir is not None else cache_dir("rtl-verify", "nets")
     path = out_dir / app / "checkpoint.pt"
     if not path.is_file():
         train(TrainConfig(dataset=app, method="bp", epochs=epochs, limit=limit), out_dir / app, progress=False)
@@ -102,7 +105,8 @@ def _print_row(row: Row) -> None:
           f"{row.seconds:7.1f}  {row.note}", flush=True)
 
 
-def verify_all(sims: list[str], epochs: int = 5, quick: bool = False, multipliers: bool = True) -> list[Row]:
+def verify_all(sims: list[str], epochs: int = 5, quick: bool = False, multipliers: bool = True,
+               nets_dir: Path | None = None) -> list[Row]:
     """Run everything (see the module docstring) and return the table rows."""
     from axhw import data
     from axhw.data.registry import APPLICATIONS
@@ -122,7 +126,7 @@ def verify_all(sims: list[str], epochs: int = 5, quick: bool = False, multiplier
         if not available.get(dataset, False):
             print(f"skipping {app}: data set {dataset!r} is not fetched (axhw data fetch {dataset})")
             continue
-        qnet = quantized_from_checkpoint(load_checkpoint(train_cached(app, epochs, limit)))
+        qnet = quantized_from_checkpoint(load_checkpoint(train_cached(app, epochs, limit, nets_dir)))
         ds = data.load(app, seed=0, test_limit=n_test)
         x = qnet.quantize_input(ds.x_test.reshape(ds.x_test.shape[0], -1))
         for mcfg in muls:
@@ -159,7 +163,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=5, help="BP epochs of the networks trained here (default 5)")
     p.add_argument("--quick", action="store_true", help="breast cancer only (no other Table 1 networks)")
     p.add_argument("--no-multipliers", action="store_true", help="skip the exhaustive multiplier sweep")
-    p.add_argument("--out", type=Path, default=OUT_DIR / "summary.json", help="summary JSON path")
+    p.add_argument("--quiet", action="store_true", help="no per-run table, only the closing summary (axhw rtl verify-all)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for summary.json and the trained networks (default: rtl-verify in the axhw cache, "
+                        "$AXHW_CACHE or ~/.cache/axhw)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,18 +179,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"simulator {s} unavailable: {infos[s].reason}", file=sys.stderr)
         return 1
     t0 = time.perf_counter()
-    rows = verify_all(sims, args.epochs, args.quick, not args.no_multipliers)
+    out = args.out if args.out is not None else cache_dir("rtl-verify")
+    rows = verify_all(sims, args.epochs, args.quick, not args.no_multipliers, out / "nets")
     total = time.perf_counter() - t0
     bad = [r for r in rows if not r.ok]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    summary = atomic_write_text(json.dumps({
         "ok": not bad,
         "seconds": round(total, 1),
         "simulators": {s: infos[s].version for s in sims},
         "rows": [vars(r) | {"seconds": round(r.seconds, 3)} for r in rows],
-    }, indent=1) + "\n")
+    }, indent=1) + "\n", out / "summary.json")
     print(f"\n{len(rows)} runs, {len(bad)} failed, {sum(r.mismatches for r in rows)} mismatches, "
-          f"{total:.0f} s; summary: {args.out}")
+          f"{total:.0f} s; summary: {summary}")
     return 1 if bad else 0
 
 

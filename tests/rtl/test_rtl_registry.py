@@ -22,7 +22,7 @@ def test_coverage_follows_records_and_code(tmp_path: Path, monkeypatch: pytest.M
     assert ok and "icarus" in msg
     record(cfg, "icarus", "Icarus 11", 65536, True, 0, path=path)
     assert len(records(path)) == 1  # one record per config, simulator and code version: the latest run
-    monkeypatch.setattr("axhw.rtl.registry.model_hash", lambda: "changed")
+    monkeypatch.setattr("axhw.verification.model_hash", lambda: "changed")
     ok, msg = coverage("K3", 8, path=path)
     assert not ok and "changed since" in msg
     assert not coverage("exact", 8, path=path)[0]
