@@ -481,23 +481,43 @@ def _passive_openmp(args: argparse.Namespace, argv: list[str]) -> None:
 
     Why: torch's OpenMP runtime (GNU libgomp) lets idle worker threads spin for ~300,000 iterations before
     sleeping. On a machine whose cores are busy with other processes, the spinning workers take the CPU time
-    the working threads need, and every parallel region waits for its slowest, descheduled thread. Measured
-    here (2 CPUs, one other CPU-bound process, breast-cancer axtrain, 4 epochs, median of interleaved runs):
-    docs/training.md "Threads". libgomp reads the policy once, when torch is loaded (importing ``axhw``
-    loads it), so setting it needs a fresh process. Skipped when the user set ``OMP_WAIT_POLICY`` or
-    ``GOMP_SPINCOUNT`` (their choice wins; ``OMP_WAIT_POLICY=ACTIVE`` restores spinning), or for one thread.
+    the working threads need, and every parallel region waits for its slowest, descheduled thread.
+    Measured on a 2-CPU machine shared with other jobs plus one CPU-bound process of ours (``axhw train
+    --dataset mnist_mlp --method axtrain --multiplier K2 --voltage 660 --epochs 2 --pas-epochs 1 --limit
+    3000``, 8 interleaved rounds, medians): ``--threads 1`` 6.5 s wall; 2 threads spinning (libgomp's
+    default) 10.8 s wall and 10.4 s CPU; 2 threads with ``OMP_WAIT_POLICY=PASSIVE`` set before start 7.3 s
+    wall and 6.3 s CPU; this restart 8.6 s wall (the second start costs 1-3 s: torch is imported twice).
+    libgomp reads the policy once, when torch is loaded (importing ``axhw`` loads it), so setting it needs
+    a fresh process; setting it in the environment beforehand avoids the restart. On a machine without
+    other load spinning costs little and the restart does (same command without our CPU-bound process, 6
+    rounds: 1 thread 7.0 s, spinning 7.1 s, passive 8.0 s, restart 10.0 s), so it restarts only when
+    :func:`_machine_busy`.
+    The policy changes no number (only how idle threads wait). Skipped when the user set
+    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (their choice wins; ``OMP_WAIT_POLICY=ACTIVE`` restores
+    spinning), or for one thread.
     """
     if args.command not in THREADED_COMMANDS or not sys.executable or not hasattr(os, "execv"):
         return
     if any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
         return
     threads = getattr(args, "threads", None)
-    if (threads if threads is not None else _cpu_count()) <= 1:
+    threads = threads if threads is not None else _cpu_count()
+    if threads <= 1 or not _machine_busy(threads):
         return
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "axhw.cli", *argv])
+
+
+def _machine_busy(threads: int) -> bool:
+    """Whether ``threads`` more busy threads would not find idle CPUs (1-minute load average + threads
+    above the CPU count); unknown counts as busy."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        return True
+    return load + threads > (os.cpu_count() or 1) + 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -231,8 +231,8 @@ def coverage(multiplier: Any, bits: int = 8, signed: bool = True, path: Path | N
     kind, k = design
     config_id = f"{kind}{f'_k{k}' if k is not None else ''}_{'s' if model.signed else 'u'}{model.bits}"
     kopt = f" --k {k}" if k is not None else ""
-    how = (f"run `make rtl-verify` or `axhw rtl verify --design {kind} --bits {model.bits}{kopt}"
-           f"{'' if model.signed else ' --unsigned'}`")
+    how = (f"run `axhw rtl verify --design {kind} --bits {model.bits}{kopt}"
+           f"{'' if model.signed else ' --unsigned'} --sim icarus` (works from an installed wheel)")
     recs = [r for r in records(path) if r.get("config_id") == config_id and r.get("ok")]
     if not recs:
         return False, f"{label} ({config_id}) has no passing RTL verification on record: {how}"

