@@ -385,15 +385,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
             print(f"epoch {record['epoch']:3d} [{state.phase}] loss {record['loss']:.4f} "
                   f"S {record['sensitivity']:.4g} gamma {used_gamma:.4g} test acc {record['test_accuracy']:.4f}")
     set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
-    from axhw.library import circuit_of
-    from axhw.multipliers import get_multiplier
     from axhw.verification import coverage
 
     covered, message = coverage(cfg.multiplier, cfg.bits)
     metrics = {
         "dataset": cfg.dataset,
         "rtl_coverage": {"multiplier": cfg.multiplier, "covered": covered, "message": message,
-                         "circuit": circuit_of(get_multiplier(cfg.multiplier, cfg.bits))},
+                         "circuit": _circuit_of(cfg)},
         "method": cfg.method,
         "seed": cfg.seed,
         "config": asdict(cfg),

@@ -75,6 +75,9 @@ def test_data_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert registry_mod.resolve_data_dir(tmp_path) == tmp_path
     assert registry_mod.default_data_dir() == tmp_path / "cache"
     monkeypatch.delenv("AXHW_DATA")
+    monkeypatch.setenv("AXHW_CACHE", str(tmp_path / "axhw-cache"))  # the root of every axhw cache
+    assert registry_mod.default_data_dir() == tmp_path / "axhw-cache" / "data"
+    monkeypatch.delenv("AXHW_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert registry_mod.default_data_dir() == tmp_path / "xdg" / "axhw" / "data"
 

@@ -13,7 +13,7 @@ from axhw.rtl.registry import coverage, record, records
 def test_coverage_follows_records_and_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "reg.json"
     ok, msg = coverage("K3", 8, path=path)
-    assert not ok and "axhw rtl verify --design drum --bits 8 --k 3" in msg and "make rtl-verify" in msg
+    assert not ok and "axhw rtl verify --design drum --bits 8 --k 3" in msg and "--sim icarus" in msg
     cfg = MultiplierConfig("drum", 8, 3)
     record(cfg, "icarus", "Icarus 11", 1000, True, 0, path=path)
     assert not coverage("K3", 8, path=path)[0]  # not exhaustive
