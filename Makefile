@@ -64,6 +64,7 @@ bench: $(STAMP)
 	@mkdir -p bench/results
 	$(BIN)/python bench/bench_matmul.py --out bench/results/matmul.json
 	$(BIN)/python bench/bench_sram.py --out bench/results/sram.json
+	$(BIN)/python bench/bench_train.py --out bench/results/train.json
 
 rtl-verify: $(STAMP)
 	$(BIN)/axhw rtl verify-all

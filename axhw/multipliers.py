@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -221,61 +221,97 @@ class SeparableMultiplier(Multiplier):
         else:
             gemm_dtype = torch.int64
         ta, tb = self.transform(a, gemm_dtype), self.transform(b, gemm_dtype)
+        # (min, min) pairs are found before the GEMM, while the operands are still in cache
+        correct = self._min_pairs_matmul(a, b) if self._sat_correction else None
         out = exact_int_matmul(ta, tb, self.transform_bound, self.transform_bound)
-        if self._sat_correction:
-            self._correct_min_pairs_matmul(out, a, b)
+        if correct is not None:
+            correct(out)
         return out
 
     # ------------------------------------------------------------------ (min, min) saturation correction
-    #: The correction counts (min, min) pairs per output one by one (sparse) while that is at most this
-    #: fraction of the dense count GEMM's multiply-adds; else it runs the count GEMM on the reduction
-    #: indices (channels) where both operands hold the minimum. Measured crossover ~1/30 on 2 cores.
-    _SPARSE_PAIRS_PER_DENSE_MAC = 1 / 64
+    # The correction adds ``sat(min * min) - T(min)**2`` once per (min, min) pair of each output. Pairs are
+    # found from the positions of the minimum in both operands and joined on the reduction index (channel)
+    # one by one, in numpy (its compare-and-nonzero is ~2x torch's on CPU, its small ops ~5x cheaper): cost
+    # ~ one scan of each operand + the number of pairs, no second GEMM. Only when the pairs are so many that
+    # a GEMM is cheaper (dense minima), the 0/1 count GEMM / convolution runs, over the shared reduction
+    # indices only.
+
+    #: One joined pair costs about as much as this many multiply-adds of the dense count GEMM (measured on
+    #: the bench shape: ~85 with 1 thread, ~170 with 2; the crossover lies near 10 % minima in both operands).
+    _DENSE_MACS_PER_PAIR = 128
 
     @staticmethod
-    def _equal_key_pairs(key_a: torch.Tensor, key_b: torch.Tensor, nkeys: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ``(i, j)`` with ``key_a[i] == key_b[j]`` (keys in ``[0, nkeys)``), as two index tensors."""
-        order_b = torch.argsort(key_b, stable=True)
-        count_b = torch.bincount(key_b, minlength=nkeys)
-        start_b = torch.cumsum(count_b, 0) - count_b
+    def _min_positions(x: torch.Tensor, lo: int):  # -> numpy int64 array
+        """Row-major flat indices of ``x == lo``, ascending (numpy)."""
+        import numpy as np
+
+        return np.flatnonzero(x.detach().cpu().numpy() == lo)
+
+    @staticmethod
+    def _equal_key_pairs(key_a, key_b, nkeys: int):  # numpy arrays -> (idx_a, idx_b)
+        """All ``(i, j)`` with ``key_a[i] == key_b[j]`` (keys in ``[0, nkeys)``, ``key_b`` ascending), as two
+        index arrays, in O(len(key_a) + len(key_b) + nkeys + pairs)."""
+        import numpy as np
+
+        count_b = np.bincount(key_b, minlength=nkeys)
+        first = (np.cumsum(count_b) - count_b)[key_a]
         reps = count_b[key_a]
-        total = int(reps.sum())
-        idx_a = torch.repeat_interleave(torch.arange(key_a.numel()), reps, output_size=total)
-        first = torch.cumsum(reps, 0) - reps  # position of each a entry's first pair
-        within = torch.arange(total) - first[idx_a]
-        return idx_a, order_b[start_b[key_a[idx_a]] + within]
+        idx_a = np.repeat(np.arange(key_a.size), reps)
+        # the j-th pair of a's entry i is b's entry first[i] + j
+        shift = first - (np.cumsum(reps) - reps)
+        return idx_a, shift[idx_a] + np.arange(idx_a.size)
 
-    def _correct_min_pairs_matmul(self, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-        """``out += count(a[i, k] == b[k, j] == min over k) * correction``, in place, exact.
+    @staticmethod
+    def _add_at(out: torch.Tensor, flat, value: int) -> None:
+        """``out.view(-1)[flat] += value``, repeated indices accumulating (``flat``: numpy, row-major)."""
+        import numpy as np
 
-        Pairs occur only at reduction indices ``k`` where column ``a[:, k]`` and row ``b[k, :]`` both hold the
-        minimum; with few minima they are joined one by one (cost ~ number of pairs), with many the 0/1 count
-        GEMM runs on those ``k`` only (exact: counts <= K, and float GEMM of 0/1 indicators is exact below
-        2**24 / 2**53).
-        """
+        if out.device.type == "cpu" and out.is_contiguous():
+            np.add.at(out.numpy().reshape(-1), flat, value)  # shares out's memory
+            return
+        index = torch.from_numpy(flat).to(out.device)
+        out.index_put_(torch.unravel_index(index, out.shape), torch.full_like(index, value), accumulate=True)
+
+    def _min_pairs_matmul(self, a: torch.Tensor, b: torch.Tensor) -> Callable[[torch.Tensor], None] | None:
+        """The correction of ``matmul``, as a function that applies it to the GEMM result in place:
+        ``out[i, j] += correction * #{k : a[i, k] == b[k, j] == min}`` (None: no pair)."""
         lo = self.operand_range[0]
-        ia, ib = a == lo, b == lo
-        per_k_a, per_k_b = ia.sum(0), ib.sum(1)
-        pairs = int((per_k_a * per_k_b).sum())
-        if pairs == 0:
-            return
-        ks = torch.nonzero((per_k_a > 0) & (per_k_b > 0)).flatten()
-        rows = torch.nonzero(ia[:, ks].any(1)).flatten()
-        cols = torch.nonzero(ib[ks].any(0)).flatten()
-        dense_macs = rows.numel() * ks.numel() * cols.numel()
-        if pairs <= dense_macs * self._SPARSE_PAIRS_PER_DENSE_MAC:
-            ra, ka = torch.nonzero(ia, as_tuple=True)
-            kb, cb = torch.nonzero(ib, as_tuple=True)
-            pa, pb = self._equal_key_pairs(ka, kb, a.shape[1])
-            flat = ra[pa] * out.shape[1] + cb[pb]
-            out.view(-1).index_add_(0, flat, torch.full_like(flat, self._sat_correction))
-            return
-        dtype = exact_float_dtype(ks.numel()) or torch.float64
-        sub_a = ia[rows[:, None], ks].to(dtype)
-        sub_b = ib[ks[:, None], cols].to(dtype)
-        count = exact_int_matmul(sub_a, sub_b, 1, 1) if dtype == torch.float64 else torch.mm(sub_a, sub_b)
-        out[rows[:, None], cols] += count.to(torch.int64) * self._sat_correction
+        (m, kdim), n = a.shape, b.shape[1]
+        pos_b = self._min_positions(b, lo)
+        if pos_b.size == 0:
+            return None
+        pos_a = self._min_positions(a, lo)
+        if pos_a.size == 0:
+            return None
+        import numpy as np
 
+        row_a, k_a = divmod(pos_a, kdim)
+        k_b, col_b = divmod(pos_b, n)  # k_b ascending: row-major positions
+        # join on k (as _equal_key_pairs, fused): a's entry (i, k) pairs with the count_b[k] entries of b's
+        # row k, which start at first_b[k] in pos_b
+        count_b = np.bincount(k_b, minlength=kdim)
+        reps = count_b[k_a]
+        pairs = int(reps.sum())
+        if pairs == 0:
+            return None
+        if pairs * self._DENSE_MACS_PER_PAIR <= m * kdim * n:
+            shift = (np.cumsum(count_b) - count_b)[k_a] - (np.cumsum(reps) - reps)
+            at_b = np.repeat(shift, reps) + np.arange(pairs)
+            flat = np.repeat(row_a * n, reps) + col_b[at_b]
+            return lambda out: self._add_at(out, flat, self._sat_correction)
+        shared = self._bincount(k_a, kdim).astype(bool) & count_b.astype(bool)
+        ks = torch.from_numpy(shared.nonzero()[0]).to(a.device)
+        dtype = exact_float_dtype(ks.numel()) or torch.float64  # counts and partial sums <= len(ks)
+        ia, ib = (a[:, ks] == lo).to(dtype), (b[ks] == lo).to(dtype)
+        count = torch.mm(ia, ib) if dtype != torch.float64 else exact_int_matmul(ia, ib, 1, 1)
+        correction = count.to(torch.int64) * self._sat_correction
+        return lambda out: out.add_(correction)
+
+    @staticmethod
+    def _bincount(keys, nkeys: int):
+        import numpy as np
+
+        return np.bincount(keys, minlength=nkeys)
 
     def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
         """Separable fast path: one floating-point convolution of transformed operands, exact while
@@ -295,37 +331,47 @@ class SeparableMultiplier(Multiplier):
     def _correct_min_pairs_conv2d(
         self, out: torch.Tensor, a: torch.Tensor, w: torch.Tensor, stride: int, padding: int
     ) -> None:
-        """The convolution form of :meth:`_correct_min_pairs_matmul`: pairs join on the input channel;
-        each pair ``a[n, c, y, x]``, ``w[o, c, dy, dx]`` lands on output ``(n, o, (y + padding - dy) / stride,
+        """The convolution form of :meth:`_min_pairs_matmul`, applied in place: pairs join on the input channel;
+        the pair ``a[n, c, y, x]``, ``w[o, c, dy, dx]`` lands on output ``(n, o, (y + padding - dy) / stride,
         (x + padding - dx) / stride)`` where that is an integer position inside the output (padding holds
-        zeros, never the minimum). Many pairs: the 0/1 count convolution on the shared channels only."""
+        zeros, never the minimum). Many pairs: the 0/1 count convolution over the shared channels only."""
+        import numpy as np
+
         lo = self.operand_range[0]
-        ia, iw = a == lo, w == lo
-        per_c_a, per_c_w = ia.sum((0, 2, 3)), iw.sum((0, 2, 3))
+        # channel-major copies make the join keys (channels) of the weights ascending
+        pos_w = self._min_positions(w.transpose(0, 1), lo)
+        if pos_w.size == 0:
+            return
+        pos_a = self._min_positions(a, lo)
+        if pos_a.size == 0:
+            return
+        out_c, oh, ow = out.shape[1:]
+        in_c, h, wd = a.shape[1:]
+        kh, kw = w.shape[2:]
+        rest, xa = divmod(pos_a, wd)
+        rest, ya = divmod(rest, h)
+        na, ca = divmod(rest, in_c)
+        rest, dx = divmod(pos_w, kw)
+        rest, dy = divmod(rest, kh)
+        cw, o = divmod(rest, out_c)
+        per_c_a, per_c_w = self._bincount(ca, in_c), self._bincount(cw, in_c)
         pairs = int((per_c_a * per_c_w).sum())
         if pairs == 0:
             return
-        n, out_c, oh, ow = out.shape
-        cs = torch.nonzero((per_c_a > 0) & (per_c_w > 0)).flatten()
-        os_ = torch.nonzero(iw[:, cs].any(3).any(2).any(1)).flatten()
-        dense_macs = n * os_.numel() * oh * ow * cs.numel() * w.shape[2] * w.shape[3]
-        if pairs <= dense_macs * self._SPARSE_PAIRS_PER_DENSE_MAC:
-            na, ca, ya, xa = torch.nonzero(ia, as_tuple=True)
-            ow_, cw, dy, dx = torch.nonzero(iw, as_tuple=True)
-            pa, pw = self._equal_key_pairs(ca, cw, a.shape[1])
-            y = ya[pa] + padding - dy[pw]
-            x = xa[pa] + padding - dx[pw]
-            keep = (y >= 0) & (x >= 0) & (y % stride == 0) & (x % stride == 0)
-            y, x = y.div(stride, rounding_mode="floor"), x.div(stride, rounding_mode="floor")
-            keep &= (y < oh) & (x < ow)
-            flat = ((na[pa] * out_c + ow_[pw]) * oh + y) * ow + x
-            flat = flat[keep]
-            out.view(-1).index_add_(0, flat, torch.full_like(flat, self._sat_correction))
+        shared = per_c_a.astype(bool) & per_c_w.astype(bool)
+        if pairs * self._DENSE_MACS_PER_PAIR <= out.numel() * int(shared.sum()) * kh * kw:
+            pa, pw = self._equal_key_pairs(ca, cw, in_c)
+            y, x = ya[pa] + (padding - dy[pw]), xa[pa] + (padding - dx[pw])
+            (y, ry), (x, rx) = divmod(y, stride), divmod(x, stride)
+            keep = (ry == 0) & (rx == 0) & (y >= 0) & (x >= 0) & (y < oh) & (x < ow)
+            flat = ((na[pa] * out_c + o[pw]) * oh + y) * ow + x
+            self._add_at(out, np.ascontiguousarray(flat[keep]), self._sat_correction)
             return
-        k = cs.numel() * w.shape[2] * w.shape[3]
-        dtype = exact_float_dtype(k) or torch.float64  # counts and partial sums <= k
-        count = F.conv2d(ia[:, cs].to(dtype), iw[os_][:, cs].to(dtype), stride=stride, padding=padding)
-        out[:, os_] += count.round().to(torch.int64) * self._sat_correction
+        cs = torch.from_numpy(shared.nonzero()[0]).to(a.device)
+        dtype = exact_float_dtype(cs.numel() * kh * kw) or torch.float64  # counts and partial sums <= that
+        ia, iw = (a[:, cs] == lo).to(dtype), (w[:, cs] == lo).to(dtype)
+        count = F.conv2d(ia, iw, stride=stride, padding=padding)
+        out += count.round().to(torch.int64) * self._sat_correction
 
 
 class Exact(SeparableMultiplier):

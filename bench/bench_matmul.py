@@ -1,10 +1,8 @@
 """Benchmark: approximate 8-bit matmul paths on the MNIST-MLP first layer shape, (256 x 784) @ (784 x 128).
 
-All variants run in one process, interleaved: every round times each variant once, in a freshly shuffled
-order, so machine load (other jobs on a shared box) hits all of them alike. Reported per variant: the median
-time over rounds; per ratio: the median *and spread* of the per-round ratios (both variants timed in the
-same round), which is robust to load drifting during the run. Thread count and os.getloadavg() before and
-after are recorded.
+Timed with :mod:`harness` (bench/harness.py): all variants run in one process, interleaved (every round times
+each variant once, in a freshly shuffled order); reported per variant the median over rounds, per ratio the
+median and spread of the per-round ratios; thread count and os.getloadavg() before and after are recorded.
 
 Variants:
 * ``float64_gemm``: ``A.double() @ B.double()`` on pre-converted operands, the floor any exact path pays;
@@ -14,10 +12,15 @@ Variants:
   built, see :mod:`axhw.lutkernel`);
 * ``lut_random``: the same on a random full-range table (no structure at all: a non-separable circuit);
 * ``lut_torch``: the pure-torch fallback of the table path (chunked gather), DRUM's table;
-* ``lut_gather_naive``: the textbook LUT gather ``table[A[:, :, None], B[None]]`` summed over K.
+* ``lut_gather_naive``: the textbook LUT gather ``table[A[:, :, None], B[None]]`` summed over K;
+* ``drum2_min``, ``drum3_min``: DRUM k=2 and k=3 matmul on operands where ``--min-fraction`` (1 %) of the
+  entries of *both* A and B are -128, so k=2 pays its (min, min) saturation correction;
+* ``drum2_min_dense_count``: the correction as it was before issue 15 (a second, full float64 GEMM of the
+  minimum-value indicators), for the before/after comparison.
 
 Goals: drum <= 1.5x exact and lut_gather_naive >= 30x drum (issue 2); table matmul (lut, lut_random)
-<= 10x exact (issue 12, item 7), judged on the median per-round ratio.
+<= 10x exact (issue 12, item 7); drum2_min <= 1.2x drum3_min, no K2 cliff (issue 15, item 3); judged on
+the median per-round ratio.
 """
 
 from __future__ import annotations
@@ -25,18 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import random
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from harness import header, interleaved_times, summarize
 
 from axhw import lutkernel
+from axhw.intgemm import exact_int_matmul
 from axhw.io import atomic_write_json
 from axhw.multipliers import DRUM, Exact, LUTMultiplier
+from axhw.runtime import tune_allocator
 
 #: (numerator, denominator) variant pairs whose per-round ratios are reported.
 RATIOS = [
@@ -49,36 +51,10 @@ RATIOS = [
     ("lut_torch", "lut"),
     ("lut_gather_naive", "drum"),
     ("lut_gather_naive", "lut"),
+    ("drum2_min", "drum3_min"),
+    ("drum2_min_dense_count", "drum3_min"),
+    ("drum2_min_dense_count", "drum2_min"),
 ]
-
-
-def interleaved_times(
-    fns: dict[str, Callable[[], object]], rounds: int, seed: int = 0
-) -> dict[str, list[float]]:
-    """Seconds per round per variant; each round runs every variant once in a shuffled order."""
-    rng = random.Random(seed)
-    for fn in fns.values():  # warm-up: builds/loads the kernel, prepares tables, faults pages in
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        order = list(fns)
-        rng.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    q = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "p25": q[0],
-        "p75": q[2],
-        "max": max(values),
-    }
 
 
 def main() -> None:
@@ -90,9 +66,12 @@ def main() -> None:
     ap.add_argument("--kdim", type=int, default=784)
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--min-fraction", type=float, default=0.01, help="share of -128 entries in the *_min operands")
+    ap.add_argument("--variants", default=None, help="comma-separated subset of the variants to time (default: all)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    tuned = tune_allocator()
 
     g = torch.Generator().manual_seed(0)
     a = torch.randint(-128, 128, (args.m, args.kdim), generator=g)
@@ -121,6 +100,22 @@ def main() -> None:
     assert torch.equal(lut_random.matmul(a[:8], b), lut_random(a[:8, :, None], b[None]).sum(1))
     assert torch.equal(exact.matmul(a, b), a @ b)
 
+    # The K2 cliff (issue 15): -128 in both operands, k = 2 saturates at (-128, -128) and corrects for it.
+    a_min, b_min = a.clone(), b.clone()
+    a_min[torch.rand(a.shape, generator=g) < args.min_fraction] = -128
+    b_min[torch.rand(b.shape, generator=g) < args.min_fraction] = -128
+    drum2, drum3 = DRUM(2, 8), DRUM(3, 8)
+
+    def drum2_dense_count() -> torch.Tensor:
+        """DRUM(2).matmul with the correction of before issue 15: a full GEMM of the -128 indicators."""
+        out = exact_int_matmul(drum2.transform(a_min, torch.float32), drum2.transform(b_min, torch.float32), 192, 192)
+        count = torch.mm((a_min == -128).to(torch.float64), (b_min == -128).to(torch.float64)).to(torch.int64)
+        return out + count * drum2._sat_correction
+
+    want_min = drum2(a_min[:16, :, None], b_min[None]).sum(1)
+    assert torch.equal(drum2.matmul(a_min, b_min)[:16], want_min)
+    assert torch.equal(drum2_dense_count()[:16], want_min)
+
     fns: dict[str, Callable[[], object]] = {
         "float64_gemm": lambda: af @ bf,
         "exact": lambda: exact.matmul(a, b),
@@ -129,51 +124,55 @@ def main() -> None:
         "lut_random": lambda: lut_random.matmul(a, b),
         "lut_torch": lambda: lut_torch.matmul(a, b),
         "lut_gather_naive": naive_gather,
+        "drum2_min": lambda: drum2.matmul(a_min, b_min),
+        "drum3_min": lambda: drum3.matmul(a_min, b_min),
+        "drum2_min_dense_count": drum2_dense_count,
     }
+    if args.variants:
+        chosen = args.variants.split(",")
+        unknown = sorted(set(chosen) - set(fns))
+        if unknown:
+            ap.error(f"unknown variants {unknown}: valid are {sorted(fns)}")
+        fns = {name: fns[name] for name in chosen}
     load_before = os.getloadavg()
     times = interleaved_times(fns, args.rounds)
-    load_after = os.getloadavg()
-    t = {name: statistics.median(ts) for name, ts in times.items()}
-    ratios = {
-        f"{num}_over_{den}": spread([x / y for x, y in zip(times[num], times[den], strict=True)])
-        for num, den in RATIOS
+    summary = summarize(times, [(num, den) for num, den in RATIOS if num in fns and den in fns])
+    med = summary["ratio_medians"]
+    goals = {
+        "drum_over_exact_max_1.5": ("drum_over_exact", lambda r: r <= 1.5),
+        "lut_gather_naive_over_drum_min_30": ("lut_gather_naive_over_drum", lambda r: r >= 30.0),
+        "lut_over_exact_max_10": ("lut_over_exact", lambda r: r <= 10.0),
+        "lut_random_over_exact_max_10": ("lut_random_over_exact", lambda r: r <= 10.0),
+        "drum2_min_over_drum3_min_max_1.2": ("drum2_min_over_drum3_min", lambda r: r <= 1.2),
     }
-    med = {name: r["median"] for name, r in ratios.items()}
-    goals_met = {
-        "drum_over_exact_max_1.5": med["drum_over_exact"] <= 1.5,
-        "lut_gather_naive_over_drum_min_30": med["lut_gather_naive_over_drum"] >= 30.0,
-        "lut_over_exact_max_10": med["lut_over_exact"] <= 10.0,
-        "lut_random_over_exact_max_10": med["lut_random_over_exact"] <= 10.0,
-    }
+    goals_met = {goal: ok(med[ratio]) for goal, (ratio, ok) in goals.items() if ratio in med}
     result = {
-        "benchmark": "approximate matmul",
+        **header(
+            "approximate matmul",
+            load_before,
+            allocator_tuned=tuned,
+            lut_kernel_library=str(lutkernel.library_path()) if lutkernel.available() else None,
+        ),
         "shape": [args.m, args.kdim, args.n],
         "bits": 8,
         "k": args.k,
+        "min_fraction": args.min_fraction,
         "rounds": args.rounds,
-        "method": "variants interleaved in a shuffled order per round; ratios are per-round, then summarized",
         "lut_backend": lut.backend,
-        "seconds_median": t,
-        "seconds_spread": {name: spread(ts) for name, ts in times.items()},
-        "ratios": ratios,
-        "ratio_medians": med,
+        **summary,
         "goals_met": goals_met,
         "all_goals_met": all(goals_met.values()),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(),
-            "loadavg_before": list(load_before),
-            "loadavg_after": list(load_after),
-            "lut_kernel_library": str(lutkernel.library_path()) if lutkernel.available() else None,
-        },
     }
     atomic_write_json(result, args.out)
     print(
         json.dumps(
-            {"seconds_median": t, "ratio_medians": med, "goals_met": goals_met, "backend": lut.backend},
+            {
+                "seconds_median": summary["seconds_median"],
+                "ratios": summary["ratios"],
+                "goals_met": goals_met,
+                "backend": lut.backend,
+                "loadavg": [result["machine"]["loadavg_before"], result["machine"]["loadavg_after"]],
+            },
             indent=2,
         )
     )

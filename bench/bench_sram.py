@@ -1,48 +1,62 @@
-"""Benchmark: NTV bit-flip corruption of 10^7 8-bit words at each paper voltage (medians over repeats).
+"""Benchmark: NTV bit-flip corruption of 10^7 8-bit words at each paper voltage.
 
-Goal (issue 2): 10^7 8-bit words in well under a second.
+Timed with :mod:`harness` (bench/harness.py): the three voltages are interleaved in a shuffled order per
+round; reported are per-voltage medians and spreads and the per-round ratios to 850 mV (the lowest flip
+probability), with thread count and load before/after.
+
+Goal (issue 2): 10^7 8-bit words in well under a second (median, every voltage).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+import os
 from pathlib import Path
 
 import torch
+from harness import header, interleaved_times, summarize
 
 from axhw.fixedpoint import FixedPoint
 from axhw.io import atomic_write_json
+from axhw.runtime import tune_allocator
 from axhw.sram import NTVStorage
+
+VOLTAGES = (850, 660, 400)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/results/sram.json"))
     ap.add_argument("--words", type=int, default=10**7)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--rounds", "--repeats", dest="rounds", type=int, default=7)
     args = ap.parse_args()
+    tuned = tune_allocator()
     fmt = FixedPoint(8, 6)
     g = torch.Generator().manual_seed(0)
     codes = torch.randint(fmt.qmin, fmt.qmax + 1, (args.words,), generator=g)
-    rows = {}
-    for v in (850, 660, 400):
-        st = NTVStorage(v)
-        st.corrupt(codes, fmt, g)  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            st.corrupt(codes, fmt, g)
-            times.append(time.perf_counter() - t0)
-        rows[f"{v}mV"] = {"p": st.flip_p, "seconds_median": statistics.median(times), "seconds_max": max(times)}
-    result = {"benchmark": "NTV corrupt", "words": args.words, "bits": 8, "repeats": args.repeats,
-              "results": rows, "goal_seconds": 1.0,
-              "goals_met": all(r["seconds_median"] < 1.0 for r in rows.values()),
-              "torch": torch.__version__, "threads": torch.get_num_threads()}
+    storages = {f"{v}mV": NTVStorage(v) for v in VOLTAGES}
+    fns = {name: (lambda st=st: st.corrupt(codes, fmt, g)) for name, st in storages.items()}
+    load_before = os.getloadavg()
+    times = interleaved_times(fns, args.rounds)
+    summary = summarize(times, [(f"{v}mV", f"{VOLTAGES[0]}mV") for v in VOLTAGES[1:]])
+    rows = {
+        name: {"p": st.flip_p, "seconds_median": summary["seconds_median"][name], "seconds_max": max(times[name])}
+        for name, st in storages.items()
+    }
+    result = {
+        **header("NTV corrupt", load_before, allocator_tuned=tuned),
+        "words": args.words,
+        "bits": 8,
+        "rounds": args.rounds,
+        "results": rows,
+        **summary,
+        "goal_seconds": 1.0,
+        "goals_met": all(r["seconds_median"] < 1.0 for r in rows.values()),
+    }
     atomic_write_json(result, args.out)
-    print(json.dumps(result, indent=2))
+    print(json.dumps({"results": rows, "ratio_medians": summary["ratio_medians"],
+                      "loadavg": [result["machine"]["loadavg_before"], result["machine"]["loadavg_after"]]}, indent=2))
 
 
 if __name__ == "__main__":

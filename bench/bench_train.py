@@ -1,18 +1,23 @@
-"""Benchmark: time per training step of AxTrain-act and AxTrain-pas relative to BP (medians over repeats).
+"""Benchmark: time per training step of AxTrain-act and AxTrain-pas relative to BP.
 
-Goals (issue 3): act <= 3x BP for the MLPs and <= 6x for LeNet-5; pas with DRUM <= 1.5x BP.
-Synthetic inputs of the right shapes: step time does not depend on the values.
+Timed with :mod:`harness` (bench/harness.py): per network, one BP, one act and one pas step are interleaved
+in a shuffled order per round (each method trains its own model copy); reported are the median step times
+and the median and spread of the per-round ratios act/BP and pas/BP, with thread count and load.
+
+Goals (issue 3): act <= 3x BP for the MLPs and <= 6x for LeNet-5; pas with DRUM <= 1.5x BP, judged on the
+median per-round ratio. Synthetic inputs of the right shapes: step time does not depend on the values.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from harness import header, interleaved_times, summarize
 
 from axhw.io import atomic_write_json
 from axhw.models import build_model
@@ -61,7 +66,8 @@ def act_mac_floor(app: str) -> dict[str, float]:
     return {"bp_macs_per_sample": bp, "act_macs_per_sample": bp + extra, "act_over_bp_floor": (bp + extra) / bp}
 
 
-def step_time(app: str, method: str, repeats: int, multiplier: str, voltage: float) -> float:
+def make_step(app: str, method: str, multiplier: str, voltage: float) -> Callable[[], None]:
+    """One training step of ``method`` (bp, act or pas) on its own model and optimizer, warmed up."""
     shape, classes, batch = CASES[app]
     torch.manual_seed(0)
     x = torch.randn(batch, *shape)
@@ -75,36 +81,36 @@ def step_time(app: str, method: str, repeats: int, multiplier: str, voltage: flo
             layer.generator = torch.Generator().manual_seed(i)
     model.train()
     gamma = 0.01 if method == "act" else 0.0
-    for _ in range(3):
+    for _ in range(2):
         train_step(model, opt, x, y, gamma)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        train_step(model, opt, x, y, gamma)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return lambda: train_step(model, opt, x, y, gamma)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
-    ap.add_argument("--repeats", type=int, default=31)
+    ap.add_argument("--rounds", "--repeats", dest="rounds", type=int, default=31)
     ap.add_argument("--multiplier", default="K2")
     ap.add_argument("--voltage", type=float, default=660.0)
     args = ap.parse_args()
     tuned = tune_allocator()
     results = {}
+    load_before = os.getloadavg()
     for app in CASES:
-        t = {m: step_time(app, m, args.repeats, args.multiplier, args.voltage) for m in ("bp", "act", "pas")}
-        results[app] = {"batch": CASES[app][2], "seconds_median": t,
-                        "act_over_bp": t["act"] / t["bp"], "pas_over_bp": t["pas"] / t["bp"],
+        fns = {m: make_step(app, m, args.multiplier, args.voltage) for m in ("bp", "act", "pas")}
+        summary = summarize(interleaved_times(fns, args.rounds), [("act", "bp"), ("pas", "bp")])
+        med = summary["ratio_medians"]
+        results[app] = {"batch": CASES[app][2], **summary,
+                        "act_over_bp": med["act_over_bp"], "pas_over_bp": med["pas_over_bp"],
                         "arithmetic": act_mac_floor(app)}
-    out = {"benchmark": "training step", "multiplier": args.multiplier, "voltage_mv": args.voltage,
-           "repeats": args.repeats, "results": results, "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "allocator_tuned": tuned,
+    out = {**header("training step", load_before, allocator_tuned=tuned),
+           "multiplier": args.multiplier, "voltage_mv": args.voltage,
+           "rounds": args.rounds, "results": results,
            "goals": {"act_over_bp_mlp": 3.0, "act_over_bp_lenet": 6.0, "pas_over_bp": 1.5}}
     atomic_write_json(out, args.out)
-    print(json.dumps(results, indent=2))
+    print(json.dumps({app: {"seconds_median": r["seconds_median"], "ratios": r["ratios"]}
+                      for app, r in results.items()}, indent=2))
+    print(json.dumps({"loadavg": [out["machine"]["loadavg_before"], out["machine"]["loadavg_after"]]}))
 
 
 if __name__ == "__main__":

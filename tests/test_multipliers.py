@@ -428,3 +428,68 @@ def test_conv2d_fast_path_equals_im2col_reference(m):
             brute[:, :, i, j] = m(patch, w[None]).sum(dim=(2, 3, 4))
     assert torch.equal(want, brute)
     assert torch.equal(m.conv2d(a, w, stride=2, padding=1), want)
+
+
+# --------------------------------------------------------------------------- (min, min) saturation correction
+def _with_minima(shape, fraction, lo, hi, g):
+    x = torch.randint(lo, hi + 1, shape, generator=g)
+    x[torch.rand(shape, generator=g) < fraction] = lo
+    return x
+
+
+@pytest.mark.parametrize("bits", [3, 8, 16])
+@pytest.mark.parametrize(
+    ("frac_a", "frac_b"),
+    [(0.0, 0.0), (0.01, 0.0), (0.0, 0.01), (0.003, 0.003), (0.01, 0.01), (0.3, 0.3), (1.0, 1.0), (1.0, 0.02)],
+)
+def test_drum2_matmul_min_pairs_equal_elementwise(bits, frac_a, frac_b):
+    """Few, many, no and only minimum values in both operands: the sparse join (few pairs) and the dense
+    count GEMM on the shared reduction indices (many pairs) both equal the elementwise saturating sum."""
+    m = DRUM(2, bits)
+    assert m._sat_correction != 0
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(int(frac_a * 1000) * 7 + int(frac_b * 1000) + bits)
+    a = _with_minima((19, 157), frac_a, lo, hi, g)
+    b = _with_minima((157, 23), frac_b, lo, hi, g)
+    assert torch.equal(m.matmul(a, b), elementwise_sum(m, a, b))
+
+
+def test_drum2_matmul_min_pairs_both_paths_taken(monkeypatch):
+    """The sparse and the dense correction agree (forced either way), on non-contiguous operands too."""
+    m = DRUM(2, 8)
+    g = torch.Generator().manual_seed(3)
+    a = _with_minima((40, 300), 0.05, -128, 127, g)
+    b = _with_minima((9, 300), 0.05, -128, 127, g).T  # (300, 9), not contiguous
+    want = elementwise_sum(m, a, b)
+    for macs_per_pair in (0, 1 << 40):  # 0: always sparse; huge: always dense
+        monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", macs_per_pair)
+        assert torch.equal(m.matmul(a, b), want)
+
+
+def test_drum2_matmul_min_pairs_single_pair_and_edges():
+    m = DRUM(2, 8)
+    a = torch.zeros(3, 5, dtype=torch.int64)
+    b = torch.zeros(5, 4, dtype=torch.int64)
+    a[2, 4], b[4, 3] = -128, -128  # one pair, at the last reduction index and the last output
+    out = m.matmul(a, b)
+    assert out[2, 3].item() == 32767 and int(out.abs().sum()) == 32767
+    a[0, 0], b[1, 0] = -128, -128  # minima at different k: no extra pair
+    assert torch.equal(m.matmul(a, b), elementwise_sum(m, a, b))
+    assert m.matmul(a[:, :0], b[:0]).shape == (3, 4)  # K = 0
+
+
+@pytest.mark.parametrize(("frac_a", "frac_w"), [(0.0, 0.1), (0.02, 0.0), (0.02, 0.05), (0.5, 0.5), (1.0, 1.0)])
+@pytest.mark.parametrize(("stride", "padding"), [(1, 0), (2, 1), (3, 2)])
+@pytest.mark.parametrize("macs_per_pair", [None, 0, 1 << 40])  # default, always sparse, always dense
+def test_drum2_conv2d_min_pairs_equal_reference(frac_a, frac_w, stride, padding, macs_per_pair, monkeypatch):
+    """The convolution correction (sparse join on channels or dense count convolution) against the table
+    multiplier's generic im2col path (elementwise products, no correction involved)."""
+    m = DRUM(2, 8)
+    if macs_per_pair is not None:
+        monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", macs_per_pair)
+    g = torch.Generator().manual_seed(int(frac_a * 100) + 10 * stride + padding)
+    a = _with_minima((3, 4, 11, 10), frac_a, -128, 127, g)
+    w = _with_minima((5, 4, 3, 4), frac_w, -128, 127, g)
+    want = LUTMultiplier.from_multiplier(m).conv2d(a, w, stride=stride, padding=padding)
+    assert torch.equal(m.conv2d(a, w, stride=stride, padding=padding), want)
+    assert torch.equal(multipliers.Multiplier.conv2d(m, a, w, stride=stride, padding=padding), want)
