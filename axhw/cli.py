@@ -61,9 +61,9 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--names", nargs="*", default=None,
                    help="multiplier names (exact, drum<k>, K1..K4, imported circuits); default: exact, drum1..8 "
                         "and every imported circuit of a listed width; --names alone lists the names")
-    p.add_argument("--unsigned", action="store_true", help="unsigned operands")
-    p.add_argument("--samples", type=int, default=1_000_000, help="sampled pairs above 8 bits")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unsigned", action="store_true", help="unsigned operands (default: signed)")
+    p.add_argument("--samples", type=int, default=1_000_000, help="sampled pairs above 8 bits (default 1000000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled pairs (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     msub = p.add_subparsers(dest="multipliers_command", metavar="{import}")
     imp = msub.add_parser("import", help="simulate a Verilog multiplier exhaustively and add it to the library")
@@ -133,17 +133,7 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
             pairs += [(i.name, i.bits) for i in imported if i.bits in args.bits and (signed or not i.signed)]
         rows = [error_stats(get_multiplier(name, bits, signed), samples=args.samples, seed=args.seed)
                 for name, bits in pairs]
-        if args.json:
-            print(json.dumps([r.as_dict() for r in rows], indent=2))
-        else:
-            from axhw.report import markdown_table
-
-            print(markdown_table(
-                ["multiplier", "bits", "pairs", "MRE %", "max RE %", "bias (mean rel) %", "NMED", "EP %"],
-                [[r.name, r.bits, f"{r.pairs}{'' if r.exhaustive else ' (sampled)'}", f"{100 * r.mre:.3f}",
-                  f"{100 * r.max_re:.2f}", f"{100 * r.mean_rel_error:+.4f}", f"{r.nmed:.2e}",
-                  f"{100 * r.ep:.1f}"] for r in rows],
-            ))
+        print_stats(rows, args.json)
         return 0
 
     p.set_defaults(handler=run)

@@ -7,14 +7,15 @@ the permissions a plain ``open()`` would give it (0666 less the umask), not ``mk
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "locked"]
 
 
 def _umask() -> int:
@@ -62,3 +63,19 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created, with its folder) for the duration of the block: writers
+    of one shared file or build folder (parallel test workers, sweep processes) take turns."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -328,7 +328,7 @@ def save(info: CircuitInfo, table: torch.Tensor, sources: list[tuple[str, bytes]
     """Write circuit ``info.name`` into the library atomically: everything goes into a temporary folder in
     the library, which is then renamed into place (with ``force``, the old folder is moved aside first and
     removed after). Readers see the old entry or the whole new one."""
-    from axhw.verification import locked
+    from axhw.io import locked
 
     check_new_name(info.name, force)
     root = library_dir()

@@ -20,18 +20,16 @@ the user cache, :func:`axhw.paths.cache_dir`):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import inspect
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from axhw.io import atomic_write_json
+from axhw.io import atomic_write_json, locked
 from axhw.paths import cache_dir, resource_dir
 
 __all__ = [
@@ -39,7 +37,6 @@ __all__ = [
     "add_record",
     "coverage",
     "imported_coverage",
-    "locked",
     "model_hash",
     "record_imported",
     "records",
@@ -99,20 +96,6 @@ def wrapper_hash() -> str:
         h.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
     h.update(inspect.getsource(lib.sign_magnitude_table).encode())
     return h.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created) for the duration of the block."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def records(path: Path | None = None) -> list[dict[str, Any]]:

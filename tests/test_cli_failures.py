@@ -226,9 +226,15 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-#: Commands of this module's owners (demo, multipliers and rtl have their own).
-OWN = ["train", "evaluate", "accuracy", "sweep", "reproduce", "approxann", "data fetch", "data status",
-       "power report", "power summary", "power synth"]
+def _all_commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    names = []
+    for word, sub in _subparsers(parser).items():
+        names += [f"{prefix}{word}", *_all_commands(sub, f"{prefix}{word} ")]
+    return names
+
+
+#: Every command and subcommand of the CLI (``rtl verify``, ``multipliers import``, ...).
+ALL_COMMANDS = _all_commands(build_parser())
 
 
 def _command(name: str) -> argparse.ArgumentParser:
@@ -238,10 +244,10 @@ def _command(name: str) -> argparse.ArgumentParser:
     return p
 
 
-@pytest.mark.parametrize("name", OWN)
+@pytest.mark.parametrize("name", ALL_COMMANDS)
 def test_every_option_has_help_with_its_default(name):
     for action in _command(name)._actions:
-        if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+        if isinstance(action, argparse._HelpAction | argparse._SubParsersAction) or action.help == argparse.SUPPRESS:
             continue
         assert action.help, (name, action.option_strings)
         has_default = action.default not in (None, False) and not action.required

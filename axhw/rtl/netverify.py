@@ -24,12 +24,13 @@ from pathlib import Path
 
 import torch
 
+from axhw.io import locked
 from axhw.multipliers import Multiplier
 from axhw.quant import IntLinear, IntReLU, QuantizedNetwork, linear_int
 from axhw.rtl.generate import write_files
 from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
 from axhw.rtl.program import ArrayProgram, compile_network
-from axhw.rtl.verify import SIM_DIR, _locked, _on_sys_path, _require_simulator, _stamp, default_build_root
+from axhw.rtl.verify import SIM_DIR, _on_sys_path, _require_simulator, _stamp, default_build_root
 
 __all__ = ["NetCheckResult", "build_design", "reference_outputs", "run_array", "run_pe"]
 
@@ -109,7 +110,7 @@ def build_design(
     stamp_file = bdir / "axhw_build.stamp"
     stamp = _stamp(sources, settings)
     t0 = time.perf_counter()
-    with _locked(bdir / ".lock"):
+    with locked(bdir / ".lock"):
         if stamp_file.is_file() and stamp_file.read_text() == stamp:
             return bdir, 0.0
         stamp_file.unlink(missing_ok=True)

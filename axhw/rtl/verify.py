@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from axhw.io import locked
 from axhw.multipliers import Multiplier, SeparableMultiplier
 from axhw.paths import cache_dir, resource_dir
 from axhw.rtl.generate import MultiplierConfig, write, write_files
@@ -164,7 +165,7 @@ def build(cfg: MultiplierConfig, simulator: str, build_root: Path | None = None)
                 **({"build_args": build_args} if build_args else {})}
     stamp_file = bdir / "axhw_build.stamp"
     stamp = _stamp(sources, settings)
-    with _locked(bdir / ".lock"):  # parallel pytest workers may share a build directory
+    with locked(bdir / ".lock"):  # parallel pytest workers may share a build directory
         if stamp_file.is_file() and stamp_file.read_text() == stamp:
             return bdir
         stamp_file.unlink(missing_ok=True)
@@ -188,18 +189,6 @@ def build(cfg: MultiplierConfig, simulator: str, build_root: Path | None = None)
             ) from exc
         stamp_file.write_text(stamp)
     return bdir
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    import fcntl
-
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass
