@@ -4,6 +4,7 @@ Implements AxTrain (He et al., ISLPED 2018) on bit-exact models of the DRUM-k ap
 dynamic fixed point and near-threshold-voltage SRAM weight storage.
 """
 
+from axhw.convert import ConversionReport, convert
 from axhw.fixedpoint import FixedPoint, calibrate
 from axhw.multipliers import DRUM, Exact, LUTMultiplier, Multiplier, error_stats, get_multiplier
 from axhw.sram import NTVStorage, flip_probability
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DRUM",
+    "ConversionReport",
     "Exact",
     "FixedPoint",
     "LUTMultiplier",
@@ -19,6 +21,7 @@ __all__ = [
     "NTVStorage",
     "__version__",
     "calibrate",
+    "convert",
     "error_stats",
     "flip_probability",
     "get_multiplier",

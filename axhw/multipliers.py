@@ -60,6 +60,23 @@ _TABLE_TRANSFORM_MAX_BITS = 16
 _INT64_MAX = (1 << 63) - 1
 
 
+IntPair = int | tuple[int, int]
+
+
+def _pair(v: IntPair) -> tuple[int, int]:
+    """``v`` or ``(v, v)`` as a pair of ints (conv options)."""
+    if isinstance(v, int):
+        return int(v), int(v)
+    if len(v) != 2:
+        raise ValueError(f"expected an int or an (h, w) pair, got {v!r}")
+    return int(v[0]), int(v[1])
+
+
+def _check_groups(c: int, out_c: int, in_c: int, groups: int) -> None:
+    if groups < 1 or c != in_c * groups or out_c % groups:
+        raise ValueError(f"conv2d groups={groups} does not fit {c} input channels, weights of {out_c} x {in_c} channels")
+
+
 def _check_bits(bits: int, signed: bool, limit: int = MAX_BITS) -> None:
     lo = 2 if signed else 1
     if not isinstance(bits, int) or isinstance(bits, bool) or not lo <= bits <= limit:
@@ -118,19 +135,31 @@ class Multiplier(ABC):
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """``C[m, n] = sum_k mul(A[m, k], B[k, n])`` exactly, as int64."""
 
-    def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
+    def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: IntPair = 1, padding: IntPair = 0,
+               dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
         """Exact 2-D convolution (cross-correlation, zero padding) where every product goes through this
-        multiplier: ``a`` is ``(N, C, H, W)``, ``w`` is ``(O, C, kh, kw)``; returns int64 ``(N, O, oh, ow)``.
+        multiplier: ``a`` is ``(N, C, H, W)``, ``w`` is ``(O, C / groups, kh, kw)``; returns int64
+        ``(N, O, oh, ow)``. ``stride``, ``padding`` and ``dilation`` are ints or ``(h, w)`` pairs, as in
+        ``F.conv2d``.
 
-        Generic path: im2col (exact in float64 for codes below 2**53) and :meth:`matmul`.
+        Generic path: im2col (exact in float64 for codes below 2**53) and :meth:`matmul`, one per group.
         """
-        n, _, h, wd = a.shape
+        n, c, h, wd = a.shape
         out_c, in_c, kh, kw = w.shape
-        cols = F.unfold(a.to(torch.float64), (kh, kw), padding=padding, stride=stride)  # (N, C*kh*kw, L)
-        oh = (h + 2 * padding - kh) // stride + 1
-        ow = (wd + 2 * padding - kw) // stride + 1
-        cols = cols.to(torch.int64).transpose(1, 2).reshape(-1, in_c * kh * kw)
-        acc = self.matmul(cols, w.reshape(out_c, -1).T.contiguous())
+        _check_groups(c, out_c, in_c, groups)
+        (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+        cols = F.unfold(a.to(torch.float64), (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        k = in_c * kh * kw
+        cols = cols.to(torch.int64).transpose(1, 2).reshape(-1, c * kh * kw)  # (N*L, C*kh*kw), channel-major
+        wm = w.reshape(out_c, k)
+        if groups == 1:
+            acc = self.matmul(cols, wm.T.contiguous())
+        else:
+            og = out_c // groups
+            acc = torch.cat([self.matmul(cols[:, g * k:(g + 1) * k].contiguous(), wm[g * og:(g + 1) * og].T.contiguous())
+                             for g in range(groups)], dim=1)
         return acc.reshape(n, oh * ow, out_c).transpose(1, 2).reshape(n, out_c, oh, ow)
 
     def product_table(self) -> torch.Tensor:
@@ -313,27 +342,41 @@ class SeparableMultiplier(Multiplier):
 
         return np.bincount(keys, minlength=nkeys)
 
-    def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
-        """Separable fast path: one floating-point convolution of transformed operands, exact while
-        ``C * kh * kw * max|T|**2`` stays below 2**24 (float32) or 2**53 (float64) (the GEMM argument of
-        :mod:`axhw.intgemm`), else the generic im2col path. Zero padding is exact because ``T(0) = 0``."""
+    def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: IntPair = 1, padding: IntPair = 0,
+               dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
+        """Separable fast path: one floating-point convolution of transformed operands (any stride,
+        padding, dilation, groups), exact while ``C / groups * kh * kw * max|T|**2`` stays below 2**24
+        (float32) or 2**53 (float64) (the GEMM argument of :mod:`axhw.intgemm`), else the generic im2col
+        path. Zero padding is exact because ``T(0) = 0``."""
+        _check_groups(a.shape[1], w.shape[0], w.shape[1], groups)
         k = w.shape[1] * w.shape[2] * w.shape[3]
         if self.bits > _TABLE_TRANSFORM_MAX_BITS or k * self.transform_bound**2 >= FLOAT64_EXACT_LIMIT:
-            return super().conv2d(a, w, stride, padding)
+            return super().conv2d(a, w, stride, padding, dilation, groups)
         # float32 (the fast oneDNN kernels) is exact too when every partial sum stays below 2**24.
         dtype = exact_float_dtype(k * self.transform_bound**2) or torch.float64
         ta, tw = self.transform(a, dtype), self.transform(w, dtype)
-        out = F.conv2d(ta, tw, stride=stride, padding=padding).round().to(torch.int64)
+        out = F.conv2d(ta, tw, stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation),
+                       groups=groups).round().to(torch.int64)
         if self._sat_correction:
-            self._correct_min_pairs_conv2d(out, a, w, stride, padding)
+            if groups == 1:
+                self._correct_min_pairs_conv2d(out, a, w, stride, padding, dilation)
+            else:
+                lo = self.operand_range[0]
+                og, cg = w.shape[0] // groups, w.shape[1]
+                w_has = (w == lo).reshape(groups, -1).any(dim=1)
+                a_has = (a == lo).transpose(0, 1).reshape(groups, -1).any(dim=1)
+                for g in torch.nonzero(w_has & a_has).flatten().tolist():  # groups holding (min, min) pairs
+                    self._correct_min_pairs_conv2d(out[:, g * og:(g + 1) * og], a[:, g * cg:(g + 1) * cg],
+                                                   w[g * og:(g + 1) * og], stride, padding, dilation)
         return out
 
     def _correct_min_pairs_conv2d(
-        self, out: torch.Tensor, a: torch.Tensor, w: torch.Tensor, stride: int, padding: int
+        self, out: torch.Tensor, a: torch.Tensor, w: torch.Tensor, stride: IntPair, padding: IntPair,
+        dilation: IntPair = 1,
     ) -> None:
         """The convolution form of :meth:`_min_pairs_matmul`, applied in place: pairs join on the input channel;
-        the pair ``a[n, c, y, x]``, ``w[o, c, dy, dx]`` lands on output ``(n, o, (y + padding - dy) / stride,
-        (x + padding - dx) / stride)`` where that is an integer position inside the output (padding holds
+        the pair ``a[n, c, y, x]``, ``w[o, c, dy, dx]`` lands on output ``(n, o, (y + padding - dy * dilation)
+        / stride, (x + padding - dx * dilation) / stride)`` where that is an integer position inside the output (padding holds
         zeros, never the minimum). Many pairs: the 0/1 count convolution over the shared channels only."""
         import numpy as np
 
@@ -361,8 +404,9 @@ class SeparableMultiplier(Multiplier):
         shared = per_c_a.astype(bool) & per_c_w.astype(bool)
         if pairs * self._DENSE_MACS_PER_PAIR <= out.numel() * int(shared.sum()) * kh * kw:
             pa, pw = self._equal_key_pairs(ca, cw, in_c)
-            y, x = ya[pa] + (padding - dy[pw]), xa[pa] + (padding - dx[pw])
-            (y, ry), (x, rx) = divmod(y, stride), divmod(x, stride)
+            (sh, sw), (ph, pw_), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+            y, x = ya[pa] + (ph - dy[pw] * dh), xa[pa] + (pw_ - dx[pw] * dw)
+            (y, ry), (x, rx) = divmod(y, sh), divmod(x, sw)
             keep = (ry == 0) & (rx == 0) & (y >= 0) & (x >= 0) & (y < oh) & (x < ow)
             flat = ((na[pa] * out_c + o[pw]) * oh + y) * ow + x
             self._add_at(out, np.ascontiguousarray(flat[keep]), self._sat_correction)
@@ -370,7 +414,7 @@ class SeparableMultiplier(Multiplier):
         cs = torch.from_numpy(shared.nonzero()[0]).to(a.device)
         dtype = exact_float_dtype(cs.numel() * kh * kw) or torch.float64  # counts and partial sums <= that
         ia, iw = (a[:, cs] == lo).to(dtype), (w[:, cs] == lo).to(dtype)
-        count = F.conv2d(ia, iw, stride=stride, padding=padding)
+        count = F.conv2d(ia, iw, stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation))
         out += count.round().to(torch.int64) * self._sat_correction
 
 

@@ -222,8 +222,9 @@ class _HardwareLayer:
 class ApproxLinear(_HardwareLayer, nn.Linear):
     """``nn.Linear`` that can run as quantized or approximate hardware (see module docstring)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, hw: HardwareConfig | None = None) -> None:
-        nn.Linear.__init__(self, in_features, out_features, bias)
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, hw: HardwareConfig | None = None,
+                 *, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
         self._init_hardware(hw)
 
     def _reference(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,18 +235,42 @@ class ApproxLinear(_HardwareLayer, nn.Linear):
 
 
 class ApproxConv2d(_HardwareLayer, nn.Conv2d):
-    """``nn.Conv2d`` (square kernel, integer stride/padding, no groups/dilation) with hardware modes."""
+    """``nn.Conv2d`` with hardware modes: any kernel shape, stride, padding (ints, pairs, ``'same'``,
+    ``'valid'``; any ``padding_mode``), dilation and groups, in every mode; the integer modes are bit-exact
+    (every product through the multiplier, :func:`axhw.quant.conv2d_int`)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = True, hw: HardwareConfig | None = None) -> None:
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
+                 bias: bool = True, hw: HardwareConfig | None = None, *, dilation: int | tuple[int, int] = 1,
+                 groups: int = 1, padding_mode: str = "zeros", device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                           dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
+                           device=device, dtype=dtype)
         self._init_hardware(hw)
 
     def _reference(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.weight, self.bias)
 
     def _int_layer(self) -> IntConv2d:
-        return IntConv2d(**self._int_fields(), stride=int(self.stride[0]), padding=int(self.padding[0]))  # type: ignore[arg-type]
+        return IntConv2d(**self._int_fields(), **self._int_conv_options())  # type: ignore[arg-type]
+
+    def _int_conv_options(self) -> dict[str, object]:
+        """Options of the integer layer; square pairs as plain ints (the form older files hold)."""
+
+        def short(v: tuple[int, ...]) -> int | tuple[int, int]:
+            return int(v[0]) if v[0] == v[1] else (int(v[0]), int(v[1]))
+
+        padding: object
+        if isinstance(self.padding, str) or self.padding_mode != "zeros":
+            # what nn.Conv2d pads: (left, right, top, bottom), the extra column/row of 'same' on the right
+            left, right, top, bottom = (int(p) for p in self._reversed_padding_repeated_twice)
+            symmetric = self.padding_mode == "zeros" and left == right and top == bottom
+            padding = short((top, left)) if symmetric else (left, right, top, bottom)
+        else:
+            padding = short(self.padding)
+        return {"stride": short(self.stride), "padding": padding, "dilation": short(self.dilation),
+                "groups": int(self.groups), "padding_mode": self.padding_mode}
 
 
 # --------------------------------------------------------------------------- model-level helpers
@@ -253,10 +278,22 @@ def approx_layers(model: nn.Module) -> list[_HardwareLayer]:
     return [m for m in model.modules() if isinstance(m, _HardwareLayer)]
 
 
+_NO_LAYERS = ("model has no ApproxLinear/ApproxConv2d layers (a plain torch model?): "
+              "convert it first with axhw.convert(model, hw)")
+
+
+def _require_layers(model: nn.Module) -> list[_HardwareLayer]:
+    layers = approx_layers(model)
+    if not layers:
+        raise ValueError(_NO_LAYERS)
+    return layers
+
+
 def set_hardware(model: nn.Module, hw: HardwareConfig, **changes: object) -> None:
-    """Give every approximate layer the configuration ``hw`` (with ``changes`` applied)."""
+    """Give every approximate layer the configuration ``hw`` (with ``changes`` applied); a model without
+    any is an error (nothing would change)."""
     cfg = replace(hw, **changes) if changes else hw
-    for layer in approx_layers(model):
+    for layer in _require_layers(model):
         layer.set_hardware(cfg)
 
 
@@ -268,9 +305,7 @@ def calibrate_model(model: nn.Module, x: torch.Tensor) -> None:
     Only ReLU, max-pooling and flattening may stand between approximate layers (they commute with
     re-quantization); anything else would make the integer network differ from the model.
     """
-    layers = approx_layers(model)
-    if not layers:
-        raise ValueError("model has no ApproxLinear/ApproxConv2d layers")
+    layers = _require_layers(model)
     seen: dict[int, torch.Tensor] = {}
     saved = [(layer, layer.hw) for layer in layers]
     hooks = [layer.register_forward_pre_hook(lambda m, inp: seen.__setitem__(id(m), inp[0].detach()))
@@ -297,7 +332,7 @@ def calibrate_model(model: nn.Module, x: torch.Tensor) -> None:
 def sample_chip(model: nn.Module, generator: torch.Generator | None) -> None:
     """Draw one NTV flip pattern (a chip instance) for every layer, held for eval-mode forwards; the
     draw order (layer by layer, weight then bias) matches :meth:`QuantizedNetwork.stored_params`."""
-    for layer in approx_layers(model):
+    for layer in _require_layers(model):
         layer._chip = layer.stored_params(generator)
 
 

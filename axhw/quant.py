@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from axhw.fixedpoint import FixedPoint, check_codes
 from axhw.io import atomic_torch_save
-from axhw.multipliers import Multiplier
+from axhw.multipliers import IntPair, Multiplier, _pair
 from axhw.sram import NTVStorage
 
 __all__ = [
@@ -68,11 +68,22 @@ def linear_int(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mul: Multiplie
 
 
 def conv2d_int(
-    a: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mul: Multiplier, stride: int = 1, padding: int = 0
+    a: torch.Tensor, w: torch.Tensor, b: torch.Tensor, mul: Multiplier, stride: IntPair = 1,
+    padding: IntPair | tuple[int, int, int, int] = 0, dilation: IntPair = 1, groups: int = 1,
+    padding_mode: str = "zeros",
 ) -> torch.Tensor:
-    """Integer convolution: every product goes through ``mul`` (:meth:`Multiplier.conv2d`), zero padding
-    is code 0, plus the bias per output channel."""
-    return mul.conv2d(a, w, stride, padding) + b.reshape(1, -1, 1, 1)
+    """Integer convolution: every product goes through ``mul`` (:meth:`Multiplier.conv2d`), plus the bias
+    per output channel. ``padding`` is an int or ``(h, w)`` pair (zero padding is code 0), or the
+    ``F.pad`` 4-tuple ``(left, right, top, bottom)`` (asymmetric ``padding='same'``); ``padding_mode``
+    other than ``zeros`` pads the codes as ``nn.Conv2d`` pads its input (reflect/replicate/circular copy
+    codes, so the result stays exact)."""
+    if padding_mode != "zeros" or (isinstance(padding, tuple | list) and len(padding) == 4):
+        pad4 = tuple(padding) if isinstance(padding, tuple | list) and len(padding) == 4 else (
+            _pair(padding)[1], _pair(padding)[1], _pair(padding)[0], _pair(padding)[0])
+        mode = "constant" if padding_mode == "zeros" else padding_mode
+        a = F.pad(a.to(torch.float64), pad4, mode=mode).to(torch.int64)  # exact: small integer codes
+        padding = 0
+    return mul.conv2d(a, w, stride, padding, dilation, groups) + b.reshape(1, -1, 1, 1)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- integer layers
@@ -153,12 +164,28 @@ class IntLinear:
 
 @dataclass
 class IntConv2d(IntLinear):
-    stride: int = 1
-    padding: int = 0
+    """A convolution layer in integers: ``stride``, ``padding`` and ``dilation`` are ints or ``(h, w)``
+    pairs (``padding`` may also be the ``F.pad`` 4-tuple of an asymmetric ``'same'``), ``groups`` as in
+    ``nn.Conv2d``. Options at their defaults are left out of saved files, which stay byte-for-byte what
+    older versions wrote."""
+
+    stride: IntPair = 1
+    padding: IntPair | tuple[int, int, int, int] = 0
     kind: str = field(default="conv2d", init=False)
+    dilation: IntPair = 1
+    groups: int = 1
+    padding_mode: str = "zeros"
 
     def accumulate(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return conv2d_int(a, w, b, mul, self.stride, self.padding)
+        return conv2d_int(a, w, b, mul, self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
+
+    def accumulate_modes(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor,
+                         approx: Multiplier | None = None) -> torch.Tensor:
+        mask = self.approx_neurons
+        if self.groups == 1 or approx is None or mask is None or bool(mask.all()) or not bool(mask.any()):
+            return super().accumulate_modes(a, mul, w, b, approx)
+        # a subset of output channels would break the group structure: run both modes, pick per channel
+        return torch.where(mask.reshape(1, -1, 1, 1), self.accumulate(a, approx, w, b), self.accumulate(a, mul, w, b))
 
 
 @dataclass
@@ -272,6 +299,9 @@ class QuantizedNetwork:
             d = {k: (asdict(v) if isinstance(v, FixedPoint) else v) for k, v in vars(op).items()}
             if d.get("approx_neurons", 0) is None:
                 del d["approx_neurons"]  # files without modes stay byte-for-byte what older versions wrote
+            for key, default in (("dilation", 1), ("groups", 1), ("padding_mode", "zeros")):
+                if key in d and d[key] in (default, (default, default)):
+                    del d[key]  # conv options at their defaults: the file older versions wrote
             d["kind"] = op.kind
             ops.append(d)
         return {"format": _FORMAT_NAME, "version": FORMAT_VERSION, "ops": ops, "meta": self.meta}

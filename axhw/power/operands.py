@@ -49,6 +49,13 @@ def _dot_products(layer: IntLinear, h: torch.Tensor) -> tuple[torch.Tensor, torc
     """(activations ``(N*, fan_in)``, weights ``(out, fan_in)``) of every dot product of ``layer``."""
     if isinstance(layer, IntConv2d):
         k = layer.weight.shape[-1]
+        plain = (layer.groups == 1 and layer.dilation in (1, (1, 1)) and layer.padding_mode == "zeros"
+                 and layer.weight.shape[-2] == k and isinstance(layer.padding, int | tuple) and
+                 (isinstance(layer.padding, int) or len(layer.padding) == 2))
+        if not plain:
+            raise ValueError("operand streams are sampled for plain convolutions only (square kernel, groups=1, "
+                             "no dilation, symmetric zero padding); this layer has groups/dilation/padding "
+                             f"{layer.groups}/{layer.dilation}/{layer.padding!r} ({layer.padding_mode})")
         cols = F.unfold(h.to(torch.float64), k, padding=layer.padding, stride=layer.stride)  # exact: small ints
         acts = cols.transpose(1, 2).reshape(-1, cols.shape[1]).to(torch.int64)
         return acts, layer.weight.reshape(layer.weight.shape[0], -1)

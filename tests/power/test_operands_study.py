@@ -98,3 +98,18 @@ def test_summary_table_over_reports_and_means_skip_infeasible(tmp_path: Path) ->
     assert "compute -20.0% (paper -41.6%), storage -20.0% (paper -33.1%), joint -5.0%" in text
     with pytest.raises(ValueError, match="axhw power report"):
         write_summary(tmp_path / "a")
+
+
+@pytest.mark.parametrize("options", [{"groups": 2}, {"dilation": 2}, {"padding_mode": "reflect"}])
+def test_operand_sampling_refuses_conv_options_it_does_not_model(options):
+    """Grouped, dilated or non-zero-padded convolutions would be sampled wrong: a clear error instead."""
+    from axhw.fixedpoint import FixedPoint
+    from axhw.power.operands import _dot_products
+    from axhw.quant import IntConv2d
+
+    f = FixedPoint(8, 4)
+    layer = IntConv2d(weight=torch.zeros(4, 2 if options.get("groups") else 4, 3, 3, dtype=torch.int64),
+                      bias=torch.zeros(4, dtype=torch.int64), act_fmt=f, weight_fmt=f, acc_fmt=FixedPoint(32, 8),
+                      out_fmt=f, padding=1, **options)
+    with pytest.raises(ValueError, match="plain convolutions only"):
+        _dot_products(layer, torch.zeros(1, 4, 6, 6, dtype=torch.int64))
