@@ -316,31 +316,21 @@ class SeparableMultiplier(Multiplier):
 
         row_a, k_a = divmod(pos_a, kdim)
         k_b, col_b = divmod(pos_b, n)  # k_b ascending: row-major positions
-        # join on k (as _equal_key_pairs, fused): a's entry (i, k) pairs with the count_b[k] entries of b's
-        # row k, which start at first_b[k] in pos_b
         count_b = np.bincount(k_b, minlength=kdim)
-        reps = count_b[k_a]
-        pairs = int(reps.sum())
+        pairs = int(count_b[k_a].sum())
         if pairs == 0:
             return None
         if pairs * self._DENSE_MACS_PER_PAIR <= m * kdim * n:
-            shift = (np.cumsum(count_b) - count_b)[k_a] - (np.cumsum(reps) - reps)
-            at_b = np.repeat(shift, reps) + np.arange(pairs)
-            flat = np.repeat(row_a * n, reps) + col_b[at_b]
+            pa, pb = self._equal_key_pairs(k_a, k_b, kdim)  # join on k
+            flat = row_a[pa] * n + col_b[pb]
             return lambda out: self._add_at(out, flat, self._sat_correction)
-        shared = self._bincount(k_a, kdim).astype(bool) & count_b.astype(bool)
+        shared = np.bincount(k_a, minlength=kdim).astype(bool) & count_b.astype(bool)
         ks = torch.from_numpy(shared.nonzero()[0]).to(a.device)
         dtype = exact_float_dtype(ks.numel()) or torch.float64  # counts and partial sums <= len(ks)
         ia, ib = (a[:, ks] == lo).to(dtype), (b[ks] == lo).to(dtype)
         count = torch.mm(ia, ib) if dtype != torch.float64 else exact_int_matmul(ia, ib, 1, 1)
         correction = count.to(torch.int64) * self._sat_correction
         return lambda out: out.add_(correction)
-
-    @staticmethod
-    def _bincount(keys, nkeys: int):
-        import numpy as np
-
-        return np.bincount(keys, minlength=nkeys)
 
     def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: IntPair = 1, padding: IntPair = 0,
                dilation: IntPair = 1, groups: int = 1) -> torch.Tensor:
@@ -397,7 +387,7 @@ class SeparableMultiplier(Multiplier):
         rest, dx = divmod(pos_w, kw)
         rest, dy = divmod(rest, kh)
         cw, o = divmod(rest, out_c)
-        per_c_a, per_c_w = self._bincount(ca, in_c), self._bincount(cw, in_c)
+        per_c_a, per_c_w = np.bincount(ca, minlength=in_c), np.bincount(cw, minlength=in_c)
         pairs = int((per_c_a * per_c_w).sum())
         if pairs == 0:
             return
