@@ -23,13 +23,11 @@ K1 column shows it.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -37,9 +35,6 @@ from axhw.fixedpoint import calibrate
 from axhw.multipliers import error_stats, get_multiplier
 from axhw.report import markdown_table
 from axhw.sram import NOMINAL_MV, NTVStorage, flip_probability
-
-if TYPE_CHECKING:
-    from axhw.train import TrainConfig
 
 __all__ = ["DemoConfig", "DemoResult", "gain_line", "hardware_tables", "measure_compute", "rtl_check", "run_demo",
            "train_and_measure"]
@@ -199,21 +194,11 @@ class DemoResult:
         return choose(points, "compute_w", floor)
 
 
-def _train_or_reuse(cfg: TrainConfig, out: Path) -> None:
-    """Train into ``out`` unless it already holds a finished run of exactly this configuration."""
-    from axhw.train import train
-
-    metrics = out / "metrics.json"
-    if metrics.is_file() and json.loads(metrics.read_text()).get("config") == asdict(cfg):
-        return
-    train(cfg, out, progress=False)
-
-
 def train_and_measure(out_dir: str | Path, cfg: DemoConfig, emit: Callable[[str], None] | None = None) -> DemoResult:
     """Train (or reuse) BP and AxTrain for every seed, evaluate them on the integer model, price the SRAM."""
     from axhw.evaluate import evaluate
     from axhw.power.sram_energy import storage_bits, storage_power
-    from axhw.train import TrainConfig, load_checkpoint, quantized_from_checkpoint
+    from axhw.train import TrainConfig, load_checkpoint, quantized_from_checkpoint, train_cached
 
     root = Path(out_dir)
     res = DemoResult(cfg)
@@ -228,7 +213,7 @@ def train_and_measure(out_dir: str | Path, cfg: DemoConfig, emit: Callable[[str]
                 tcfg = TrainConfig(dataset=DATASET, method="axtrain", epochs=cfg.epochs, pas_epochs=cfg.pas_epochs,
                                    voltage_mv=cfg.target, seed=s, bits=cfg.bits)
             out = root / f"{method}-{tcfg.multiplier}-{tcfg.voltage_mv:g}mV-e{cfg.epochs}-s{s}-b{cfg.bits}"
-            _train_or_reuse(tcfg, out)
+            train_cached(tcfg, out)
             checkpoints[(label, s)] = out / "checkpoint.pt"
     res.checkpoints = checkpoints
     res.train_seconds = time.perf_counter() - t0
@@ -314,14 +299,11 @@ def measure_compute(res: DemoResult) -> str | None:
 
 def _measure_compute(res: DemoResult) -> None:
     from axhw.power.compute import network_compute_power
-    from axhw.train import _inputs, _load_data, config_from_dict, load_checkpoint, quantized_from_checkpoint
+    from axhw.train import integer_test_inputs, load_checkpoint
 
     cfg = res.config
     for label in NETWORKS:
-        ck = load_checkpoint(res.checkpoints[(label, cfg.seed)])
-        qnet = quantized_from_checkpoint(ck)
-        tcfg = config_from_dict(ck["config"])
-        x_int = qnet.quantize_input(_inputs(tcfg, _load_data(tcfg).x_test))
+        qnet, x_int = integer_test_inputs(load_checkpoint(res.checkpoints[(label, cfg.seed)]))
         res.compute_w[label] = {}
         for mode in MODES:
             with torch.no_grad():

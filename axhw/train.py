@@ -12,6 +12,7 @@ Every epoch is checkpointed atomically, so ``--resume`` continues an interrupted
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,8 +30,18 @@ from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip,
 from axhw.quant import QuantizedNetwork
 from axhw.sensitivity import AdaptiveGamma, sensitivity, sensitivity_and_output
 
-__all__ = ["CHECKPOINT_VERSION", "METHODS", "TrainConfig", "config_diff", "load_checkpoint", "output_loss", "train",
-           "train_step"]
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "METHODS",
+    "TrainConfig",
+    "config_diff",
+    "integer_test_inputs",
+    "load_checkpoint",
+    "output_loss",
+    "train",
+    "train_cached",
+    "train_step",
+]
 
 Method = Literal["bp", "act", "pas", "axtrain"]
 METHODS: tuple[str, ...] = ("bp", "act", "pas", "axtrain")
@@ -284,6 +295,24 @@ def quantized_from_checkpoint(ck: dict[str, Any], bias_bits: int | None = None) 
     model = model_from_checkpoint(ck, HardwareConfig(mode="quantized", bits=cfg.bits,
                                                      bias_bits=bias_bits or cfg.bias_bits))
     return to_quantized(model, meta={"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed})
+
+
+def train_cached(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
+    """Train into ``out_dir`` unless it holds a finished run (``metrics.json``) of exactly ``cfg``; return the
+    checkpoint path. ``resume`` continues an interrupted run of the same configuration."""
+    out_dir = Path(out_dir)
+    metrics = out_dir / "metrics.json"
+    if not (metrics.is_file() and json.loads(metrics.read_text()).get("config") == asdict(cfg)):
+        train(cfg, out_dir, resume=resume, progress=progress)
+    return out_dir / "checkpoint.pt"
+
+
+def integer_test_inputs(ck: dict[str, Any]) -> tuple[QuantizedNetwork, torch.Tensor]:
+    """A checkpoint's integer network and its data set's test inputs as input codes: the operand source of
+    the power flow and the demo."""
+    cfg = config_from_dict(ck["config"])
+    qnet = quantized_from_checkpoint(ck)
+    return qnet, qnet.quantize_input(_inputs(cfg, _load_data(cfg).x_test))
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:

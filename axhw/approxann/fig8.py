@@ -21,7 +21,7 @@ from axhw.approxann.search import ApproxAnnConfig, run_approxann
 from axhw.data.registry import APPLICATIONS
 from axhw.io import atomic_write_text
 from axhw.report import markdown_table
-from axhw.train import TrainConfig, train
+from axhw.train import TrainConfig, train_cached
 
 __all__ = ["DEFAULT_DATASETS", "PAPER_GAIN_PERCENT", "fig8", "fig8_markdown", "plot_fig8"]
 
@@ -29,13 +29,6 @@ __all__ = ["DEFAULT_DATASETS", "PAPER_GAIN_PERCENT", "fig8", "fig8_markdown", "p
 PAPER_GAIN_PERCENT: dict[str, float] = {"K2": 23.33, "K1": 25.51}
 DEFAULT_DATASETS: tuple[str, ...] = ("breast_cancer", "image_seg", "ionosphere", "satimage")
 METHODS: tuple[str, ...] = ("bp", "act")
-
-
-def _train_cached(cfg: TrainConfig, out: Path, progress: bool) -> None:
-    metrics = out / "metrics.json"
-    if metrics.exists() and json.loads(metrics.read_text()).get("config") == asdict(cfg):
-        return
-    train(cfg, out, resume=True, progress=progress)
 
 
 def _approxann_cached(checkpoint: Path, cfg: ApproxAnnConfig, out: Path, data_dir: str | None,
@@ -94,7 +87,7 @@ def fig8(datasets: Sequence[str] = DEFAULT_DATASETS, out_dir: str | Path = "resu
                 cfg = TrainConfig(dataset=ds, method=method, epochs=epochs, seed=seed, limit=limits[ds],
                                   data_dir=data_dir)
                 run_dir = runs_root / ds / f"seed{seed}" / method
-                _train_cached(cfg, run_dir, progress)
+                train_cached(cfg, run_dir, resume=True, progress=progress)
                 for mode in modes:
                     aa = replace(base_aa, mode=mode, bound=bound, seed=seed)
                     aa_dir = run_dir / f"approxann_{mode}_retrain{aa.retrain_epochs}_{aa.measure}"

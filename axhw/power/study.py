@@ -11,7 +11,6 @@ multiplier) and jointly. No feasible point is a result (``None``), never an erro
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -90,7 +89,7 @@ class StudyConfig:
 
 def _train(cfg: StudyConfig, method: str, progress: bool) -> Path:
     """Train (or reuse) the network of ``method``; returns its checkpoint."""
-    from axhw.train import TrainConfig, train
+    from axhw.train import TrainConfig, train_cached
 
     app = APPLICATIONS[cfg.dataset]
     voltage = cfg.target_voltage_mv if cfg.target_voltage_mv is not None else app.con_voltage_mv
@@ -99,11 +98,7 @@ def _train(cfg: StudyConfig, method: str, progress: bool) -> Path:
                        multiplier=cfg.target_multiplier if method in ("axtrain", "pas") else "exact",
                        voltage_mv=voltage if method in ("axtrain", "pas") else NOMINAL_MV)
     out = Path(cfg.work_dir) / cfg.dataset / f"{method}-e{cfg.epochs}-s{cfg.seed}-b{cfg.bits}"
-    metrics = out / "metrics.json"
-    if metrics.is_file() and json.loads(metrics.read_text()).get("config") == asdict(tcfg):
-        return out / "checkpoint.pt"
-    train(tcfg, out, progress=progress)
-    return out / "checkpoint.pt"
+    return train_cached(tcfg, out, progress=progress)
 
 
 def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[str, Any] | None:
@@ -123,12 +118,9 @@ def _network(cfg: StudyConfig, method: str, ck: Path, progress: bool) -> dict[st
     from tqdm.auto import tqdm
 
     from axhw.evaluate import evaluate
-    from axhw.train import _inputs, _load_data, config_from_dict, load_checkpoint, quantized_from_checkpoint
+    from axhw.train import integer_test_inputs, load_checkpoint
 
-    ckd = load_checkpoint(ck)
-    tcfg = config_from_dict(ckd["config"])
-    qnet = quantized_from_checkpoint(ckd)
-    x_int = qnet.quantize_input(_inputs(tcfg, _load_data(tcfg).x_test))
+    qnet, x_int = integer_test_inputs(load_checkpoint(ck))
     stored, reads = storage_bits(qnet)
     grid = [(m, v) for m in cfg.modes for v in cfg.voltages]
     acc: dict[tuple[str, float], tuple[float, float]] = {}
