@@ -65,19 +65,26 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_matmul.py --out bench/results/matmul.json
 	$(BIN)/python bench/bench_sram.py --out bench/results/sram.json
 	$(BIN)/python bench/bench_train.py --out bench/results/train.json
+	$(BIN)/python bench/bench_act.py --out bench/results/act.json
 
 rtl-verify: $(STAMP)
 	$(BIN)/axhw rtl verify-all
 
-# MNIST networks train for 10 epochs (5 act + 5 pas for AxTrain), the UCI sets for the default 30.
-# LeNet-5 averages 10 NTV chips instead of 50: one integer run over its 10k test images takes ~2 s here.
+# UCI sets: 3 seeds, 30 epochs (AxTrain: act, then 5 pas epochs per candidate target). MNIST as the reproduction
+# trains it (one seed; MLP 10 epochs, 3 pas, on 20,000 samples; LeNet-5 5 epochs, 2 pas, on 10,000, 10 NTV chips):
+# per-target AxTrain trains one network per visited candidate. POWER_WORK sets the cache folder of networks and
+# measurements (default: power/study in the axhw cache); a re-run does no work, a killed one resumes.
+POWER_REPORT ?= build/power/report
+POWER_WORK ?=
 power-report: $(STAMP)
-	@for d in breast_cancer image_seg ionosphere satimage; do \
-	  $(BIN)/axhw power report --dataset $$d --out build/power/report/$$d || exit 1; \
+	@for d in satimage image_seg ionosphere breast_cancer; do \
+	  $(BIN)/axhw power report --dataset $$d $(if $(POWER_WORK),--work-dir $(POWER_WORK)) --out $(POWER_REPORT)/$$d || exit 1; \
 	done
-	$(BIN)/axhw power report --dataset mnist_mlp --epochs 10 --out build/power/report/mnist_mlp
-	$(BIN)/axhw power report --dataset mnist_cnn --epochs 10 --runs 10 --out build/power/report/mnist_cnn
-	$(BIN)/axhw power summary --reports build/power/report
+	$(BIN)/axhw power report --dataset mnist_mlp --epochs 10 --pas-epochs 3 --limit 20000 --batch-size 64 --seeds 0 \
+	  $(if $(POWER_WORK),--work-dir $(POWER_WORK)) --out $(POWER_REPORT)/mnist_mlp
+	$(BIN)/axhw power report --dataset mnist_cnn --epochs 5 --pas-epochs 2 --limit 10000 --batch-size 64 --seeds 0 \
+	  --runs 10 $(if $(POWER_WORK),--work-dir $(POWER_WORK)) --out $(POWER_REPORT)/mnist_cnn
+	$(BIN)/axhw power summary --reports $(POWER_REPORT)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

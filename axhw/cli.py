@@ -141,11 +141,23 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from axhw.data.registry import APPLICATIONS
+    from axhw.sensitivity_estimate import ESTIMATORS
     from axhw.train import METHODS
 
-    p = sub.add_parser("train", help="train a Table 1 network with bp, act, pas or axtrain")
-    p.add_argument("--dataset", required=True,
-                   help=f"application of Table 1: {', '.join(APPLICATIONS)} (required)")
+    p = sub.add_parser("train", help="train a Table 1 network (or your own) with bp, act, pas or axtrain")
+    p.add_argument("--dataset", default=None,
+                   help=f"application of Table 1: {', '.join(APPLICATIONS)} (required without --data; with "
+                        "--data: only the run's label, default the data factory's name)")
+    p.add_argument("--model", default=None, metavar="PKG.MODULE:FACTORY",
+                   help="your network: a function returning an nn.Module, converted with axhw.convert "
+                        "(default: the Table 1 network of --dataset); looked up on PYTHONPATH, then in the "
+                        "current directory")
+    p.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="keyword argument of the --model factory, a Python literal or else a string "
+                        "(repeatable, e.g. --model-arg channels=16; default: none, the factory's defaults)")
+    p.add_argument("--data", default=None, metavar="PKG.MODULE:FACTORY",
+                   help="your data: a function returning (x_train, y_train, x_test, y_test) tensors, used as "
+                        "given (default: the data of --dataset)")
     p.add_argument("--method", required=True, choices=METHODS, help=f"{', '.join(METHODS)} (required)")
     p.add_argument("--multiplier", default="exact",
                    help="multiplier of the pas phase: exact, drum<k>, K1..K4 (default exact)")
@@ -160,6 +172,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pas-lr", type=float, default=None, help="learning rate of pas epochs (default: --lr)")
     p.add_argument("--act-warmup", type=int, default=1,
                    help="act: epochs on E alone before gamma S starts (default 1)")
+    p.add_argument("--gamma0", type=float, default=1e-3,
+                   help="act: initial preference factor gamma of S (default 1e-3, the Table 1 networks'; S grows "
+                        "with network size: pick gamma0 * S near 1%% of E, see docs/own-network.md)")
+    p.add_argument("--d-gamma", type=float, default=5e-4,
+                   help="act: gamma step of the adaptive rule, section 3.1.3 (default 5e-4; scale it with --gamma0)")
+    p.add_argument("--error-bound", type=float, default=0.02,
+                   help="act: training error rate below which gamma grows, above which it shrinks (section "
+                        "3.1.3; default 0.02)")
+    p.add_argument("--sensitivity", choices=ESTIMATORS, default="exact",
+                   help="act: S(w) and its gradient exactly, or unbiasedly estimated from --probes sampled "
+                        "outputs per sample (default exact)")
+    p.add_argument("--probes", type=int, default=1,
+                   help="act with --sensitivity estimate: outputs sampled per sample, >= 1 (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of split, init, batch order and flips (default 0)")
     p.add_argument("--bits", type=int, default=8, help="weight and activation word length (default 8)")
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: 2 x bits)")
@@ -177,6 +202,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
+        from axhw.factories import check_spec, parse_model_args
         from axhw.train import TrainConfig, load_checkpoint, train
 
         out = Path(args.out)
@@ -191,11 +217,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                 pas_epochs = int(load_checkpoint(ck_path)["config"]["pas_epochs"])
             else:
                 pas_epochs = _default_pas_epochs(args.method, args.epochs, args.quiet)
-        cfg = TrainConfig(dataset=args.dataset, method=args.method, multiplier=args.multiplier,
+        dataset = args.dataset
+        if dataset is None:
+            if args.data is None:
+                raise ValueError("--dataset is required (or --data with your own data set)")
+            dataset = check_spec(args.data, "--data")[1].rsplit(".", 1)[-1]
+        cfg = TrainConfig(dataset=dataset, model=args.model, model_args=parse_model_args(args.model_arg),
+                          data=args.data, method=args.method, multiplier=args.multiplier,
                           voltage_mv=args.voltage, epochs=args.epochs, pas_epochs=pas_epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, bits=args.bits,
                           bias_bits=args.bias_bits, saturation_ste=args.saturation_ste, pas_lr=args.pas_lr,
-                          act_warmup=args.act_warmup, limit=args.limit, data_dir=args.data_dir)
+                          act_warmup=args.act_warmup, limit=args.limit, data_dir=args.data_dir,
+                          sensitivity=args.sensitivity, probes=args.probes, gamma0=args.gamma0,
+                          d_gamma=args.d_gamma, error_bound=args.error_bound)
         _set_threads(args.threads)
         before = ck_path.stat().st_mtime_ns if ck_path.exists() else None
         try:

@@ -5,8 +5,12 @@ children) and replaces every ``nn.Linear`` and ``nn.Conv2d`` by :class:`~axhw.nn
 :class:`~axhw.nn.ApproxConv2d` holding the *same* parameter tensors, so the converted model in float mode
 computes exactly what the original did. Everything else is decided up front, before anything changes:
 
-* weight-free modules (activations, pooling, dropout, flatten, ...) and normalization layers (BatchNorm,
-  LayerNorm, GroupNorm, InstanceNorm: not folded into the weights yet) pass through untouched;
+* weight-free modules (activations, pooling, dropout, flatten, ...) and normalization layers other than
+  batch norm (LayerNorm, GroupNorm, InstanceNorm) pass through untouched;
+* then the model is traced with ``torch.fx`` (:mod:`axhw.graph`): every batch norm right after a layer is
+  folded into it for the integer modes (:mod:`axhw.graphops`; one that cannot be folded is an error naming
+  it), and additions, concatenations and average pooling in the model's ``forward`` become hardware-aware
+  modules, so the hardware-mode forward of a residual network equals its integer network bit for bit;
 * a module that computes with parameters of its own and has no hardware equivalent (``nn.LSTM``,
   ``nn.MultiheadAttention``, ``nn.Conv1d``/``nn.Conv3d``, ``nn.Embedding``, a ``Linear`` subclass with
   its own ``forward``, a custom module with a raw ``nn.Parameter``...) is an error naming its path,
@@ -25,13 +29,14 @@ from dataclasses import dataclass, field
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from axhw.nn import ApproxConv2d, ApproxLinear, HardwareConfig, _HardwareLayer
+from axhw.graph import UNTRACED_ATTR, rewrite
+from axhw.nn import ApproxConv2d, ApproxLinear, HardwareAware, HardwareConfig, _HardwareLayer
 
 __all__ = ["ConversionReport", "convert"]
 
 #: Modules with parameters that pass through unconverted: they hold no multiplier-array products.
 _PASS_THROUGH = (
-    nn.modules.batchnorm._NormBase,  # BatchNorm*, InstanceNorm* (folding is a later item)
+    nn.modules.batchnorm._NormBase,  # BatchNorm* (folded by axhw.graph), InstanceNorm*
     nn.LayerNorm,
     nn.GroupNorm,
     nn.LocalResponseNorm,
@@ -52,14 +57,30 @@ class ConversionReport:
     converted: list[tuple[str, str]] = field(default_factory=list)
     kept_float: list[str] = field(default_factory=list)
     already_hardware: list[str] = field(default_factory=list)
+    #: ``(batch norm path, layer path)`` of every batch norm folded into the layer before it.
+    folded: list[tuple[str, str]] = field(default_factory=list)
+    #: ``(node or path, module kind)`` of the additions, concatenations and average poolings made hardware-aware.
+    graph_ops: list[tuple[str, str]] = field(default_factory=list)
+    #: Operations left float between hardware layers (no integer equivalent; ``to_quantized`` refuses them).
+    float_ops: list[str] = field(default_factory=list)
+    #: Whether the model was traced (``graph=False``: layers only).
+    traced: bool = True
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s)"]
         lines += [f"  {path or '<root>'}: {kind}" for path, kind in self.converted]
         if self.already_hardware:
             lines.append(f"already hardware-aware: {', '.join(p or '<root>' for p in self.already_hardware)}")
+        if self.folded:
+            lines.append(f"folded batch norms: {', '.join(f'{bn} -> {layer}' for bn, layer in self.folded)}")
+        if self.graph_ops:
+            lines.append(f"hardware graph ops: {', '.join(f'{n} ({k})' for n, k in self.graph_ops)}")
         if self.kept_float:
             lines.append(f"kept float: {', '.join(p or '<root>' for p in self.kept_float)}")
+        if self.float_ops:
+            lines.append(f"float between hardware layers (no integer export): {', '.join(self.float_ops)}")
+        if not self.traced:
+            lines.append("not traced (graph=False): layers only, no batch-norm folding, no integer export")
         return "\n".join(lines)
 
 
@@ -96,7 +117,7 @@ def _hardware_twin(m: nn.Module, hw: HardwareConfig) -> nn.Module:
 
 
 def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
-            keep_float: Iterable[str] = ()) -> tuple[nn.Module, ConversionReport]:
+            keep_float: Iterable[str] = (), graph: bool = True) -> tuple[nn.Module, ConversionReport]:
     """Replace every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` by its hardware-aware layer.
 
     Args:
@@ -108,14 +129,21 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
             unchanged.
         keep_float: dotted module paths (as in ``model.named_modules()``) to leave float, with everything
             under them; each must exist.
+        graph: trace the model (:mod:`axhw.graph`): fold batch norms and make additions, concatenations
+            and average pooling hardware-aware. ``False`` converts the layers only (for models
+            ``torch.fx`` cannot trace: each layer then calibrates its own formats, batch norms stay float
+            and ``to_quantized`` refuses the model).
 
     Returns:
-        ``(converted model, ConversionReport)``.
+        ``(converted model, ConversionReport)``. The model is a ``torch.fx.GraphModule`` when its
+        ``forward`` had to change (additions, concatenations, functional pooling); it keeps the original's
+        module tree, paths and state-dict keys (with ``inplace=True`` it shares the original's modules).
 
     Raises:
         ValueError: a module computes with parameters and has no hardware equivalent (naming every such
-            path and the ``keep_float`` that would keep them float), an unknown ``keep_float`` path, or an
-            uninitialized lazy layer. Nothing is modified when it raises.
+            path and the ``keep_float`` that would keep them float), an unknown ``keep_float`` path, an
+            uninitialized lazy layer, a model ``torch.fx`` cannot trace, or a batch norm that cannot be
+            folded. Nothing is modified when it raises.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert needs an nn.Module, got {type(model).__name__}")
@@ -160,11 +188,34 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
         raise ValueError(f"{what} {'has' if one else 'have'} no hardware equivalent; pass "
                          f"keep_float={[p for p, _ in refused]!r} to keep {'it' if one else 'them'} float")
 
-    if not inplace:
+    traced = graph and not (isinstance(model, _HardwareLayer) or _convertible(model))
+    if inplace and traced:
+        # tracing and batch-norm folding may still refuse the model: try them on a copy first, so that
+        # nothing has changed when they raise
         memo: dict[int, object] = {}
+        trial = copy.deepcopy(model, memo)
+        rewrite(_replace_layers(trial, [(p, memo[id(m)]) for p, m in todo], hw, ConversionReport()), hw, keep)
+    if not inplace:
+        memo = {}
         model = copy.deepcopy(model, memo)
         todo = [(p, memo[id(m)]) for p, m in todo]  # type: ignore[misc]
-    # one twin per module object: a layer used at two paths (tied weights) stays one layer
+    model = _replace_layers(model, todo, hw, report)
+    if traced:
+        model, done = rewrite(model, hw, keep)
+        for m in model.modules():  # graph ops and folded batch norms of an earlier conversion too
+            if isinstance(m, HardwareAware) and not isinstance(m, _HardwareLayer):
+                m.set_hardware(hw)
+        report.folded, report.graph_ops, report.float_ops = done.folded, done.ops, done.float_ops
+    elif not graph:
+        report.traced = False
+        setattr(model, UNTRACED_ATTR, True)
+    return model, report
+
+
+def _replace_layers(model: nn.Module, todo: list[tuple[str, nn.Module]], hw: HardwareConfig,
+                    report: ConversionReport) -> nn.Module:
+    """Put the hardware twin of every planned layer at its path (one twin per module object: a layer used
+    at two paths, tied weights, stays one layer); give layers that were hardware-aware already ``hw``."""
     twins: dict[int, nn.Module] = {}
     for path, m in todo:
         if id(m) not in twins:
@@ -180,4 +231,4 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
         layer = model.get_submodule(path)
         assert isinstance(layer, _HardwareLayer)
         layer.set_hardware(hw)
-    return model, report
+    return model

@@ -201,7 +201,8 @@ def calibrate(
         return FixedPoint(bits, bits - 1 if signed else bits, signed)
     # Closed-form guess, then walk to the exact answer (log2 rounding can be off by one).
     m = max(pos, neg)
-    frac = math.floor(math.log2(max(fmt0.qmax, 1) / m)) if m > 0 else bits
+    # difference of logs: the quotient overflows for subnormal m (found by hypothesis: m = 2.2e-308)
+    frac = math.floor(math.log2(max(fmt0.qmax, 1)) - math.log2(m)) if m > 0 else bits
     frac = max(-MAX_ABS_FRAC, min(MAX_ABS_FRAC, frac))
     while frac < MAX_ABS_FRAC and covers(frac + 1):
         frac += 1

@@ -30,24 +30,19 @@ from torch import nn
 
 from axhw.fixedpoint import FixedPoint, calibrate
 from axhw.multipliers import Multiplier, get_multiplier
-from axhw.quant import (
-    IntConv2d,
-    IntFlatten,
-    IntLinear,
-    IntMaxPool2d,
-    IntOp,
-    IntReLU,
-    QuantizedNetwork,
-)
+from axhw.quant import IntConv2d, IntLinear, QuantizedNetwork
 from axhw.sram import NOMINAL_MV, NTVStorage
 
 __all__ = [
     "ApproxConv2d",
     "ApproxLinear",
     "ClippedSTE",
+    "HardwareAware",
     "HardwareConfig",
+    "StraightThrough",
     "approx_layers",
     "calibrate_model",
+    "require_cpu",
     "sample_chip",
     "set_hardware",
     "to_quantized",
@@ -154,7 +149,38 @@ class ClippedSTE(torch.autograd.Function):
         return grad, None, None
 
 
-class _HardwareLayer:
+class StraightThrough(torch.autograd.Function):
+    """Forward the hardware value, backward the gradient of the float operation unchanged (the weight-free
+    graph operations of :mod:`axhw.graphops`, which only round and saturate)."""
+
+    @staticmethod
+    def forward(ctx, reference: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return hardware.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad_out, None
+
+
+def require_cpu(x: torch.Tensor, what: str) -> None:
+    """The integer models run on the CPU (exact int64 arithmetic, the C table kernel); a tensor elsewhere is
+    a one-line error, not a silent copy or a device-mismatch traceback. ``float`` mode runs anywhere."""
+    if x.device.type != "cpu":
+        raise RuntimeError(f"{what}: the quantized and hardware modes run on the CPU, got a tensor on "
+                           f"{x.device}: move the model and its inputs with .cpu() (float mode runs on any device)")
+
+
+class HardwareAware:
+    """A module with a :class:`HardwareConfig` (``hw``): the layers here and the graph operations of
+    :mod:`axhw.graphops`; :func:`set_hardware` reaches all of them."""
+
+    hw: HardwareConfig
+
+    def set_hardware(self, hw: HardwareConfig) -> None:
+        self.hw = hw
+
+
+class _HardwareLayer(HardwareAware):
     """Shared hardware behaviour of :class:`ApproxLinear` and :class:`ApproxConv2d`."""
 
     weight: torch.Tensor
@@ -171,6 +197,24 @@ class _HardwareLayer:
         self._approx_mul = self.hw.get_approx_multiplier()
         #: Bool mask over output neurons (conv: channels) in the approximate mode; None: all exact.
         self.approx_neurons: torch.Tensor | None = None
+        # The batch norm folded into this layer in the integer modes (axhw.graphops), or None. Not a
+        # registered submodule: the batch norm stays where the model has it (same state-dict keys).
+        object.__setattr__(self, "folded_bn", None)
+
+    def fold_batchnorm(self, bn: object) -> None:
+        """Fold ``bn`` (an :mod:`axhw.graphops` ``FoldedBatchNorm``) into this layer's integer modes."""
+        object.__setattr__(self, "folded_bn", bn)
+
+    def effective_params(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias the hardware multiplies: the layer's own, or with the folded batch norm's
+        running statistics folded in (:mod:`axhw.graphops`), differentiable in both."""
+        bn = self.folded_bn
+        if bn is None:
+            return self.weight, self.bias
+        scale, shift = bn.scale_shift()  # type: ignore[attr-defined]
+        w = self.weight * scale.reshape(-1, *([1] * (self.weight.dim() - 1)))
+        b = shift if self.bias is None else self.bias * scale + shift
+        return w, b
 
     def set_hardware(self, hw: HardwareConfig) -> None:
         self.hw = hw
@@ -179,24 +223,29 @@ class _HardwareLayer:
         self._chip = None
 
     def weight_fmt(self) -> FixedPoint:
-        return calibrate(self.weight.detach(), self.hw.bits, mode=self.hw.calibration, percentile=self.hw.percentile)
+        return calibrate(self.effective_params()[0].detach(), self.hw.bits, mode=self.hw.calibration,
+                         percentile=self.hw.percentile)
 
     def _int_fields(self) -> dict[str, object]:
         """Formats and clean codes of the integer layer, each computed once per call."""
         if self.act_fmt is None:
             raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
-        wf = self.weight_fmt()
+        weight, bias = (p.detach() if p is not None else None for p in self.effective_params())
+        assert weight is not None
+        wf = calibrate(weight, self.hw.bits, mode=self.hw.calibration, percentile=self.hw.percentile)
         accf = FixedPoint(int(self.hw.acc_bits), self.act_fmt.frac + wf.frac)
         bf = FixedPoint(int(self.hw.bias_bits), accf.frac)
-        b = self.bias.detach() if self.bias is not None else torch.zeros(self.weight.shape[0])
-        return {"weight": wf.quantize(self.weight.detach()), "bias": bf.quantize(b), "act_fmt": self.act_fmt,
+        b = bias if bias is not None else torch.zeros(weight.shape[0], device=weight.device)
+        return {"weight": wf.quantize(weight), "bias": bf.quantize(b), "act_fmt": self.act_fmt,
                 "weight_fmt": wf, "acc_fmt": accf, "out_fmt": self.out_fmt, "bias_fmt": bf,
                 "approx_neurons": None if self.approx_neurons is None else self.approx_neurons.clone()}
 
     def _int_layer(self) -> IntLinear:
         raise NotImplementedError
 
-    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+    def _reference(self, x: torch.Tensor, weight: torch.Tensor | None = None,
+                   bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The float layer (with ``weight``/``bias`` in place of its own, when given)."""
         raise NotImplementedError
 
     def stored_params(self, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,6 +255,7 @@ class _HardwareLayer:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hw.mode == "float":
             return self._reference(x)
+        require_cpu(x, type(self).__name__)
         layer = self._int_layer()
         if self.training or self._chip is None:
             params = layer.stored(self.hw.storage(), self.generator)  # fresh flips every pass (AxTrain-pas)
@@ -216,7 +266,7 @@ class _HardwareLayer:
             fmt = layer.out_fmt if layer.out_fmt is not None else layer.acc_fmt
             hw_out = fmt.dequantize(codes, x.dtype)
             live = (codes > fmt.qmin) & (codes < fmt.qmax) if self.hw.saturation_ste else None
-        return ClippedSTE.apply(self._reference(x), hw_out, live)
+        return ClippedSTE.apply(self._reference(x, *self.effective_params()), hw_out, live)
 
 
 class ApproxLinear(_HardwareLayer, nn.Linear):
@@ -227,8 +277,9 @@ class ApproxLinear(_HardwareLayer, nn.Linear):
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
         self._init_hardware(hw)
 
-    def _reference(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+    def _reference(self, x: torch.Tensor, weight: torch.Tensor | None = None,
+                   bias: torch.Tensor | None = None) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias) if weight is None else F.linear(x, weight, bias)
 
     def _int_layer(self) -> IntLinear:
         return IntLinear(**self._int_fields())  # type: ignore[arg-type]
@@ -249,8 +300,9 @@ class ApproxConv2d(_HardwareLayer, nn.Conv2d):
                            device=device, dtype=dtype)
         self._init_hardware(hw)
 
-    def _reference(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.weight, self.bias)
+    def _reference(self, x: torch.Tensor, weight: torch.Tensor | None = None,
+                   bias: torch.Tensor | None = None) -> torch.Tensor:
+        return self._conv_forward(x, self.weight, self.bias) if weight is None else self._conv_forward(x, weight, bias)
 
     def _int_layer(self) -> IntConv2d:
         return IntConv2d(**self._int_fields(), **self._int_conv_options())  # type: ignore[arg-type]
@@ -275,7 +327,18 @@ class ApproxConv2d(_HardwareLayer, nn.Conv2d):
 
 # --------------------------------------------------------------------------- model-level helpers
 def approx_layers(model: nn.Module) -> list[_HardwareLayer]:
-    return [m for m in model.modules() if isinstance(m, _HardwareLayer)]
+    """The model's hardware layers: in call order for a ``torch.fx.GraphModule`` (what :func:`axhw.convert`
+    returns for graphs; its module tree keeps the user's registration order), else in module order."""
+    from torch import fx
+
+    layers = [m for m in model.modules() if isinstance(m, _HardwareLayer)]
+    if isinstance(model, fx.GraphModule):
+        called: dict[int, _HardwareLayer] = {}
+        for node in model.graph.nodes:
+            if node.op == "call_module" and isinstance(m := model.get_submodule(node.target), _HardwareLayer):
+                called.setdefault(id(m), m)
+        layers = [*called.values(), *(m for m in layers if id(m) not in called)]
+    return layers
 
 
 _NO_LAYERS = ("model has no ApproxLinear/ApproxConv2d layers (a plain torch model?): "
@@ -290,71 +353,43 @@ def _require_layers(model: nn.Module) -> list[_HardwareLayer]:
 
 
 def set_hardware(model: nn.Module, hw: HardwareConfig, **changes: object) -> None:
-    """Give every approximate layer the configuration ``hw`` (with ``changes`` applied); a model without
-    any is an error (nothing would change)."""
+    """Give every hardware-aware module (layers, and the graph operations and folded batch norms of
+    :mod:`axhw.graphops`) the configuration ``hw`` (with ``changes`` applied); a model without hardware
+    layers is an error (nothing would change)."""
     cfg = replace(hw, **changes) if changes else hw
-    for layer in _require_layers(model):
-        layer.set_hardware(cfg)
+    _require_layers(model)
+    for m in model.modules():
+        if isinstance(m, HardwareAware):
+            m.set_hardware(cfg)
 
 
 @torch.no_grad()
 def calibrate_model(model: nn.Module, x: torch.Tensor) -> None:
-    """Choose every layer's activation format from the inputs it sees on ``x`` (in float mode), and link
-    each layer's output format to the next layer's input format.
+    """Choose the fixed-point format of every value the hardware holds from what the float model computes
+    on ``x``, and link producers to consumers (:func:`axhw.graph.calibrate`): each layer's input format,
+    its output format (the format its consumers read), and the formats of residual additions,
+    concatenations and average pooling. For a chain of layers this is each layer's input format, with each
+    layer's output format the next layer's input format."""
+    from axhw.graphint import calibrate
 
-    Only ReLU, max-pooling and flattening may stand between approximate layers (they commute with
-    re-quantization); anything else would make the integer network differ from the model.
-    """
-    layers = _require_layers(model)
-    seen: dict[int, torch.Tensor] = {}
-    saved = [(layer, layer.hw) for layer in layers]
-    hooks = [layer.register_forward_pre_hook(lambda m, inp: seen.__setitem__(id(m), inp[0].detach()))
-             for layer in layers]  # type: ignore[attr-defined]
-    try:
-        for layer in layers:
-            layer.set_hardware(replace(layer.hw, mode="float"))
-        was_training = model.training
-        model.eval()
-        model(x)
-        model.train(was_training)
-    finally:
-        for h in hooks:
-            h.remove()
-        for layer, hw in saved:
-            layer.set_hardware(hw)
-    for layer in layers:
-        layer.act_fmt = calibrate(seen[id(layer)], layer.hw.bits, mode=layer.hw.calibration,
-                                  percentile=layer.hw.percentile)
-    for cur, nxt in zip(layers, [*layers[1:], None], strict=True):
-        cur.out_fmt = nxt.act_fmt if nxt is not None else None
+    _require_layers(model)
+    calibrate(model, x)
 
 
 def sample_chip(model: nn.Module, generator: torch.Generator | None) -> None:
     """Draw one NTV flip pattern (a chip instance) for every layer, held for eval-mode forwards; the
-    draw order (layer by layer, weight then bias) matches :meth:`QuantizedNetwork.stored_params`."""
+    draw order (layer by layer in :func:`approx_layers` order, weight then bias) matches
+    :meth:`QuantizedNetwork.stored_params` of :func:`to_quantized`."""
     for layer in _require_layers(model):
         layer._chip = layer.stored_params(generator)
 
 
-def to_quantized(model: nn.Sequential, meta: dict[str, object] | None = None) -> QuantizedNetwork:
-    """Export a calibrated model to integers. Supported modules: ApproxLinear, ApproxConv2d, ReLU,
-    MaxPool2d, Flatten, and a final Sigmoid/Identity (monotone: argmax and the hardware are unaffected)."""
-    ops: list[IntOp] = []
-    mods = list(model)
-    for i, m in enumerate(mods):
-        if isinstance(m, _HardwareLayer):
-            ops.append(m._int_layer())
-        elif isinstance(m, nn.ReLU):
-            ops.append(IntReLU())
-        elif isinstance(m, nn.MaxPool2d):
-            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-            s = m.stride if isinstance(m.stride, int) else m.stride[0]
-            ops.append(IntMaxPool2d(int(k), int(s)))
-        elif isinstance(m, nn.Flatten):
-            ops.append(IntFlatten())
-        elif isinstance(m, nn.Sigmoid | nn.Identity | nn.Softmax) and i == len(mods) - 1:
-            continue
-        else:
-            raise ValueError(f"module {type(m).__name__} at position {i} has no integer equivalent")
-    return QuantizedNetwork(ops, meta)
+def to_quantized(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedNetwork:
+    """Export a calibrated model to integers (:func:`axhw.graph.lower`): any ``torch.fx``-traceable model of
+    hardware layers, ReLU, max and average pooling, flattening, residual addition and concatenation (and a
+    final sigmoid/softmax, which is monotone: argmax and the hardware are unaffected). Anything else is an
+    error naming the operation."""
+    from axhw.graphint import lower
 
+    _require_layers(model)
+    return lower(model, meta)

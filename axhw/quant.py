@@ -9,6 +9,23 @@ activation format by an arithmetic right shift with round-half-up (what a shifte
 The same functions (:func:`linear_int`, :func:`conv2d_int`, :func:`requantize`) are used by the
 hardware-aware layers of :mod:`axhw.nn`, so eval-mode hardware simulation equals :meth:`forward_int` exactly.
 
+Graphs (residual connections, concatenation; :mod:`axhw.graph` builds them from any ``torch.fx``-traceable
+model): every op has ``inputs``, the indices of the values it reads, where value 0 is the network input and
+value ``i + 1`` is op ``i``'s output; ``None`` (the default, and all a chain needs) reads the previous value.
+Three ops join or average values, defined here once for the golden model and the hardware-aware modules of
+:mod:`axhw.graphops` alike:
+
+* :class:`IntAdd` (residual addition): each operand is re-quantized from its own format to the output format
+  (the aligning shifter with round-half-up and saturation that :func:`requantize` models), then the operands
+  are added and the sum saturates to the output word. A hardware adder of two fixed-point words must align
+  their binary points first; rounding each operand on its own keeps the adder one output word wide.
+* :class:`IntCat` (channel concatenation): every operand re-quantized to the common output format, then
+  concatenated (what writing both into one buffer of one format means).
+* :class:`IntAvgPool2d`: the exact integer sum of each window divided by the window size with
+  round-half-up, in the input's format (an average stays in its operands' range, so no new format is needed;
+  hardware: an adder tree and a divider by a constant, a multiply-and-shift that is exact over the
+  accumulator range).
+
 Per-neuron multiplier modes (ApproxAnn, Zhang et al. DATE 2015; :mod:`axhw.approxann`): a layer may carry a
 boolean mask ``approx_neurons`` over its output neurons (conv: output channels). When :meth:`forward_int` gets
 an ``approx`` multiplier, the products of masked neurons go through ``approx`` and all others through
@@ -32,12 +49,18 @@ from axhw.sram import NTVStorage
 
 __all__ = [
     "FORMAT_VERSION",
+    "IntAdd",
+    "IntAvgPool2d",
+    "IntCat",
     "IntConv2d",
     "IntFlatten",
     "IntLinear",
     "IntMaxPool2d",
     "IntReLU",
     "QuantizedNetwork",
+    "add_int",
+    "avgpool2d_int",
+    "cat_int",
     "conv2d_int",
     "linear_int",
     "requantize",
@@ -86,6 +109,31 @@ def conv2d_int(
     return mul.conv2d(a, w, stride, padding, dilation, groups) + b.reshape(1, -1, 1, 1)  # type: ignore[arg-type]
 
 
+def add_int(operands: list[torch.Tensor], in_fmts: list[FixedPoint], out_fmt: FixedPoint) -> torch.Tensor:
+    """Residual addition (:class:`IntAdd`): every operand re-quantized from its format to ``out_fmt``
+    (round-half-up shift, saturation), summed (broadcasting as torch does), saturated to ``out_fmt``."""
+    total = requantize(operands[0], in_fmts[0].frac, out_fmt)
+    for a, fmt in zip(operands[1:], in_fmts[1:], strict=True):
+        total = total + requantize(a, fmt.frac, out_fmt)
+    return total.clamp(out_fmt.qmin, out_fmt.qmax)
+
+
+def cat_int(operands: list[torch.Tensor], in_fmts: list[FixedPoint], out_fmt: FixedPoint, dim: int = 1) -> torch.Tensor:
+    """Concatenation (:class:`IntCat`) of the operands re-quantized to the common ``out_fmt``."""
+    return torch.cat([requantize(a, f.frac, out_fmt) for a, f in zip(operands, in_fmts, strict=True)], dim=dim)
+
+
+def avgpool2d_int(a: torch.Tensor, kernel: IntPair | None, stride: IntPair | None = None) -> torch.Tensor:
+    """Average pooling of codes (:class:`IntAvgPool2d`): the exact sum of each ``kernel`` window (None: the
+    whole map, output 1x1) divided by the window size with round-half-up, ``floor((2 s + n) / 2n)``."""
+    kh, kw = (a.shape[-2], a.shape[-1]) if kernel is None else _pair(kernel)
+    st = (kh, kw) if kernel is None or stride is None else _pair(stride)
+    # float64 sums are exact: |codes| < 2**31 and at most 2**21 of them per window
+    s = F.avg_pool2d(a.to(torch.float64), (kh, kw), st, divisor_override=1).to(torch.int64)
+    n = kh * kw
+    return torch.div(2 * s + n, 2 * n, rounding_mode="floor")
+
+
 # --------------------------------------------------------------------------- integer layers
 @dataclass
 class IntLinear:
@@ -102,6 +150,8 @@ class IntLinear:
     #: Output neurons (conv: channels) whose multipliers run in the approximate mode; None: all exact.
     approx_neurons: torch.Tensor | None = None
     kind: str = field(default="linear", init=False)
+    #: Values read (0: network input, i + 1: op i's output); None: the previous value (a chain).
+    inputs: tuple[int, ...] | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         # The stored bias word: the accumulator's scale (frac) in a word of its own width, by default the
@@ -191,6 +241,7 @@ class IntConv2d(IntLinear):
 @dataclass
 class IntReLU:
     kind: str = field(default="relu", init=False)
+    inputs: tuple[int, ...] | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -198,14 +249,48 @@ class IntMaxPool2d:
     kernel: int
     stride: int
     kind: str = field(default="maxpool2d", init=False)
+    inputs: tuple[int, ...] | None = field(default=None, kw_only=True)
 
 
 @dataclass
 class IntFlatten:
     kind: str = field(default="flatten", init=False)
+    inputs: tuple[int, ...] | None = field(default=None, kw_only=True)
 
 
-IntOp = IntLinear | IntConv2d | IntReLU | IntMaxPool2d | IntFlatten
+@dataclass
+class IntAvgPool2d:
+    """Average pooling in the input's format (:func:`avgpool2d_int`); ``kernel=None``: global (1x1 out)."""
+
+    kernel: IntPair | None = None
+    stride: IntPair | None = None
+    kind: str = field(default="avgpool2d", init=False)
+    inputs: tuple[int, ...] | None = field(default=None, kw_only=True)
+
+
+@dataclass
+class IntAdd:
+    """Residual addition of ``len(in_fmts)`` values (:func:`add_int`)."""
+
+    in_fmts: list[FixedPoint]
+    out_fmt: FixedPoint
+    kind: str = field(default="add", init=False)
+    inputs: tuple[int, ...] | None = field(default=None, kw_only=True)
+
+
+@dataclass
+class IntCat:
+    """Concatenation along ``dim`` in one common format (:func:`cat_int`)."""
+
+    in_fmts: list[FixedPoint]
+    out_fmt: FixedPoint
+    dim: int = 1
+    kind: str = field(default="cat", init=False)
+    inputs: tuple[int, ...] | None = field(default=None, kw_only=True)
+
+
+IntOp = IntLinear | IntConv2d | IntReLU | IntMaxPool2d | IntFlatten | IntAvgPool2d | IntAdd | IntCat
+_JOINS = (IntAdd, IntCat)
 
 
 class QuantizedNetwork:
@@ -215,8 +300,63 @@ class QuantizedNetwork:
     def __init__(self, ops: list[IntOp], meta: dict[str, Any] | None = None) -> None:
         if not ops or not any(isinstance(op, IntLinear) for op in ops):
             raise ValueError("a QuantizedNetwork needs at least one linear or conv layer")
+        for i, op in enumerate(ops):
+            ins = self._inputs_of(i, op)
+            if any(not 0 <= j <= i for j in ins):
+                raise ValueError(f"op {i} ({op.kind}) reads values {ins}: only the input (0) and earlier ops' "
+                                 f"outputs (1..{i}) exist there")
+            n = len(op.in_fmts) if isinstance(op, _JOINS) else 1
+            if len(ins) != n or (isinstance(op, _JOINS) and n < 2):
+                raise ValueError(f"op {i} ({op.kind}) reads {len(ins)} value(s) but takes {n}"
+                                 + (" (a join takes two or more)" if isinstance(op, _JOINS) else ""))
+        self._formats(ops)
         self.ops = ops
         self.meta = dict(meta or {})
+
+    @staticmethod
+    def _inputs_of(i: int, op: IntOp) -> tuple[int, ...]:
+        return (i,) if op.inputs is None else tuple(op.inputs)
+
+    @property
+    def is_chain(self) -> bool:
+        """Every op reads the previous value only (no residual connection, no concatenation)."""
+        return all(op.inputs is None or tuple(op.inputs) == (i,) for i, op in enumerate(self.ops))
+
+    def op_inputs(self, i: int) -> tuple[int, ...]:
+        """Indices of the values op ``i`` reads (0: the network input, ``j + 1``: op ``j``'s output)."""
+        return self._inputs_of(i, self.ops[i])
+
+    def value_formats(self) -> list[FixedPoint | None]:
+        """The format of every value (index as in :meth:`op_inputs`): the input's, then each op's output.
+        Layers emit their ``out_fmt`` (the accumulator's for an output layer), joins their ``out_fmt``, and
+        ReLU, pooling and flattening keep their input's. A value read in a format other than the one it
+        holds is an error (the integer network would not be the model's)."""
+        return self._formats(self.ops)
+
+    @classmethod
+    def _formats(cls, ops: list[IntOp]) -> list[FixedPoint | None]:
+        roots: list[int] = [0]  # the value whose format each value holds (pooling etc. keep their input's)
+        held: dict[int, FixedPoint] = {}
+
+        def read(i: int, j: int, fmt: FixedPoint) -> None:
+            have = held.setdefault(roots[j], fmt)
+            if have != fmt:
+                raise ValueError(f"op {i} ({ops[i].kind}) reads value {j} as {fmt} but it holds {have}")
+
+        for i, op in enumerate(ops):
+            ins = cls._inputs_of(i, op)
+            if isinstance(op, IntLinear):
+                read(i, ins[0], op.act_fmt)
+                held[i + 1] = op.out_fmt if op.out_fmt is not None else op.acc_fmt
+                roots.append(i + 1)
+            elif isinstance(op, _JOINS):
+                for j, f in zip(ins, op.in_fmts, strict=True):
+                    read(i, j, f)
+                held[i + 1] = op.out_fmt
+                roots.append(i + 1)
+            else:
+                roots.append(roots[ins[0]])
+        return [held.get(r) for r in roots]
 
     @property
     def layers(self) -> list[IntLinear]:
@@ -225,11 +365,17 @@ class QuantizedNetwork:
 
     @property
     def input_fmt(self) -> FixedPoint:
-        return self.layers[0].act_fmt
+        """Format of the input codes: what the first op that reads the input expects."""
+        fmt = self.value_formats()[0]
+        assert fmt is not None  # some op reads the input: __init__ allows no other graph
+        return fmt
 
     @property
     def output_fmt(self) -> FixedPoint:
-        return self.layers[-1].acc_fmt
+        """Format of the output codes (the output layer's accumulator, for the Table 1 networks)."""
+        fmt = self.value_formats()[-1]
+        assert fmt is not None
+        return fmt
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """Real inputs -> input codes (round half to even, saturate)."""
@@ -270,10 +416,11 @@ class QuantizedNetwork:
         check_codes(x_int, self.input_fmt.qmin, self.input_fmt.qmax, what="input codes")
         if params is None:
             params = self.stored_params(storage, generator)
-        h = x_int.to(torch.int64)
-        outs: list[torch.Tensor] = []
+        values = [x_int.to(torch.int64)]
         it = iter(params)
-        for op in self.ops:
+        for i, op in enumerate(self.ops):
+            args = [values[j] for j in self.op_inputs(i)]
+            h = args[0]
             if isinstance(op, IntLinear):
                 w, b = next(it)
                 h = op.run(h, multiplier, w, b, approx)
@@ -283,8 +430,19 @@ class QuantizedNetwork:
                 h = F.max_pool2d(h.to(torch.float64), op.kernel, op.stride).to(torch.int64)
             elif isinstance(op, IntFlatten):
                 h = h.flatten(1)
-            outs.append(h)
-        return outs if return_all else h
+            elif isinstance(op, IntAvgPool2d):
+                h = avgpool2d_int(h, op.kernel, op.stride)
+            elif isinstance(op, IntAdd):
+                h = add_int(args, op.in_fmts, op.out_fmt)
+            elif isinstance(op, IntCat):
+                h = cat_int(args, op.in_fmts, op.out_fmt, op.dim)
+            values.append(h)
+        return values[1:] if return_all else values[-1]
+
+    def layer_inputs(self, outs: list[torch.Tensor], x_int: torch.Tensor) -> list[torch.Tensor]:
+        """The input codes of every parameter layer, picked from ``forward_int(..., return_all=True)``."""
+        values = [x_int.to(torch.int64), *outs]
+        return [values[self.op_inputs(i)[0]] for i, op in enumerate(self.ops) if isinstance(op, IntLinear)]
 
     def predict(self, x: torch.Tensor, multiplier: Multiplier, **kw: Any) -> torch.Tensor:
         """Class predictions from real inputs (argmax of the output accumulator)."""
@@ -302,6 +460,12 @@ class QuantizedNetwork:
             for key, default in (("dilation", 1), ("groups", 1), ("padding_mode", "zeros")):
                 if key in d and d[key] in (default, (default, default)):
                     del d[key]  # conv options at their defaults: the file older versions wrote
+            if d.get("inputs", 0) is None:
+                del d["inputs"]  # a chain: the file older versions wrote
+            elif "inputs" in d:
+                d["inputs"] = list(d["inputs"])
+            if "in_fmts" in d:
+                d["in_fmts"] = [asdict(f) for f in d["in_fmts"]]
             d["kind"] = op.kind
             ops.append(d)
         return {"format": _FORMAT_NAME, "version": FORMAT_VERSION, "ops": ops, "meta": self.meta}
@@ -326,7 +490,8 @@ class QuantizedNetwork:
             raise ValueError(f"{source}: not a QuantizedNetwork file")
         if state.get("version") != FORMAT_VERSION:
             raise ValueError(f"{source}: QuantizedNetwork version {state.get('version')} unsupported (need {FORMAT_VERSION})")
-        kinds = {"linear": IntLinear, "conv2d": IntConv2d, "relu": IntReLU, "maxpool2d": IntMaxPool2d, "flatten": IntFlatten}
+        kinds = {"linear": IntLinear, "conv2d": IntConv2d, "relu": IntReLU, "maxpool2d": IntMaxPool2d,
+                 "flatten": IntFlatten, "avgpool2d": IntAvgPool2d, "add": IntAdd, "cat": IntCat}
         ops: list[IntOp] = []
         try:
             for d in state["ops"]:
@@ -335,10 +500,14 @@ class QuantizedNetwork:
                 for key in ("act_fmt", "weight_fmt", "acc_fmt", "out_fmt", "bias_fmt"):
                     if isinstance(d.get(key), dict):
                         d[key] = FixedPoint(**d[key])
+                if "in_fmts" in d:
+                    d["in_fmts"] = [FixedPoint(**f) for f in d["in_fmts"]]
+                if d.get("inputs") is not None:
+                    d["inputs"] = tuple(int(j) for j in d["inputs"])
                 ops.append(kinds[kind](**d))
+            net = cls(ops, state.get("meta"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: corrupt QuantizedNetwork ({exc})") from exc
-        net = cls(ops, state.get("meta"))
         for layer in net.layers:  # codes must fit their words: a corrupt file fails here, not in RTL
             check_codes(layer.weight, layer.weight_fmt.qmin, layer.weight_fmt.qmax, what=f"{source} weights")
             assert layer.bias_fmt is not None

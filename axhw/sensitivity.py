@@ -21,15 +21,27 @@ How it is computed, exactly and without per-output loops:
   no per-sample gradient is materialised.
 * Conv2d layer (and anything else: shared weights, layers called twice, Linear on >2-D input): the
   per-sample, per-output gradient ``dO_k/dW`` sums over spatial positions (or calls), so the absolute value
-  must come *after* that sum; it is formed exactly with ``unfold`` (im2col) and an einsum.
+  must come *after* that sum; it is formed exactly with im2col and a batched GEMM (for a ``groups=1``
+  convolution used once: :class:`~axhw.sensitivity_kernels.ConvWeightTerm`, in chunks of samples with a hand-written backward;
+  otherwise ``unfold`` and an einsum).
 
 The result keeps its graph (``create_graph=True``), so ``torch.autograd.grad(S, params)`` is the exact
 gradient of eq. 6: autograd's double backward through the hooked backward is the same Hessian-vector
 product ``H V`` with ``V = |w| sign(dO/dw)`` that the paper evaluates with Pearlmutter's R-operator
 (eqs. 7-11), at the cost of roughly one extra forward-backward sweep per output batch.
 
+Estimate. ``estimator="estimate"`` replaces the output basis by ``P`` sampled, reweighted outputs per
+sample (:mod:`axhw.sensitivity_estimate`): the same code then gives an unbiased estimate of S and of its
+eq. 6 gradient at the cost of ``P`` outputs instead of ``K``.
+
 Assumption: samples are independent (``O[n]`` depends on ``x[n]`` only), which holds for the MLPs and
-LeNet-5 of the paper. Batch normalisation that uses batch statistics breaks it and is rejected.
+LeNet-5 of the paper. Batch normalisation that uses batch statistics (train mode, or no running
+statistics) couples the samples; there S is *defined* with the batch statistics as constants: the
+per-sample Jacobian of the network BN folds into at inference, with this batch's mean and (biased)
+variance as the fixed statistics. Those BatchNorm modules (``isinstance`` of torch's ``_BatchNorm``, so
+subclasses too) then run with detached batch statistics during the evaluation of S, which leaves their
+running statistics untouched; :func:`sensitivity_and_output` takes the returned outputs from a separate,
+ordinary forward (standard BN training for E, one extra forward).
 
 The adaptive preference factor of section 3.1.3 is :class:`AdaptiveGamma`.
 """
@@ -37,12 +49,18 @@ The adaptive preference factor of section 3.1.3 is :class:`AdaptiveGamma`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MethodType
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from axhw.sensitivity_estimate import OutputSampler, make_sampler
+from axhw.sensitivity_kernels import AbsWeightedSum, ConvWeightTerm
 
 __all__ = [
     "LAYER_TYPES",
@@ -58,7 +76,7 @@ __all__ = [
 #: Layer types whose weights and biases enter S(w) (isinstance, so subclasses are included).
 LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+Estimator = Literal["exact", "estimate"]
 
 
 @dataclass
@@ -74,13 +92,39 @@ def _params(layer: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n in ("weight", "bias") if isinstance(p := getattr(layer, n, None), nn.Parameter)]
 
 
-def _check_model(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, _BATCHNORMS) and (m.training or m.running_mean is None):
-            raise ValueError(
-                f"{type(m).__name__} uses batch statistics, so outputs of one sample depend on the others and "
-                "per-sample sensitivity is undefined; call model.eval() on it (or use running statistics)."
-            )
+def _batch_stat_norms(model: nn.Module) -> list[nn.Module]:
+    """BatchNorm modules (subclasses included) that normalise with batch statistics: train mode, or none kept."""
+    bn = nn.modules.batchnorm._BatchNorm
+    return [m for m in model.modules() if isinstance(m, bn) and (m.training or m.running_mean is None)]
+
+
+def _bn_constant_stats_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+    """BatchNorm with this batch's statistics as constants: same value, per-sample Jacobian, no buffer update."""
+    dims = [0, *range(2, x.dim())]
+    xd = x.detach()
+    mean, var = xd.mean(dims), xd.var(dims, unbiased=False)  # biased variance, as train-mode BN normalises
+    return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+@contextmanager
+def _batch_stats_as_constants(model: nn.Module) -> Iterator[bool]:
+    """Within the block, batch-statistics BatchNorms of ``model`` use detached statistics (module docstring).
+
+    An instance attribute shadows the class's ``forward``, so ``module(x)`` calls from any model (Sequential,
+    custom, torch.fx GraphModule) see it; the original is always restored. Yields whether any module changed.
+    """
+    mods = _batch_stat_norms(model)
+    saved = [m.__dict__.get("forward") for m in mods]
+    for m in mods:
+        m.forward = MethodType(_bn_constant_stats_forward, m)
+    try:
+        yield bool(mods)
+    finally:
+        for m, f in zip(mods, saved, strict=True):
+            if f is None:
+                del m.forward
+            else:
+                m.forward = f
 
 
 def _record(model: nn.Module, x: Tensor) -> tuple[Tensor, list[_Call]]:
@@ -108,15 +152,21 @@ def _record(model: nn.Module, x: Tensor) -> tuple[Tensor, list[_Call]]:
     return out, calls
 
 
-def _output_deltas(out2d: Tensor, zs: list[Tensor], create_graph: bool, vectorize: bool) -> list[Tensor]:
-    """``delta[k] = dO_k/dz`` for every recorded ``z``, shape ``(K, *z.shape)`` (BP of eq. 2, all outputs)."""
+def _output_deltas(out2d: Tensor, zs: list[Tensor], create_graph: bool, vectorize: bool,
+                   basis: Tensor | None = None) -> list[Tensor]:
+    """``delta[k] = dO_k/dz`` for every recorded ``z``, shape ``(K, *z.shape)`` (BP of eq. 2, all outputs).
+
+    ``basis`` ``(R, N, K)`` replaces the output basis ``e_1..e_K`` (the estimator's probes): then
+    ``delta[r] = sum_k basis[r, :, k] dO_k/dz``, shape ``(R, *z.shape)``.
+    """
     n, k = out2d.shape
-    basis = torch.eye(k, dtype=out2d.dtype, device=out2d.device).unsqueeze(1).expand(k, n, k)
+    if basis is None:
+        basis = torch.eye(k, dtype=out2d.dtype, device=out2d.device).unsqueeze(1).expand(k, n, k)
     kwargs: dict[str, Any] = dict(retain_graph=True, create_graph=create_graph, allow_unused=True)
     kwargs["materialize_grads"] = True
     if vectorize:
         return list(torch.autograd.grad(out2d, zs, basis, is_grads_batched=True, **kwargs))
-    per_k = [torch.autograd.grad(out2d, zs, basis[i], **kwargs) for i in range(k)]
+    per_k = [torch.autograd.grad(out2d, zs, basis[i], **kwargs) for i in range(basis.shape[0])]
     return [torch.stack(ds) for ds in zip(*per_k, strict=True)]
 
 
@@ -164,6 +214,30 @@ def _conv_grads(call: _Call, delta: Tensor) -> dict[str, Tensor]:
     return {"weight": gw, "bias": d.sum(-1).reshape(k, n, o)}
 
 
+def _conv_sample_terms(layer: nn.Conv2d, a: Tensor, delta: Tensor) -> dict[str, Tensor]:
+    """Per-sample terms ``sum_k sum_{w in p} |w| |dO_k/dw|`` ``(N,)`` of one call of a ``groups=1`` Conv2d.
+
+    The numbers of :func:`_conv_grads` followed by ``|.|`` and the weighted sum, computed by
+    :class:`~axhw.sensitivity_kernels.ConvWeightTerm` (chunked, no full im2col) and ``AbsWeightedSum`` for the bias. Used
+    wherever a parameter enters S once.
+    """
+    k, n, o = delta.shape[:3]
+    pad: Any = layer.padding
+    if isinstance(pad, str) or layer.padding_mode != "zeros":
+        a = F.pad(a, _conv_pad(layer), mode="constant" if layer.padding_mode == "zeros" else layer.padding_mode)
+        pad = (0, 0)
+    pair = torch.nn.modules.utils._pair
+    geom = (pair(layer.kernel_size), pair(layer.dilation), pair(pad), pair(layer.stride))
+    d = delta.reshape(k, n, o, -1).transpose(0, 1).reshape(n, k * o, -1)  # a view for one probe
+    terms: dict[str, Tensor] = {}
+    for name, p in _params(layer):
+        if name == "weight":
+            terms[name] = ConvWeightTerm.apply(a, d, p.abs().reshape(o, -1), k, geom)
+        else:
+            terms[name] = AbsWeightedSum.apply(d.sum(2, keepdim=True).view(n, k, -1), p.abs().reshape(-1))
+    return terms
+
+
 def _linear_closed_form(
     a: Tensor, delta: Tensor, p: Tensor, name: str, reduce: Literal["sample", "param"]
 ) -> Tensor:
@@ -185,21 +259,25 @@ def _terms(
     create_graph: bool,
     vectorize: bool,
     only: set[nn.Parameter] | None = None,
+    sampler: OutputSampler | None = None,
 ) -> tuple[dict[nn.Parameter, Tensor], Tensor]:
     """Sensitivity contribution of each parameter, either per sample ``(N,)`` or per element (mean over N),
     and the model output of the hooked forward.
 
     ``reduce="sample"`` gives ``sum_k sum_{w in p} |w| |dO_k(x_n)/dw|`` for each sample n;
     ``reduce="param"`` gives ``|w| * mean_n sum_k |dO_k(x_n)/dw|`` with the parameter's shape (Fig. 4).
+    With a ``sampler`` the sum over k is its unbiased estimate (:mod:`axhw.sensitivity_estimate`).
     """
-    _check_model(model)
-    with torch.enable_grad():
+    with torch.enable_grad(), _batch_stats_as_constants(model):
         out, calls = _record(model, x)
+        z_last = calls[-1].z if calls else None
         if only is not None:
             calls = [c for c in calls if any(p in only for _, p in _params(c.layer))]
         if not calls:
             return {}, out
-        deltas = _output_deltas(out.reshape(out.shape[0], -1), [c.z for c in calls], create_graph, vectorize)
+        out2d = out.reshape(out.shape[0], -1)
+        basis = _probe_basis(sampler, out2d, z_last, vectorize)
+        deltas = _output_deltas(out2d, [c.z for c in calls], create_graph, vectorize, basis)
         uses = Counter(p for c in calls for _, p in _params(c.layer))
 
         result: dict[nn.Parameter, Tensor] = {}
@@ -207,10 +285,15 @@ def _terms(
         for call, delta in zip(calls, deltas, strict=True):
             params = [(name, p) for name, p in _params(call.layer) if only is None or p in only]
             closed = isinstance(call.layer, nn.Linear) and call.a.dim() == 2
+            fused = (reduce == "sample" and isinstance(call.layer, nn.Conv2d) and call.layer.groups == 1
+                     and call.a.dim() == 4 and all(uses[p] == 1 for _, p in params))
+            if fused:
+                terms = _conv_sample_terms(call.layer, call.a, delta)
+                result.update({p: terms[name] for name, p in params})
             for name, p in params:
                 if closed and uses[p] == 1:
                     result[p] = _linear_closed_form(call.a, delta, p, name, reduce)
-            rest = [(name, p) for name, p in params if not (closed and uses[p] == 1)]
+            rest = [(name, p) for name, p in params if not fused and not (closed and uses[p] == 1)]
             if rest:
                 linear = isinstance(call.layer, nn.Linear)
                 grads = _linear_grads(call, delta) if linear else _conv_grads(call, delta)
@@ -223,6 +306,21 @@ def _terms(
     if not create_graph:
         result = {p: t.detach() for p, t in result.items()}
     return result, out
+
+
+def _probe_basis(sampler: OutputSampler | None, out2d: Tensor, z_last: Tensor | None,
+                 vectorize: bool) -> Tensor | None:
+    """The estimator's probes ``(P, N, K)``, or ``None`` (exact: the output basis).
+
+    The ``tail`` proposal gets ``dO/dz`` of the last Linear/Conv2d call: a K-probe backward through the
+    output nonlinearity only (autograd stops at ``z``), cheap next to the P probes through the network.
+    """
+    if sampler is None:
+        return None
+    tail = None
+    if sampler.needs_tail and sampler.probes < out2d.shape[1] and z_last is not None and z_last.requires_grad:
+        tail = _output_deltas(out2d, [z_last], False, vectorize)[0]
+    return sampler.basis(out2d, tail)
 
 
 # --------------------------------------------------------------------------- Sequential fast path
@@ -275,19 +373,22 @@ def _fast_supported(mods: list[nn.Module]) -> bool:
     return True
 
 
-def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
+def _sequential_sensitivity(mods: list[nn.Module], x: Tensor,
+                            sampler: OutputSampler | None = None) -> tuple[Tensor, Tensor]:
     """Per-sample S ``(N,)`` and the model output for a Sequential of Linear/Conv2d/ReLU/Sigmoid/Tanh/
     MaxPool2d/Flatten, with ``delta_k`` propagated explicitly instead of through a vmapped autograd backward.
 
-    Same mathematics as :func:`_terms`: one forward records ``a``, ``z``, ReLU masks, pooling indices and
+    Same mathematics as :func:`_terms`: one forward records ``a``, ``z``, ReLU outputs, pooling indices and
     activation slopes; ``delta_k = dO_k/dz`` for all K outputs is then built layer by layer backwards
     (``delta @ W``, transposed convolution, unpooling, times the slope), as an ordinary differentiable
     expression. So ``S.backward()`` is a plain first-order backward over that expression and equals the
     eq. 6 gradient of the generic path (the ReLU masks and pooling indices are piecewise constant, exactly
     as in autograd's double backward). Why: it saves the second forward and the batched double backward,
-    the bulk of AxTrain-act's step time (bench/bench_train.py).
+    the bulk of AxTrain-act's step time (bench/bench_train.py). With a ``sampler`` the K outputs' basis
+    is replaced by its P probes (unbiased estimate, :mod:`axhw.sensitivity_estimate`).
     """
     h = x
+    z_last: Tensor | None = None
     rev: list[tuple[str, Any]] = []  # reverse-step records, in forward order
     layers: list[tuple[nn.Module, Tensor, int]] = []  # (layer, input a, index into rev)
     for m in mods:
@@ -296,7 +397,7 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, T
                 raise _Fallback
             layers.append((m, h, len(rev)))
             rev.append(("layer", (m, h.shape)))
-            h = m(h)
+            h = z_last = m(h)
         elif isinstance(m, nn.MaxPool2d):
             shape = h.shape
             h, idx = F.max_pool2d(h, m.kernel_size, m.stride, 0, 1, False, True)
@@ -305,8 +406,8 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, T
             rev.append(("flatten", h.shape))
             h = m(h)
         elif isinstance(m, nn.ReLU):
-            rev.append(("slope", (h > 0).to(h.dtype)))
             h = m(h)
+            rev.append(("relu", h))  # slope (h > 0) formed only where needed: at the arg-max after a pooling
         elif isinstance(m, nn.Sigmoid):
             h = m(h)
             rev.append(("slope", h * (1 - h)))
@@ -319,8 +420,11 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, T
         raise _Fallback
     n, k = out.shape
     first = layers[0][2]
-    delta: Tensor = torch.eye(k, dtype=out.dtype, device=out.device).unsqueeze(1).expand(k, n, k)
-    deltas: dict[int, Tensor | _Pooled] = {}
+    probes = _probe_basis(sampler, out, z_last, True)
+    delta: Tensor = torch.eye(k, dtype=out.dtype, device=out.device).unsqueeze(1).expand(k, n, k) \
+        if probes is None else probes
+    k = delta.shape[0]  # from here on: the number of probes (K for the exact basis)
+    deltas: dict[int, Tensor] = {}
     d: Tensor | _Pooled = delta
     for i in range(len(rev) - 1, first - 1, -1):
         kind, rec = rev[i]
@@ -329,6 +433,11 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, T
                 d = _Pooled(d.values * rec.flatten(2).gather(2, d.idx).unsqueeze(0), d.idx, d.shape)
             else:
                 d = d * rec.unsqueeze(0)
+        elif kind == "relu":  # rec is the ReLU output: slope 1 where it is positive
+            if isinstance(d, _Pooled):
+                d = _Pooled(d.values * (rec.flatten(2).gather(2, d.idx) > 0).unsqueeze(0), d.idx, d.shape)
+            else:
+                d = d * (rec > 0).unsqueeze(0)
         elif kind == "flatten":
             d = _dense(d).reshape(k, *rec)
         elif kind == "pool":
@@ -336,11 +445,10 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, T
             dd = _dense(d)
             d = _Pooled(dd.reshape(k, n, shape[1], -1), idx.flatten(2), shape)
         else:  # layer: d is dO/dz here; step through it only if an earlier layer needs it
-            deltas[i] = d
+            deltas[i] = dd = _dense(d)
             if i == first:
                 break
             lay, a_shape = rec
-            dd = _dense(d)
             if isinstance(lay, nn.Linear):
                 d = dd @ lay.weight
             else:
@@ -352,14 +460,11 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor) -> tuple[Tensor, T
     for lay, a, i in layers:
         di = deltas[i]
         if isinstance(lay, nn.Linear):
-            grads = None
-        else:
-            grads = _conv_grads(_Call(lay, a, _dense(di)), _dense(di))
-        for name, p in _params(lay):
-            if grads is None:
-                total = total + _linear_closed_form(a, _dense(di), p, name, "sample")
-            else:  # |.| after the sum over positions (eq. 5), as in _terms
-                total = total + (grads[name].abs().sum(0) * p.abs()).flatten(1).sum(1)
+            for name, p in _params(lay):
+                total = total + _linear_closed_form(a, di, p, name, "sample")
+        else:  # |.| after the sum over positions (eq. 5), as in _terms
+            for t in _conv_sample_terms(lay, a, di).values():
+                total = total + t
     return total, out
 
 
@@ -392,42 +497,59 @@ class _Fallback(Exception):
     """The Sequential fast path does not apply to this input; use the hooked generic path."""
 
 
-def sensitivity_and_output(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+def sensitivity_and_output(
+    model: nn.Module, x: Tensor, *, estimator: Estimator | OutputSampler = "exact", probes: int = 1,
+    generator: torch.Generator | int | None = None,
+) -> tuple[Tensor, Tensor]:
     """``(S, model(x))`` from one forward: the regulariser of eq. 4 and the outputs for the loss E.
 
     Training with ``E + gamma * S`` needs both; sharing the forward saves one pass per step. ``S`` is the
-    differentiable scalar of :func:`sensitivity` (same value, same eq. 6 gradient) and the outputs are
-    those of ``model(x)``, with their graph.
+    differentiable scalar of :func:`sensitivity` (same value, same eq. 6 gradient; with
+    ``estimator="estimate"`` an unbiased estimate of both) and the outputs are those of ``model(x)``, with
+    their graph. With batch-statistics BatchNorm the outputs come from a second, ordinary forward (module
+    docstring), so E trains BN as usual and its running statistics are updated once.
+
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3), nn.Sigmoid())
+    >>> s, out = sensitivity_and_output(net, torch.randn(5, 3), estimator="estimate", probes=1, generator=0)
+    >>> s.shape, out.shape
+    (torch.Size([]), torch.Size([5, 3]))
     """
-    per_sample, out = _per_sample_and_output(model, x, create_graph=True, vectorize=True)
+    sampler = make_sampler(estimator, probes, generator)
+    if _batch_stat_norms(model):
+        out = model(x)
+        per_sample, _ = _per_sample_and_output(model, x, create_graph=True, vectorize=True, sampler=sampler)
+        return per_sample.mean(), out
+    per_sample, out = _per_sample_and_output(model, x, create_graph=True, vectorize=True, sampler=sampler)
     return per_sample.mean(), out
 
 
 def _per_sample_and_output(model: nn.Module, x: Tensor, *, create_graph: bool, vectorize: bool,
-                           path: Literal["auto", "hooks"] = "auto") -> tuple[Tensor, Tensor]:
-    _check_model(model)
+                           path: Literal["auto", "hooks"] = "auto",
+                           sampler: OutputSampler | None = None) -> tuple[Tensor, Tensor]:
     mods = _flat_modules(model) if path == "auto" else None
     if mods is not None and _fast_supported(mods):
         try:
             with torch.enable_grad():
-                s, out = _sequential_sensitivity(mods, x)
+                s, out = _sequential_sensitivity(mods, x, sampler)
         except _Fallback:
             pass
         else:
             return (s, out) if create_graph else (s.detach(), out)
-    terms, out = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize)
+    terms, out = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize, sampler=sampler)
     s = torch.stack(list(terms.values())).sum(0) if terms else x.new_zeros(x.shape[0])
     return s, out
 
 
 def per_sample_sensitivity(
     model: nn.Module, x: Tensor, *, create_graph: bool = True, vectorize: bool = True,
-    path: Literal["auto", "hooks"] = "auto",
+    path: Literal["auto", "hooks"] = "auto", estimator: Estimator | OutputSampler = "exact", probes: int = 1,
+    generator: torch.Generator | int | None = None,
 ) -> Tensor:
     """Per-sample network sensitivity ``S_n = sum_k sum_w |w| |dO_k(x_n)/dw|`` (eq. 5), shape ``(N,)``.
 
     Args:
         model: Network; all weights and biases of its Linear/Conv2d modules (and subclasses) are counted.
+            Batch-statistics BatchNorm is taken with its batch statistics as constants (module docstring).
         x: Input batch; ``model(x)`` must return outputs with the batch as first dimension. Outputs with
             more than one further dimension are flattened into ``K`` outputs.
         create_graph: Keep the graph so the result can be differentiated (eq. 6); ``False`` detaches.
@@ -436,6 +558,11 @@ def per_sample_sensitivity(
         path: ``"auto"`` uses the explicit Sequential path where every module has a closed-form reverse
             step (Linear, Conv2d, ReLU, Sigmoid, Tanh, MaxPool2d, Flatten), else the hooked autograd path;
             ``"hooks"`` forces the latter (the general definition, used as the reference in tests).
+        estimator: ``"exact"`` (all K outputs), ``"estimate"`` (unbiased estimate from ``probes`` sampled
+            outputs per sample, :mod:`axhw.sensitivity_estimate`), or an
+            :class:`~axhw.sensitivity_estimate.OutputSampler` for full control of the sampling.
+        probes: ``P >= 1`` for ``"estimate"`` (cost ~ P outputs instead of K; ``P >= K`` is exact).
+        generator: ``torch.Generator`` or seed of the draw (``None``: torch's global RNG).
 
     Returns:
         Tensor of shape ``(N,)``.
@@ -444,23 +571,26 @@ def per_sample_sensitivity(
     >>> per_sample_sensitivity(net, torch.randn(5, 3)).shape
     torch.Size([5])
     """
-    return _per_sample_and_output(model, x, create_graph=create_graph, vectorize=vectorize, path=path)[0]
+    sampler = make_sampler(estimator, probes, generator)
+    return _per_sample_and_output(model, x, create_graph=create_graph, vectorize=vectorize, path=path,
+                                  sampler=sampler)[0]
 
 
 def sensitivity(model: nn.Module, x: Tensor, *, create_graph: bool = True, vectorize: bool = True,
-                path: Literal["auto", "hooks"] = "auto") -> Tensor:
+                path: Literal["auto", "hooks"] = "auto", estimator: Estimator | OutputSampler = "exact",
+                probes: int = 1, generator: torch.Generator | int | None = None) -> Tensor:
     """Batch-mean network sensitivity ``S(w)`` of eq. 5, the regulariser of eq. 4, as a differentiable scalar.
 
     ``torch.autograd.grad(S, params)`` is the exact eq. 6 gradient (first term plus the Hessian-vector product
-    that the paper computes with Pearlmutter's R-operator, eqs. 7-11). Parameter ``.grad`` fields and hooks are
-    left untouched; train and eval mode both work (samples must be independent: no batch-statistics BN).
+    that the paper computes with Pearlmutter's R-operator, eqs. 7-11); with ``estimator="estimate"`` both
+    are unbiased estimates. Parameter ``.grad`` fields, hooks and BatchNorm running statistics are left
+    untouched; train and eval mode both work (batch-statistics BN: statistics as constants).
 
     Args:
         model: Network; all weights and biases of its Linear/Conv2d modules (and subclasses) are counted.
         x: Input batch.
         create_graph: Keep the graph for ``backward`` (default); ``False`` gives a detached value for logging.
-        vectorize: See :func:`per_sample_sensitivity`.
-        path: See :func:`per_sample_sensitivity`.
+        vectorize, path, estimator, probes, generator: See :func:`per_sample_sensitivity`.
 
     Returns:
         Scalar tensor ``mean_n sum_k sum_w |w| |dO_k(x_n)/dw|``.
@@ -472,7 +602,8 @@ def sensitivity(model: nn.Module, x: Tensor, *, create_graph: bool = True, vecto
     >>> bool(s > 0)
     True
     """
-    return per_sample_sensitivity(model, x, create_graph=create_graph, vectorize=vectorize, path=path).mean()
+    return per_sample_sensitivity(model, x, create_graph=create_graph, vectorize=vectorize, path=path,
+                                  estimator=estimator, probes=probes, generator=generator).mean()
 
 
 def sensitivity_by_parameter(

@@ -2,7 +2,8 @@
 
 * ``bp``: conventional training of the ideal (float) network on the output error E.
 * ``act``: E_tot = E + gamma * S(w) (eq. 4), S from :func:`axhw.sensitivity.sensitivity` with its exact
-  gradient by double backward (the Hessian-vector product of eq. 6), gamma adapted per epoch (section 3.1.3).
+  gradient by double backward (the Hessian-vector product of eq. 6), gamma adapted per epoch (section 3.1.3);
+  ``sensitivity="estimate"`` uses an unbiased estimate of both from sampled outputs instead.
 * ``pas``: the forward pass runs the hardware model (quantized operands, the chosen multiplier, fresh NTV
   flips on stored parameters every pass); gradients pass the clipped straight-through estimator (eq. 12).
 * ``axtrain``: act until E and S converge (or the act budget ends), then pas for ``pas_epochs``.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,21 +24,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from axhw.data.registry import APPLICATIONS
+from axhw.factories import check_outputs, check_spec, load_user_data, normalize_args, user_model
 from axhw.fixedpoint import FixedPoint
+from axhw.graphint import hardware_formats, load_hardware_formats
 from axhw.io import atomic_torch_save, atomic_write_json
 from axhw.models import build_model
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip, set_hardware, to_quantized
 from axhw.quant import QuantizedNetwork
 from axhw.sensitivity import AdaptiveGamma, sensitivity, sensitivity_and_output
+from axhw.sensitivity_estimate import ESTIMATORS
 
 __all__ = [
     "CHECKPOINT_VERSION",
     "METHODS",
     "TrainConfig",
+    "build_training_model",
     "config_diff",
     "integer_test_inputs",
     "load_checkpoint",
     "output_loss",
+    "same_config",
     "train",
     "train_cached",
     "train_step",
@@ -49,6 +55,8 @@ CHECKPOINT_VERSION = 1
 _CHECKPOINT_FORMAT = "axhw.checkpoint"
 #: Samples used to measure S(w) at the end of every epoch (same probe for every method, for comparability).
 SENSITIVITY_PROBE = 256
+#: Offset of the S estimator's per-epoch seeds, apart from the batch-order seeds ``seed * 7919 + epoch``.
+_ESTIMATE_STREAM = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,15 @@ class TrainConfig:
 
     Attributes:
         dataset: application of Table 1 (``breast_cancer``, ``image_seg``, ``ionosphere``, ``satimage``,
-            ``mnist_mlp``, ``mnist_cnn``).
+            ``mnist_mlp``, ``mnist_cnn``): the data, and the network unless ``model`` is given. With
+            ``data`` it is only the run's label (any name; it names the run in outputs).
+        model: your network instead of the Table 1 one: ``"pkg.module:factory"``, a function returning an
+            ``nn.Module`` (:mod:`axhw.factories`), made hardware-aware by :func:`axhw.convert`. Its outputs
+            are trained like the paper's sigmoid units (``loss``): end it in a sigmoid.
+        model_args: keyword arguments of the ``model`` factory (JSON values; tuples are stored as lists).
+        data: your data instead of ``dataset``'s: ``"pkg.module:factory"`` returning ``(x_train, y_train,
+            x_test, y_test)`` (:func:`axhw.factories.load_user_data`); inputs are used as given (no scaling,
+            no reshaping) and ``data_dir`` is unused.
         method: ``bp``, ``act``, ``pas`` or ``axtrain``.
         multiplier: multiplier of the pas phase (``exact``, ``drum<k>``, ``K1``..``K4``).
         voltage_mv: SRAM voltage of the pas phase (1100 = no flips).
@@ -82,6 +98,11 @@ class TrainConfig:
         loss: output error E: ``mse`` on the sigmoid outputs against one-hot targets (the paper's) or ``bce``.
         saturation_ste: pas: also zero the gradient of outputs the hardware clamped (default; see
             :class:`axhw.nn.HardwareConfig`); without it pas from random init stalls on MNIST-MLP.
+        sensitivity: how act computes S(w) and its eq. 6 gradient in each step: ``exact`` (all K outputs, the
+            default) or ``estimate`` (unbiased estimate from ``probes`` sampled outputs per sample, seeded
+            from ``seed`` and the epoch; :mod:`axhw.sensitivity_estimate`). The per-epoch S in the history
+            is always exact.
+        probes: outputs sampled per sample by the ``estimate`` (>= 1; cost grows with it, variance falls).
         limit: use at most this many training samples, a seeded stratified subset (quick runs; None = all).
         data_dir: dataset cache directory (None = default).
     """
@@ -105,14 +126,29 @@ class TrainConfig:
     converge_tol: float = 0.01
     loss: Literal["mse", "bce"] = "mse"
     saturation_ste: bool = True
+    sensitivity: Literal["exact", "estimate"] = "exact"
+    probes: int = 1
     limit: int | None = None
     data_dir: str | None = None
+    model: str | None = None
+    # hash=False: a dict does not hash; configs that differ only here still compare unequal
+    model_args: dict[str, Any] = field(default_factory=dict, hash=False)
+    data: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}: valid methods are {', '.join(METHODS)}")
-        if self.dataset not in APPLICATIONS:
+        if self.data is not None:
+            check_spec(self.data, "--data")
+            if not isinstance(self.dataset, str) or not self.dataset.strip():
+                raise ValueError("dataset (the run's label with --data) must be a non-empty name")
+        elif self.dataset not in APPLICATIONS:
             raise ValueError(f"unknown dataset {self.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
+        if self.model is not None:
+            check_spec(self.model, "--model")
+        elif self.model_args:
+            raise ValueError("model_args without model: --model-arg needs --model")
+        object.__setattr__(self, "model_args", normalize_args(self.model_args))
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or (self.pas_lr is not None and self.pas_lr <= 0):
             raise ValueError("epochs and batch_size must be >= 1 and lr, pas_lr > 0")
         if self.method == "axtrain" and self.epochs < 2:
@@ -123,6 +159,10 @@ class TrainConfig:
                              f"{self.pas_epochs + 1} or more")
         if self.act_warmup < 0:
             raise ValueError(f"act_warmup={self.act_warmup} out of range: must be >= 0")
+        if self.sensitivity not in ESTIMATORS:
+            raise ValueError(f"unknown sensitivity {self.sensitivity!r}: valid choices are {', '.join(ESTIMATORS)}")
+        if isinstance(self.probes, bool) or not isinstance(self.probes, int) or self.probes < 1:
+            raise ValueError(f"probes={self.probes!r} out of range: must be an integer >= 1")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"unknown loss {self.loss!r}: valid losses are 'mse', 'bce'")
         self.pas_hardware()  # validates multiplier, bits and voltage
@@ -141,13 +181,59 @@ def output_loss(out: torch.Tensor, y: torch.Tensor, kind: str = "mse") -> torch.
 
 
 def _inputs(cfg: TrainConfig, x: torch.Tensor) -> torch.Tensor:
+    """The network's view of the inputs: ``--data`` as given, MNIST-CNN 1x28x28 images, else flat vectors."""
+    if cfg.data is not None:
+        return x
     return x.reshape(-1, 1, 28, 28) if cfg.dataset == "mnist_cnn" else x.reshape(x.shape[0], -1)
 
 
 def _load_data(cfg: TrainConfig) -> Any:
     from axhw.data import load
 
+    if cfg.data is not None:
+        return load_user_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
     return load(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir, limit=cfg.limit)
+
+
+def build_training_model(cfg: TrainConfig) -> nn.Module:
+    """The untrained float-mode network of ``cfg``: the Table 1 network of ``cfg.dataset``, or the ``model``
+    factory's module converted by :func:`axhw.convert` (same factory and arguments, same structure).
+
+    >>> build_training_model(TrainConfig(dataset="breast_cancer"))[0]
+    ApproxLinear(in_features=30, out_features=64, bias=True)
+    """
+    hw = HardwareConfig(mode="float", bits=cfg.bits)
+    if cfg.model is None:
+        return build_model(cfg.dataset, hw)
+    from axhw.convert import convert
+
+    try:
+        model, _ = convert(user_model(cfg.model, cfg.model_args), hw)
+    except (ValueError, TypeError) as exc:
+        if str(exc).startswith("--model "):
+            raise
+        raise ValueError(f"--model {cfg.model}: {exc}") from exc
+    return model
+
+
+def _recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
+    """Re-estimate batch-norm running statistics from the training data with the current weights
+    (``torch.optim.swa_utils.update_bn``: a cumulative average over one no-grad pass), after every
+    regularized act epoch.
+
+    Why, measured on the residual MNIST example (docs/own-network.md): act's S term, taken per sample with
+    batch statistics as constants (axhw.sensitivity), moves the normalized layers' weight scale, which batch
+    statistics absorb but the running averages lag behind: the network trained well in train mode (accuracy
+    0.90) while its eval-mode network, which pas freezes and the hardware folds, collapsed (0.59 -> 0.10).
+    Running statistics of the final weights restore the agreement. Freezing the statistics during act
+    instead let S drive the unnormalized network dead (S = 0, every output 0.5) within one epoch.
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    from torch.optim.swa_utils import update_bn
+
+    with torch.no_grad():
+        update_bn(x.split(batch_size), model)
 
 
 @dataclass
@@ -191,14 +277,17 @@ def _set_phase(model: nn.Module, cfg: TrainConfig, phase: str, x_calib: torch.Te
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
-               gamma: float = 0.0, loss_kind: str = "mse") -> tuple[torch.Tensor, float]:
+               gamma: float = 0.0, loss_kind: str = "mse", estimator: Literal["exact", "estimate"] = "exact",
+               probes: int = 1, generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
     """One optimisation step on ``E + gamma * S(w)`` (eq. 4; plain E when ``gamma == 0``).
 
     The model's mode decides BP/act (float) or pas (hardware forward, clipped STE backward).
+    ``estimator``, ``probes``, ``generator``: how S is computed (see :func:`axhw.sensitivity.sensitivity`).
     Returns the detached outputs and the value of E.
     """
     if gamma > 0:
-        s, out = sensitivity_and_output(model, xb)  # one forward for E and S (eq. 4)
+        # one forward for E and S (eq. 4)
+        s, out = sensitivity_and_output(model, xb, estimator=estimator, probes=probes, generator=generator)
         loss = output_loss(out, yb, loss_kind)
         total = loss + gamma * s
     else:
@@ -226,6 +315,10 @@ def _circuit_of(cfg: TrainConfig) -> dict[str, Any] | None:
 def _checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, gamma: AdaptiveGamma,
                 state: _State) -> dict[str, Any]:
     layers = approx_layers(model)
+    # Table 1 networks: one input format per layer (a chain); a factory's model: every format by module path.
+    fmts: dict[str, Any] = ({"formats": hardware_formats(model)} if cfg.model is not None else
+                            {"act_fmts": [asdict(layer.act_fmt) if layer.act_fmt is not None else None
+                                          for layer in layers]})
     return {
         "format": _CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -233,7 +326,7 @@ def _checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, 
         # Which circuit an imported multiplier name stood for (name, source and table hashes); None: built-in.
         "multiplier_circuit": _circuit_of(cfg),
         "model": model.state_dict(),
-        "act_fmts": [asdict(layer.act_fmt) if layer.act_fmt is not None else None for layer in layers],
+        **fmts,
         "optimizer": opt.state_dict(),
         "gamma": gamma.state_dict(),
         "epoch": state.epoch,
@@ -258,11 +351,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ck
 
 
-def model_from_checkpoint(ck: dict[str, Any], hw: HardwareConfig | None = None) -> nn.Sequential:
-    """Rebuild the trained model with its calibrated activation formats."""
+def model_from_checkpoint(ck: dict[str, Any], hw: HardwareConfig | None = None) -> nn.Module:
+    """Rebuild the trained model with its calibrated formats (a ``--model`` factory is called again)."""
     cfg = config_from_dict(ck["config"])
-    model = build_model(cfg.dataset, hw or HardwareConfig(mode="float", bits=cfg.bits))
+    model = build_training_model(cfg)
+    if hw is not None:
+        set_hardware(model, hw)
     model.load_state_dict(ck["model"])
+    if "formats" in ck:
+        load_hardware_formats(model, ck["formats"])
+        return model
     layers = approx_layers(model)
     fmts = [FixedPoint(**f) if f is not None else None for f in ck["act_fmts"]]
     for layer, fmt in zip(layers, fmts, strict=True):
@@ -302,9 +400,19 @@ def train_cached(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, pr
     checkpoint path. ``resume`` continues an interrupted run of the same configuration."""
     out_dir = Path(out_dir)
     metrics = out_dir / "metrics.json"
-    if not (metrics.is_file() and json.loads(metrics.read_text()).get("config") == asdict(cfg)):
+    if not (metrics.is_file() and same_config(json.loads(metrics.read_text()).get("config"), cfg)):
         train(cfg, out_dir, resume=resume, progress=progress)
     return out_dir / "checkpoint.pt"
+
+
+def same_config(saved: Any, cfg: TrainConfig) -> bool:
+    """Whether ``saved`` (a config read back from ``metrics.json``) is ``cfg``; fields newer than the file
+    count as their defaults, so a finished run stays finished when :class:`TrainConfig` grows a field."""
+    if not isinstance(saved, dict):
+        return False
+    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+                for f in fields(TrainConfig)}
+    return {**defaults, **saved} == asdict(cfg)
 
 
 def integer_test_inputs(ck: dict[str, Any]) -> tuple[QuantizedNetwork, torch.Tensor]:
@@ -345,7 +453,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     x_tr, y_tr = _inputs(cfg, data.x_train), data.y_train
     x_te, y_te = _inputs(cfg, data.x_test), data.y_test
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.dataset, HardwareConfig(mode="float", bits=cfg.bits))
+    model = build_training_model(cfg)
+    if cfg.model is not None or cfg.data is not None:
+        check_outputs(model, x_tr, int(max(int(y_tr.max()), int(y_te.max()))) + 1,
+                      f"--model {cfg.model}" if cfg.model is not None else f"the {cfg.dataset} network")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gamma = AdaptiveGamma(gamma0=cfg.gamma0, d_gamma=cfg.d_gamma, error_bound=cfg.error_bound)
     state = _State(phase=cfg.method if cfg.method != "axtrain" else "act")
@@ -373,10 +484,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         bar = tqdm(total=n_batches, desc=f"{cfg.dataset} {state.phase} epoch {state.epoch + 1}/{cfg.epochs}",
                    leave=False, disable=not progress)
         regularize = state.phase == "act" and state.epoch >= cfg.act_warmup
+        # Seeded per epoch (not carried across epochs) so that --resume draws the same probes.
+        s_gen = torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch + _ESTIMATE_STREAM)
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             xb, yb = x_tr[idx], y_tr[idx]
-            out, loss = train_step(model, opt, xb, yb, gamma.gamma if regularize else 0.0, cfg.loss)
+            out, loss = train_step(model, opt, xb, yb, gamma.gamma if regularize else 0.0, cfg.loss,
+                                   cfg.sensitivity, cfg.probes, s_gen)
             if not math.isfinite(loss):
                 bar.close()
                 raise ValueError(f"training diverged: loss is {loss} in epoch {state.epoch + 1}; lower --lr "
@@ -389,6 +503,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         used_gamma = gamma.gamma if regularize else 0.0
         if regularize:
             gamma.update(train_error)
+            _recalibrate_batchnorm(model, x_tr, cfg.batch_size)
         model.eval()
         if state.phase == "pas":  # S(w) is a property of the ideal network: measure it in float mode
             set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))

@@ -358,9 +358,8 @@ def test_train_and_eval_modes() -> None:
         nn.Linear(27, 4), nn.Sigmoid(),
     ).to(DT)  # fmt: skip
     x = torch.randn(3, 1, 8, 8, dtype=DT)
-    model.train()
-    with pytest.raises(ValueError, match="batch statistics"):
-        sensitivity(model, x)
+    model.train()  # batch-statistics BN: defined with the statistics as constants (test_sensitivity_estimate)
+    assert torch.isfinite(sensitivity(model, x))
     model[1].eval()  # running statistics: samples independent again; Dropout stays in train mode
     torch.manual_seed(5)
     got = per_sample_sensitivity(model, x)

@@ -85,8 +85,11 @@ def test_reproduce_quick_writes_data_plots_and_summary(tmp_path):
         assert (out / f"{name}.json").exists()
     rows = json.loads((out / "fig6.json").read_text())
     assert {r["mode"] for r in rows} == {"K1", "K2", "K3", "K4"} and {r["method"] for r in rows} == {"bp", "act", "axtrain"}
+    assert all(r["common_norm_loss_mean"] > 0 for r in rows)  # Fig. 6 with one normaliser per application too
+    bp = [r for r in rows if r["method"] == "bp"]
+    assert all(abs(r["common_norm_loss_mean"] - r["norm_loss_mean"]) < 1e-12 for r in bp)  # BP: both are BP at exact
     summary = (out / "summary.md").read_text()
-    assert "paper" in summary and "75.6" in summary and "32.1" in summary
+    assert "paper" in summary and "75.6" in summary and "32.1" in summary and "Common normaliser" in summary
     with pytest.raises(ValueError, match="valid figures"):
         reproduce(["fig5"], out, ReproduceConfig(quick=True))
 

@@ -144,3 +144,22 @@ def test_act_warmup_trains_on_e_alone_first(tmp_path):
     assert strip == [{k: v for k, v in h.items() if k != "phase"} for h in bp["history"]]  # = BP, gamma 0
     with pytest.raises(ValueError, match="act_warmup"):
         TrainConfig(act_warmup=-1)
+
+
+def test_act_epochs_re_estimate_batchnorm_statistics():
+    """After a regularized act epoch the running statistics are those of the current weights (docs/own-network.md)."""
+    from torch import nn
+
+    from axhw.train import _recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU())
+    x = torch.randn(64, 1, 8, 8) * 3 + 1
+    model[1].running_mean.fill_(50.0)
+    model[1].running_var.fill_(1e-3)
+    _recalibrate_batchnorm(model, x, 16)
+    z = model[0](x).detach()
+    assert torch.allclose(model[1].running_mean, z.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(model[1].running_var, z.var((0, 2, 3)), rtol=0.05)
+    assert model[1].momentum == 0.1 and model.training  # update_bn restores both
+    _recalibrate_batchnorm(nn.Sequential(nn.Linear(2, 2)), torch.randn(4, 2), 2)  # no batch norm: nothing to do

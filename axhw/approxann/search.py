@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from axhw.approxann.criticality import Measure, count_multipliers, neuron_criticality
+from axhw.graphint import hardware_formats, load_hardware_formats
 from axhw.multipliers import Multiplier, get_multiplier
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, set_hardware, to_quantized
 from axhw.quant import QuantizedNetwork
@@ -155,14 +156,14 @@ def _set_masks(model: nn.Module, masks: list[torch.Tensor]) -> None:
         layer.approx_neurons = mask.clone() if bool(mask.any()) else None
 
 
-def _snapshot(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[Any]]:
-    return copy.deepcopy(model.state_dict()), [(lay.act_fmt, lay.out_fmt) for lay in approx_layers(model)]
+def _snapshot(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    # every format, also those of residual additions/concatenations/pooling that retraining recalibrates
+    return copy.deepcopy(model.state_dict()), hardware_formats(model)
 
 
-def _restore(model: nn.Module, snap: tuple[dict[str, torch.Tensor], list[Any]]) -> None:
+def _restore(model: nn.Module, snap: tuple[dict[str, torch.Tensor], dict[str, Any]]) -> None:
     model.load_state_dict(snap[0])
-    for layer, (a, o) in zip(approx_layers(model), snap[1], strict=True):
-        layer.act_fmt, layer.out_fmt = a, o
+    load_hardware_formats(model, snap[1])
 
 
 def approxann(model: nn.Sequential, train_cfg: TrainConfig, data: Any, cfg: ApproxAnnConfig,

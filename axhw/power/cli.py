@@ -3,7 +3,7 @@
 ``axhw.cli`` wires it in with ``add_parser(subparsers)``; handlers return the exit status.
 
     axhw power report --dataset breast_cancer [--constraint 2.0] [--quick] [--modes exact K2 NAME ...] \
-        --out build/power/breast_cancer
+        [--seeds 0 1 2] [--single-network] [--bounds 0.5 1 2 4 6] --out build/power/breast_cancer
     axhw power synth --bits 8 16 --out build/power/synth
     axhw power synth --design NAME [NAME ...] [--compare MODE ...] --out build/power/synth
     axhw power summary --reports build/power/report [--out FOLDER]
@@ -43,6 +43,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rep.add_argument("--modes", nargs="+", action="extend", default=None, metavar="MODE",
                      help="candidate multipliers of the search: exact, K1..K4, drum<k> and imported circuit names "
                           "(axhw multipliers import); must include exact (default exact K4 K3 K2 K1, quick exact K4 K2)")
+    rep.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                     help="training/evaluation seeds, results averaged over them (default 0 1 2, quick 0)")
+    rep.add_argument("--single-network", action="store_true",
+                     help="only the single AxTrain network trained for K2 and the conservative voltage (the earlier, "
+                          "cheaper search); default: AxTrain trained for every visited candidate, single network beside it")
+    rep.add_argument("--bounds", type=float, nargs="+", default=None, metavar="PP",
+                     help="allowed accuracy losses (pp) of the Pareto curves (default 0.5 1 2 4 6; --constraint is added)")
+    rep.add_argument("--no-joint-search", action="store_true",
+                     help="per-target AxTrain: search compute and storage only, not the joint (mode, voltage) grid")
+    rep.add_argument("--approxann-modes", nargs="*", default=None, metavar="MODE",
+                     help="ApproxAnn's approximate modes for its power comparison (default K2 K1, quick K2; "
+                          "none given: no ApproxAnn)")
+    rep.add_argument("--pas-epochs", type=int, default=None, help="AxTrain's pas epochs (default 5, quick 1)")
+    rep.add_argument("--limit", type=int, default=None, help="training samples (a seeded stratified subset; default all)")
+    rep.add_argument("--batch-size", type=int, default=None, help="training mini-batch (default 32)")
     rep.add_argument("--zero-delay", action="store_true", help="simulate without cell delays (no glitches)")
     rep.add_argument("--work-dir", type=Path, default=None,
                      help="folder for checkpoints and scratch (default: power/study in the axhw cache, "
@@ -84,7 +99,16 @@ def main_report(args: argparse.Namespace) -> int:
     from axhw.power.study import StudyConfig, run_study
 
     changes = {k: v for k, v in (("epochs", args.epochs), ("runs", args.runs), ("n_pairs", args.pairs),
-                                 ("modes", tuple(args.modes) if args.modes else None)) if v is not None}
+                                 ("modes", tuple(args.modes) if args.modes else None),
+                                 ("seeds", tuple(args.seeds) if args.seeds else None),
+                                 ("bounds", tuple(args.bounds) if args.bounds else None),
+                                 ("approxann_modes", tuple(args.approxann_modes) if args.approxann_modes is not None
+                                  else None), ("pas_epochs", args.pas_epochs), ("limit", args.limit),
+                                 ("batch_size", args.batch_size)) if v is not None}
+    if args.single_network:
+        changes["search"] = "single"
+    if args.no_joint_search:
+        changes["joint_per_target"] = False
     base = StudyConfig.quick(args.dataset) if args.quick else StudyConfig(dataset=args.dataset)
     try:
         out = check_out_dir(args.out)  # fail in one line, before any training or progress bar
@@ -93,8 +117,13 @@ def main_report(args: argparse.Namespace) -> int:
         find_toolchain()
         cfg = base.copy(constraint_pp=args.constraint, reference=args.reference, timing=not args.zero_delay,
                         work_dir=work_dir, **changes)
-        if cfg.epochs <= cfg.pas_epochs:
+        if cfg.epochs <= cfg.pas_epochs and args.pas_epochs is None:
             cfg = cfg.copy(pas_epochs=max(1, cfg.epochs - 1))
+        import torch
+
+        # One thread, as the sweep workers: numbers independent of the machine's core count, and no
+        # oversubscription on a busy machine (measured here: 2 threads on 2 loaded cores made an act epoch 25x slower).
+        torch.set_num_threads(1)
         result = run_study(cfg, progress=not args.quiet).as_dict()
     except (ToolMissing, ValueError) as exc:
         return _fail(args, exc)

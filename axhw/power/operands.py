@@ -37,12 +37,7 @@ def _layer_inputs(qnet: QuantizedNetwork, x_int: torch.Tensor, mul: Multiplier) 
     """The input codes of every parameter layer (what its multipliers' ``a`` port sees)."""
     outs = qnet.forward_int(x_int, mul, return_all=True)
     assert isinstance(outs, list)
-    inputs, h = [], x_int.to(torch.int64)
-    for op, out in zip(qnet.ops, outs, strict=True):
-        if isinstance(op, IntLinear):
-            inputs.append(h)
-        h = out
-    return inputs
+    return qnet.layer_inputs(outs, x_int)
 
 
 def _dot_products(layer: IntLinear, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,9 +10,13 @@ from typing import Any
 from axhw.io import atomic_write, atomic_write_text
 from axhw.power.compute import measure_stream, mode_config
 from axhw.power.operands import uniform_operands
+from axhw.power.search_report import pareto_plot, report_sections, summary_sections
 from axhw.power.synth import SynthConfig
 
 __all__ = ["summary_markdown", "synthesis_table", "write_report", "write_summary", "write_synthesis_report"]
+
+#: Fig. 9's label for the networks of ``power.json``'s ``networks`` (the first seed).
+_NET_LABEL = {"bp": "bp", "axtrain": "axtrain (single network)"}
 
 _PAPER = {"compute": -41.57, "storage": -33.14}
 
@@ -36,21 +40,23 @@ def markdown(d: dict[str, Any]) -> str:
              f"Constraint: accuracy >= reference - {cfg['constraint_pp']} pp (reference: {cfg['reference']}); "
              f"{cfg['bits']}-bit, {cfg['clock_mhz']:g} MHz multiply rate, NTV runs: {cfg['runs']}, "
              f"operand pairs simulated per mode: {cfg['n_pairs']}, gate delays: {cfg['timing']}.", "",
-             "## Chosen configurations (Fig. 9)", "",
+             f"## Chosen configurations (Fig. 9), seed {d.get('seeds', [cfg.get('seed', 0)])[0]}", "",
              "| network | exact@1.1V acc | compute (V = 1.1 V) | storage (exact mul) | joint |",
              "|---|---|---|---|---|"]
     for m, net in d["networks"].items():
         ch = net["chosen"]
-        lines.append(f"| {m} | {100 * net['exact_nominal_accuracy']:.2f}% | {_chosen(ch['compute'], 'compute_w', 'compute')}"
+        lines.append(f"| {_NET_LABEL.get(m, m)} | {100 * net['exact_nominal_accuracy']:.2f}% | "
+                     f"{_chosen(ch['compute'], 'compute_w', 'compute')}"
                      f" | {_chosen(ch['storage'], 'storage_w', 'storage')} | {_chosen(ch['joint'], 'joint_w', 'joint')} |")
     red = d.get("axtrain_vs_bp_percent")
     if red:
-        lines += ["", "## AxTrain vs BP power at the chosen points", "",
+        lines += ["", "## Single-network AxTrain vs BP power at the chosen points (first seed)", "",
                   "| part | this run | paper (avg over data sets) |", "|---|---|---|"]
         for part in ("compute", "storage", "joint"):
             paper = f"{_PAPER[part]:+.1f}%" if part in _PAPER else "-"
             val = "n/a (a side has no feasible point)" if red[part] is None else f"{red[part]:+.1f}%"
             lines.append(f"| {part} | {val} | {paper} |")
+    lines += report_sections(d)
     lines += ["", "## Multiplier power per mode (network operand streams)", "",
               "| network | mode | cells | area um2 | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |"
               " mean toggles/cell/cycle |", "|---|---|---|---|---|---|---|---|---|"]
@@ -96,13 +102,17 @@ def plot(d: dict[str, Any], path: Path) -> None:
 
 
 def write_report(d: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write ``power.json``, ``power.md`` and ``power.png`` for a study dictionary into ``out_dir``."""
+    """Write ``power.json``, ``power.md``, ``power.png`` and (with Pareto curves) ``pareto.png`` for a study
+    dictionary into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "power.json", out / "power.md", out / "power.png"]
     atomic_write_text(json.dumps(d, indent=2, default=str), paths[0])
     atomic_write_text(markdown(d), paths[1])
     atomic_write(paths[2], lambda tmp: plot(d, Path(tmp)))
+    if "pareto" in d:
+        paths.append(out / "pareto.png")
+        pareto_plot({d["config"]["dataset"]: d}, paths[-1])
     return paths
 
 
@@ -147,7 +157,8 @@ def summary_markdown(reports: dict[str, dict[str, Any]]) -> str:
 
     The mean reductions only average data sets where both sides have a feasible point.
     """
-    lines = ["# Minimum-power configurations, all data sets (Fig. 9)", "",
+    lines = ["# Minimum-power configurations, all data sets (Fig. 9)", "", *summary_sections(reports),
+             "## Single-network AxTrain vs BP, first seed (the earlier table)", "",
              "| data set | NTV runs | exact acc BP / AxTrain | compute BP -> AxTrain | change | "
              "storage BP -> AxTrain | change | joint change |", "|---|---|---|---|---|---|---|---|"]
     sums: dict[str, list[float]] = {"compute": [], "storage": [], "joint": []}
@@ -182,4 +193,6 @@ def write_summary(report_dir: str | Path, out: str | Path | None = None) -> Path
         raise ValueError(f"no */power.json under {report_dir}: run `axhw power report` first")
     path = Path(out) if out is not None else report_dir / "summary.md"
     atomic_write_text(summary_markdown(reports), path)
+    if any("pareto" in r for r in reports.values()):
+        pareto_plot(reports, path.parent / "pareto.png")
     return path

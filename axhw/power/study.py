@@ -1,33 +1,47 @@
-"""Minimum-power configuration per trained network (power flow, step 4; the paper's Fig. 9).
+"""Minimum-power configuration per data set (power flow, step 4; the paper's Fig. 9 and section 5).
 
-For BP and AxTrain networks of one data set, over {multiplier mode} x {SRAM voltage}: accuracy from the
-hardware models (:func:`axhw.evaluate.evaluate`, NTV as the mean over runs), compute power from the
-synthesized multiplier on the network's own operand stream, storage power from
-:mod:`axhw.power.sram_energy`. The chosen configuration is the lowest-power one whose accuracy stays within
-``constraint_pp`` percentage points of the reference (the network's own exact multiplier at nominal
-voltage by default, or BP's), separately for compute (voltage fixed at nominal), for storage (exact
-multiplier) and jointly. No feasible point is a result (``None``), never an error.
+For each seed of one data set, over {multiplier mode} x {SRAM voltage}: accuracy from the hardware models
+(:func:`axhw.evaluate.evaluate`, NTV as the mean over chip instances), compute power from the synthesized
+multiplier on the network's own operand stream, storage power from :mod:`axhw.power.sram_energy`. The
+chosen configuration is the lowest-power one whose accuracy stays within a bound (percentage points) of the
+reference accuracy (the accurate implementation: exact multiplier, nominal voltage), separately for compute
+(voltage fixed at nominal), for storage (exact multiplier) and jointly, as in Fig. 9. No feasible point is
+a result (``None``), never an error. Three kinds of network are compared:
+
+* **BP** (hardware-agnostic): one network per seed, its whole grid evaluated.
+* **Per-target AxTrain** (the default, issue 14): AxTrain-pas is fine-tuning *for* a target, so every
+  visited candidate gets its own AxTrain network (act once, pas for that mode and voltage,
+  :mod:`axhw.power.targets`), candidates visited cheapest first (:mod:`axhw.power.search`); the reference
+  is the AxTrain network trained for the accurate implementation.
+* **Single-network AxTrain** (the earlier behaviour, reported beside): one AxTrain network trained for
+  ``target_multiplier`` and the conservative voltage, evaluated on every candidate.
+
+Beside them, ApproxAnn's mixed-mode networks (:mod:`axhw.power.approxann_power`) and, for every bound of
+``bounds``, the minimum power of each method (the power-accuracy Pareto curves).
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from axhw.data.registry import APPLICATIONS
-from axhw.power.activity import SimConfig
-from axhw.power.compute import network_compute_power
+from axhw.power.approxann_power import approxann_cached
+from axhw.power.measure import Measurer
+from axhw.power.search import candidates, first_feasible
 from axhw.power.sram_energy import SRAMTechnology, storage_bits, storage_power
-from axhw.power.sta import PowerConfig
-from axhw.power.synth import SynthConfig
+from axhw.power.targets import Ledger, ResultCache, TargetNetworks, is_finished
 from axhw.sram import NOMINAL_MV
 
-__all__ = ["StudyConfig", "check_modes", "choose", "run_study"]
+__all__ = ["StudyConfig", "StudyResult", "check_modes", "choose", "run_study"]
 
 #: Compute energy scaling osu018 (180 nm, 1.8 V) -> the SRAM model's 65 nm, 1.1 V, for the joint sum only:
 #: E ~ C V^2 with C ~ feature size (classical scaling; stated, not measured): (65/180) * (1.1/1.8)^2.
 NODE_SCALE_180_TO_65 = (65.0 / 180.0) * (1.1 / 1.8) ** 2
+#: Networks of ApproxAnn's comparison: pretrained by BP (the paper's ApproxANN) and by AxTrain-act (Fig. 8).
+APPROXANN_PRETRAINED = ("bp", "act")
 
 
 @dataclass(frozen=True)
@@ -38,23 +52,32 @@ class StudyConfig:
         dataset: application of Table 1.
         methods: training methods compared (``bp`` and ``axtrain`` as in Fig. 9).
         epochs, pas_epochs: training budget (AxTrain: act, then pas for ``pas_epochs``).
-        target_multiplier, target_voltage_mv: AxTrain's pas-phase hardware (None voltage: the data set's
-            conservative Table 1 voltage).
+        target_multiplier, target_voltage_mv: the single-network AxTrain's pas-phase hardware (None voltage:
+            the data set's conservative Table 1 voltage).
         modes: multiplier modes searched (the candidate circuits): ``exact``, ``K1``..``K4``, ``drum<k>`` and
             names of circuits imported into the multiplier library (:mod:`axhw.library`), which compete on the
             same footing (accuracy through :func:`~axhw.multipliers.get_multiplier`, power from their own
             synthesized netlist, sign-magnitude wrapped when unsigned); must include ``exact`` (the reference).
         voltages: SRAM supplies searched (mV).
         runs: NTV runs per evaluation (chip instances; the paper's 50).
-        constraint_pp: allowed accuracy loss in percentage points.
-        reference: ``own`` (each network's exact/nominal accuracy) or ``bp`` (BP's, for every network).
+        constraint_pp: allowed accuracy loss in percentage points (the paper's 2) of the headline tables.
+        reference: ``own`` (each method's accurate implementation) or ``bp`` (BP's, for every network).
         bits: word length (multiplier width).
         n_pairs: operand pairs simulated per (network, mode).
-        seed: training, evaluation and sampling seed.
+        seeds: training, evaluation and sampling seeds (results per seed, changes averaged over seeds).
+        search: ``per_target`` (AxTrain trained for every visited candidate; single-network beside it) or
+            ``single`` (only the single network: the earlier, cheaper behaviour).
+        bounds: allowed accuracy losses (pp) of the Pareto curves; ``constraint_pp`` is always added.
+        joint_per_target: also search the joint (mode, voltage) grid with per-target AxTrain (at
+            ``constraint_pp`` only; it can train up to ``len(modes) * len(voltages)`` networks).
+        approxann_modes: approximate modes of ApproxAnn's per-neuron mix (empty: no ApproxAnn; the paper's
+            Fig. 8 uses K2 and K1); skipped for convolutional networks (FC-only, as Fig. 8).
+        approxann_retrain_epochs: ApproxAnn's retraining epochs per round.
+        batch_size: training mini-batch.
         clock_mhz: multiply rate for power (one MAC per cycle; SRAM reads one weight word per MAC).
         timing: gate-level simulation with cell delays (glitches) or zero-delay.
-        limit: training-sample limit (quick runs).
-        work_dir: training checkpoints and simulation scratch.
+        limit: training-sample limit (quick runs, MNIST subsets).
+        work_dir: training checkpoints, cached measurements and simulation scratch.
     """
 
     dataset: str = "breast_cancer"
@@ -70,7 +93,13 @@ class StudyConfig:
     reference: Literal["own", "bp"] = "own"
     bits: int = 8
     n_pairs: int = 4096
-    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    search: Literal["per_target", "single"] = "per_target"
+    bounds: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 6.0)
+    joint_per_target: bool = True
+    approxann_modes: tuple[str, ...] = ("K2", "K1")
+    approxann_retrain_epochs: int = 3
+    batch_size: int = 32
     clock_mhz: float = 100.0
     timing: bool = True
     limit: int | None = None
@@ -78,27 +107,29 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, dataset: str = "breast_cancer", **kw: Any) -> StudyConfig:
-        """Reduced study for tests and smoke runs: few epochs, 5 runs, 8-bit, a subset of modes/voltages."""
+        """Reduced study for tests and smoke runs: few epochs, 5 runs, one seed, a subset of modes/voltages."""
         base = cls(dataset=dataset, epochs=4, pas_epochs=1, runs=5, modes=("exact", "K4", "K2"),
-                   voltages=(1100.0, 660.0), n_pairs=512, bits=8)
+                   voltages=(1100.0, 660.0), n_pairs=512, bits=8, seeds=(0,), bounds=(2.0, 6.0),
+                   approxann_modes=("K2",), approxann_retrain_epochs=1)
         return replace(base, **kw)
 
     def copy(self, **changes: Any) -> StudyConfig:
         return replace(self, **changes)
 
+    @property
+    def seed(self) -> int:
+        """The first seed: the one whose networks fill ``power.json``'s ``networks`` (the earlier content)."""
+        return self.seeds[0]
 
-def _train(cfg: StudyConfig, method: str, progress: bool) -> Path:
-    """Train (or reuse) the network of ``method``; returns its checkpoint."""
-    from axhw.train import TrainConfig, train_cached
+    @property
+    def all_bounds(self) -> tuple[float, ...]:
+        return tuple(sorted({*self.bounds, self.constraint_pp}))
 
-    app = APPLICATIONS[cfg.dataset]
-    voltage = cfg.target_voltage_mv if cfg.target_voltage_mv is not None else app.con_voltage_mv
-    tcfg = TrainConfig(dataset=cfg.dataset, method=method, epochs=cfg.epochs, seed=cfg.seed, bits=cfg.bits,  # type: ignore[arg-type]
-                       limit=cfg.limit, pas_epochs=cfg.pas_epochs,
-                       multiplier=cfg.target_multiplier if method in ("axtrain", "pas") else "exact",
-                       voltage_mv=voltage if method in ("axtrain", "pas") else NOMINAL_MV)
-    out = Path(cfg.work_dir) / cfg.dataset / f"{method}-e{cfg.epochs}-s{cfg.seed}-b{cfg.bits}"
-    return train_cached(tcfg, out, progress=progress)
+    def train_config(self, method: str, seed: int) -> Any:
+        from axhw.train import TrainConfig
+
+        return TrainConfig(dataset=self.dataset, method=method, epochs=self.epochs, seed=seed, bits=self.bits,  # type: ignore[arg-type]
+                           limit=self.limit, pas_epochs=self.pas_epochs, batch_size=self.batch_size)
 
 
 def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[str, Any] | None:
@@ -113,86 +144,101 @@ def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[s
     return min(feasible, key=lambda p: (p[power_key], -p["accuracy"])) if feasible else None
 
 
-def _network(cfg: StudyConfig, method: str, ck: Path, progress: bool) -> dict[str, Any]:
-    import torch
+def _network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Measurer, progress: bool) -> dict[str, Any]:
+    """One network's whole grid: accuracy per (mode, voltage), compute power per mode, storage per voltage."""
     from tqdm.auto import tqdm
 
-    from axhw.evaluate import evaluate
-    from axhw.train import integer_test_inputs, load_checkpoint
+    from axhw.train import load_checkpoint, quantized_from_checkpoint
 
-    qnet, x_int = integer_test_inputs(load_checkpoint(ck))
-    stored, reads = storage_bits(qnet)
+    stored, reads = storage_bits(quantized_from_checkpoint(load_checkpoint(ck)))
     grid = [(m, v) for m in cfg.modes for v in cfg.voltages]
-    acc: dict[tuple[str, float], tuple[float, float]] = {}
-    for m, v in tqdm(grid, desc=f"{cfg.dataset} {method} accuracy", disable=not progress, leave=False):
-        r = evaluate(ck, m, v, runs=cfg.runs, seed=cfg.seed)
-        acc[(m, v)] = (r.accuracy_mean, r.accuracy_std)
-    compute = {}
-    pcfg = PowerConfig(clock_mhz=cfg.clock_mhz)
-    scfg = SimConfig(timing=cfg.timing)
-    for m in tqdm(cfg.modes, desc=f"{cfg.dataset} {method} gate-level power", disable=not progress, leave=False):
-        with torch.no_grad():
-            compute[m] = network_compute_power(qnet, x_int, m, cfg.bits, cfg.n_pairs, cfg.seed,
-                                               f"{cfg.dataset}/{method}", synth_cfg=SynthConfig(),
-                                               sim_cfg=scfg, power_cfg=pcfg)
-        if compute[m].mismatches:
-            lines = "; ".join(compute[m].extra.get("mismatch_lines", [])[:3])
-            raise ValueError(f"mode {m}: the gate-level netlist disagrees with the model on {compute[m].mismatches} "
-                               f"of {compute[m].vectors} operand pairs ({lines}): its power would be meaningless")
+    acc = {}
+    for m, v in tqdm(grid, desc=f"{cfg.dataset} s{seed} {method} accuracy", disable=not progress, leave=False):
+        acc[(m, v)] = meas.accuracy(ck, m, v, seed)
+    compute = {m: meas.compute(ck, m, seed, f"{cfg.dataset}/{method}")
+               for m in tqdm(cfg.modes, desc=f"{cfg.dataset} s{seed} {method} gate-level power",
+                             disable=not progress, leave=False)}
     tech = SRAMTechnology()
     storage = {v: storage_power(v, stored, cfg.bits, cfg.clock_mhz * 1e6, tech) for v in cfg.voltages}
     points = []
     for m, v in grid:
-        c, s = compute[m].measured.total_w, storage[v].total_w
-        points.append({"mode": m, "voltage_mv": v, "accuracy": acc[(m, v)][0], "accuracy_std": acc[(m, v)][1],
-                       "compute_w": c, "storage_w": s, "joint_w": c * NODE_SCALE_180_TO_65 + s})
+        c, s = compute[m]["measured"]["total_w"], storage[v].total_w
+        points.append({"mode": m, "voltage_mv": v, "accuracy": acc[(m, v)]["accuracy_mean"],
+                       "accuracy_std": acc[(m, v)]["accuracy_std"], "compute_w": c, "storage_w": s,
+                       "joint_w": c * NODE_SCALE_180_TO_65 + s})
     return {
         "method": method, "checkpoint": str(ck), "stored_bits": stored, "multiplies_per_inference": reads,
-        "exact_nominal_accuracy": acc[("exact", NOMINAL_MV)][0] if ("exact", NOMINAL_MV) in acc else None,
-        "points": points,
-        "compute": {m: c.as_dict() for m, c in compute.items()},
+        "exact_nominal_accuracy": acc[("exact", NOMINAL_MV)]["accuracy_mean"],
+        "points": points, "compute": compute,
         "storage": {str(v): {"dynamic_w": s.dynamic_w, "leakage_w": s.leakage_w, "total_w": s.total_w}
                     for v, s in storage.items()},
     }
 
 
-def _select(net: dict[str, Any], floor: float) -> dict[str, Any]:
+def _select(net: dict[str, Any], floor: float, parts: tuple[str, ...] = ("compute", "storage", "joint")) -> dict[str, Any]:
     pts = net["points"]
-    return {
-        "floor": floor,
-        "compute": choose([p for p in pts if p["voltage_mv"] == NOMINAL_MV], "compute_w", floor),
-        "storage": choose([p for p in pts if p["mode"] == "exact"], "storage_w", floor),
-        "joint": choose(pts, "joint_w", floor),
-    }
+    pools = {"compute": ([p for p in pts if p["voltage_mv"] == NOMINAL_MV], "compute_w"),
+             "storage": ([p for p in pts if p["mode"] == "exact"], "storage_w"), "joint": (pts, "joint_w")}
+    return {"floor": floor, **{part: choose(pools[part][0], pools[part][1], floor) for part in parts}}
 
 
 def _reduction(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
     """Relative power change of ``b`` (AxTrain) against ``a`` (BP), in percent (negative = saving)."""
-    if a is None or b is None:
+    if a is None or b is None or a.get(key) is None or b.get(key) is None:
         return None
     return 100.0 * (b[key] / a[key] - 1.0)
 
 
-@dataclass
-class StudyResult:
-    """Everything :func:`run_study` measured (``as_dict`` is what ``power.json`` holds)."""
+def _per_target(cfg: StudyConfig, seed: int, nets: TargetNetworks, single: dict[str, Any], bp_ref: float,
+                meas: Measurer) -> dict[str, Any]:
+    """Per-target AxTrain: for every bound, each part searched cheapest first, training what it visits."""
+    ref_ck = nets.checkpoint("exact", NOMINAL_MV)
+    ref = meas.accuracy(ref_ck, "exact", NOMINAL_MV, seed)
+    reference = ref["accuracy_mean"] if cfg.reference == "own" else bp_ref
+    order_c = {m: single["compute"][m]["measured"]["total_w"] for m in cfg.modes}
+    storage_w = {float(v): s["total_w"] for v, s in single["storage"].items()}
 
-    config: StudyConfig
-    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    def accuracy(c: Any) -> tuple[float, float]:
+        r = meas.accuracy(nets.checkpoint(c.mode, c.voltage_mv), c.mode, c.voltage_mv, seed)
+        return r["accuracy_mean"], r["accuracy_std"]
 
-    def as_dict(self) -> dict[str, Any]:
-        cfg = asdict(self.config)
-        cfg["work_dir"] = str(cfg["work_dir"])
-        out: dict[str, Any] = {"config": cfg, "node_scale_compute_180_to_65": NODE_SCALE_180_TO_65,
-                               "networks": self.networks}
-        if "bp" in self.networks and "axtrain" in self.networks:
-            bp, ax = self.networks["bp"]["chosen"], self.networks["axtrain"]["chosen"]
-            out["axtrain_vs_bp_percent"] = {
-                "compute": _reduction(bp["compute"], ax["compute"], "compute_w"),
-                "storage": _reduction(bp["storage"], ax["storage"], "storage_w"),
-                "joint": _reduction(bp["joint"], ax["joint"], "joint_w"),
-            }
-        return out
+    def point(c: Any, part: str) -> dict[str, Any]:
+        ck = nets.checkpoint(c.mode, c.voltage_mv)
+        acc = meas.accuracy(ck, c.mode, c.voltage_mv, seed)
+        comp = meas.compute(ck, c.mode, seed, f"{cfg.dataset}/axtrain-{c.mode}-{c.voltage_mv:g}mV")["measured"]["total_w"] \
+            if part != "storage" else None
+        s = storage_w[c.voltage_mv]
+        return {"mode": c.mode, "voltage_mv": c.voltage_mv, "accuracy": acc["accuracy_mean"],
+                "accuracy_std": acc["accuracy_std"], "compute_w": comp, "storage_w": s,
+                "joint_w": None if comp is None else comp * NODE_SCALE_180_TO_65 + s, "checkpoint": str(ck)}
+
+    bounds: dict[str, Any] = {}
+    for b in cfg.all_bounds:
+        floor = reference - b / 100.0
+        parts = ("compute", "storage", "joint") if b == cfg.constraint_pp and cfg.joint_per_target else \
+            ("compute", "storage")
+        row: dict[str, Any] = {"floor": floor}
+        for part in parts:
+            out = first_feasible(candidates(part, cfg.modes, cfg.voltages, order_c, storage_w,  # type: ignore[arg-type]
+                                            NODE_SCALE_180_TO_65), accuracy, floor, part, b)
+            row[part] = {**out.as_dict(), "point": point(out.chosen, part) if out.chosen is not None else None}
+        bounds[str(b)] = row
+    return {"reference_accuracy": reference, "reference_network": str(ref_ck),
+            "accurate_implementation_accuracy": ref["accuracy_mean"], "bounds": bounds}
+
+
+def _approxann(cfg: StudyConfig, seed: int, pretrained: dict[str, Path], meas: Measurer) -> dict[str, Any]:
+    """ApproxAnn per pretrained network and mode (BP at every bound, act at ``constraint_pp``); best = lowest power."""
+    out: dict[str, Any] = {}
+    for pre, ck in pretrained.items():
+        by_bound: dict[str, Any] = {}
+        for b in (cfg.all_bounds if pre == "bp" else (cfg.constraint_pp,)):
+            runs = {m: approxann_cached(ck, m, b, seed, cfg.approxann_retrain_epochs, meas.cache, meas,
+                                        f"{cfg.dataset}/{pre}") for m in cfg.approxann_modes}
+            best = min(runs, key=lambda m: runs[m]["power_w"])
+            by_bound[str(b)] = {"modes": runs, "best": best, "power_w": runs[best]["power_w"]}
+        out[pre] = by_bound
+    return out
 
 
 def check_modes(modes: tuple[str, ...] | list[str], bits: int) -> None:
@@ -214,19 +260,113 @@ def check_modes(modes: tuple[str, ...] | list[str], bits: int) -> None:
         get_multiplier(m, bits)
 
 
-def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
-    """Train the networks (reused when present), measure accuracy and power, choose minimum-power modes."""
+def _check(cfg: StudyConfig) -> None:
     if cfg.dataset not in APPLICATIONS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
     if "exact" not in cfg.modes or NOMINAL_MV not in cfg.voltages:
         raise ValueError("modes must include 'exact' and voltages must include the nominal 1100 mV (the reference)")
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ValueError(f"seeds={list(cfg.seeds)}: give one or more distinct seeds")
+    if cfg.constraint_pp < 0 or any(b < 0 for b in cfg.bounds):
+        raise ValueError(f"accuracy bounds must be >= 0 percentage points, got {cfg.constraint_pp} and {list(cfg.bounds)}")
+    if cfg.search not in ("per_target", "single"):
+        raise ValueError(f"unknown search {cfg.search!r}: valid searches are 'per_target', 'single'")
+    if cfg.search == "per_target" and "axtrain" not in cfg.methods:
+        raise ValueError("search 'per_target' trains AxTrain: methods must include 'axtrain'")
     check_modes(cfg.modes, cfg.bits)
-    result = StudyResult(cfg)
+    check_modes(("exact", *cfg.approxann_modes), cfg.bits)
+
+
+def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, progress: bool) -> dict[str, Any]:
+    from axhw.train import train_cached
+
+    app = APPLICATIONS[cfg.dataset]
+    root = Path(cfg.work_dir) / cfg.dataset / f"s{seed}"
+    networks: dict[str, dict[str, Any]] = {}
+    cks: dict[str, Path] = {}
+    nets = TargetNetworks(cfg.train_config("axtrain", seed), root, ledger, progress=False)
     for method in cfg.methods:
-        ck = _train(cfg, method, progress)
-        result.networks[method] = _network(cfg, method, ck, progress)
-    for net in result.networks.values():
-        ref_net = result.networks["bp"] if cfg.reference == "bp" and "bp" in result.networks else net
-        floor = ref_net["exact_nominal_accuracy"] - cfg.constraint_pp / 100.0
-        net["chosen"] = _select(net, floor)
+        if method == "axtrain":  # one of the per-target networks: act (shared), then pas for the target
+            v = cfg.target_voltage_mv if cfg.target_voltage_mv is not None else app.con_voltage_mv
+            cks[method] = nets.checkpoint(cfg.target_multiplier, v)
+        else:
+            tcfg = cfg.train_config(method, seed)
+            out = root / f"{method}-e{cfg.epochs}-b{cfg.bits}"
+            ledger.note(f"{cfg.dataset}/s{seed}/{method}", trained=not is_finished(out, tcfg))
+            cks[method] = train_cached(tcfg, out, resume=True, progress=False)
+        networks[method] = _network(cfg, seed, method, cks[method], meas, progress)
+    bp_ref = networks["bp"]["exact_nominal_accuracy"] if "bp" in networks else None
+    for net in networks.values():
+        ref = bp_ref if cfg.reference == "bp" and bp_ref is not None else net["exact_nominal_accuracy"]
+        net["chosen"] = _select(net, ref - cfg.constraint_pp / 100.0)
+        net["by_bound"] = {str(b): _select(net, ref - b / 100.0, ("compute", "storage")) for b in cfg.all_bounds}
+    out: dict[str, Any] = {"seed": seed, "networks": networks}
+    if cfg.search == "per_target":
+        out["per_target"] = _per_target(cfg, seed, nets, networks["axtrain"],
+                                        bp_ref if bp_ref is not None else float("nan"), meas)
+    if cfg.approxann_modes and cfg.dataset != "mnist_cnn" and "bp" in cks:
+        pre = {"bp": cks["bp"], **({"act": nets.act()} if "axtrain" in cfg.methods else {})}
+        out["approxann"] = _approxann(cfg, seed, pre, meas)
+    return out
+
+
+@dataclass
+class StudyResult:
+    """Everything :func:`run_study` measured (``as_dict`` is what ``power.json`` holds; see
+    :func:`axhw.power.aggregate.study_dict`)."""
+
+    config: StudyConfig
+    per_seed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """BP and single-network AxTrain of the first seed (the earlier content of ``power.json``)."""
+        return self.per_seed[self.config.seed]["networks"]
+
+    def as_dict(self) -> dict[str, Any]:
+        from axhw.power.aggregate import study_dict
+
+        return study_dict(self)
+
+
+def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
+    """Train the networks (reused when present), measure accuracy and power, search minimum-power modes."""
+    _check(cfg)
+    ledger = Ledger()
+    meas = Measurer(ResultCache(Path(cfg.work_dir) / "results"), ledger, cfg.bits, cfg.n_pairs, cfg.clock_mhz,
+                    cfg.timing, cfg.runs)
+    result = StudyResult(cfg)
+    for seed in cfg.seeds:
+        result.per_seed[seed] = _seed_study(cfg, seed, ledger, meas, progress)
+    result.cost = _cumulative_cost(cfg, ledger.as_dict())
     return result
+
+
+def _cumulative_cost(cfg: StudyConfig, this_run: dict[str, Any]) -> dict[str, Any]:
+    """This invocation's cost and the sum over every invocation of the same study (a killed report and its
+    resumption add up; a cached re-run adds nothing but its few seconds), kept in the work folder."""
+    import hashlib
+    import json
+
+    from axhw.io import atomic_write_json
+
+    ident = {k: v for k, v in config_dict(cfg).items() if k != "work_dir"}
+    path = Path(cfg.work_dir) / cfg.dataset / f"cost-{hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]}.json"
+    keys = ("trainings_run", "epochs_trained", "gate_level_simulations", "evaluations_run", "wall_s")
+    prev = json.loads(path.read_text()) if path.is_file() else {"invocations": 0, **{k: 0 for k in keys}}
+    cum = {"invocations": prev["invocations"] + 1, **{k: prev[k] + this_run[k] for k in keys}}
+    atomic_write_json(cum, path)
+    return {"this_run": this_run, "cumulative": cum}
+
+
+def mean_or_none(xs: list[float | None]) -> float | None:
+    """Mean of the values that are not None (None when there are none)."""
+    vals = [x for x in xs if x is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+def config_dict(cfg: StudyConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["work_dir"] = str(d["work_dir"])
+    return d

@@ -58,8 +58,10 @@ def test_quick_breast_cancer_report(toolchain: Toolchain, tmp_path: Path) -> Non
     from axhw.power.report import write_report
     from axhw.power.study import run_study
 
-    cfg = StudyConfig.quick(work_dir=tmp_path / "work", n_pairs=256)
+    # The single-network study (the per-target search end to end: tests/power/test_per_target.py, slow).
+    cfg = StudyConfig.quick(work_dir=tmp_path / "work", n_pairs=256, search="single", approxann_modes=())
     d = run_study(cfg, progress=False).as_dict()
+    assert "per_target" not in d and d["approxann"] == {"skipped": "approxann_modes is empty"}
     paths = write_report(d, tmp_path / "out")
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     for net in d["networks"].values():
