@@ -252,7 +252,8 @@ def _fold_target(node: fx.Node, mods: dict[str, nn.Module]) -> tuple[fx.Node, _H
     src = node.args[0] if node.args else None
     if not isinstance(src, fx.Node) or src.op != "call_module" or not isinstance(
             layer := mods[str(src.target)], _HardwareLayer):
-        what = _node_desc(src) if isinstance(src, fx.Node) else "no layer"
+        what = ("the network input" if isinstance(src, fx.Node) and src.op == "placeholder"
+                else _node_desc(src) if isinstance(src, fx.Node) else "no layer")
         return f"it follows {what}, not a Linear/Conv2d layer"
     if len(src.users) != 1:
         return f"the output of {src.target!r} is also used elsewhere (the fold would change those uses)"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from test_sensitivity import brute_per_sample  # eq. 5 by definition, one reference for both test modules
 from torch import Tensor, nn
 
 from axhw.sensitivity import (
@@ -23,19 +24,6 @@ from axhw.sensitivity_estimate import OutputSampler, make_sampler
 from axhw.train import TrainConfig, config_from_dict, train, train_step
 
 DT = torch.float64
-
-
-def brute_per_sample(model: nn.Module, x: Tensor) -> Tensor:
-    """Eq. 5 by definition (one autograd.grad per sample and output); ``model`` must not couple samples."""
-    params = [p for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)
-              for p in (m.weight, m.bias) if p is not None]
-    out = model(x).reshape(x.shape[0], -1)
-    s = torch.zeros(x.shape[0], dtype=out.dtype)
-    for n in range(out.shape[0]):
-        for k in range(out.shape[1]):
-            gs = torch.autograd.grad(out[n, k], params, retain_graph=True, allow_unused=True)
-            s[n] += sum((p.abs() * g.abs()).sum() for p, g in zip(params, gs, strict=True) if g is not None)
-    return s
 
 
 def lenet_like(k: int = 6) -> nn.Sequential:
