@@ -13,13 +13,14 @@ stored SRAM word that :mod:`axhw.sram` flips.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-__all__ = ["MAX_BITS", "FixedPoint", "calibrate", "check_codes"]
+__all__ = ["MAX_BITS", "FixedPoint", "calibrate", "calibrate_range", "check_codes"]
 
 #: Widest word supported. Codes are held in int64 and shifted by up to ``bits``, so 62 is the hard limit;
 #: it covers the 48-bit accumulators that 16-bit operands need (multipliers stop at 32-bit operands).
@@ -174,7 +175,7 @@ def calibrate(
     >>> calibrate(torch.tensor([0.3, -0.9]), bits=8)
     FixedPoint(bits=8, frac=7, signed=True)
     """
-    fmt0 = FixedPoint(bits, 0, signed)  # validates bits
+    FixedPoint(bits, 0, signed)  # validates bits
     x = torch.as_tensor(x).detach().to(torch.float64).flatten()
     if x.numel() == 0 or not torch.isfinite(x).all():
         raise ValueError("calibrate needs a non-empty tensor of finite values")
@@ -190,7 +191,29 @@ def calibrate(
         raise ValueError(f"unknown calibration mode {mode!r}: valid modes are 'maxabs', 'percentile'")
     if not signed and neg > 0 and mode == "maxabs":
         raise ValueError("unsigned format cannot cover negative values; use signed=True")
+    return _covering_format(pos, neg, bits, signed)
 
+
+def calibrate_range(lo: float, hi: float, bits: int, signed: bool = True) -> FixedPoint:
+    """``maxabs`` :func:`calibrate` of a tensor whose minimum and maximum are ``lo`` and ``hi`` (what
+    ``torch.aminmax`` returns): the same format, without touching the tensor again. Non-finite ends (a NaN
+    propagates through ``aminmax``; an inf is an end) are the same error as :func:`calibrate`'s.
+
+    >>> calibrate_range(-0.9, 0.3, bits=8)
+    FixedPoint(bits=8, frac=7, signed=True)
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("calibrate needs a non-empty tensor of finite values")
+    pos, neg = max(hi, 0.0), max(-lo, 0.0)
+    if not signed and neg > 0:
+        raise ValueError("unsigned format cannot cover negative values; use signed=True")
+    return _covering_format(pos, neg, bits, signed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _covering_format(pos: float, neg: float, bits: int, signed: bool) -> FixedPoint:
+    """The largest-``frac`` format covering ``[-neg, pos]`` (cached: the hot path asks per step)."""
+    fmt0 = FixedPoint(bits, 0, signed)
     qmin, qmax = fmt0.qmin, fmt0.qmax
 
     def covers(frac: int) -> bool:

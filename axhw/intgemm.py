@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["FLOAT32_EXACT_LIMIT", "FLOAT64_EXACT_LIMIT", "INT64_SAFE_LIMIT", "exact_float_dtype", "exact_int_matmul"]
+__all__ = ["FLOAT32_EXACT_LIMIT", "FLOAT64_EXACT_LIMIT", "INT64_SAFE_LIMIT", "exact_chunks", "exact_float_dtype",
+           "exact_int_matmul"]
 
 #: Largest magnitude below which every float64 integer is exact.
 FLOAT64_EXACT_LIMIT = 1 << 53
@@ -55,6 +56,25 @@ def exact_float_dtype(bound: int) -> torch.dtype | None:
         return torch.float32
     if bound < FLOAT64_EXACT_LIMIT:
         return torch.float64
+    return None
+
+
+def exact_chunks(units: int, unit: int, bound: int) -> tuple[list[tuple[int, int]], torch.dtype] | None:
+    """Ranges over ``units`` reduction units of ``unit`` terms each (linear: 1; conv: one input channel,
+    ``kh * kw`` terms) and the GEMM dtype that make the float GEMM exact: every partial sum of a range is
+    bounded by ``terms * bound`` (``bound``: the largest product magnitude, :mod:`axhw.intgemm`'s
+    argument). None: no float path is exact."""
+    k = units * unit
+    fp32 = torch.get_float32_matmul_precision() == "highest"
+    if fp32 and k * bound < FLOAT32_EXACT_LIMIT:
+        return [(0, units)], torch.float32
+    per = (FLOAT32_EXACT_LIMIT - 1) // (max(1, bound) * unit)  # units per exact float32 chunk
+    if fp32 and per * unit >= _MIN_CHUNK and -(-units // per) <= _MAX_CHUNKS:
+        n = -(-units // per)
+        size = -(-units // n)  # balanced chunks, each at most `per` units
+        return [(i, min(units, i + size)) for i in range(0, units, size)], torch.float32
+    if k * bound < FLOAT64_EXACT_LIMIT:
+        return [(0, units)], torch.float64
     return None
 
 

@@ -170,8 +170,15 @@ def _kernel_dir() -> Path:
 def library_path() -> Path:
     """Where the compiled kernel lives: named by a hash of the source and the platform, so an edited
     source or another machine type never loads a stale build."""
-    tag = hashlib.sha256(f"{_SOURCE}|{platform.machine()}|{sys.platform}".encode()).hexdigest()[:16]
-    return _kernel_dir() / f"lutkernel-{tag}.so"
+    return library_path_for(_SOURCE, "lutkernel")
+
+
+def library_path_for(source: str, stem: str, flags: tuple[str, ...] = ()) -> Path:
+    """The cache path of a library compiled from ``source`` with extra compiler ``flags`` (also
+    :mod:`axhw.hwkernel`'s)."""
+    key = f"{source}|{platform.machine()}|{sys.platform}" + (f"|{' '.join(flags)}" if flags else "")
+    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return _kernel_dir() / f"{stem}-{tag}.so"
 
 
 def _compiler() -> str | None:
@@ -185,24 +192,29 @@ def build(force: bool = False) -> Path:
     Raises:
         RuntimeError: no C compiler, or the compile failed (the message carries the compiler output).
     """
-    path = library_path()
+    return compile_library(_SOURCE, library_path(), force=force)
+
+
+def compile_library(source: str, path: Path, force: bool = False, flags: tuple[str, ...] = ()) -> Path:
+    """Compile C ``source`` into the shared library ``path`` with the system compiler (``-O3``, plus
+    ``flags``), atomically."""
     if path.is_file() and not force:
         return path
     cc = _compiler()
     if cc is None:
-        raise RuntimeError("no C compiler found (set $CC or install gcc); LUT matmuls use the torch path")
+        raise RuntimeError("no C compiler found (set $CC or install gcc); the torch paths run instead")
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        src = Path(tmp) / "lutkernel.c"
-        src.write_text(_SOURCE)
+        src = Path(tmp) / (path.stem + ".c")
+        src.write_text(source)
         out = Path(tmp) / path.name
         proc = subprocess.run(
-            [cc, "-O3", "-shared", "-fPIC", "-std=c99", str(src), "-o", str(out)],
+            [cc, "-O3", *flags, "-shared", "-fPIC", "-std=c99", str(src), "-o", str(out)],
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"compiling the LUT kernel failed ({cc}):\n{proc.stderr.strip()}")
+            raise RuntimeError(f"compiling {path.stem} failed ({cc}):\n{proc.stderr.strip()}")
         os.replace(out, path)
     return path
 
@@ -318,13 +330,20 @@ def lut_matmul(
 
 
 def main() -> None:
-    """``python -m axhw.lutkernel``: build the kernel (``make setup`` runs this) and say which path runs."""
+    """``python -m axhw.lutkernel``: build the kernels (``make setup`` runs this: the LUT matmul and the
+    fused hardware forward of :mod:`axhw.hwkernel`) and say which path runs."""
+    from axhw import hwkernel
+
     try:
         path = build(force="--force" in sys.argv[1:])
     except RuntimeError as exc:
         print(f"axhw LUT kernel not built: {exc}", file=sys.stderr)
         return
     print(f"axhw LUT kernel: {path} ({backend(8)} for 8-bit tables)")
+    try:
+        print(f"axhw fused hardware-forward kernels: {hwkernel.build(force='--force' in sys.argv[1:])}")
+    except RuntimeError as exc:
+        print(f"axhw fused hardware-forward kernels not built: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

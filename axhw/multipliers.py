@@ -33,7 +33,13 @@ import torch
 import torch.nn.functional as F
 
 from axhw.fixedpoint import check_codes
-from axhw.intgemm import FLOAT64_EXACT_LIMIT, INT64_SAFE_LIMIT, exact_float_dtype, exact_int_matmul
+from axhw.intgemm import (
+    FLOAT64_EXACT_LIMIT,
+    INT64_SAFE_LIMIT,
+    exact_chunks,
+    exact_float_dtype,
+    exact_int_matmul,
+)
 
 __all__ = [
     "DRUM",
@@ -245,6 +251,9 @@ class SeparableMultiplier(Multiplier):
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
             raise ValueError(f"matmul needs (M, K) @ (K, N) matrices, got {tuple(a.shape)} @ {tuple(b.shape)}")
+        fused = self._matmul_compiled(a, b)
+        if fused is not None:
+            return fused
         if self.bits <= _TABLE_TRANSFORM_MAX_BITS:  # transform straight into the exact GEMM dtype
             gemm_dtype = exact_float_dtype(a.shape[1] * self.transform_bound**2) or torch.float64
         else:
@@ -255,6 +264,50 @@ class SeparableMultiplier(Multiplier):
         out = exact_int_matmul(ta, tb, self.transform_bound, self.transform_bound)
         if correct is not None:
             correct(out)
+        return out
+
+    def _matmul_compiled(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`matmul` through the compiled passes of :mod:`axhw.hwkernel` (None: not applicable): the
+        range check, the transform and the exactness bound (the largest ``|T|`` each operand actually
+        holds) in one pass per operand, float32 GEMMs over reduction chunks that bound proves exact, and one
+        pass summing them into int64. Same numbers as the path below (tests/test_multipliers.py)."""
+        from axhw import hwkernel
+
+        if (self.bits > _TABLE_TRANSFORM_MAX_BITS or a.dtype != torch.int64 or b.dtype != torch.int64
+                or a.device.type != "cpu" or b.device.type != "cpu" or not a.numel() or not b.numel()
+                or not hwkernel.available()):
+            return None
+        lo, hi = self.operand_range
+        table = self._table_as(torch.float32)
+        m, kdim = a.shape
+        n = b.shape[1]
+        cap = self._MIN_POSITIONS if self._sat_correction else 0
+        ta, bad_a, nmin_a, max_a, pos_a = hwkernel.transform64(a.contiguous(), lo, hi, table, cap)
+        if bad_a:
+            self.check_operands(a)  # raises the one-line range error
+        tb, bad_b, nmin_b, max_b, pos_b = hwkernel.transform64(b.contiguous(), lo, hi, table, cap)
+        if bad_b:
+            self.check_operands(b)
+        plan = exact_chunks(kdim, 1, max_a * max_b)
+        if plan is None or len(plan[0]) > 4:
+            return None
+        chunks, dtype = plan
+        if dtype == torch.float64:
+            out = torch.mm(ta.double(), tb.double()).to(torch.int64)
+        elif len(chunks) == 1:
+            out = torch.mm(ta, tb).to(torch.int64)
+        else:
+            out = hwkernel.sum_parts([torch.mm(ta[:, c0:c1], tb[c0:c1]) for c0, c1 in chunks])
+        if self._sat_correction and nmin_a and nmin_b:
+            # sparse join in C while the pairs are few (as in _min_pairs_matmul), else the numpy/GEMM path
+            per = self._DENSE_MACS_PER_PAIR
+            max_pairs = (m * kdim * n) // per if per > 0 else 1 << 62
+            sparse = pos_a is not None and pos_b is not None and hwkernel.min_pairs(
+                out, pos_a, pos_b, kdim, self._sat_correction, max_pairs)
+            if not sparse:
+                correct = self._min_pairs_matmul(a, b)
+                if correct is not None:
+                    correct(out)
         return out
 
     # ------------------------------------------------------------------ (min, min) saturation correction
@@ -268,6 +321,8 @@ class SeparableMultiplier(Multiplier):
     #: One joined pair costs about as much as this many multiply-adds of the dense count GEMM (measured on
     #: the bench shape: ~85 with 1 thread, ~170 with 2; the crossover lies near 10 % minima in both operands).
     _DENSE_MACS_PER_PAIR = 128
+    #: The compiled matmul records up to this many minimum positions per operand for its sparse join.
+    _MIN_POSITIONS = 1 << 16
 
     @staticmethod
     def _min_positions(x: torch.Tensor, lo: int):  # -> numpy int64 array

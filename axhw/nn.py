@@ -16,7 +16,8 @@ selects the neurons whose products go through :attr:`HardwareConfig.approx_multi
 
 In the two integer modes the layer emits the next layer's activation codes, dequantized (exact in float32),
 computed by the very functions :meth:`axhw.quant.QuantizedNetwork.forward_int` uses, so eval-mode output
-equals integer inference bit for bit.
+equals integer inference bit for bit. Where it applies, the fused path of :mod:`axhw.fastpath` computes the
+same integers in a few compiled passes (tested equal to this eager path, gradients included).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axhw import fastpath
 from axhw.fixedpoint import FixedPoint, calibrate
 from axhw.multipliers import Multiplier, get_multiplier
 from axhw.quant import IntConv2d, IntLinear, QuantizedNetwork
@@ -256,6 +258,14 @@ class _HardwareLayer(HardwareAware):
         if self.hw.mode == "float":
             return self._reference(x)
         require_cpu(x, type(self).__name__)
+        fused = fastpath.fused_forward(self, x)
+        if fused is not None:
+            return fused
+        return self._eager_forward(x)
+
+    def _eager_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The integer-definition forward, step by step (:class:`axhw.quant.IntLinear`): the reference the
+        fused path of :mod:`axhw.fastpath` is tested against, and what runs where that path does not apply."""
         layer = self._int_layer()
         if self.training or self._chip is None:
             params = layer.stored(self.hw.storage(), self.generator)  # fresh flips every pass (AxTrain-pas)

@@ -174,11 +174,13 @@ class IntLinear:
 
     def stored(self, storage: NTVStorage | None, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) codes read back from ``storage``: weight words, then bias words (``bias_fmt``), one
-        fresh flip pattern; clean codes without storage or at p = 0."""
+        fresh flip pattern drawn in one pass for both (:meth:`NTVStorage.corrupt_all`, the draw the fused
+        hardware forward of :mod:`axhw.fastpath` makes too); clean codes without storage or at p = 0."""
         if storage is None or storage.flip_p == 0:
             return self.weight, self.bias
         assert self.bias_fmt is not None
-        return storage.corrupt(self.weight, self.weight_fmt, generator), storage.corrupt(self.bias, self.bias_fmt, generator)
+        w, b = storage.corrupt_all([self.weight, self.bias], [self.weight_fmt, self.bias_fmt], generator)
+        return w, b
 
     def accumulate(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return linear_int(a, w, b, mul)

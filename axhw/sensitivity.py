@@ -39,9 +39,21 @@ LeNet-5 of the paper. Batch normalisation that uses batch statistics (train mode
 statistics) couples the samples; there S is *defined* with the batch statistics as constants: the
 per-sample Jacobian of the network BN folds into at inference, with this batch's mean and (biased)
 variance as the fixed statistics. Those BatchNorm modules (``isinstance`` of torch's ``_BatchNorm``, so
-subclasses too) then run with detached batch statistics during the evaluation of S, which leaves their
-running statistics untouched; :func:`sensitivity_and_output` takes the returned outputs from a separate,
-ordinary forward (standard BN training for E, one extra forward).
+subclasses too) then run with this batch's statistics held constant in the per-sample derivatives, which
+leaves their running statistics untouched; :func:`sensitivity_and_output` takes the returned outputs from a
+separate, ordinary forward (standard BN training for E, one extra forward).
+
+The gradient of S (eq. 6) with batch-statistics BN is the derivative of that value as a function of the
+weights, the statistics included: S at ``w + dw`` uses the statistics at ``w + dw``. So the statistics are
+held constant inside the per-sample derivatives but stay attached to the weights for the gradient (they are
+taken from a second forward of the batch, a separate branch of the graph, the E forward where there is one).
+Why it matters, measured on the residual MNIST example (docs/own-network.md): with detached statistics the
+gradient also has a component along each normalized channel's own weights, a scale that batch norm divides
+out of the network but not out of S (a channel's share grows as the square of its scale). act followed it:
+S measured after each epoch *rose* (142 -> 231 -> 314), accuracy fell (0.93 -> 0.80), channels shrank
+towards the batch norm's ``eps`` and K2 accuracy fell 0.42 -> 0.15. With attached statistics that
+component is gone (the gradient is orthogonal to every normalized channel's weights) and the same act
+epochs lowered S (142 -> 76) while K2 accuracy rose (0.42 -> 0.62).
 
 The adaptive preference factor of section 3.1.3 is :class:`AdaptiveGamma`.
 """
@@ -49,9 +61,10 @@ The adaptive preference factor of section 3.1.3 is :class:`AdaptiveGamma`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from types import MethodType
 from typing import Any, Literal
 
@@ -98,17 +111,50 @@ def _batch_stat_norms(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, bn) and (m.training or m.running_mean is None)]
 
 
-def _bn_constant_stats_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
-    """BatchNorm with this batch's statistics as constants: same value, per-sample Jacobian, no buffer update."""
+#: Batch statistics ``(mean, biased var)`` per BatchNorm module, one entry per call in call order.
+BatchStats = dict[nn.Module, list[tuple[Tensor, Tensor]]]
+
+
+def _stats_of(x: Tensor) -> tuple[Tensor, Tensor]:
     dims = [0, *range(2, x.dim())]
-    xd = x.detach()
-    mean, var = xd.mean(dims), xd.var(dims, unbiased=False)  # biased variance, as train-mode BN normalises
+    return x.mean(dims), x.var(dims, unbiased=False)  # biased variance, as train-mode BN normalises
+
+
+def _normalize(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+    """``bn`` with the given statistics, written out (``F.batch_norm`` refuses statistics that need grad)."""
+    shape = (1, -1, *([1] * (x.dim() - 2)))
+    y = (x - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + bn.eps)
+    if bn.weight is not None:
+        y = y * bn.weight.reshape(shape)
+    if bn.bias is not None:
+        y = y + bn.bias.reshape(shape)
+    return y
+
+
+def _bn_constant_stats_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor,
+                               live: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    """BatchNorm with this batch's statistics as constants of the per-sample Jacobian, no buffer update.
+
+    ``live``: statistics of a forward of the same batch (:func:`_live_batch_stats`), attached to the weights
+    that produced them, used in call order; the per-sample derivatives do not see them (they come from
+    another branch of the graph) but the gradient of S does. Without them the statistics are detached.
+    """
+    if live:
+        return _normalize(self, x, *live.pop(0))
+    mean, var = _stats_of(x.detach())
     return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
 
 
+def _bn_recording_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor,
+                          record: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """Train-mode BatchNorm without the buffer update, recording its attached statistics."""
+    record.append(_stats_of(x))
+    return _normalize(self, x, *record[-1])
+
+
 @contextmanager
-def _batch_stats_as_constants(model: nn.Module) -> Iterator[bool]:
-    """Within the block, batch-statistics BatchNorms of ``model`` use detached statistics (module docstring).
+def _patched_norms(model: nn.Module, forward: Callable[[nn.Module], Callable[..., Tensor]]) -> Iterator[bool]:
+    """Within the block, every batch-statistics BatchNorm of ``model`` runs ``forward(module)``.
 
     An instance attribute shadows the class's ``forward``, so ``module(x)`` calls from any model (Sequential,
     custom, torch.fx GraphModule) see it; the original is always restored. Yields whether any module changed.
@@ -116,7 +162,7 @@ def _batch_stats_as_constants(model: nn.Module) -> Iterator[bool]:
     mods = _batch_stat_norms(model)
     saved = [m.__dict__.get("forward") for m in mods]
     for m in mods:
-        m.forward = MethodType(_bn_constant_stats_forward, m)
+        m.forward = MethodType(forward(m), m)
     try:
         yield bool(mods)
     finally:
@@ -125,6 +171,32 @@ def _batch_stats_as_constants(model: nn.Module) -> Iterator[bool]:
                 del m.forward
             else:
                 m.forward = f
+
+
+def _batch_stats_as_constants(model: nn.Module, live: BatchStats | None = None) -> AbstractContextManager[bool]:
+    """Batch-statistics BatchNorms take their statistics as constants of the per-sample Jacobian (module
+    docstring): detached, or ``live`` ones (:func:`_live_batch_stats`) so that the gradient of S sees them."""
+    return _patched_norms(model, lambda m: partial(_bn_constant_stats_forward,
+                                                   live=list(live[m]) if live and m in live else None))
+
+
+def _live_batch_stats(model: nn.Module, x: Tensor, capture_only: bool = False) -> tuple[BatchStats, Tensor]:
+    """Each batch-statistics BatchNorm call's statistics on ``x``, attached to the graph, and the outputs.
+
+    ``capture_only``: run the modules unchanged (train-mode forward with its buffer update: the forward of
+    E) and record the statistics with pre-hooks; else run without touching any buffer.
+    """
+    stats: BatchStats = {m: [] for m in _batch_stat_norms(model)}
+    if capture_only:
+        handles = [m.register_forward_pre_hook(lambda mod, args: stats[mod].append(_stats_of(args[0])))
+                   for m in stats]
+        try:
+            return stats, model(x)
+        finally:
+            for h in handles:
+                h.remove()
+    with _patched_norms(model, lambda m: partial(_bn_recording_forward, record=stats[m])):
+        return stats, model(x)
 
 
 def _record(model: nn.Module, x: Tensor) -> tuple[Tensor, list[_Call]]:
@@ -260,6 +332,7 @@ def _terms(
     vectorize: bool,
     only: set[nn.Parameter] | None = None,
     sampler: OutputSampler | None = None,
+    live: BatchStats | None = None,
 ) -> tuple[dict[nn.Parameter, Tensor], Tensor]:
     """Sensitivity contribution of each parameter, either per sample ``(N,)`` or per element (mean over N),
     and the model output of the hooked forward.
@@ -267,8 +340,9 @@ def _terms(
     ``reduce="sample"`` gives ``sum_k sum_{w in p} |w| |dO_k(x_n)/dw|`` for each sample n;
     ``reduce="param"`` gives ``|w| * mean_n sum_k |dO_k(x_n)/dw|`` with the parameter's shape (Fig. 4).
     With a ``sampler`` the sum over k is its unbiased estimate (:mod:`axhw.sensitivity_estimate`).
+    ``live``: attached batch statistics to hold constant (:func:`_live_batch_stats`).
     """
-    with torch.enable_grad(), _batch_stats_as_constants(model):
+    with torch.enable_grad(), _batch_stats_as_constants(model, live):
         out, calls = _record(model, x)
         z_last = calls[-1].z if calls else None
         if only is not None:
@@ -516,8 +590,9 @@ def sensitivity_and_output(
     """
     sampler = make_sampler(estimator, probes, generator)
     if _batch_stat_norms(model):
-        out = model(x)
-        per_sample, _ = _per_sample_and_output(model, x, create_graph=True, vectorize=True, sampler=sampler)
+        live, out = _live_batch_stats(model, x, capture_only=True)
+        per_sample, _ = _per_sample_and_output(model, x, create_graph=True, vectorize=True, sampler=sampler,
+                                               live=live)
         return per_sample.mean(), out
     per_sample, out = _per_sample_and_output(model, x, create_graph=True, vectorize=True, sampler=sampler)
     return per_sample.mean(), out
@@ -525,7 +600,8 @@ def sensitivity_and_output(
 
 def _per_sample_and_output(model: nn.Module, x: Tensor, *, create_graph: bool, vectorize: bool,
                            path: Literal["auto", "hooks"] = "auto",
-                           sampler: OutputSampler | None = None) -> tuple[Tensor, Tensor]:
+                           sampler: OutputSampler | None = None,
+                           live: BatchStats | None = None) -> tuple[Tensor, Tensor]:
     mods = _flat_modules(model) if path == "auto" else None
     if mods is not None and _fast_supported(mods):
         try:
@@ -535,7 +611,11 @@ def _per_sample_and_output(model: nn.Module, x: Tensor, *, create_graph: bool, v
             pass
         else:
             return (s, out) if create_graph else (s.detach(), out)
-    terms, out = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize, sampler=sampler)
+    if live is None and create_graph and _batch_stat_norms(model):
+        with torch.enable_grad():
+            live, _ = _live_batch_stats(model, x)  # the gradient of S follows the statistics (module docstring)
+    terms, out = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize, sampler=sampler,
+                        live=live)
     s = torch.stack(list(terms.values())).sum(0) if terms else x.new_zeros(x.shape[0])
     return s, out
 

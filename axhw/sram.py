@@ -83,11 +83,13 @@ def bernoulli_positions(n: int, p: float, generator: torch.Generator | None = No
         mean = (n - last) * p
         draw = int(mean + 6.0 * math.sqrt(mean + 1.0) + 16)
         u = torch.rand(draw, generator=generator, dtype=torch.float64)
-        gaps = torch.floor(torch.log1p(-u) / log_q).to(torch.int64) + 1
-        pos = last + torch.cumsum(gaps, 0)
-        chunks.append(pos[pos < n])
+        # in place, the same arithmetic as floor(log1p(-u) / log_q) + 1 (the hot path of AxTrain-pas)
+        gaps = u.neg_().log1p_().div_(log_q).floor_().to(torch.int64).add_(1)
+        pos = torch.cumsum(gaps, 0).add_(last)
         last = int(pos[-1])
-    return torch.cat(chunks)
+        # positions ascend: the ones below n are a prefix
+        chunks.append(pos if last < n else pos[: int(torch.searchsorted(pos, n))])
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
 
 @dataclass(frozen=True)
@@ -113,31 +115,72 @@ class NTVStorage:
         """The per-bit flip probability in force."""
         return self._prob  # type: ignore[attr-defined]
 
+    def flip_positions(self, n_bits: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Sorted flat indices (int64) of the flipped bits among ``n_bits`` stored bits, each flipped
+        independently with :attr:`flip_p`: the random stream of every NTV draw in axhw.
+
+        For ``p <= 1/4`` the flipped trials are drawn as geometric *gaps* (see :func:`bernoulli_positions`),
+        so the cost is proportional to the number of flips, not of bits: this is the hot path of
+        AxTrain-pas (a fresh pattern at every forward pass) and of chip sampling (10^7 8-bit words at
+        p = 10 % in ~0.4 s). Above, one uniform per bit is cheaper. Both are exactly independent per-bit
+        coin flips.
+        """
+        p = self.flip_p
+        if p == 0.0 or n_bits == 0:
+            return torch.zeros(0, dtype=torch.int64)
+        if p == 1.0:
+            return torch.arange(n_bits, dtype=torch.int64)
+        if p > _GAP_MAX_P:
+            return torch.nonzero(torch.rand(n_bits, generator=generator, dtype=torch.float64) < p).flatten()
+        return bernoulli_positions(n_bits, p, generator)
+
     def flip_mask(self, shape: torch.Size | tuple[int, ...], bits: int, generator: torch.Generator | None) -> torch.Tensor:
         """int64 XOR masks, one per word, each of the ``bits`` bits set independently with ``p``.
 
         The ``n * bits`` stored bits are one flat Bernoulli sequence (word-major: bit ``b`` of word ``w`` is
-        trial ``w * bits + b``). For ``p <= 1/4`` the flipped trials are drawn as geometric *gaps* (see
-        :func:`bernoulli_positions`), so the cost is proportional to the number of flips, not of bits: this
-        is the hot path of AxTrain-pas (a fresh pattern at every forward pass) and of chip sampling
-        (10^7 8-bit words at p = 10 % in ~0.4 s). Above, one uniform per bit is cheaper. Both are exactly
-        independent per-bit coin flips.
+        trial ``w * bits + b``), drawn by :meth:`flip_positions`.
         """
         n_words = math.prod(shape)
-        p = self.flip_p
-        if p == 1.0:
-            return torch.full(tuple(shape), (1 << bits) - 1, dtype=torch.int64)
-        mask = torch.zeros(n_words, dtype=torch.int64)
-        if p == 0.0 or n_words == 0:
-            return mask.view(shape)
-        if p > _GAP_MAX_P:
-            hits = torch.rand(n_words, bits, generator=generator, dtype=torch.float64) < p
-            weights = torch.ones(bits, dtype=torch.int64) << torch.arange(bits, dtype=torch.int64)
-            return (hits.to(torch.int64) * weights).sum(1).view(shape)
-        pos = bernoulli_positions(n_words * bits, p, generator)
-        # Distinct bits of one word are distinct powers of two, so adding them is OR-ing them.
-        mask.index_add_(0, pos // bits, torch.ones_like(pos) << (pos % bits))
-        return mask.view(shape)
+        pos = self.flip_positions(n_words * bits, generator)
+        return _mask_from_positions(pos, n_words, bits).view(shape)
+
+    def corrupt_all(self, codes: list[torch.Tensor], fmts: list[FixedPoint],
+                    generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """:meth:`corrupt` of several tensors stored one after another (a layer's weights, then its biases)
+        with *one* draw: their words form one flat Bernoulli sequence, tensor after tensor, word-major
+        within each (bit ``b`` of word ``w`` of tensor ``t`` is trial ``offset_t + w * bits_t + b``).
+
+        One draw per layer instead of one per tensor (issue 15): the flips are the same i.i.d. coin flips,
+        half the random-number calls. The training-time hardware forward (:mod:`axhw.fastpath`),
+        :meth:`axhw.quant.IntLinear.stored` (hence ``forward_int`` and ``sample_chip``) all draw this way,
+        so equal seeds give equal chips everywhere. For a single tensor the stream is :meth:`corrupt`'s.
+        """
+        for c, fmt in zip(codes, fmts, strict=True):
+            check_codes(c, fmt.qmin, fmt.qmax)
+        if self.flip_p == 0.0:
+            return [c.clone() for c in codes]
+        sizes = [c.numel() * fmt.bits for c, fmt in zip(codes, fmts, strict=True)]
+        pos = self.flip_positions(sum(sizes), generator)
+        out: list[torch.Tensor] = []
+        offset = 0
+        for c, fmt, size in zip(codes, fmts, sizes, strict=True):
+            mine = pos[(pos >= offset) & (pos < offset + size)] - offset if len(codes) > 1 else pos
+            out.append(self._apply(c, fmt, _mask_from_positions(mine, c.numel(), fmt.bits).view(c.shape)))
+            offset += size
+        return out
+
+    @staticmethod
+    def _apply(codes: torch.Tensor, fmt: FixedPoint, mask: torch.Tensor) -> torch.Tensor:
+        # Same arithmetic as fmt.to_words / fmt.from_words, done in place on the mask: this is the hot
+        # path of AxTrain-pas (a fresh pattern every forward pass), and each extra 10^7-word temporary
+        # costs ~20 ms.
+        out = mask
+        out ^= codes.to(torch.int64) & ((1 << fmt.bits) - 1)
+        if fmt.signed:
+            sign = 1 << (fmt.bits - 1)
+            out ^= sign
+            out -= sign
+        return out.to(codes.dtype)
 
     def corrupt(self, codes: torch.Tensor, fmt: FixedPoint, generator: torch.Generator | None = None) -> torch.Tensor:
         """Return ``codes`` as read back from NTV storage: each stored bit of each ``fmt`` word flipped
@@ -151,13 +194,13 @@ class NTVStorage:
         check_codes(codes, fmt.qmin, fmt.qmax)
         if self.flip_p == 0.0:
             return codes.clone()
-        # Same arithmetic as fmt.to_words / fmt.from_words, done in place on the mask: this is the hot
-        # path of AxTrain-pas (a fresh pattern every forward pass), and each extra 10^7-word temporary
-        # costs ~20 ms.
-        out = self.flip_mask(codes.shape, fmt.bits, generator)
-        out ^= codes.to(torch.int64) & ((1 << fmt.bits) - 1)
-        if fmt.signed:
-            sign = 1 << (fmt.bits - 1)
-            out ^= sign
-            out -= sign
-        return out.to(codes.dtype)
+        return self._apply(codes, fmt, self.flip_mask(codes.shape, fmt.bits, generator))
+
+
+def _mask_from_positions(pos: torch.Tensor, n_words: int, bits: int) -> torch.Tensor:
+    """Flat int64 XOR masks of ``n_words`` words from the flat flipped-bit positions ``pos``."""
+    mask = torch.zeros(n_words, dtype=torch.int64)
+    if pos.numel():
+        # Distinct bits of one word are distinct powers of two, so adding them is OR-ing them.
+        mask.index_add_(0, pos // bits, torch.ones_like(pos) << (pos % bits))
+    return mask

@@ -221,12 +221,13 @@ def _recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -
     (``torch.optim.swa_utils.update_bn``: a cumulative average over one no-grad pass), after every
     regularized act epoch.
 
-    Why, measured on the residual MNIST example (docs/own-network.md): act's S term, taken per sample with
-    batch statistics as constants (axhw.sensitivity), moves the normalized layers' weight scale, which batch
-    statistics absorb but the running averages lag behind: the network trained well in train mode (accuracy
-    0.90) while its eval-mode network, which pas freezes and the hardware folds, collapsed (0.59 -> 0.10).
-    Running statistics of the final weights restore the agreement. Freezing the statistics during act
-    instead let S drive the unnormalized network dead (S = 0, every output 0.5) within one epoch.
+    Why: pas freezes the running statistics and the hardware folds them, so they must describe the final
+    weights, not an exponential average over an epoch in which the S term moved them. Measured on the residual
+    MNIST example (docs/own-network.md) when the S gradient still treated the statistics as detached (it
+    moved the normalized layers' weight scale, axhw.sensitivity): train-mode accuracy 0.90 while the
+    eval-mode network collapsed (0.59 -> 0.10); these statistics restored the agreement. The S gradient now
+    follows the statistics and leaves the scale alone, and the pass stays: it costs one forward per epoch.
+    Freezing the statistics during act instead let S drive the network dead (S = 0, every output 0.5).
     """
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return

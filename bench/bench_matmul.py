@@ -1,8 +1,9 @@
 """Benchmark: approximate 8-bit matmul paths on the MNIST-MLP first layer shape, (256 x 784) @ (784 x 128).
 
 Timed with :mod:`harness` (bench/harness.py): all variants run in one process, interleaved (every round times
-each variant once, in a freshly shuffled order); reported per variant the median over rounds, per ratio the
-median and spread of the per-round ratios; thread count and os.getloadavg() before and after are recorded.
+each variant once, in a freshly shuffled order; a sample repeats the variant for about ``--sample-seconds``,
+reported per call); reported per variant the median over rounds, per ratio the median and spread of the
+per-round ratios; thread count and os.getloadavg() before and after are recorded.
 
 Variants:
 * ``float64_gemm``: ``A.double() @ B.double()`` on pre-converted operands, the floor any exact path pays;
@@ -16,11 +17,16 @@ Variants:
 * ``drum2_min``, ``drum3_min``: DRUM k=2 and k=3 matmul on operands where ``--min-fraction`` (1 %) of the
   entries of *both* A and B are -128, so k=2 pays its (min, min) saturation correction;
 * ``drum2_min_dense_count``: the correction as it was before issue 15 (a second, full float64 GEMM of the
-  minimum-value indicators), for the before/after comparison.
+  minimum-value indicators), for the before/after comparison;
+* ``float32_gemm_1024``, ``drum_1024``, ``drum2_1024``, ``drum_1024_eager``: 1024 x 1024 x 1024 (uniform
+  random 8-bit operands): the float32 GEMM of pre-converted operands, DRUM-k and DRUM-2 ``matmul`` (the
+  compiled transform path of issue 15), and DRUM-k on the path before it (``_matmul_compiled`` off);
+  ``float32_gemm_1024_over_drum_1024`` is DRUM's share of float32 GEMM throughput.
 
 Goals: drum <= 1.5x exact and lut_gather_naive >= 30x drum (issue 2); table matmul (lut, lut_random)
-<= 10x exact (issue 12, item 7); drum2_min <= 1.2x drum3_min, no K2 cliff (issue 15, item 3); judged on
-the median per-round ratio.
+<= 10x exact (issue 12, item 7); drum2_min <= 1.2x drum3_min, no K2 cliff (issue 15, item 3); DRUM matmul
+at least 80 % of float32 GEMM throughput on 1024^3 (issue 15, item 4); judged on the median per-round
+ratio.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +61,9 @@ RATIOS = [
     ("drum2_min", "drum3_min"),
     ("drum2_min_dense_count", "drum3_min"),
     ("drum2_min_dense_count", "drum2_min"),
+    ("float32_gemm_1024", "drum_1024"),
+    ("float32_gemm_1024", "drum2_1024"),
+    ("drum_1024_eager", "drum_1024"),
 ]
 
 
@@ -67,6 +77,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--min-fraction", type=float, default=0.01, help="share of -128 entries in the *_min operands")
+    ap.add_argument("--sample-seconds", type=float, default=0.02,
+                    help="each timed sample repeats a variant for about this long (reported per call)")
     ap.add_argument("--variants", default=None, help="comma-separated subset of the variants to time (default: all)")
     args = ap.parse_args()
     if args.threads:
@@ -116,6 +128,15 @@ def main() -> None:
     assert torch.equal(drum2.matmul(a_min, b_min)[:16], want_min)
     assert torch.equal(drum2_dense_count()[:16], want_min)
 
+    # 1024^3: DRUM's share of float32 GEMM throughput (issue 15)
+    a_big = torch.randint(-128, 128, (1024, 1024), generator=g)
+    b_big = torch.randint(-128, 128, (1024, 1024), generator=g)
+    af_big, bf_big = a_big.float(), b_big.float()
+    drum_eager = DRUM(args.k, 8)
+    drum_eager._matmul_compiled = lambda a, b: None  # type: ignore[method-assign]
+    assert torch.equal(drum.matmul(a_big[:64], b_big), drum_eager.matmul(a_big[:64], b_big))
+    assert torch.equal(drum2.matmul(a_big[:16], b_big), drum2(a_big[:16, :, None], b_big[None]).sum(1))
+
     fns: dict[str, Callable[[], object]] = {
         "float64_gemm": lambda: af @ bf,
         "exact": lambda: exact.matmul(a, b),
@@ -127,6 +148,10 @@ def main() -> None:
         "drum2_min": lambda: drum2.matmul(a_min, b_min),
         "drum3_min": lambda: drum3.matmul(a_min, b_min),
         "drum2_min_dense_count": drum2_dense_count,
+        "float32_gemm_1024": lambda: af_big @ bf_big,
+        "drum_1024": lambda: drum.matmul(a_big, b_big),
+        "drum2_1024": lambda: drum2.matmul(a_big, b_big),
+        "drum_1024_eager": lambda: drum_eager.matmul(a_big, b_big),
     }
     if args.variants:
         chosen = args.variants.split(",")
@@ -134,8 +159,20 @@ def main() -> None:
         if unknown:
             ap.error(f"unknown variants {unknown}: valid are {sorted(fns)}")
         fns = {name: fns[name] for name in chosen}
+    # A sample repeats a variant for about --sample-seconds (1 ms calls on a loaded machine are mostly
+    # scheduler noise); times are reported per call, the interleaving per round is unchanged.
+    reps = {}
+    for name, fn in fns.items():
+        fn()
+        once = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            once.append(time.perf_counter() - t0)
+        reps[name] = max(1, min(50, round(args.sample_seconds / max(min(once), 1e-6))))
+    sampled = {name: (lambda fn=fn, n=reps[name]: [fn() for _ in range(n)]) for name, fn in fns.items()}
     load_before = os.getloadavg()
-    times = interleaved_times(fns, args.rounds)
+    times = {name: [t / reps[name] for t in ts] for name, ts in interleaved_times(sampled, args.rounds).items()}
     summary = summarize(times, [(num, den) for num, den in RATIOS if num in fns and den in fns])
     med = summary["ratio_medians"]
     goals = {
@@ -144,6 +181,7 @@ def main() -> None:
         "lut_over_exact_max_10": ("lut_over_exact", lambda r: r <= 10.0),
         "lut_random_over_exact_max_10": ("lut_random_over_exact", lambda r: r <= 10.0),
         "drum2_min_over_drum3_min_max_1.2": ("drum2_min_over_drum3_min", lambda r: r <= 1.2),
+        "drum_1024_at_least_80pct_of_float32": ("float32_gemm_1024_over_drum_1024", lambda r: r >= 0.8),
     }
     goals_met = {goal: ok(med[ratio]) for goal, (ratio, ok) in goals.items() if ratio in med}
     result = {
@@ -158,6 +196,7 @@ def main() -> None:
         "k": args.k,
         "min_fraction": args.min_fraction,
         "rounds": args.rounds,
+        "calls_per_sample": reps,
         "lut_backend": lut.backend,
         **summary,
         "goals_met": goals_met,

@@ -10,7 +10,8 @@
 //
 // Parameters (set by the runner): BITS, ACC, NAW (neuron buffer address bits), OAW (output buffer address
 // bits), INDEPTH (input table depth). Plusargs: +inputs=<hex> +nsamp=<n> +nin=<features> +dlo=<a> +dhi=<b>
-// +nout=<outputs> +dump=<file>.
+// +nout=<outputs> +dump=<file>, optionally +vcd=<file>: every signal of the array as a VCD (switching activity
+// for power analysis; Icarus always, Verilator when built with --trace and AXHW_VCD).
 `default_nettype none
 
 module array_tb #(
@@ -38,6 +39,7 @@ module array_tb #(
     reg [BITS-1:0] inputs [0:INDEPTH-1];
     reg [8*1024-1:0] in_path;
     reg [8*1024-1:0] dump_path;
+    reg [8*1024-1:0] vcd_path;
     reg [31:0] nsamp;
     reg [31:0] nin;
     reg [31:0] dlo;
@@ -67,6 +69,18 @@ module array_tb #(
         end
         $readmemh(in_path, inputs, 0, nsamp * nin - 32'd1);
         fd = $fopen(dump_path, "w");
+`ifndef VERILATOR
+`define AXHW_CAN_DUMP
+`endif
+`ifdef AXHW_VCD
+`define AXHW_CAN_DUMP
+`endif
+`ifdef AXHW_CAN_DUMP
+        if ($value$plusargs("vcd=%s", vcd_path)) begin
+            $dumpfile(vcd_path);
+            $dumpvars(0, u_dut);
+        end
+`endif
     end
 
 `ifdef AXHW_SELF_CLOCK

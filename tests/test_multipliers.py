@@ -493,3 +493,67 @@ def test_drum2_conv2d_min_pairs_equal_reference(frac_a, frac_w, stride, padding,
     want = LUTMultiplier.from_multiplier(m).conv2d(a, w, stride=stride, padding=padding)
     assert torch.equal(m.conv2d(a, w, stride=stride, padding=padding), want)
     assert torch.equal(multipliers.Multiplier.conv2d(m, a, w, stride=stride, padding=padding), want)
+
+
+# --------------------------------------------------------------------------- compiled matmul (issue 15)
+def _eager(m):
+    """A copy of ``m`` whose matmul takes the torch path (the compiled one switched off)."""
+    import copy
+
+    e = copy.copy(m)
+    e._matmul_compiled = lambda a, b: None
+    return e
+
+
+@pytest.mark.parametrize("m", [Exact(8), DRUM(1, 8), DRUM(2, 8), DRUM(3, 8), DRUM(4, 8), DRUM(3, 8, signed=False),
+                               DRUM(2, 4), Exact(16), DRUM(5, 16)], ids=repr)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 300, 5), (33, 1024, 17), (4, 3000, 9)])
+@pytest.mark.parametrize("min_fraction", [0.0, 0.05, 1.0])
+def test_compiled_matmul_equals_torch_path(m, shape, min_fraction):
+    """The compiled transform (range check, data bound, chunked float32 GEMM, int64 sum) equals the torch
+    path bit for bit, with and without (min, min) pairs, through every chunk count and the float64 path."""
+    from axhw import hwkernel
+
+    if not hwkernel.available():
+        pytest.skip("no C compiler: the compiled path is not built")
+    mm, kk, nn = shape
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(mm * kk + nn)
+    a = torch.randint(lo, hi + 1, (mm, kk), generator=g)
+    b = torch.randint(lo, hi + 1, (kk, nn), generator=g)
+    a[torch.rand(a.shape, generator=g) < min_fraction] = lo
+    b[torch.rand(b.shape, generator=g) < min_fraction] = lo
+    want = _eager(m).matmul(a, b)
+    assert torch.equal(m.matmul(a, b), want)
+    assert torch.equal(m.matmul(a.T.contiguous().T, b), want)  # non-contiguous operand
+    if mm <= 7:
+        assert torch.equal(want, m(a[:, :, None], b[None]).sum(1))
+
+
+def test_compiled_matmul_errors_and_fallbacks():
+    m = DRUM(3, 8)
+    with pytest.raises(ValueError, match=r"operand of DRUM\(k=3, bits=8, signed=True\) out of range"):
+        m.matmul(torch.full((2, 2), -129), torch.ones(2, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="valid range"):
+        m.matmul(torch.ones(2, 2, dtype=torch.int64), torch.full((2, 2), 1 << 40))
+    a32 = torch.randint(-128, 128, (3, 4), dtype=torch.int32)  # other integer dtypes: the torch path
+    assert torch.equal(m.matmul(a32, a32.T.contiguous()), m.matmul(a32.long(), a32.T.contiguous().long()))
+    assert m.matmul(torch.zeros(0, 3, dtype=torch.int64), torch.zeros(3, 2, dtype=torch.int64)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("cap", [0, 3, 1 << 16])
+@pytest.mark.parametrize("macs_per_pair", [0, 128, 1 << 40])
+def test_compiled_min_pairs_join_equals_numpy(cap, macs_per_pair, monkeypatch):
+    """The compiled sparse (min, min) join, its capacity and density fallbacks all equal the torch path."""
+    from axhw import hwkernel
+
+    if not hwkernel.available():
+        pytest.skip("no C compiler: the compiled path is not built")
+    m = DRUM(2, 8)
+    g = torch.Generator().manual_seed(11)
+    a = _with_minima((50, 400), 0.03, -128, 127, g)
+    b = _with_minima((400, 20), 0.03, -128, 127, g)
+    want = _eager(m).matmul(a, b)
+    monkeypatch.setattr(type(m), "_MIN_POSITIONS", cap)
+    monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", macs_per_pair)
+    assert torch.equal(m.matmul(a, b), want)

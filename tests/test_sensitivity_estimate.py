@@ -256,6 +256,24 @@ def frozen_statistics_copy(model: nn.Module, x: Tensor) -> nn.Module:
     return ref
 
 
+def assert_gradient_of_value(model: nn.Module, x: Tensor, g: Tensor, eps: float = 1e-6) -> None:
+    """``g`` is the gradient of ``w -> S(w)`` as :func:`sensitivity` evaluates it: central differences."""
+    params = list(model.parameters())
+    gen = torch.Generator().manual_seed(11)
+    for _ in range(3):
+        d = [torch.randn(p.shape, dtype=p.dtype, generator=gen) for p in params]
+        vals = []
+        for sign in (1.0, -1.0):
+            moved = copy.deepcopy(model)
+            with torch.no_grad():
+                for p, dp in zip(moved.parameters(), d, strict=True):
+                    p.add_(sign * eps * dp)
+            vals.append(float(sensitivity(moved, x, create_graph=False)))
+        fd = (vals[0] - vals[1]) / (2 * eps)
+        analytic = float(g @ torch.cat([t.reshape(-1) for t in d]))
+        assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
 def test_batchnorm_in_train_mode_uses_batch_statistics_as_constants() -> None:
     model = bn_model().train()
     x = torch.randn(5, 1, 8, 8, dtype=DT)
@@ -265,10 +283,21 @@ def test_batchnorm_in_train_mode_uses_batch_statistics_as_constants() -> None:
     assert model[1].training and "forward" not in model[1].__dict__  # restored
     ref = frozen_statistics_copy(model, x)
     torch.testing.assert_close(got, brute_per_sample(ref, x), rtol=1e-10, atol=0)
-    # the eq. 6 gradient is that of the folded network too (w.r.t. the shared parameters)
+    # the eq. 6 gradient is the derivative of that value, statistics included (S at w + dw uses the
+    # statistics at w + dw): central differences along random directions agree ...
     g = grads(got.mean(), model)
-    g_ref = grads(per_sample_sensitivity(ref, x).mean(), ref)
-    torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-14)
+    assert_gradient_of_value(model, x, g)
+    # ... and it has no component along a normalized channel's own parameters (weights and bias: a scale
+    # the BN divides out)
+    for layer in (model[0], model[5]):
+        gw, gb = torch.autograd.grad(per_sample_sensitivity(model, x).mean(), [layer.weight, layer.bias])
+        w = torch.cat([layer.weight.flatten(1), layer.bias[:, None]], 1)
+        gw = torch.cat([gw.flatten(1), gb[:, None]], 1)
+        cos = (gw * w).sum(1) / (gw.norm(dim=1) * w.norm(dim=1))
+        assert cos.abs().max() < 1e-4, cos  # exact but for the eps = 1e-5 under the square root
+    # the detached-statistics gradient (the folded network's, statistics frozen) does have that component
+    g_frozen = grads(per_sample_sensitivity(ref, x).mean(), ref)
+    assert not torch.allclose(g, g_frozen, rtol=1e-3, atol=0)
     # sensitivity_and_output: the ordinary train-mode forward for E, running statistics updated once
     plain = copy.deepcopy(model)
     s, out = sensitivity_and_output(model, x)
@@ -317,6 +346,32 @@ def test_training_with_the_estimate_lowers_s_like_exact_act() -> None:
     assert s_ex < 0.8 * s_bp and s_est < 0.8 * s_bp, final
     assert abs(s_est - s_ex) < 0.25 * (s_bp - s_ex), final
     assert acc_est > acc_bp - 0.1, final
+
+
+def test_act_lowers_s_of_a_batch_norm_network_without_shrinking_channels() -> None:
+    """With batch-statistics BN the S gradient follows the statistics (axhw.sensitivity docstring): act lowers
+    S against BP from the same start, and no normalized channel's weights shrink towards the BN's eps (the
+    detached-statistics gradient shrank them: a scale BN divides out of the network but not out of S)."""
+    torch.manual_seed(7)
+    teacher = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 36, 5))
+    x = torch.randn(256, 1, 8, 8)
+    y = teacher(x).argmax(1).detach()
+    start = nn.Sequential(nn.Conv2d(1, 6, 3, bias=False), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(6 * 36, 5), nn.Sigmoid())
+    final = {}
+    for name, gamma in (("bp", 0.0), ("act", 0.02)):
+        model = copy.deepcopy(start).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        gen = torch.Generator().manual_seed(0)
+        for step in range(120):
+            i = (step * 64) % 256
+            train_step(model, opt, x[i : i + 64], y[i : i + 64], gamma, "mse", "estimate", 1, gen)
+        norms = model[0].weight.detach().flatten(1).norm(dim=1)
+        final[name] = (float(sensitivity(model, x, create_graph=False)), float(norms.min() / norms.max()))
+    (s_bp, spread_bp), (s_act, spread) = final["bp"], final["act"]
+    assert s_act < 0.8 * s_bp, final
+    # channel norms min/max: BP 0.62, act 0.58; with detached statistics act gave 0.28
+    assert spread > 0.75 * spread_bp, final
 
 
 def test_trainconfig_fields_validate_and_round_trip(tmp_path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from axhw.power.study import NODE_SCALE_180_TO_65, _reduction, config_dict, mean_or_none
+from axhw.power.study import NODE_SCALE_180_TO_65, config_dict, mean_or_none, power_change
 
 if TYPE_CHECKING:
     from axhw.power.study import StudyResult
@@ -26,7 +26,7 @@ def _block(chosen_by_seed: dict[int, dict[str, Any]], bp_by_seed: dict[int, dict
     per_seed: dict[str, Any] = {}
     for s, chosen in chosen_by_seed.items():
         per_seed[str(s)] = {"chosen": {p: chosen.get(p) for p in parts},
-                            "vs_bp_percent": {p: _reduction(bp_by_seed[s].get(p), chosen.get(p), _KEY[p]) for p in parts}}
+                            "vs_bp_percent": {p: power_change(bp_by_seed[s].get(p), chosen.get(p), _KEY[p]) for p in parts}}
     mean = {p: mean_or_none([v["vs_bp_percent"][p] for v in per_seed.values()]) for p in parts}
     n = {p: sum(v["vs_bp_percent"][p] is not None for v in per_seed.values()) for p in parts}
     return {"per_seed": per_seed, "mean_vs_bp_percent": mean, "seeds_with_both_feasible": n}
@@ -86,9 +86,9 @@ def _approxann_block(res: StudyResult) -> dict[str, Any]:
         for pre, by_bound in aa.items():
             p_aa = by_bound[b]["power_w"]
             row[f"approxann_{pre}_w"] = p_aa
-            row[f"per_target_vs_approxann_{pre}_percent"] = _reduction({"w": p_aa}, None if ax_pt is None else
+            row[f"per_target_vs_approxann_{pre}_percent"] = power_change({"w": p_aa}, None if ax_pt is None else
                                                                        {"w": ax_pt["compute_w"]}, "w")
-            row[f"single_vs_approxann_{pre}_percent"] = _reduction({"w": p_aa}, None if single is None else
+            row[f"single_vs_approxann_{pre}_percent"] = power_change({"w": p_aa}, None if single is None else
                                                                    {"w": single["compute_w"]}, "w")
         per_seed[str(s)] = row
     if not per_seed:
@@ -109,7 +109,7 @@ def study_dict(res: StudyResult) -> dict[str, Any]:
                            "networks": nets}
     if "bp" in nets and "axtrain" in nets:
         bp, ax = nets["bp"]["chosen"], nets["axtrain"]["chosen"]
-        out["axtrain_vs_bp_percent"] = {p: _reduction(bp[p], ax[p], _KEY[p]) for p in PARTS}
+        out["axtrain_vs_bp_percent"] = {p: power_change(bp[p], ax[p], _KEY[p]) for p in PARTS}
     out["seeds"] = list(cfg.seeds)
     out["default_axtrain"] = "per_target" if cfg.search == "per_target" else "single_network"
     if "bp" not in nets:

@@ -7,6 +7,7 @@
     axhw power synth --bits 8 16 --out build/power/synth
     axhw power synth --design NAME [NAME ...] [--compare MODE ...] --out build/power/synth
     axhw power summary --reports build/power/report [--out FOLDER]
+    axhw power accel --network CHECKPOINT [...] [--modes exact K2 ...] [--samples 2] --out build/power/accel
 
 Every ``--out`` (and ``--work-dir``) is a folder, checked before any work (:func:`axhw.cli_checks.check_out_dir`);
 the default work folder is ``power/study`` in the user cache (:func:`axhw.paths.cache_dir`).
@@ -22,7 +23,7 @@ from axhw.cli_checks import check_out_dir
 from axhw.paths import cache_dir
 from axhw.power.tools import ToolMissing, find_toolchain
 
-__all__ = ["add_parser", "main_report", "main_summary", "main_synth"]
+__all__ = ["add_parser", "main_accel", "main_report", "main_summary", "main_synth"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -30,9 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     from axhw.data.registry import APPLICATIONS
 
     power = subparsers.add_parser("power", help="synthesis, activity-based power and minimum-power search")
-    sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,summary,synth}")
+    sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,summary,synth,accel}")
     rep = sub.add_parser("report", help="minimum-power configuration of BP vs AxTrain (Fig. 9)")
-    rep.add_argument("--dataset", required=True, choices=sorted(APPLICATIONS), help="application (required)")
+    rep.add_argument("--dataset", choices=sorted(APPLICATIONS), default=None,
+                     help="application: train its BP and AxTrain networks and compare them (this or --network)")
+    rep.add_argument("--network", type=Path, nargs="+", action="extend", default=None, metavar="CHECKPOINT",
+                     help="measure these trained checkpoints instead (axhw train --out DIR writes DIR/checkpoint.pt; "
+                          "any --model too); one of them may be BP, the reference of --reference bp")
     rep.add_argument("--constraint", type=float, default=2.0, help="allowed accuracy loss, pp (default 2.0)")
     rep.add_argument("--quick", action="store_true", help="reduced run: few epochs, 5 NTV runs, 3 modes, 2 voltages")
     rep.add_argument("--epochs", type=int, default=None, help="training epochs (default 30, quick 4)")
@@ -64,6 +69,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                           "$AXHW_CACHE or ~/.cache/axhw)")
     rep.add_argument("--out", type=Path, required=True, help="output folder: power.json, power.md, power.png (required)")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
+    rep.add_argument("--accel", action="store_true",
+                     help="also the accelerator-level energy per inference (whole PE array at gate level, memories "
+                          "as SRAM) of the chosen configurations (axhw.power.accel)")
+    rep.add_argument("--accel-search", action="store_true",
+                     help="with --accel: also choose BP's and the single AxTrain network's configuration by "
+                          "accelerator-level energy (the accelerator-level objective)")
+    rep.add_argument("--accel-samples", type=int, default=2, help="test samples of the --accel simulation (default 2)")
     rep.set_defaults(func=main_report)
     summ = sub.add_parser("summary", help="one BP vs AxTrain table over every report under a directory")
     summ.add_argument("--reports", type=Path, default=Path("build/power/report"),
@@ -85,7 +97,65 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                                              "synth_<NAME>.json/.md (required)")
     syn.add_argument("--quiet", action="store_true", help="no progress output")
     syn.set_defaults(func=main_synth)
+    _add_accel(sub)
     return power
+
+
+def _add_accel(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``power accel``: the whole PE array's energy per inference (axhw.power.accel)."""
+    acc = sub.add_parser("accel", help="accelerator-level energy per inference: the whole PE array at gate level "
+                                       "on a real network run, memories as SRAM")
+    acc.add_argument("--network", type=Path, nargs="+", default=None, metavar="CHECKPOINT",
+                     help="trained checkpoints (axhw train --out DIR writes DIR/checkpoint.pt); this or --report")
+    acc.add_argument("--report", type=Path, default=None, metavar="POWER_JSON",
+                     help="a power report's power.json: the accelerator energy of its chosen configurations")
+    acc.add_argument("--search", action="store_true",
+                     help="with --report: also the minimum accelerator-energy configuration of BP and the single "
+                          "AxTrain network under the report's accuracy floor")
+    acc.add_argument("--modes", nargs="+", default=["exact", "K4", "K3", "K2", "K1"], metavar="MODE",
+                     help="multipliers of the array: exact, K1..K4, drum<k> (default exact K4 K3 K2 K1)")
+    acc.add_argument("--voltages", type=float, nargs="+", default=[1100.0, 850.0, 660.0, 400.0], metavar="MV",
+                     help="SRAM supplies of the parameter buffers (default 1100 850 660 400)")
+    acc.add_argument("--samples", type=int, default=2, help="test samples simulated at gate level (default 2)")
+    acc.add_argument("--pes", type=int, default=16, help="PEs of the array (default 16; memories fitted)")
+    acc.add_argument("--pairs", type=int, default=4096,
+                     help="operand pairs of the multiplier-only energy shown beside (default 4096; 0: skip)")
+    acc.add_argument("--zero-delay", action="store_true", help="simulate without cell delays (no glitches)")
+    acc.add_argument("--out", type=Path, required=True, help="output folder: accel.json, accel.md (required)")
+    acc.add_argument("--quiet", action="store_true", help="no progress output")
+    acc.set_defaults(func=main_accel)
+
+
+def main_accel(args: argparse.Namespace) -> int:
+    """``axhw power accel``: energy per inference of each checkpoint on the array, per mode and voltage."""
+    from axhw.power.accel import AccelConfig
+    from axhw.power.accel_report import markdown, measure_network, write_accel_report
+
+    try:
+        out = check_out_dir(args.out)
+        if (args.network is None) == (args.report is None):
+            raise ValueError("give --network CHECKPOINT ... or --report POWER_JSON, not both")
+        missing = [str(p) for p in args.network or [args.report] if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(f"no checkpoint at {', '.join(missing)}")
+        if args.samples < 1:
+            raise ValueError("--samples must be >= 1")
+        find_toolchain()
+        cfg = AccelConfig(pes=args.pes, samples=args.samples, timing=not args.zero_delay,
+                          voltages=tuple(args.voltages))
+        if args.report is not None:
+            return _accel_of_report(args, cfg, out)
+        nets = {}
+        for ck in args.network:
+            label = Path(ck).parent.name or str(ck)
+            nets[label] = measure_network(ck, args.modes, cfg, args.pairs, progress=not args.quiet)
+        result = {"networks": nets}
+    except (ToolMissing, ValueError, FileNotFoundError) as exc:
+        return _fail(args, exc)
+    for path in write_accel_report(result, out):
+        print(path)
+    print(markdown(result))
+    return 0
 
 
 def _fail(args: argparse.Namespace, exc: Exception) -> int:
@@ -105,6 +175,15 @@ def main_report(args: argparse.Namespace) -> int:
                                  ("approxann_modes", tuple(args.approxann_modes) if args.approxann_modes is not None
                                   else None), ("pas_epochs", args.pas_epochs), ("limit", args.limit),
                                  ("batch_size", args.batch_size)) if v is not None}
+    if (args.dataset is None) == (args.network is None):
+        return _fail(args, ValueError("give --dataset (train and compare its networks) or --network CHECKPOINT ..."
+                                      " (measure trained checkpoints), not both"))
+    if args.accel_search and not args.accel:
+        return _fail(args, ValueError("--accel-search needs --accel"))
+    if args.network is not None and args.accel:
+        return _fail(args, ValueError("--accel goes with --dataset; for checkpoints use axhw power accel --network"))
+    if args.network is not None:
+        return _network_report(args, changes)
     if args.single_network:
         changes["search"] = "single"
     if args.no_joint_search:
@@ -125,11 +204,76 @@ def main_report(args: argparse.Namespace) -> int:
         # oversubscription on a busy machine (measured here: 2 threads on 2 loaded cores made an act epoch 25x slower).
         torch.set_num_threads(1)
         result = run_study(cfg, progress=not args.quiet).as_dict()
+        _add_accel_result(args, result)
     except (ToolMissing, ValueError) as exc:
         return _fail(args, exc)
     for path in write_report(result, out):
         print(path)
     print(markdown(result).split("## Multiplier power")[0])
+    return 0
+
+
+#: ``power report`` options that train networks: meaningless with ``--network`` (its networks are trained).
+_TRAINING_OPTIONS = ("epochs", "pas_epochs", "limit", "batch_size", "approxann_modes", "single_network",
+                     "no_joint_search")
+
+
+def _network_report(args: argparse.Namespace, changes: dict[str, object]) -> int:
+    """``power report --network CKPT ...``: the minimum-power search on checkpoints the user trained."""
+    from axhw.power.network_report import network_study, prepare
+    from axhw.power.report import markdown, write_report
+    from axhw.power.study import StudyConfig
+
+    given = [f"--{k.replace('_', '-')}" for k in _TRAINING_OPTIONS if getattr(args, k) not in (None, False)]
+    if given:
+        return _fail(args, ValueError(f"{', '.join(given)} train networks; with --network the checkpoints are "
+                                      "already trained: drop them"))
+    changes = {k: v for k, v in changes.items() if k in ("runs", "n_pairs", "modes", "seeds", "bounds")}
+    base = StudyConfig.quick() if args.quick else StudyConfig()
+    try:
+        out = check_out_dir(args.out)
+        work_dir = check_out_dir(args.work_dir if args.work_dir is not None else cache_dir("power", "networks"),
+                                 "--work-dir")
+        cfg = base.copy(constraint_pp=args.constraint, reference=args.reference, timing=not args.zero_delay,
+                        work_dir=work_dir, **changes)
+        prepare(args.network, cfg)  # bad checkpoints fail in one line before anything else
+        find_toolchain()
+        import torch
+
+        torch.set_num_threads(1)  # as main_report
+        result = network_study(args.network, cfg, progress=not args.quiet)
+    except (ToolMissing, ValueError, FileNotFoundError) as exc:
+        return _fail(args, exc)
+    for path in write_report(result, out):
+        print(path)
+    print(markdown(result).split("## Multiplier power")[0])
+    return 0
+
+
+def _add_accel_result(args: argparse.Namespace, result: dict[str, object]) -> None:
+    """``power report --accel``: the accelerator-level section of ``power.json`` / ``power.md``."""
+    if not args.accel:
+        return
+    from axhw.power.accel import AccelConfig
+    from axhw.power.accel_report import study_accelerator
+
+    result["accelerator"] = study_accelerator(result, AccelConfig(samples=args.accel_samples, timing=not args.zero_delay),
+                                              search=args.accel_search, progress=not args.quiet)
+
+
+def _accel_of_report(args: argparse.Namespace, cfg: object, out: Path) -> int:
+    """``power accel --report power.json``: the accelerator section of an existing report, as accel.json/.md."""
+    import json
+
+    from axhw.io import atomic_write_json, atomic_write_text
+    from axhw.power.accel_report import study_accelerator, study_section
+
+    d = json.loads(Path(args.report).read_text())
+    acc = study_accelerator(d, cfg, search=args.search, progress=not args.quiet)  # type: ignore[arg-type]
+    text = f"# Accelerator-level energy: {d['config']['dataset']}\n\n" + study_section(acc)
+    print(atomic_write_json(acc, out / "accel.json"))
+    print(atomic_write_text(text, out / "accel.md"))
+    print(text)
     return 0
 
 

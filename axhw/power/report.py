@@ -43,9 +43,10 @@ def markdown(d: dict[str, Any]) -> str:
              f"## Chosen configurations (Fig. 9), seed {d.get('seeds', [cfg.get('seed', 0)])[0]}", "",
              "| network | exact@1.1V acc | compute (V = 1.1 V) | storage (exact mul) | joint |",
              "|---|---|---|---|---|"]
+    names = {} if d.get("source") == "networks" else _NET_LABEL  # --network: the checkpoints' own labels
     for m, net in d["networks"].items():
         ch = net["chosen"]
-        lines.append(f"| {_NET_LABEL.get(m, m)} | {100 * net['exact_nominal_accuracy']:.2f}% | "
+        lines.append(f"| {names.get(m, m)} | {100 * net['exact_nominal_accuracy']:.2f}% | "
                      f"{_chosen(ch['compute'], 'compute_w', 'compute')}"
                      f" | {_chosen(ch['storage'], 'storage_w', 'storage')} | {_chosen(ch['joint'], 'joint_w', 'joint')} |")
     red = d.get("axtrain_vs_bp_percent")
@@ -56,7 +57,17 @@ def markdown(d: dict[str, Any]) -> str:
             paper = f"{_PAPER[part]:+.1f}%" if part in _PAPER else "-"
             val = "n/a (a side has no feasible point)" if red[part] is None else f"{red[part]:+.1f}%"
             lines.append(f"| {part} | {val} | {paper} |")
+    if d.get("vs_bp_percent"):  # power report --network with a BP checkpoint
+        lines += ["", "## Power change against the BP network at the chosen points", "",
+                  "| network | compute | storage | joint |", "|---|---|---|---|"]
+    for label, parts in (d.get("vs_bp_percent") or {}).items():
+        lines.append(f"| {label} | " + " | ".join("n/a" if parts[p] is None else f"{parts[p]:+.1f}%"
+                                                 for p in ("compute", "storage", "joint")) + " |")
     lines += report_sections(d)
+    if d.get("accelerator"):  # power report --accel
+        from axhw.power.accel_report import study_section
+
+        lines += ["", study_section(d["accelerator"])]
     lines += ["", "## Multiplier power per mode (network operand streams)", "",
               "| network | mode | cells | area um2 | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |"
               " mean toggles/cell/cycle |", "|---|---|---|---|---|---|---|---|---|"]

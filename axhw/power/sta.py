@@ -180,8 +180,10 @@ def pin_annotation_honored() -> bool:
     return dyn[0] > 0 and abs(dyn[1] / dyn[0] - 4.0) < 0.1
 
 
-def _instances(out: str) -> dict[str, tuple[float, float, float]]:
-    body = out.split("AXHW_INSTANCES", 1)[-1]
+def instance_rows(out: str, marker: str = "AXHW_INSTANCES") -> dict[str, tuple[float, float, float]]:
+    """Per-instance ``(internal, switching, leakage)`` power (W) of OpenSTA's ``report_power -instances``
+    table printed after ``marker`` in ``out``."""
+    body = out.split(marker, 1)[-1]
     rows = {}
     for m in re.finditer(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$", body, re.M):
         try:
@@ -218,7 +220,7 @@ def activity_power(synth: SynthResult, activity: dict[str, NetActivity],
         pins = [(p, activity[n[0]].toggles_per_cycle, activity[n[0]].duty) for p, n in sorted(pin_net.items())]
         internal, switching, leakage, _ = _total(_run_sta(_script(synth, cfg, "pin", pins)))
         return _result("pin", cfg, internal, switching, leakage, mean)
-    rows = _instances(_run_sta(_script(synth, cfg, "unit", [])))
+    rows = instance_rows(_run_sta(_script(synth, cfg, "unit", [])))
     if set(rows) != set(out_net):
         raise RuntimeError(f"report_power -instances lists {len(rows)} instances, netlist has {len(out_net)}")
     internal = switching = leakage = 0.0

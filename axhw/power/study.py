@@ -35,7 +35,8 @@ from axhw.power.sram_energy import SRAMTechnology, storage_bits, storage_power
 from axhw.power.targets import Ledger, ResultCache, TargetNetworks, is_finished
 from axhw.sram import NOMINAL_MV
 
-__all__ = ["StudyConfig", "StudyResult", "check_modes", "choose", "run_study"]
+__all__ = ["StudyConfig", "StudyResult", "check_modes", "choose", "choose_configurations", "measure_network",
+           "power_change", "run_study"]
 
 #: Compute energy scaling osu018 (180 nm, 1.8 V) -> the SRAM model's 65 nm, 1.1 V, for the joint sum only:
 #: E ~ C V^2 with C ~ feature size (classical scaling; stated, not measured): (65/180) * (1.1/1.8)^2.
@@ -144,7 +145,7 @@ def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[s
     return min(feasible, key=lambda p: (p[power_key], -p["accuracy"])) if feasible else None
 
 
-def _network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Measurer, progress: bool) -> dict[str, Any]:
+def measure_network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Measurer, progress: bool) -> dict[str, Any]:
     """One network's whole grid: accuracy per (mode, voltage), compute power per mode, storage per voltage."""
     from tqdm.auto import tqdm
 
@@ -182,7 +183,18 @@ def _select(net: dict[str, Any], floor: float, parts: tuple[str, ...] = ("comput
     return {"floor": floor, **{part: choose(pools[part][0], pools[part][1], floor) for part in parts}}
 
 
-def _reduction(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
+def choose_configurations(networks: dict[str, dict[str, Any]], cfg: StudyConfig, bp_ref: float | None) -> None:
+    """Fill each measured network's ``reference_accuracy``, ``chosen`` (at ``constraint_pp``) and ``by_bound``
+    (every bound of the Pareto curves); the reference is its own exact-nominal accuracy, or ``bp_ref`` when
+    ``cfg.reference == "bp"`` and one is given."""
+    for net in networks.values():
+        ref = bp_ref if cfg.reference == "bp" and bp_ref is not None else net["exact_nominal_accuracy"]
+        net["reference_accuracy"] = ref
+        net["chosen"] = _select(net, ref - cfg.constraint_pp / 100.0)
+        net["by_bound"] = {str(b): _select(net, ref - b / 100.0, ("compute", "storage")) for b in cfg.all_bounds}
+
+
+def power_change(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
     """Relative power change of ``b`` (AxTrain) against ``a`` (BP), in percent (negative = saving)."""
     if a is None or b is None or a.get(key) is None or b.get(key) is None:
         return None
@@ -294,12 +306,9 @@ def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, pro
             out = root / f"{method}-e{cfg.epochs}-b{cfg.bits}"
             ledger.note(f"{cfg.dataset}/s{seed}/{method}", trained=not is_finished(out, tcfg))
             cks[method] = train_cached(tcfg, out, resume=True, progress=False)
-        networks[method] = _network(cfg, seed, method, cks[method], meas, progress)
+        networks[method] = measure_network(cfg, seed, method, cks[method], meas, progress)
     bp_ref = networks["bp"]["exact_nominal_accuracy"] if "bp" in networks else None
-    for net in networks.values():
-        ref = bp_ref if cfg.reference == "bp" and bp_ref is not None else net["exact_nominal_accuracy"]
-        net["chosen"] = _select(net, ref - cfg.constraint_pp / 100.0)
-        net["by_bound"] = {str(b): _select(net, ref - b / 100.0, ("compute", "storage")) for b in cfg.all_bounds}
+    choose_configurations(networks, cfg, bp_ref)
     out: dict[str, Any] = {"seed": seed, "networks": networks}
     if cfg.search == "per_target":
         out["per_target"] = _per_target(cfg, seed, nets, networks["axtrain"],

@@ -105,7 +105,8 @@ def _cache_key(design: dict[str, Any], rtl: dict[str, str], sc: SynthConfig, tc:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _run_yosys(tc: Toolchain, script: Path, log: Path, cwd: Path) -> None:
+def run_yosys(tc: Toolchain, script: Path, log: Path, cwd: Path) -> None:
+    """Run a Yosys script; a failure is a ``RuntimeError`` with the end of Yosys's error output."""
     proc = subprocess.run([tc.yosys, "-q", "-l", str(log), "-s", str(script)], cwd=cwd, capture_output=True,
                           text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
@@ -170,10 +171,10 @@ def _synthesize(rtl: dict[str, str], top: str, config_id: str, design: dict[str,
         (tmp / "synth.ys").write_text(render(
             "synth.ys.j2", sources=[f"rtl/{n}" for n in sorted(rtl)], top=top, liberty=tc.liberty,
             abc_script=sc.abc_script, netlist="netlist.v"))
-        _run_yosys(tc, tmp / "synth.ys", tmp / "synth.log", tmp)
+        run_yosys(tc, tmp / "synth.ys", tmp / "synth.log", tmp)
         (tmp / "netjson.ys").write_text(render(
             "netjson.ys.j2", liberty=tc.liberty, netlist="netlist.v", top=top, json="netlist.json"))
-        _run_yosys(tc, tmp / "netjson.ys", tmp / "netjson.log", tmp)
+        run_yosys(tc, tmp / "netjson.ys", tmp / "netjson.log", tmp)
         log = (tmp / "synth.log").read_text()
         areas = re.findall(r"Chip area for module .*?: ([0-9.]+)", log)
         if not areas:

@@ -7,6 +7,7 @@
     axhw rtl simulators
     axhw rtl verify --design drum --bits 8 --k 3 --sim icarus
     axhw rtl generate --design array --bits 8 --k 2 --network build/nets/bc/checkpoint.pt --out build/rtl/bc
+    axhw rtl verify --design array --k 2 --network build/nets/lenet/checkpoint.pt --samples 100 --sim verilator
     axhw rtl verify-all                      # = make rtl-verify
 """
 
@@ -58,6 +59,18 @@ def _add_array_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dual", action="store_true", help="exact + approximate multiplier per PE, per-neuron mode bit")
     g.add_argument("--network", type=Path, default=None,
                    help="array: QuantizedNetwork file or training checkpoint; also write its memory images")
+    g.add_argument("--input-shape", type=_shape, default=None, metavar="C,H,W",
+                   help="input maps of a --network that starts with a convolution (default: known for MNIST)")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated shape such as 1,28,28") from None
+    if not shape or any(v < 1 for v in shape):
+        raise argparse.ArgumentTypeError(f"{text!r}: dimensions must be positive")
+    return shape
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -76,8 +89,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     ver = sub.add_parser("verify", help="simulate one configuration against the Python model (cocotb)")
     ver.add_argument("--design", required=True, metavar="DESIGN",
-                     help="exact, drum, or a circuit imported with `axhw multipliers import` "
-                          "(axhw multipliers --names lists them)")
+                     help="exact, drum, array (with --network), or a circuit imported with `axhw multipliers "
+                          "import` (axhw multipliers --names lists them)")
     ver.add_argument("--bits", type=int, default=None,
                      help=f"operand width, {MIN_BITS}..{MAX_BITS} (default 8; imported circuits: their own)")
     ver.add_argument("--k", type=int, default=None, help="DRUM segment width, 1..bits (drum only)")
@@ -86,6 +99,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--sim", choices=SIMULATORS, action="append", help="simulator (repeatable; default: all)"
     )
     ver.add_argument("--build-root", type=Path, default=None, help="build cache (default: build/sim)")
+    from axhw.rtl.pe import DEFAULT_GEOMETRY
+
+    net = ver.add_argument_group("--design array: a trained network on the PE array (k set: DRUM-k PEs, else exact)")
+    net.add_argument("--network", type=Path, default=None,
+                     help="training checkpoint (`axhw train` writes one) or QuantizedNetwork file")
+    net.add_argument("--samples", type=int, default=10, help="test samples to simulate (default 10)")
+    for name in _GEOMETRY:
+        net.add_argument(f"--{name.replace('_', '-')}", type=int, default=DEFAULT_GEOMETRY[name],
+                         help=f"default {DEFAULT_GEOMETRY[name]}")
+    net.add_argument("--vcd", type=Path, default=None, help="also dump the array's signals to this VCD file")
+    net.add_argument("--report", type=Path, default=None,
+                     help="write the result, cycles per inference and PE utilisation per layer to this JSON file")
     ver.set_defaults(func=main_verify)
 
     from axhw.rtl.verify_all import add_arguments
@@ -125,7 +150,7 @@ def main_generate(args: argparse.Namespace) -> int:
             raise ValueError("--network only applies to --design array")
         if cfg.design == "array":
             qnet = load_network(args.network) if args.network is not None else None
-            paths = write_array(array_config_from_args(args), args.out, qnet)
+            paths = write_array(array_config_from_args(args), args.out, qnet, input_shape=args.input_shape)
         elif cfg.design == "pe":
             paths = write_files(generate_pe(array_config_from_args(args)), args.out)
         else:
@@ -177,6 +202,8 @@ def main_verify(args: argparse.Namespace) -> int:
     from axhw import library
     from axhw.rtl.verify import check
 
+    if args.design == "array" or getattr(args, "network", None) is not None:
+        return main_verify_network(args)
     imported = args.design not in ("exact", "drum") and args.design in library.names()
     try:
         if imported:
@@ -204,6 +231,60 @@ def main_verify(args: argparse.Namespace) -> int:
         for result in results:
             print(result.describe())
             status |= 0 if result.ok else 1
+    return status
+
+
+def main_verify_network(args: argparse.Namespace) -> int:
+    """``axhw rtl verify --design array --network CHECKPOINT``: a trained network on the generated array, every
+    layer against ``forward_int``; exit 2 when it does not fit (one line naming what), 1 on any mismatch."""
+    import json
+
+    from axhw.io import atomic_write_text
+    from axhw.rtl.netverify import run_array
+    from axhw.rtl.pe import multiplier_config
+    from axhw.rtl.program import NetworkDoesNotFit, compile_network, network_and_inputs
+    from axhw.rtl.verify_all import format_layers
+
+    try:
+        if args.design != "array":
+            raise ValueError("--network only applies to --design array")
+        if args.network is None:
+            raise ValueError("--design array needs --network CHECKPOINT (a trained network to run)")
+        if args.unsigned:
+            raise ValueError("the array runs signed networks: drop --unsigned")
+        if args.samples < 1:
+            raise ValueError(f"--samples {args.samples}: need at least 1")
+        qnet, x = network_and_inputs(args.network, args.samples)
+        first = qnet.layers[0]
+        bits = first.act_fmt.bits if args.bits is None else args.bits
+        mcfg = multiplier_config(MultiplierConfig("array", bits, args.k))
+        acc = first.acc_fmt.bits
+        acfg = ArrayConfig(mcfg, acc_bits=acc, bias_bits=acc, **{n: getattr(args, n) for n in _GEOMETRY})
+        program = compile_network(acfg, qnet, input_shape=tuple(x.shape[1:]))
+        sims = _usable_simulators(args.sim)
+    except NetworkDoesNotFit as exc:
+        print(f"axhw rtl verify: {args.network} does not fit the array: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        return _fail(args, exc)
+    status, report = 0, []
+    for sim in sims:
+        r = run_array(acfg, sim, qnet, x, network=str(args.network),
+                      program=program, build_root=args.build_root, tag=f"verify_{args.network.stem}", vcd=args.vcd)
+        print(r.describe())
+        print(f"outputs compared: {r.vectors}, mismatches: {r.total_mismatches} (per step {r.mismatches}, classes "
+              f"{r.class_mismatches}); {program.cycles_per_inference} cycles per inference; simulation "
+              f"{r.seconds:.1f} s, build {r.build_seconds:.1f} s")
+        if r.layers:
+            print(format_layers(r.layers, f"{acfg.config_id}, {acfg.pes} PEs"))
+        report.append({"simulator": sim, "config": acfg.config_id, "network": str(args.network), "ok": r.ok,
+                       "samples": r.samples, "outputs": r.vectors, "mismatches": r.total_mismatches,
+                       "per_step_mismatches": r.mismatches, "first_bad": r.first_bad, "error": r.error,
+                       "cycles_per_inference": program.cycles_per_inference, "seconds": round(r.seconds, 2),
+                       "build_seconds": round(r.build_seconds, 2), "layers": r.layers})
+        status |= 0 if r.ok else 1
+    if args.report is not None:
+        print(f"report: {atomic_write_text(json.dumps(report, indent=1) + chr(10), args.report)}")
     return status
 
 

@@ -32,7 +32,7 @@ from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
 from axhw.rtl.program import ArrayProgram, compile_network
 from axhw.rtl.verify import SIM_DIR, _on_sys_path, _require_simulator, _stamp, default_build_root
 
-__all__ = ["NetCheckResult", "build_design", "reference_outputs", "run_array", "run_pe"]
+__all__ = ["NetCheckResult", "build_design", "layer_report", "reference_outputs", "run_array", "run_pe"]
 
 #: Input table depth of ``array_tb.v`` (MNIST: 668 samples of 784 inputs).
 INDEPTH = 1 << 19
@@ -49,7 +49,8 @@ class NetCheckResult:
         mismatches: outputs differing from the model, per layer.
         class_mismatches: samples whose predicted class differs (array only).
         first_bad: ``(sample, layer, neuron, expected, rtl)`` of the first mismatch.
-        cycles: array busy cycles (array) or PE compute cycles (PE).
+        cycles: array busy cycles (array, all samples) or PE compute cycles (PE).
+        layers: array only: per step cycles per inference and PE utilisation (:func:`layer_report`).
         seconds: simulation wall time (without the build); build_seconds: build time (0 when cached).
     """
 
@@ -66,6 +67,7 @@ class NetCheckResult:
     seconds: float = 0.0
     build_seconds: float = 0.0
     error: str = ""
+    layers: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def total_mismatches(self) -> int:
@@ -93,8 +95,13 @@ def build_design(
     parameters: dict[str, int],
     extra_sources: tuple[Path, ...] = (),
     build_root: Path | None = None,
+    waves: bool = False,
 ) -> tuple[Path, float]:
     """Write ``files`` and compile them (plus ``extra_sources``) for ``simulator``; cached by a source stamp.
+
+    Args:
+        waves: Verilator only: a ``--trace`` build, in which the testbench's ``$dumpvars`` works (Icarus needs
+            none: its VCD is switched on at run time).
 
     Returns:
         The build directory and the build time (0.0 when the cached build was reused).
@@ -106,7 +113,9 @@ def build_design(
     bdir.mkdir(parents=True, exist_ok=True)
     rtl = [p for p in write_files(files, bdir / "rtl") if p.suffix == ".v"]
     sources = [*rtl, *extra_sources]
-    settings = {"simulator": simulator, "top": toplevel, **parameters}
+    settings: dict[str, object] = {"simulator": simulator, "top": toplevel, **parameters, "split": 0}
+    if waves:
+        settings["waves"] = True
     stamp_file = bdir / "axhw_build.stamp"
     stamp = _stamp(sources, settings)
     t0 = time.perf_counter()
@@ -121,8 +130,14 @@ def build_design(
                 sources=sources,
                 hdl_toplevel=toplevel,
                 parameters=parameters,
-                defines={"AXHW_SELF_CLOCK": 1} if simulator == "icarus" else {},
+                defines={"AXHW_SELF_CLOCK": 1} if simulator == "icarus" else ({"AXHW_VCD": 1} if waves else {}),
                 build_dir=bdir,
+                # Verilator: a --trace build (cocotb's main then allows the testbench's $dumpvars)
+                waves=waves and simulator == "verilator",
+                # Verilator: one translation unit. Large designs (the 16-bit array) are otherwise split into
+                # parallel builds whose precompiled-header rule the PyPI wheel breaks (empty
+                # CFG_CXXFLAGS_PCH_I: "c++: error: Vtop__pch.h.fast: linker input file not found").
+                build_args=["--output-split", "0"] if simulator == "verilator" else [],
                 timescale=("1ns", "1ps"),
                 log_file=bdir / "build.log",
             )
@@ -139,6 +154,12 @@ def _run(simulator: str, bdir: Path, run_dir: Path, module: str, toplevel: str, 
 
     runner = get_runner(simulator)
     runner.log.setLevel(logging.WARNING)
+    if simulator == "icarus" and any(a.startswith("+vcd=") for a in plusargs or []):
+        # cocotb's Icarus runner passes vvp `-none` (no waves) or `-fst`; the testbench's $dumpfile wants VCD,
+        # which power analysis reads. Swap the flag in the runner's command (cocotb has no option for it).
+        test_command = runner._test_command  # type: ignore[attr-defined]
+        runner._test_command = lambda: [["-vcd" if a == "-none" else a for a in cmd]  # type: ignore[attr-defined]
+                                        for cmd in test_command()]
     t0 = time.perf_counter()
     with _on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
         runner.test(
@@ -165,10 +186,12 @@ def reference_outputs(
     mul: Multiplier,
     modes: list[torch.Tensor] | None = None,
     exact: Multiplier | None = None,
+    program: ArrayProgram | None = None,
 ) -> list[torch.Tensor]:
-    """Per FC layer, what the array leaves behind: hidden layers' activations (after ReLU, when the network
-    has one), then the output layer's saturated accumulators: ``forward_int(..., return_all=True)`` picked
-    at the ops that follow each layer.
+    """Per array step, what the array leaves behind, flattened per sample: ``forward_int(...,
+    return_all=True)`` picked at the op each step's output equals (:attr:`LayerPlan.op`: a layer's or pool's
+    output, or the ReLU's after it); the output layer's saturated accumulators last. Without ``program``:
+    per layer, the layer's output or the ReLU's after it (the MLP view).
 
     With ``modes`` (per layer, True = approximate ``mul``, False = ``exact``) the masks go into the layers'
     ``approx_neurons`` and ``forward_int`` runs with ``exact`` and ``approx=mul`` -- the same per-neuron
@@ -185,11 +208,13 @@ def reference_outputs(
     else:
         outs = qnet.forward_int(x_int, mul, return_all=True)
     assert isinstance(outs, list)
+    if program is not None:
+        return [outs[p.op].flatten(1) for p in program.layers]
     picked = []
     for i, op in enumerate(ops):
         if isinstance(op, IntLinear):
             nxt = i + 1 if i + 1 < len(ops) and isinstance(ops[i + 1], IntReLU) else i
-            picked.append(outs[nxt])
+            picked.append(outs[nxt].flatten(1))
     return picked
 
 
@@ -270,24 +295,31 @@ def run_array(
     build_root: Path | None = None,
     tag: str = "run",
     program: ArrayProgram | None = None,
+    vcd: Path | None = None,
 ) -> NetCheckResult:
-    """Run ``qnet`` on the generated array for every sample of ``x_int`` (input codes) and compare every
-    layer's outputs and the predicted classes with the golden model.
+    """Run ``qnet`` on the generated array for every sample of ``x_int`` (input codes, ``(N, features)`` or
+    ``(N, C, H, W)``) and compare every step's outputs and the predicted classes with the golden model.
 
     Args:
         mul: the reference multiplier (default: the array's own model; a different one is a mutation test).
         modes: per-neuron multiplier modes (``acfg.dual``), see :func:`axhw.rtl.program.compile_network`.
+        program: a compiled program (default: :func:`compile_network` of ``qnet``); a different one is a
+            mutation test.
+        vcd: also dump every signal of ``pe_array`` to this VCD file (switching activity for power analysis;
+            Verilator gets a separate ``--trace`` build). Large: use few samples.
     """
     mul = mul or acfg.approx_model()
-    x_int = x_int.to(torch.int64).flatten(1)
+    x_int = x_int.to(torch.int64)
     result = NetCheckResult("array", acfg.config_id, simulator, network, samples=x_int.shape[0])
-    program = program or compile_network(acfg, qnet, modes)
+    program = program or compile_network(acfg, qnet, modes, tuple(x_int.shape[1:]))
     if x_int.numel() > INDEPTH:
         raise ValueError(f"{x_int.numel()} input codes exceed the testbench table ({INDEPTH}); use fewer samples")
     w = acfg.widths()
     params = {"BITS": acfg.bits, "ACC": acfg.acc_bits, "NAW": w["naw"], "OAW": w["oaw"], "INDEPTH": INDEPTH}
-    bdir, result.build_seconds = build_design(generate_array(acfg), acfg.config_id, simulator, "array_tb", params,
-                                              (SIM_DIR / "array_tb.v",), build_root)
+    trace = vcd is not None and simulator == "verilator"
+    bdir, result.build_seconds = build_design(generate_array(acfg), acfg.config_id + ("_trace" if trace else ""),
+                                              simulator, "array_tb", params, (SIM_DIR / "array_tb.v",), build_root,
+                                              waves=trace)
     run_dir = bdir / tag
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, text in program.images.items():
@@ -298,26 +330,29 @@ def run_array(
     summary.unlink(missing_ok=True)
     dlo, dhi = program.hidden_span
     n, nout = x_int.shape[0], program.n_outputs
-    # cycles per sample: LOADN + groups * (LOADW + compute + write), with slack
-    per_sample = sum(p.fan_in + -(-p.fan_out // acfg.pes) * (2 * p.fan_in + acfg.pes + 8) + 4
-                     for p in program.layers) + program.n_inputs + (dhi - dlo) + nout + 16
+    per_sample = program.cycles_per_inference + program.n_inputs + (dhi - dlo) + nout + 16
     job = {"clock_ns": CLOCK_NS, "self_clock": simulator == "icarus", "samples": n,
            "max_cycles": per_sample * n + 64, "summary": str(summary)}
     plusargs = [f"+inputs={run_dir / 'inputs.hex'}", f"+nsamp={n}", f"+nin={program.n_inputs}", f"+dlo={dlo}",
                 f"+dhi={dhi}", f"+nout={nout}", f"+dump={dump}"]
+    if vcd is not None:
+        Path(vcd).parent.mkdir(parents=True, exist_ok=True)
+        plusargs.append(f"+vcd={Path(vcd).resolve()}")
     result.seconds = _run(simulator, bdir, run_dir, "array_tb", "array_tb", "AXHW_ARRAY_TB_JOB", job, plusargs)
     if not summary.is_file() or not dump.is_file():
         result.error = f"no summary/dump written; see {run_dir / 'sim.log'}"
         return result
     data = json.loads(summary.read_text())
     result.cycles = int(data["busy_cycles"])
+    result.layers = layer_report(program)
     words = [int(t, 16) if all(c in "0123456789abcdefABCDEF" for c in t) else None
              for t in dump.read_text().split()]
     per = (dhi - dlo) + nout
     if len(words) != per * n:
         result.error = f"dump holds {len(words)} words, expected {per * n} (samples finished: {data['samples']})"
         return result
-    expected = reference_outputs(qnet, x_int, mul, modes, acfg.exact_model() if modes is not None else None)
+    expected = reference_outputs(qnet, x_int, mul, modes, acfg.exact_model() if modes is not None else None,
+                                 program)
     got_layers: list[torch.Tensor] = []
     rows = [words[s * per:(s + 1) * per] for s in range(n)]
     for plan in program.layers:
@@ -325,15 +360,43 @@ def run_array(
             cols = [[_signed(v, acfg.acc_bits) if v is not None else 1 << 62 for v in r[dhi - dlo:]] for r in rows]
         else:
             lo = plan.out_base - dlo
-            cols = [[_signed(v, acfg.bits) if v is not None else 1 << 62 for v in r[lo:lo + plan.fan_out]]
+            cols = [[_signed(v, acfg.bits) if v is not None else 1 << 62 for v in r[lo:lo + plan.out_size]]
                     for r in rows]
         got_layers.append(torch.tensor(cols, dtype=torch.int64))
     result.vectors = sum(g.numel() for g in got_layers)
     for li, (g, e) in enumerate(zip(got_layers, expected, strict=True)):
+        if g.shape != e.shape:
+            result.error = f"step {li}: the array wrote {tuple(g.shape)} values, the model has {tuple(e.shape)}"
+            result.mismatches.append(g.numel())
+            continue
         bad = (g != e).nonzero().tolist()
         result.mismatches.append(len(bad))
         if bad and result.first_bad is None:
             s, r = bad[0]
             result.first_bad = (s, li, r, int(e[s, r]), int(g[s, r]))
     result.class_mismatches = int((got_layers[-1].argmax(1) != expected[-1].argmax(1)).sum())
+    if result.cycles != program.cycles_per_inference * n:
+        result.error += (f" simulated {result.cycles} busy cycles, the schedule says "
+                         f"{program.cycles_per_inference} x {n}")
     return result
+
+
+def layer_report(program: ArrayProgram) -> list[dict[str, object]]:
+    """Per step: kind, shapes, cycles per inference and PE utilisation (useful products over PE-cycles).
+
+    The cycles are the sequencer's schedule (:func:`axhw.rtl.program.step_cycles`); :func:`run_array` checks
+    that their sum equals the simulated busy cycles.
+    """
+    pes = program.config.pes
+    rows = []
+    for i, (plan, cyc) in enumerate(zip(program.layers, program.cycles(), strict=True)):
+        rows.append({
+            "step": i, "kind": plan.kind, "in_shape": list(plan.in_shape), "out_shape": list(plan.out_shape),
+            "kernel": list(plan.kernel), "macs": plan.macs, "cycles": cyc,
+            "utilisation": round(plan.macs / (pes * cyc), 4) if cyc else 0.0,
+        })
+    total = program.cycles_per_inference
+    macs = sum(p.macs for p in program.layers)
+    rows.append({"step": "total", "kind": "", "in_shape": list(program.input_shape), "out_shape": [],
+                 "kernel": [], "macs": macs, "cycles": total, "utilisation": round(macs / (pes * total), 4)})
+    return rows

@@ -7,7 +7,8 @@ in :meth:`ArrayConfig.fields`, and both the sequencer's decoder and the encoder 
 
 Designs ``pe`` and ``array`` join :data:`axhw.rtl.generate.DESIGNS`: with a plain
 :class:`~axhw.rtl.generate.MultiplierConfig` (``k`` set: DRUM-k, ``k`` unset: exact) they use the default
-geometry (:data:`DEFAULT_GEOMETRY`, sized for the paper's largest MLP, MNIST 784-128-128-10). The multiplier
+geometry (:data:`DEFAULT_GEOMETRY`, sized for every network of the paper's Table 1: the largest MLP, MNIST
+784-128-128-10, and LeNet-5). The multiplier
 inside is the existing generator's, with its top module renamed (``mul_drum_k2_s8``, ``mul_exact_s8``) so
 that an exact and an approximate multiplier can coexist in one PE (per-neuron modes, ``dual``).
 """
@@ -155,6 +156,13 @@ class ArrayConfig:
             "baw": _aw(self.bbuf_depth),
             "iaw": _aw(self.imem_depth),
             "fow": max_fan_out.bit_length(),
+            # feature-map dimensions and counts (conv / pool fields): up to max(nbuf, obuf) depth inclusive
+            "dw": max(naw, oaw) + 1,
+            # signed window coordinates (padding makes them negative) and signed neuron buffer addresses
+            "cw": max(naw, oaw) + 3,
+            "sa": max(naw, oaw) + 4,
+            # output address arithmetic before truncation: base + pixel + lane offset
+            "ow": max(naw, oaw) + max(1, (self.pes - 1).bit_length()) + 3,
             "fw": (max_fan_out + self.pes).bit_length(),
             "lanew": max(1, (self.pes - 1).bit_length()),
             # right shifts 1..acc-1, left shifts 1..bits
@@ -166,18 +174,33 @@ class ArrayConfig:
     def fields(self) -> tuple[Field, ...]:
         """The instruction word, LSB first (decoded by ``array_seq``, encoded by :mod:`axhw.rtl.program`)."""
         w = self.widths()
+        dw = w["dw"]
         spec = [
-            ("op", 1),  # 1 = FC layer, 0 = HALT
+            ("op", 2),  # 1 = layer (convolution; fully-connected = 1x1 convolution of a 1x1 map), 2 = max pool, 0 = HALT
             ("last", 1),  # output layer: saturated accumulators to the output buffer
             ("relu", 1),
             ("left", 1),  # re-quantization shifts left (amt) instead of right with rounding
             ("amt", w["saw"]),
-            ("fan_in", w["lw"]),
-            ("fan_out", w["fow"]),
+            ("fan_in", w["lw"]),  # products per output (in_channels * k_h * k_w); pool: window size
+            ("fan_out", w["fow"]),  # output channels (fully-connected: output neurons); pool: channels
             ("in_base", w["naw"]),
             ("out_base", w["obw"]),
             ("w_base", w["waw"]),
             ("b_base", w["baw"]),
+            ("k_h", w["lw"]),  # kernel (pool window) height and width
+            ("k_w", w["lw"]),
+            ("in_h", dw),  # input map height, width, height * width
+            ("in_w", dw),
+            ("in_hw", dw),
+            ("out_h", dw),  # output map height, width, height * width
+            ("out_w", dw),
+            ("out_hw", dw),
+            ("st_h", dw),  # stride
+            ("st_w", dw),
+            ("pad_t", dw),  # zero padding above and left of the map (below / right follow from out_h, out_w)
+            ("pad_l", dw),
+            ("row_step", dw),  # st_h * in_w: neuron buffer step of the window origin per output row
+            ("org_row", dw),  # pad_t * in_w: the first window's row offset, negated
         ]
         out, lo = [], 0
         for name, width in spec:
@@ -201,11 +224,12 @@ class ArrayConfig:
         return Exact(self.bits, True)
 
 
-#: The default geometry: fits every MLP of the paper's Table 1 (largest: MNIST 784-128-128-10).
+#: The default geometry: fits every network of the paper's Table 1 (largest MLP: MNIST 784-128-128-10; LeNet-5:
+#: 8,084 activations kept for the layer-by-layer check, fan-in up to 400).
 DEFAULT_GEOMETRY: dict[str, int] = {
     "pes": 16,
     "max_fan_in": 1024,
-    "nbuf_depth": 2048,
+    "nbuf_depth": 16384,
     "wbuf_depth": 8192,
     "bbuf_depth": 64,
     "obuf_depth": 64,

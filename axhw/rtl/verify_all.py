@@ -6,9 +6,15 @@ What it runs (spec section 6), every item under Icarus and Verilator:
    (:func:`axhw.rtl.verify.check`; each pass leaves a record for :func:`axhw.rtl.registry.coverage`);
 2. the PE on real dot products: first-layer rows of a trained breast-cancer MLP against quantized test
    samples, exact and DRUM-K2 (the saturation corner's multiplier);
-3. the PE array on trained Table 1 MLPs (breast cancer, image segmentation, ionosphere, satimage,
-   MNIST-MLP), exact and K2, every layer's outputs against ``forward_int``; plus breast cancer on a
-   ``dual`` array with random per-neuron exact/approximate modes (the ApproxAnn hook).
+3. the PE array on the trained Table 1 networks (breast cancer, image segmentation, ionosphere, satimage,
+   MNIST-MLP and LeNet-5 for MNIST-CNN: convolutions, max pooling and fully-connected layers on the same
+   array), exact and K2, every layer's outputs against ``forward_int(return_all=True)``; plus breast cancer
+   on a ``dual`` array with random per-neuron exact/approximate modes (the ApproxAnn hook);
+4. the 16-bit datapath (FlexFlow's word length): the PE and the array on a 16-bit breast-cancer MLP with
+   16-bit DRUM-6 multipliers and 48-bit accumulators.
+
+Cycles per inference and PE utilisation per layer of LeNet-5 and MNIST-MLP are printed and written to
+``OUT/cycles.json`` (the simulated busy cycles must equal the sequencer's schedule, or the run fails).
 
 The networks are trained here (BP, a few epochs; MNIST on a subset) and cached in ``OUT/nets`` (``--out``,
 default ``rtl-verify`` in the user cache, :func:`axhw.paths.cache_dir`); data sets that are not fetched are
@@ -22,7 +28,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,18 +39,21 @@ from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
 from axhw.rtl.simulators import SIMULATORS, available_simulators
 
-__all__ = ["TABLE1", "Row", "main", "train_cached", "verify_all"]
+__all__ = ["CYCLE_REPORT", "TABLE1", "Row", "format_layers", "main", "train_cached", "verify_all"]
 
 #: Table 1 MLP applications and (training-sample limit, test samples simulated, of which under Icarus).
-#: Why fewer under Icarus: it runs the 16-PE array at ~3k cycles/s with DRUM PEs (MNIST: 16k cycles a sample),
-#: Verilator ~100x faster.
+#: Why fewer under Icarus: it runs the 16-PE array at ~3-5k cycles/s with DRUM PEs (MNIST-MLP: 16k cycles a
+#: sample, LeNet-5: 97k), Verilator ~20-100x faster.
 TABLE1: dict[str, tuple[int | None, int, int]] = {
     "breast_cancer": (None, 114, 114),
     "image_seg": (None, 100, 24),
     "ionosphere": (None, 71, 24),
     "satimage": (None, 100, 24),
     "mnist_mlp": (6000, 300, 4),
+    "mnist_cnn": (6000, 100, 1),
 }
+#: Applications whose per-layer cycles and PE utilisation are reported (issue 16, item 6).
+CYCLE_REPORT = ("mnist_mlp", "mnist_cnn")
 
 
 @dataclass
@@ -59,17 +68,19 @@ class Row:
     seconds: float
     note: str = ""
     ok: bool = True
+    layers: list[dict[str, object]] = field(default_factory=list)
 
 
-def train_cached(app: str, epochs: int, limit: int | None, out_dir: Path | None = None) -> Path:
-    """A BP-trained checkpoint for ``app`` (trained once, then reused from ``out_dir/app``; default
-    ``rtl-verify/nets`` in the user cache)."""
+def train_cached(app: str, epochs: int, limit: int | None, out_dir: Path | None = None, bits: int = 8) -> Path:
+    """A BP-trained checkpoint for ``app`` (trained once, then reused from ``out_dir/app``, ``app_16`` for
+    16-bit words; default ``rtl-verify/nets`` in the user cache)."""
     from axhw.train import TrainConfig, train
 
     out_dir = out_dir if out_dir is not None else cache_dir("rtl-verify", "nets")
-    path = out_dir / app / "checkpoint.pt"
+    folder = out_dir / (app if bits == 8 else f"{app}_{bits}")
+    path = folder / "checkpoint.pt"
     if not path.is_file():
-        train(TrainConfig(dataset=app, method="bp", epochs=epochs, limit=limit), out_dir / app, progress=False)
+        train(TrainConfig(dataset=app, method="bp", epochs=epochs, limit=limit, bits=bits), folder, progress=False)
     return path
 
 
@@ -97,7 +108,19 @@ def _net_row(r: object, note: str) -> Row:
     if r.error:
         extra += f", ERROR {r.error}"
     return Row(r.design, r.config_id, r.simulator, r.vectors, r.total_mismatches, r.seconds,
-               f"{note}{extra}", r.ok)
+               f"{note}{extra}", r.ok, r.layers)
+
+
+def format_layers(layers: list[dict[str, object]], title: str) -> str:
+    """A per-step table of cycles per inference and PE utilisation (:func:`axhw.rtl.netverify.layer_report`)."""
+    lines = [f"  {title}: cycles per inference and PE utilisation",
+             f"  {'step':>5s} {'kind':10s} {'input':>12s} {'output':>12s} {'MACs':>9s} {'cycles':>8s} {'util.':>6s}"]
+    for row in layers:
+        shape_in = "x".join(str(v) for v in row["in_shape"])  # type: ignore[attr-defined]
+        shape_out = "x".join(str(v) for v in row["out_shape"])  # type: ignore[attr-defined]
+        lines.append(f"  {row['step']!s:>5s} {row['kind']!s:10s} {shape_in:>12s} {shape_out:>12s} "
+                     f"{row['macs']!s:>9s} {row['cycles']!s:>8s} {100 * float(row['utilisation']):5.1f}%")  # type: ignore[arg-type]
+    return "\n".join(lines)
 
 
 def _print_row(row: Row) -> None:
@@ -128,7 +151,8 @@ def verify_all(sims: list[str], epochs: int = 5, quick: bool = False, multiplier
             continue
         qnet = quantized_from_checkpoint(load_checkpoint(train_cached(app, epochs, limit, nets_dir)))
         ds = data.load(app, seed=0, test_limit=n_test)
-        x = qnet.quantize_input(ds.x_test.reshape(ds.x_test.shape[0], -1))
+        x_test = ds.x_test if app == "mnist_cnn" else ds.x_test.reshape(ds.x_test.shape[0], -1)
+        x = qnet.quantize_input(x_test)
         for mcfg in muls:
             acfg = ArrayConfig(mcfg, **DEFAULT_GEOMETRY)
             for sim in sims:
@@ -139,6 +163,8 @@ def verify_all(sims: list[str], epochs: int = 5, quick: bool = False, multiplier
                 r = run_array(acfg, sim, qnet, x if sim != "icarus" else x[:n_icarus], network=app, tag=app)
                 rows.append(_net_row(r, ""))
                 _print_row(rows[-1])
+                if app in CYCLE_REPORT and r.layers:
+                    print(format_layers(r.layers, f"{app}, {mcfg.config_id}, {acfg.pes} PEs"), flush=True)
         if app == "breast_cancer":
             acfg = ArrayConfig(MultiplierConfig("drum", 8, 2), dual=True, **DEFAULT_GEOMETRY)
             g = torch.Generator().manual_seed(0)
@@ -147,6 +173,29 @@ def verify_all(sims: list[str], epochs: int = 5, quick: bool = False, multiplier
                 r = run_array(acfg, sim, qnet, x, network=app, modes=modes, tag="bc_dual")
                 rows.append(_net_row(r, "per-neuron modes (random half approximate); "))
                 _print_row(rows[-1])
+            _sixteen_bit_rows(sims, epochs, nets_dir, rows)
+    return rows
+
+
+def _sixteen_bit_rows(sims: list[str], epochs: int, nets_dir: Path | None, rows: list[Row]) -> None:
+    """FlexFlow's 16-bit word: a 16-bit breast-cancer MLP on 16-bit DRUM-6 (Hashemi et al.'s 16-bit choice) PEs
+    and array, with the network's 48-bit accumulators."""
+    from axhw import data
+    from axhw.rtl.netverify import run_array, run_pe
+    from axhw.train import load_checkpoint, quantized_from_checkpoint
+
+    qnet = quantized_from_checkpoint(load_checkpoint(train_cached("breast_cancer", epochs, None, nets_dir, bits=16)))
+    ds = data.load("breast_cancer", seed=0)
+    x = qnet.quantize_input(ds.x_test.reshape(ds.x_test.shape[0], -1))
+    acc = qnet.layers[0].acc_fmt.bits
+    acfg = ArrayConfig(MultiplierConfig("drum", 16, 6), acc_bits=acc, bias_bits=acc, **DEFAULT_GEOMETRY)
+    for sim in sims:
+        r = run_pe(acfg, sim, qnet.layers[0], x[:4], network="breast_cancer_16", tag="bc16_pe")
+        rows.append(_net_row(r, "16-bit, first-layer rows x 4 samples; "))
+        _print_row(rows[-1])
+        r = run_array(acfg, sim, qnet, x if sim != "icarus" else x[:24], network="breast_cancer_16", tag="bc16")
+        rows.append(_net_row(r, "16-bit; "))
+        _print_row(rows[-1])
     return rows
 
 
@@ -189,6 +238,10 @@ def run(args: argparse.Namespace) -> int:
         "simulators": {s: infos[s].version for s in sims},
         "rows": [vars(r) | {"seconds": round(r.seconds, 3)} for r in rows],
     }, indent=1) + "\n", out / "summary.json")
+    cycles = {f"{r.note.split(',')[0]} {r.config} {r.simulator}": r.layers for r in rows
+              if r.layers and r.note.split(",")[0] in CYCLE_REPORT}
+    if cycles:
+        print(f"cycles and utilisation: {atomic_write_text(json.dumps(cycles, indent=1) + chr(10), out / 'cycles.json')}")
     print(f"\n{len(rows)} runs, {len(bad)} failed, {sum(r.mismatches for r in rows)} mismatches, "
           f"{total:.0f} s; summary: {summary}")
     return 1 if bad else 0

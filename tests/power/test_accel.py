@@ -1,0 +1,249 @@
+"""Accelerator-level energy (axhw.power.accel*): the whole PE array at gate level on a real network run.
+
+A hand-made 8-6-3 integer MLP on a 2-PE array keeps the default suite fast (two syntheses of ~10 s, simulations
+of ~120 cycles); the MNIST-MLP numbers in docs/power.md ("Accelerator-level energy") are measured with the same code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from axhw.fixedpoint import FixedPoint
+from axhw.multipliers import get_multiplier
+from axhw.power.accel import UNITS, AccelConfig, accelerator_energy, fit_array
+from axhw.power.accel_report import markdown, section
+from axhw.power.accel_sim import leaf_cells, memory_instances, simulate_array, unit_of
+from axhw.power.accel_synth import _units, memory_specs, synthesize_array
+from axhw.power.synth import SynthConfig
+from axhw.power.tools import Toolchain
+from axhw.quant import IntLinear, IntReLU, QuantizedNetwork
+from axhw.rtl.generate import MultiplierConfig
+from axhw.rtl.pe import ArrayConfig, generate_array
+from axhw.rtl.program import NetworkDoesNotFit, compile_network
+
+
+def _linear(fan_in: int, fan_out: int, act_frac: int, last: bool, g: torch.Generator) -> IntLinear:
+    return IntLinear(weight=torch.randint(-128, 128, (fan_out, fan_in), generator=g),
+                     bias=torch.randint(-2000, 2000, (fan_out,), generator=g), act_fmt=FixedPoint(8, act_frac),
+                     weight_fmt=FixedPoint(8, 6), acc_fmt=FixedPoint(32, 12),
+                     out_fmt=None if last else FixedPoint(8, 4))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[QuantizedNetwork, torch.Tensor]:
+    """An 8-6-3 MLP with random 8-bit weights and three random input vectors."""
+    g = torch.Generator().manual_seed(0)
+    qnet = QuantizedNetwork([_linear(8, 6, 6, False, g), IntReLU(), _linear(6, 3, 4, True, g)])
+    return qnet, torch.randint(-128, 128, (3, 8), generator=g)
+
+
+@pytest.fixture(scope="module")
+def accel_cfg(tmp_path_factory: pytest.TempPathFactory) -> AccelConfig:
+    return AccelConfig(pes=2, samples=2, cache_root=tmp_path_factory.mktemp("accel-store"))
+
+
+def test_memories_are_the_generators_and_multiplier_helpers_are_flattened() -> None:
+    acfg = ArrayConfig(MultiplierConfig("drum", 8, 2), pes=2, max_fan_in=64)
+    mems = memory_specs(acfg)
+    assert {"array_wbuf", "array_nbuf", "pe_nlm", "pe_wlm"} <= set(mems)
+    assert mems["array_wbuf"].width == 2 * 8 and mems["pe_nlm"].depth == 64 and mems["pe_wlm"].write
+    keep, mem_files = _units(generate_array(acfg), set(mems))
+    assert "mul_drum_k2_s8" in keep and "pe_acc" in keep and "pe_array" in keep
+    assert not any(m.startswith("drum_") for m in keep)  # DRUM's helper modules go inside the multiplier
+    assert not set(mems) & set(keep) and len(mem_files) == len(mems)
+    assert [unit_of(m) for m in ("mul_exact_s8", "pe_acc", "array_requant", "array_seq")] == \
+        ["multipliers", "adders", "requantization", "control"]
+
+
+def test_fit_array_sizes_memories_to_the_network(tiny: tuple[QuantizedNetwork, torch.Tensor]) -> None:
+    qnet, _ = tiny
+    acfg = fit_array(MultiplierConfig("drum", 8, 1), qnet, pes=2)
+    compile_network(acfg, qnet)
+    assert acfg.max_fan_in == 8 and acfg.pes == 2
+    with pytest.raises(NetworkDoesNotFit):
+        compile_network(acfg.copy(max_fan_in=4), qnet)
+
+
+def test_array_energy_per_inference(toolchain: Toolchain, synth_cfg: SynthConfig, accel_cfg: AccelConfig,
+                                    tiny: tuple[QuantizedNetwork, torch.Tensor],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    qnet, x = tiny
+    k1 = accelerator_energy(qnet, x, "K1", accel_cfg, synth_cfg)
+    exact = accelerator_energy(qnet, x, "exact", accel_cfg, synth_cfg)
+    for e in (k1, exact):
+        a = e.activity
+        assert a["mismatches"] == 0 and a["outputs_compared"] == 2 * (6 + 3)  # every layer, bit for bit
+        assert a["cycles_per_inference"] > 0 and e.multiplies_per_inference == 8 * 6 + 6 * 3
+        assert all(e.logic_j[u] > 0 for u in UNITS) and sum(e.logic_clock_j.values()) < sum(e.logic_j.values())
+        storage = [e.totals[f"{v:g}"]["storage_j"] for v in accel_cfg.voltages]
+        assert storage == sorted(storage, reverse=True)  # lower SRAM voltage, less storage energy
+        for t in e.totals.values():
+            assert t["total_j"] == pytest.approx(t["multipliers_j"] + t["adders_requant_control_j"] + t["storage_j"])
+            assert 0 < t["multiplier_share"] < 1
+    # the approximate multiplier draws less than the exact one on the same network and inputs
+    assert k1.logic_j["multipliers"] < exact.logic_j["multipliers"]
+
+    # a second call reuses the stored activity: nothing is simulated
+    def boom(*args: object, **kw: object) -> None:
+        raise AssertionError("re-simulated")
+
+    monkeypatch.setattr("axhw.power.accel.simulate_array", boom)
+    again = accelerator_energy(qnet, x, "K1", accel_cfg, synth_cfg)
+    assert again.totals == k1.totals
+    assert "## Accelerator-level energy per inference" in markdown({"networks": {"tiny": {"modes": {"K1": again.as_dict()}}}})
+
+
+def test_access_counts_follow_the_program(toolchain: Toolchain, synth_cfg: SynthConfig,
+                                          tiny: tuple[QuantizedNetwork, torch.Tensor]) -> None:
+    """Memory reads and writes counted in the simulation equal what the compiled program implies."""
+    qnet, x = tiny
+    acfg = fit_array(MultiplierConfig("drum", 8, 1), qnet, pes=2)
+    synth = synthesize_array(acfg, synth_cfg)
+    act = simulate_array(synth, acfg, qnet, x[:1], timing=False)
+    assert act.mismatches == 0
+    program = compile_network(acfg, qnet)
+    weight_words = sum(-(-p.fan_out // acfg.pes) * p.fan_in for p in program.layers)
+    assert act.reads["u_wbuf"] == weight_words  # LOADW, one word per input per group of PEs
+    for pe in ("u_pe0", "u_pe1"):
+        assert act.writes[f"{pe}.u_wlm"] == weight_words
+        assert act.reads[f"{pe}.u_wlm"] == act.reads[f"{pe}.u_nlm"] == weight_words  # one product per cycle
+    assert act.reads["u_bbuf"] == sum(-(-p.fan_out // acfg.pes) for p in program.layers)
+    assert act.writes["u_obuf"] == program.n_outputs
+    assert act.writes["u_nbuf"] == program.n_inputs + 6  # the input vector, then the hidden layer
+    assert {m.path for m in memory_instances(synth)} >= set(act.reads)
+    cells = leaf_cells(synth)
+    mul = [t for c, t in zip(cells, act.toggles, strict=True) if unit_of(c.module) == "multipliers"]
+    assert sum(mul) > 0
+
+
+def test_wrong_reference_is_caught(toolchain: Toolchain, synth_cfg: SynthConfig,
+                                   tiny: tuple[QuantizedNetwork, torch.Tensor]) -> None:
+    """The comparison is real: a K1 array disagrees with exact products."""
+    qnet, x = tiny
+    acfg = fit_array(MultiplierConfig("drum", 8, 1), qnet, pes=2)
+    act = simulate_array(synthesize_array(acfg, synth_cfg), acfg, qnet, x[:1], get_multiplier("exact", 8),
+                         timing=False)
+    assert act.mismatches > 0 and act.first_bad is not None
+
+
+def test_section_without_results() -> None:
+    assert "nothing measured" in section({})
+
+
+def test_cli_accel_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from axhw.cli import main
+
+    assert main(["power", "accel", "--network", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no checkpoint" in err[0]
+
+
+def _fake_energy(ck: str, mode: str) -> dict[str, object]:
+    """Accelerator energies shaped like AccelEnergy.as_dict(): K1 < K2 < exact, storage ~ V^2."""
+    mul = {"exact": 3.0, "K2": 2.0, "K1": 1.0}[mode] * 1e-7
+    totals = {}
+    for v in (1100.0, 660.0):
+        storage = 4e-7 * (v / 1100) ** 2
+        totals[f"{v:g}"] = {"total_j": mul + 5e-7 + storage, "multipliers_j": mul, "adders_requant_control_j": 5e-7,
+                            "storage_j": storage, "multiplier_share": mul / (mul + 5e-7 + storage)}
+    return {"totals": totals, "logic_j": {"multipliers": mul}, "activity": {"cycles_per_inference": 100.0},
+            "multiplies_per_inference": 48}
+
+
+def _point(mode: str, v: float, acc: float) -> dict[str, object]:
+    return {"mode": mode, "voltage_mv": v, "accuracy": acc, "accuracy_std": 0.0}
+
+
+def test_study_accelerator_chosen_and_objective() -> None:
+    """The chosen configurations get their accelerator energy, AxTrain its change against BP, and the
+    accelerator-level objective picks the cheapest feasible (mode, voltage) of each evaluated grid."""
+    from axhw.power.accel_report import study_accelerator, study_section
+
+    modes, volts = ["exact", "K2", "K1"], [1100.0, 660.0]
+    bp_acc = {("exact", 1100.0): 0.95, ("K2", 1100.0): 0.94, ("K1", 1100.0): 0.90}
+    ax_acc = {("exact", 1100.0): 0.95, ("K2", 1100.0): 0.945, ("K1", 1100.0): 0.94}
+
+    def net(ck: str, acc: dict[tuple[str, float], float], compute: str) -> dict[str, object]:
+        points = [_point(m, v, acc.get((m, v), 0.5)) for m in modes for v in volts]
+        return {"checkpoint": ck, "exact_nominal_accuracy": 0.95, "points": points,
+                "chosen": {"compute": _point(compute, 1100.0, 0.94), "joint": _point(compute, 1100.0, 0.94)}}
+
+    d = {"config": {"dataset": "toy", "modes": modes, "voltages": volts, "constraint_pp": 2.0, "reference": "own"},
+         "seeds": [0], "per_seed_networks": {"0": {"bp": net("bp/checkpoint.pt", bp_acc, "K2"),
+                                                   "axtrain": net("ax/checkpoint.pt", ax_acc, "K1")}},
+         "per_target": {"per_seed": {"0": {"chosen": {"compute": {**_point("K1", 1100.0, 0.94),
+                                                                  "checkpoint": "k1/checkpoint.pt"}}}}}}
+    acc = study_accelerator(d, AccelConfig(), search=True, energy=_fake_energy)
+    rows = acc["per_seed"]["0"]["chosen"]
+    assert [(r["network"], r["part"]) for r in rows] == [("bp", "compute"), ("per_target", "compute"),
+                                                         ("single", "compute"), ("bp", "joint"), ("single", "joint")]
+    k1 = next(r for r in rows if r["network"] == "per_target")
+    assert k1["vs_bp_percent"] == pytest.approx(100 * (_fake_energy("", "K1")["totals"]["1100"]["total_j"]  # type: ignore[index]
+                                                      / _fake_energy("", "K2")["totals"]["1100"]["total_j"] - 1))  # type: ignore[index]
+    search = acc["per_seed"]["0"]["search"]
+    assert (search["bp"]["point"]["mode"], search["bp"]["point"]["voltage_mv"]) == ("K2", 1100.0)  # floor 0.93
+    assert search["single"]["point"]["mode"] == "K1"
+    assert [v["feasible"] for v in search["bp"]["visited"]][-1] and not search["bp"]["visited"][0]["feasible"]
+    text = study_section(acc)
+    assert "AxTrain (per target)" in text and "K1@1100mV" in text and "visited" in text
+
+
+def test_toggle_counters_agree_with_the_vcd(toolchain: Toolchain, synth_cfg: SynthConfig, tmp_path: Path,
+                                            tiny: tuple[QuantizedNetwork, torch.Tensor]) -> None:
+    """The in-simulator counters equal the transitions of a VCD of the same window (the multiplier-only flow's
+    method, :func:`axhw.power.activity.vcd_activity`), cell by cell, with cell delays (glitches) on."""
+    import json
+
+    from axhw.power.activity import vcd_activity
+
+    qnet, x = tiny
+    acfg = fit_array(MultiplierConfig("drum", 8, 1), qnet, pes=2)
+    synth = synthesize_array(acfg, synth_cfg)
+    act = simulate_array(synth, acfg, qnet, x[:1], work_dir=tmp_path, vcd_scope="u_pe0.u_mul")
+    vcd = vcd_activity(tmp_path / "dump.vcd", 1)
+    mod = json.loads(synth.netlist_json.read_text())["modules"]["mul_drum_k1_s8"]
+    name = {}
+    for net, d in mod["netnames"].items():
+        for i, bit in enumerate(d["bits"]):
+            name.setdefault(bit, net if len(d["bits"]) == 1 else f"{net}[{d.get('offset', 0) + i}]")
+    cells = leaf_cells(synth)
+    compared = 0
+    for c, t in zip(cells, act.toggles, strict=True):
+        if c.path.startswith("u_pe0.u_mul."):
+            inst = mod["cells"][c.path.rsplit(".", 1)[1]]
+            net = name[inst["connections"][c.out_pin][0]]
+            assert t == round(vcd[net].toggles_per_cycle), (c.path, net)
+            compared += 1
+    assert compared == synth.modules["mul_drum_k1_s8"]["n_cells"] and sum(act.toggles) > 0
+
+
+def test_cli_accel_search_needs_accel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from axhw.cli import main
+
+    assert main(["power", "report", "--dataset", "breast_cancer", "--accel-search", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--accel-search needs --accel" in err[0]
+
+
+@pytest.mark.slow
+def test_cli_accel_on_a_trained_checkpoint(toolchain: Toolchain, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``axhw power accel --network`` end to end: a 1-epoch breast-cancer MLP on a 2-PE array, one sample."""
+    import json
+
+    from axhw.cli import main
+    from axhw.train import TrainConfig, train
+
+    monkeypatch.setenv("AXHW_CACHE", str(tmp_path / "cache"))
+    train(TrainConfig(dataset="breast_cancer", method="bp", epochs=1), tmp_path / "bp", progress=False)
+    out = tmp_path / "accel"
+    assert main(["power", "accel", "--network", str(tmp_path / "bp" / "checkpoint.pt"), "--modes", "K2",
+                 "--samples", "1", "--pes", "2", "--pairs", "64", "--voltages", "1100", "660", "--out", str(out),
+                 "--quiet"]) == 0
+    d = json.loads((out / "accel.json").read_text())["networks"]["bp"]["modes"]["K2"]
+    assert d["activity"]["mismatches"] == 0 and d["multiplier_only"]["mismatches"] == 0
+    assert set(d["totals"]) == {"1100", "660"}
+    assert "multiplier-only flow" in (out / "accel.md").read_text()
