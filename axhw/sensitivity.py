@@ -340,8 +340,12 @@ def _terms(
     ``reduce="sample"`` gives ``sum_k sum_{w in p} |w| |dO_k(x_n)/dw|`` for each sample n;
     ``reduce="param"`` gives ``|w| * mean_n sum_k |dO_k(x_n)/dw|`` with the parameter's shape (Fig. 4).
     With a ``sampler`` the sum over k is its unbiased estimate (:mod:`axhw.sensitivity_estimate`).
-    ``live``: attached batch statistics to hold constant (:func:`_live_batch_stats`).
+    ``live``: attached batch statistics to hold constant (:func:`_live_batch_stats`); with ``create_graph``
+    and none given, a buffer-neutral forward provides them, so every gradient of S follows the statistics.
     """
+    if live is None and create_graph and _batch_stat_norms(model):
+        with torch.enable_grad():
+            live, _ = _live_batch_stats(model, x)
     with torch.enable_grad(), _batch_stats_as_constants(model, live):
         out, calls = _record(model, x)
         z_last = calls[-1].z if calls else None
@@ -611,9 +615,6 @@ def _per_sample_and_output(model: nn.Module, x: Tensor, *, create_graph: bool, v
             pass
         else:
             return (s, out) if create_graph else (s.detach(), out)
-    if live is None and create_graph and _batch_stat_norms(model):
-        with torch.enable_grad():
-            live, _ = _live_batch_stats(model, x)  # the gradient of S follows the statistics (module docstring)
     terms, out = _terms(model, x, "sample", create_graph=create_graph, vectorize=vectorize, sampler=sampler,
                         live=live)
     s = torch.stack(list(terms.values())).sum(0) if terms else x.new_zeros(x.shape[0])
