@@ -100,8 +100,11 @@ class AccelConfig:
         return Path(self.cache_root) if self.cache_root is not None else cache_dir("power", "accel")
 
 
-def fit_array(mul: MultiplierConfig, qnet: QuantizedNetwork, pes: int = 16) -> ArrayConfig:
+def fit_array(mul: MultiplierConfig, qnet: QuantizedNetwork, pes: int = 16,
+              input_shape: tuple[int, ...] | None = None) -> ArrayConfig:
     """The smallest array of ``pes`` PEs whose memories hold ``qnet`` (depths grown as the compiler asks).
+
+    ``input_shape``: ``(C, H, W)`` of a network that starts with a convolution (MNIST's is inferred).
 
     Memory capacity sets SRAM leakage, so an array sized for MNIST would overstate a small network's.
     Raises :class:`NetworkDoesNotFit` for what growing memories cannot fix (word widths, operations).
@@ -109,7 +112,7 @@ def fit_array(mul: MultiplierConfig, qnet: QuantizedNetwork, pes: int = 16) -> A
     acfg = ArrayConfig(mul, pes=pes, **{k: 2 for k in DEFAULT_GEOMETRY if k != "pes"})
     for _ in range(32):
         try:
-            compile_network(acfg, qnet)
+            compile_network(acfg, qnet, input_shape=input_shape)
             return acfg
         except NetworkDoesNotFit as exc:
             msg = str(exc)
@@ -266,11 +269,12 @@ def accelerator_energy(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, c
     mcfg = mode_config(mode, qnet.layers[0].act_fmt.bits)
     if not isinstance(mcfg, MultiplierConfig):
         raise ValueError(f"mode {mode!r}: the array instantiates generated multipliers only (exact, DRUM)")
-    acfg = fit_array(mcfg, qnet, cfg.pes)
+    shape = tuple(x_int.shape[1:]) if x_int.dim() == 4 else None  # a conv network's (C, H, W)
+    acfg = fit_array(mcfg, qnet, cfg.pes, shape)
     synth = synthesize_array(acfg, synth_cfg)
-    x = x_int.to(torch.int64).flatten(1)[: cfg.samples]
-    program = compile_network(acfg, qnet)
-    store = cfg.store / f"{acfg.config_id}-{_key(synth, program.images, x, mode, cfg)[:20]}.json"
+    x = x_int.to(torch.int64)[: cfg.samples]  # as shaped: the golden model of a conv network reads (N, C, H, W)
+    program = compile_network(acfg, qnet, input_shape=shape)
+    store = cfg.store / f"{acfg.config_id}-{_key(synth, program.images, x.flatten(1), mode, cfg)[:20]}.json"
     act: ArrayActivity | None = None
     if cfg.use_cache and store.is_file():
         act = ArrayActivity(**json.loads(store.read_text()))

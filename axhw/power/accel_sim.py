@@ -217,8 +217,12 @@ def _simulate_in(work: Path, synth: ArraySynth, acfg: ArrayConfig, qnet: Quantiz
     from axhw.rtl.netverify import reference_outputs
 
     tc = find_toolchain()
+    program = compile_network(acfg, qnet, input_shape=tuple(x_int.shape[1:]) if x_int.dim() == 4 else None)
+    # The golden model first (a bad input fails before a long simulation), on the inputs as shaped (a conv
+    # network reads (N, C, H, W)); the host interface takes them flattened, one row per sample.
+    ref_kw = {"program": program} if "program" in inspect.signature(reference_outputs).parameters else {}
+    expected = reference_outputs(qnet, x_int.to(torch.int64), mul or acfg.approx_model(), **ref_kw)
     x_int = x_int.to(torch.int64).flatten(1)
-    program = compile_network(acfg, qnet)
     for name, text in program.images.items():
         (work / name).write_text(text)
     files = generate_array(acfg)
@@ -268,8 +272,6 @@ def _simulate_in(work: Path, synth: ArraySynth, acfg: ArrayConfig, qnet: Quantiz
     words = [int(t, 16) if re.fullmatch(r"[0-9a-fA-F]+", t) else None for t in (work / "dump.hex").read_text().split()]
     n = x_int.shape[0]
     per = (dhi - dlo) + program.n_outputs
-    ref_kw = {"program": program} if "program" in inspect.signature(reference_outputs).parameters else {}
-    expected = reference_outputs(qnet, x_int, mul or acfg.approx_model(), **ref_kw)  # conv arrays: per step
     compared = mismatches = 0
     first_bad = None
     if len(words) != per * n:

@@ -247,3 +247,33 @@ def test_cli_accel_on_a_trained_checkpoint(toolchain: Toolchain, tmp_path: Path,
     assert d["activity"]["mismatches"] == 0 and d["multiplier_only"]["mismatches"] == 0
     assert set(d["totals"]) == {"1100", "660"}
     assert "multiplier-only flow" in (out / "accel.md").read_text()
+
+
+def test_conv_network_reference_takes_shaped_inputs_before_simulating(toolchain: Toolchain,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conv network's golden model reads (N, C, H, W) inputs, and it runs before the (long) simulation: a
+    LeNet-5 run once simulated for 30 minutes and then failed on flattened inputs."""
+    import axhw.rtl.netverify as netverify
+    from axhw.nn import ApproxConv2d, ApproxLinear, HardwareConfig, calibrate_model, to_quantized
+
+    torch.manual_seed(0)
+    hw = HardwareConfig(mode="quantized", bits=8)
+    model = torch.nn.Sequential(ApproxConv2d(1, 2, 3, padding=1, hw=hw), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Flatten(), ApproxLinear(18, 3, hw=hw)).eval()
+    x = torch.randn(4, 1, 6, 6)
+    calibrate_model(model, x)
+    qnet = to_quantized(model)
+    x_int = qnet.quantize_input(x)[:1]
+    seen: list[tuple[int, ...]] = []
+    real = netverify.reference_outputs
+
+    def spy(qnet_: QuantizedNetwork, xi: torch.Tensor, *a: object, **kw: object) -> list[torch.Tensor]:
+        seen.append(tuple(xi.shape))
+        real(qnet_, xi, *a, **kw)  # type: ignore[arg-type]
+        raise RuntimeError("stop before simulating")
+
+    monkeypatch.setattr(netverify, "reference_outputs", spy)
+    acfg = fit_array(MultiplierConfig("exact", 8), qnet, pes=2, input_shape=(1, 6, 6))
+    with pytest.raises(RuntimeError, match="stop before simulating"):
+        simulate_array(None, acfg, qnet, x_int)  # type: ignore[arg-type]  # never reaches the netlist
+    assert seen == [(1, 1, 6, 6)]
