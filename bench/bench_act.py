@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from harness import header, interleaved_times, summarize
+from harness import act_macs, header, interleaved_times, summarize
 from torch import nn
 
 from axhw.io import atomic_write_json
@@ -65,21 +65,10 @@ def layer_macs(model: nn.Module) -> list[tuple[str, int]]:
 
 
 def mac_floor(model: nn.Module, probes: int) -> float:
-    """Analytic act/BP ratio of multiply-accumulates per sample with ``probes`` output probes (K: exact).
-
-    BP: forward F, weight gradients F, input gradients F - F_1. S with R probes adds R delta propagations
-    through every layer but the first (R (F - F_1)) and every convolution's per-sample gradient (R F_l),
-    the linear closed form ``|a| |W|`` (F_l), and the backward of all of it (2x; 1x for the first layer,
-    whose patches are the data). The same count as bench_train.py's ``act_mac_floor``.
-    """
-    layers = layer_macs(model)
-    f = sum(m for _, m in layers)
-    f1 = layers[0][1]
-    bp = 3 * f - f1
-    extra = 3 * probes * (f - f1)
-    for i, (kind, m) in enumerate(layers):
-        extra += (2 if i == 0 else 3) * (probes * m if kind == "conv" else m)
-    return (bp + extra) / bp
+    """Analytic act/BP ratio of multiply-accumulates per sample with ``probes`` output probes (K: exact);
+    the count is :func:`harness.act_macs`."""
+    bp, act = act_macs(layer_macs(model), probes)
+    return act / bp
 
 
 def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, estimator: str, probes: int) -> Callable[[], None]:

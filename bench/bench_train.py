@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from harness import header, interleaved_times, summarize
+from harness import act_macs, header, interleaved_times, summarize
 from torch import nn
 
 from axhw import fastpath
@@ -88,15 +88,8 @@ def act_mac_floor(app: str) -> dict[str, float]:
     R-operator included); BP kernels at peak speed would make act/BP at least this ratio.
     """
     k = CASES[app][1]
-    layers = layer_macs(app)
-    f = sum(m for _, m in layers)
-    f1 = layers[0][1]
-    bp = 3 * f - f1
-    extra = 3 * k * (f - f1)
-    for i, (kind, m) in enumerate(layers):
-        reps = 2 if i == 0 else 3
-        extra += reps * (k * m if kind == "conv" else m)
-    return {"bp_macs_per_sample": bp, "act_macs_per_sample": bp + extra, "act_over_bp_floor": (bp + extra) / bp}
+    bp, act = act_macs(layer_macs(app), k)
+    return {"bp_macs_per_sample": bp, "act_macs_per_sample": act, "act_over_bp_floor": act / bp}
 
 
 def make_step(app: str, method: str, multiplier: str, voltage: float) -> Callable[[], None]:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 
-__all__ = ["METHOD", "header", "interleaved_times", "ratio_name", "spread", "summarize"]
+__all__ = ["METHOD", "act_macs", "header", "interleaved_times", "ratio_name", "spread", "summarize"]
 
 METHOD = "variants interleaved in a shuffled order per round; ratios are per-round, then summarized"
 
@@ -131,3 +131,25 @@ def header(
             **extra,
         },
     }
+
+
+def act_macs(layers: Sequence[tuple[str, int]], probes: int) -> tuple[int, int]:
+    """Multiply-accumulates per sample of a BP step and of an act step with ``probes`` output probes (K: exact
+    S), from each Linear/Conv2d layer's ``(kind, forward MACs)`` in forward order: the arithmetic floor of
+    act/BP at equal kernel efficiency (``bench_act.py``, ``bench_train.py``).
+
+    BP: forward F, weight gradients F, input gradients F - F_1. S with R probes adds R delta propagations
+    through every layer but the first (R (F - F_1)) and every convolution's per-sample gradient (R F_l),
+    the linear closed form ``|a| |W|`` (F_l), and the backward of all of it (2x; 1x for the first layer,
+    whose patches are the data). Any exact method pays these (the paper's R-operator included).
+
+    >>> act_macs([("linear", 10), ("linear", 5)], 2)
+    (35, 100)
+    """
+    f = sum(m for _, m in layers)
+    f1 = layers[0][1]
+    bp = 3 * f - f1
+    extra = 3 * probes * (f - f1)
+    for i, (kind, m) in enumerate(layers):
+        extra += (2 if i == 0 else 3) * (probes * m if kind == "conv" else m)
+    return bp, bp + extra
