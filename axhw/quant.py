@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from axhw.fixedpoint import FixedPoint, check_codes
 from axhw.io import atomic_torch_save
-from axhw.multipliers import IntPair, Multiplier, _pair
+from axhw.multipliers import Exact, IntPair, Multiplier, _pair
 from axhw.sram import NTVStorage
 
 __all__ = [
@@ -445,6 +445,25 @@ class QuantizedNetwork:
         """The input codes of every parameter layer, picked from ``forward_int(..., return_all=True)``."""
         values = [x_int.to(torch.int64), *outs]
         return [values[self.op_inputs(i)[0]] for i, op in enumerate(self.ops) if isinstance(op, IntLinear)]
+
+    def multiplies_per_inference(self, x_int: torch.Tensor) -> int:
+        """Products of one inference on inputs shaped like ``x_int`` (codes; the first sample is run).
+
+        A layer makes its weight count of products per output position: a fully-connected layer once, a
+        convolution once per output pixel. Why a forward pass: a convolution's output size depends on the
+        input size, which the network itself does not store (the weight count alone undercounts LeNet-5's
+        416,520 products as 61,470).
+        """
+        bits = max(self.input_fmt.bits, *(layer.weight_fmt.bits for layer in self.layers))
+        outs = self.forward_int(x_int[:1].to(torch.int64), Exact(bits, True), return_all=True)
+        assert isinstance(outs, list)
+        total = 0
+        for i, op in enumerate(self.ops):
+            if isinstance(op, IntLinear):
+                out = outs[i]
+                positions = out[0, 0].numel() if out.dim() == 4 else 1
+                total += op.weight.numel() * positions
+        return total
 
     def predict(self, x: torch.Tensor, multiplier: Multiplier, **kw: Any) -> torch.Tensor:
         """Class predictions from real inputs (argmax of the output accumulator)."""

@@ -76,6 +76,22 @@ def test_lenet_eval_equals_forward_int():
     assert torch.equal(outputs_as_codes(model, x, qnet), want)
 
 
+def test_multiplies_per_inference_counts_every_output_pixel():
+    """LeNet-5 on 28x28: 6*1*25*28*28 + 16*6*25*10*10 + 400*120 + 120*84 + 84*10 products (a convolution
+    reuses its weights once per output pixel); an MLP: its weight count."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 1, 28, 28)
+    model = lenet5(HardwareConfig(mode="quantized")).eval()
+    calibrate_model(model, x)
+    qnet = to_quantized(model)
+    assert qnet.multiplies_per_inference(qnet.quantize_input(x)) == 117600 + 240000 + 48000 + 10080 + 840
+    mlp = build_mlp([8, 5, 3], HardwareConfig(mode="quantized")).eval()
+    x = torch.randn(3, 8)
+    calibrate_model(mlp, x)
+    q = to_quantized(mlp)
+    assert q.multiplies_per_inference(q.quantize_input(x)) == 8 * 5 + 5 * 3
+
+
 def test_clipped_ste_gradient():
     ref = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
     out = ClippedSTE.apply(ref * 2, torch.tensor([9.0, 9.0, 9.0]))

@@ -42,7 +42,7 @@ from axhw.io import atomic_write_json
 from axhw.paths import cache_dir
 from axhw.power.accel_sim import ArrayActivity, leaf_cells, memory_instances, simulate_array, unit_of
 from axhw.power.accel_synth import ArraySynth, synthesize_array
-from axhw.power.sram_energy import SRAMTechnology, leakage_per_bit_w, read_energy_per_bit_j, storage_bits
+from axhw.power.sram_energy import SRAMTechnology, leakage_per_bit_w, read_energy_per_bit_j
 from axhw.power.sta import instance_rows
 from axhw.power.synth import SynthConfig
 from axhw.power.templates import render, template_text
@@ -327,5 +327,5 @@ def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str,
     return AccelEnergy(mode=mode, config_id=acfg.config_id, logic_j=units, logic_clock_j=clock,
                        logic_modules_j=modules, storage=storage,
                        totals=totals, activity=activity, synthesis=synthesis, node_scale=node_scale,
-                       multiplies_per_inference=storage_bits(qnet)[1], settings=settings)
+                       multiplies_per_inference=qnet.multiplies_per_inference(x), settings=settings)
 

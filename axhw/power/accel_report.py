@@ -31,11 +31,10 @@ def measure_network(checkpoint: str | Path, modes: Sequence[str], cfg: AccelConf
     import torch
 
     from axhw.power.compute import network_compute_power
-    from axhw.power.sram_energy import storage_bits
     from axhw.train import integer_test_inputs, load_checkpoint
 
     qnet, x_int = integer_test_inputs(load_checkpoint(checkpoint))
-    macs = storage_bits(qnet)[1]
+    macs = qnet.multiplies_per_inference(x_int)
     out: dict[str, Any] = {"checkpoint": str(checkpoint), "multiplies_per_inference": macs, "modes": {}}
     for mode in modes:
         t0 = time.perf_counter()

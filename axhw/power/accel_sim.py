@@ -14,8 +14,9 @@ counts every transition between known values of every cell output (x/z skipped, 
 
 Memory accesses (for the SRAM model) are counted per memory instance from the same run: writes = cycles with
 ``we`` high at the clock edge; reads = cycles in which the memory's consumer takes the data
-(:data:`READ_ENABLES`: the signal that loads a local memory or steps the accumulator), or, for a memory the
-table does not know (a new buffer of the array), cycles in which the read address changed.
+(:data:`READ_ENABLES`: the signal that loads a local memory or steps the accumulator, or the memory's own
+read enable where it has one: the neuron buffer, read by the convolution gather and by max pooling), or, for a
+memory the table does not know (a new buffer of the array), cycles in which the read address changed.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ READ_ENABLES: dict[str, str] = {
     "pe_nlm": "{parent}.u_acc.en",  # the accumulator adds nlm[cnt] * wlm[cnt]
     "pe_wlm": "{parent}.u_acc.en",
     "array_wbuf": "u_pe0.u_wlm.we",  # LOADW: a weight word into every PE's weight local memory
-    "array_nbuf": "u_pe0.u_nlm.we",  # LOADN: an input into every PE's neuron local memory
+    "array_nbuf": "u_seq.nbuf_re",  # its read enable: window elements inside the map (convolution gather, pooling)
     "array_bbuf": "u_pe0.u_acc.clear",  # START: the biases into the accumulators
 }
 
@@ -138,7 +139,7 @@ def _exists(mods: dict[str, Any], top: str, path: str, memories: set[str]) -> bo
             return False
         module = cell["type"]
     if module in memories:
-        return port in ("we", "raddr", "waddr", "wdata", "rdata", "clk")
+        return port in ("we", "re", "raddr", "waddr", "wdata", "rdata", "clk")
     return port in mods.get(module, {}).get("ports", {})
 
 

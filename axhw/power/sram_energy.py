@@ -93,11 +93,11 @@ def leakage_per_bit_w(voltage_mv: float, tech: SRAMTechnology | None = None) -> 
 
 
 def storage_bits(qnet: QuantizedNetwork) -> tuple[int, int]:
-    """(stored parameter bits, weight words read per inference = multiplies per inference).
+    """(stored parameter bits, weight words: one read of every weight per inference).
 
-    Weights are stored in their word format, biases in theirs (:attr:`IntLinear.bias_fmt`). For
-    convolutions the multiplies per inference depend on the input size and are counted by the caller; here
-    a layer's weight-word reads are its weight count (one read per weight, FC layers).
+    Weights are stored in their word format, biases in theirs (:attr:`IntLinear.bias_fmt`). The second
+    number equals the multiplies per inference of a fully-connected network only; a convolution reuses each
+    weight once per output pixel (:meth:`QuantizedNetwork.multiplies_per_inference` counts the products).
     """
     bits = 0
     reads = 0

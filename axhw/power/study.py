@@ -149,9 +149,11 @@ def measure_network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Me
     """One network's whole grid: accuracy per (mode, voltage), compute power per mode, storage per voltage."""
     from tqdm.auto import tqdm
 
-    from axhw.train import load_checkpoint, quantized_from_checkpoint
+    from axhw.train import integer_test_inputs, load_checkpoint
 
-    stored, reads = storage_bits(quantized_from_checkpoint(load_checkpoint(ck)))
+    qnet, x_int = integer_test_inputs(load_checkpoint(ck))
+    stored = storage_bits(qnet)[0]
+    multiplies = qnet.multiplies_per_inference(x_int)  # convolutions: once per output pixel
     grid = [(m, v) for m in cfg.modes for v in cfg.voltages]
     acc = {}
     for m, v in tqdm(grid, desc=f"{cfg.dataset} s{seed} {method} accuracy", disable=not progress, leave=False):
@@ -168,7 +170,7 @@ def measure_network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Me
                        "accuracy_std": acc[(m, v)]["accuracy_std"], "compute_w": c, "storage_w": s,
                        "joint_w": c * NODE_SCALE_180_TO_65 + s})
     return {
-        "method": method, "checkpoint": str(ck), "stored_bits": stored, "multiplies_per_inference": reads,
+        "method": method, "checkpoint": str(ck), "stored_bits": stored, "multiplies_per_inference": multiplies,
         "exact_nominal_accuracy": acc[("exact", NOMINAL_MV)]["accuracy_mean"],
         "points": points, "compute": compute,
         "storage": {str(v): {"dynamic_w": s.dynamic_w, "leakage_w": s.leakage_w, "total_w": s.total_w}

@@ -276,13 +276,14 @@ def _context(acfg: ArrayConfig) -> dict[str, object]:
 
 
 def _mem(
-    module: str, what: str, width: int, depth: int, write: bool, init: str | None, ctx: dict[str, object]
+    module: str, what: str, width: int, depth: int, write: bool, init: str | None, ctx: dict[str, object],
+    read_enable: bool = False,
 ) -> tuple[str, str, dict[str, object]]:
     return (
         f"{module}.v",
         "mem.v.j2",
         {**ctx, "module": module, "what": what, "width": width, "depth": depth, "aw": _aw(depth), "write": write,
-         "init": init},
+         "init": init, "read_enable": read_enable},
     )
 
 
@@ -320,7 +321,7 @@ def array_files(acfg: ArrayConfig) -> list[tuple[str, str, dict[str, object]]]:
         _mem("array_bbuf", f"bias buffer ({acfg.pes} lanes{', mode bit above each bias' if acfg.dual else ''})",
              acfg.pes * int(w["bbw"]), acfg.bbuf_depth, False, "array_bbuf.hex", ctx),
         _mem("array_nbuf", "neuron buffer (input and hidden activations)", acfg.bits, acfg.nbuf_depth, True, None,
-             ctx),
+             ctx, read_enable=True),
         _mem("array_obuf", "output buffer (output layer accumulators)", acfg.acc_bits, acfg.obuf_depth, True, None,
              ctx),
         *pe_files(acfg),

@@ -249,11 +249,9 @@ def test_cli_accel_on_a_trained_checkpoint(toolchain: Toolchain, tmp_path: Path,
     assert "multiplier-only flow" in (out / "accel.md").read_text()
 
 
-def test_conv_network_reference_takes_shaped_inputs_before_simulating(toolchain: Toolchain,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """A conv network's golden model reads (N, C, H, W) inputs, and it runs before the (long) simulation: a
-    LeNet-5 run once simulated for 30 minutes and then failed on flattened inputs."""
-    import axhw.rtl.netverify as netverify
+@pytest.fixture(scope="module")
+def conv_tiny() -> tuple[QuantizedNetwork, torch.Tensor]:
+    """conv 3x3 (1 -> 2 channels, padding 1) on a 6x6 map, ReLU, 2x2 max pooling, 18-3 fully connected."""
     from axhw.nn import ApproxConv2d, ApproxLinear, HardwareConfig, calibrate_model, to_quantized
 
     torch.manual_seed(0)
@@ -263,7 +261,55 @@ def test_conv_network_reference_takes_shaped_inputs_before_simulating(toolchain:
     x = torch.randn(4, 1, 6, 6)
     calibrate_model(model, x)
     qnet = to_quantized(model)
-    x_int = qnet.quantize_input(x)[:1]
+    return qnet, qnet.quantize_input(x)
+
+
+def _neuron_buffer_reads(acfg: ArrayConfig, qnet: QuantizedNetwork, shape: tuple[int, int, int]) -> int:
+    """Neuron buffer words one inference reads, counted from the layer shapes alone (docs/rtl.md's mapping):
+    every output pixel's window elements inside the map (padding reads nothing), per group of PEs for a
+    convolution, per channel for a pooling; a fully-connected layer gathers its input once."""
+    total = 0
+    for p in compile_network(acfg, qnet, input_shape=shape).layers:
+        _, h, w = p.in_shape
+        _, ho, wo = p.out_shape
+        inside = sum(
+            1
+            for oy in range(ho) for ox in range(wo) for ky in range(p.kernel[0]) for kx in range(p.kernel[1])
+            if 0 <= oy * p.stride[0] - p.pad[0] + ky < h and 0 <= ox * p.stride[1] - p.pad[1] + kx < w
+        ) * p.in_shape[0]
+        if p.kind == "maxpool2d":
+            total += inside  # one channel's window per output: in_shape[0] counts the channels here
+        elif ho * wo == 1:
+            total += inside
+        else:
+            total += inside * -(-p.fan_out // acfg.pes)
+    return total
+
+
+def test_neuron_buffer_reads_of_convolution_and_pooling(toolchain: Toolchain, synth_cfg: SynthConfig,
+                                                        conv_tiny: tuple[QuantizedNetwork, torch.Tensor]) -> None:
+    """The neuron buffer's read enable counts exactly the reads the convolution gather and max pooling make
+    (before it, pooling reads went uncounted and padding positions counted as reads)."""
+    qnet, x_int = conv_tiny
+    acfg = fit_array(MultiplierConfig("exact", 8), qnet, pes=2, input_shape=(1, 6, 6))
+    synth = synthesize_array(acfg, synth_cfg)
+    act = simulate_array(synth, acfg, qnet, x_int[:1], timing=False)
+    assert act.mismatches == 0 and act.outputs_compared > 0
+    expected = _neuron_buffer_reads(acfg, qnet, (1, 6, 6))
+    # 6x6 map, 3x3 window, padding 1: (2 + 3 + 3 + 3 + 3 + 2)^2 = 256 of the 36 x 9 window positions are
+    # inside, for the one group of 2 channels on 2 PEs; pooling 2 x 9 windows x 4; the 18 FC inputs once
+    assert expected == 256 + 72 + 18
+    assert act.reads["u_nbuf"] == expected
+
+
+def test_conv_network_reference_takes_shaped_inputs_before_simulating(
+        toolchain: Toolchain, monkeypatch: pytest.MonkeyPatch, conv_tiny: tuple[QuantizedNetwork, torch.Tensor]) -> None:
+    """A conv network's golden model reads (N, C, H, W) inputs, and it runs before the (long) simulation: a
+    LeNet-5 run once simulated for 30 minutes and then failed on flattened inputs."""
+    import axhw.rtl.netverify as netverify
+
+    qnet, x_all = conv_tiny
+    x_int = x_all[:1]
     seen: list[tuple[int, ...]] = []
     real = netverify.reference_outputs
 
