@@ -399,20 +399,9 @@ void axhw_epilogue(const float *const *parts, int32_t nparts, const double *dpar
 /* linear (inner = 1): channels innermost */
 CLONES void axhw_epilogue_rows(EPI_FAST_ARGS) {
     for (int64_t r = r0; r < r1; r++) {
-        float *restrict yr = y + r * nch;
-        float *restrict lr = live + r * nch;
-        const float *q0 = p0 + r * nch, *q1 = p1 + r * nch, *q2 = p2 + r * nch, *q3 = p3 + r * nch;
-        for (int64_t c0 = 0; c0 < nch; c0++) {
-            double v = bias[c0] + (double)q0[c0] + k1 * (double)q1[c0] + k2 * (double)q2[c0] + k3 * (double)q3[c0];
-            v = v < acc_lo ? acc_lo : v;
-            v = v > acc_hi ? acc_hi : v;
-            double t = (v + half) * inv;
-            double rr = (t + RND) - RND;
-            double c = rr - (rr > t ? 1.0 : 0.0);
-            c = c < out_lo ? out_lo : c;
-            c = c > out_hi ? out_hi : c;
-            yr[c0] = (float)(c * out_scale);
-            lr[c0] = (c > out_lo) & (c < out_hi) ? 1.0f : 0.0f;
+        const int64_t o = r * nch;
+        for (int64_t j = 0; j < nch; j++) {
+            EPI_FAST_BODY(o + j, bias[j])
         }
     }
 }
@@ -453,18 +442,8 @@ CLONES void axhw_epilogue_chw(EPI_FAST_ARGS) {
 CLONES void axhw_epilogue_i32_rows(EPI_I32_ARGS) {
     for (int64_t r = r0; r < r1; r++) {
         const int64_t o = r * nch;
-        float *restrict yr = y + o;
-        float *restrict lr = live + o;
-        const float *q0 = p0 + o, *q1 = p1 + o, *q2 = p2 + o, *q3 = p3 + o;
         for (int64_t j = 0; j < nch; j++) {
-            int32_t v = bias[j] + (int32_t)q0[j] + k1 * (int32_t)q1[j] + k2 * (int32_t)q2[j] + k3 * (int32_t)q3[j];
-            v = v < acc_lo ? acc_lo : v;
-            v = v > acc_hi ? acc_hi : v;
-            int32_t c = (v + half) >> shift;
-            c = c < out_lo ? out_lo : c;
-            c = c > out_hi ? out_hi : c;
-            yr[j] = (float)c * out_scale;
-            lr[j] = (c > out_lo) & (c < out_hi) ? 1.0f : 0.0f;
+            EPI_I32_BODY(o + j, bias[j])
         }
     }
 }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "locked"]
+__all__ = ["atomic_dir", "atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text", "locked"]
 
 
 def _umask() -> int:
@@ -63,6 +63,26 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A folder built whole or not at all: the block fills a temporary folder beside ``path``, which then
+    replaces ``path`` (an older one is removed first); an exception leaves ``path`` as it was and removes
+    the temporary folder. Cache entries (synthesis runs) are published this way."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -218,6 +218,21 @@ def test_written_files_follow_the_umask(tmp_path, umask):
     assert _files(tmp_path) == ["a.json", "b.pt"]
 
 
+def test_atomic_dir_publishes_whole_or_nothing(tmp_path):
+    from axhw.io import atomic_dir
+
+    entry = tmp_path / "entry"
+    with atomic_dir(entry) as tmp:
+        (tmp / "result.json").write_text("1")
+        assert not entry.exists()  # nothing visible until the block ends
+    assert (entry / "result.json").read_text() == "1"
+    with pytest.raises(RuntimeError, match="synthesis failed"), atomic_dir(entry) as tmp:
+        (tmp / "result.json").write_text("2")
+        raise RuntimeError("synthesis failed")
+    assert (entry / "result.json").read_text() == "1"  # the old entry stays, the half-built one is gone
+    assert _files(tmp_path) == ["entry", "entry/result.json"]
+
+
 # --------------------------------------------------------------------------- one vocabulary
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:

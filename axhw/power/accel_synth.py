@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from axhw.io import locked
+from axhw.io import atomic_dir, locked
 from axhw.power.liberty import read_library
 from axhw.power.synth import SynthConfig, run_yosys
 from axhw.power.templates import render, template_text
@@ -162,15 +159,8 @@ def synthesize_array(acfg: ArrayConfig, sc: SynthConfig | None = None) -> ArrayS
     with locked(root / f".{acfg.config_id}.lock"):
         if sc.use_cache and (entry / "result.json").is_file():
             return _load(entry)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{acfg.config_id}-", dir=root))
-        try:
+        with atomic_dir(entry) as tmp:
             _build(tmp, files, keep, mem_files, memories, acfg, sc, tc, key)
-            if entry.exists():
-                shutil.rmtree(entry)
-            os.replace(tmp, entry)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     return _load(entry)
 
 

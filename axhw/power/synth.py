@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from axhw.io import atomic_dir
 from axhw.paths import cache_dir
 from axhw.power.liberty import read_library
 from axhw.power.templates import render, template_text
@@ -162,8 +160,7 @@ def _synthesize(rtl: dict[str, str], top: str, config_id: str, design: dict[str,
     if sc.use_cache and (entry / "result.json").is_file():
         return _load(entry)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{config_id}-", dir=root))
-    try:
+    with atomic_dir(entry) as tmp:
         src = tmp / "rtl"
         src.mkdir()
         for name, text in rtl.items():
@@ -192,10 +189,4 @@ def _synthesize(rtl: dict[str, str], top: str, config_id: str, design: dict[str,
             "versions": tc.versions,
         }
         (tmp / "result.json").write_text(json.dumps(result, indent=2))
-        if entry.exists():
-            shutil.rmtree(entry)
-        os.replace(tmp, entry)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return _load(entry)
