@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/python -m axhw.lutkernel  # compiles the LUT matmul and fused-forward kernels (cc); without one: torch paths
+	$(BIN)/python -m axhw.arith.kernels  # compiles the LUT matmul and fused-forward kernels (cc); without one: torch paths
 	touch $(STAMP)
 
 # BP vs AxTrain at breast cancer's aggressive NTV voltage (400 mV): 5 seeds x 50 chips, SRAM voltage search,

@@ -4,10 +4,13 @@ Implements AxTrain (He et al., ISLPED 2018) on bit-exact models of the DRUM-k ap
 dynamic fixed point and near-threshold-voltage SRAM weight storage.
 """
 
-from axhw.convert import ConversionReport, convert
-from axhw.fixedpoint import FixedPoint, calibrate
-from axhw.multipliers import DRUM, Exact, LUTMultiplier, Multiplier, error_stats, get_multiplier
-from axhw.sram import NTVStorage, flip_probability
+from axhw import _compat
+from axhw.arith.fixedpoint import FixedPoint, calibrate
+from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier, Multiplier, error_stats, get_multiplier
+from axhw.arith.sram import NTVStorage, flip_probability
+from axhw.nn.convert import ConversionReport, convert
+
+_compat.install()
 
 __version__ = "0.1.0"
 

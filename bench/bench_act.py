@@ -32,11 +32,11 @@ import torch.nn.functional as F
 from harness import act_macs, header, interleaved_times, summarize
 from torch import nn
 
-from axhw.io import atomic_write_json
-from axhw.runtime import tune_allocator
-from axhw.sensitivity import sensitivity
-from axhw.sensitivity_estimate import PROPOSALS, OutputSampler
-from axhw.train import train_step
+from axhw.common.io import atomic_write_json
+from axhw.common.runtime import tune_allocator
+from axhw.training.sensitivity.estimate import PROPOSALS, OutputSampler
+from axhw.training.sensitivity.network import sensitivity
+from axhw.training.trainer import train_step
 
 SHAPE, CLASSES, BATCH, GAMMA = (3, 32, 32), 10, 128, 0.01
 

@@ -10,7 +10,7 @@ Variants:
 * ``exact``: :meth:`axhw.Exact.matmul` (checks, conversion, GEMM, back to int64) — the integer-valued matmul;
 * ``drum``: :meth:`axhw.DRUM.matmul` (separable transform + exact GEMM);
 * ``lut``: :meth:`axhw.LUTMultiplier.matmul` on DRUM's product table, default path (compiled kernel when
-  built, see :mod:`axhw.lutkernel`);
+  built, see :mod:`axhw.arith.kernels.lut`);
 * ``lut_random``: the same on a random full-range table (no structure at all: a non-separable circuit);
 * ``lut_torch``: the pure-torch fallback of the table path (chunked gather), DRUM's table;
 * ``lut_gather_naive``: the textbook LUT gather ``table[A[:, :, None], B[None]]`` summed over K;
@@ -41,11 +41,11 @@ from pathlib import Path
 import torch
 from harness import header, interleaved_times, summarize
 
-from axhw import lutkernel
-from axhw.intgemm import exact_int_matmul
-from axhw.io import atomic_write_json
-from axhw.multipliers import DRUM, Exact, LUTMultiplier
-from axhw.runtime import tune_allocator
+from axhw.arith.intgemm import exact_int_matmul
+from axhw.arith.kernels import lut as lutkernel
+from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier
+from axhw.common.io import atomic_write_json
+from axhw.common.runtime import tune_allocator
 
 #: (numerator, denominator) variant pairs whose per-round ratios are reported.
 RATIOS = [

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from harness import header, interleaved_times, summarize
 
-from axhw.fixedpoint import FixedPoint
-from axhw.io import atomic_write_json
-from axhw.runtime import tune_allocator
-from axhw.sram import NTVStorage
+from axhw.arith.fixedpoint import FixedPoint
+from axhw.arith.sram import NTVStorage
+from axhw.common.io import atomic_write_json
+from axhw.common.runtime import tune_allocator
 
 VOLTAGES = (850, 660, 400)
 

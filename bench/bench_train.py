@@ -5,8 +5,8 @@ shuffled order per round (each method trains its own model copy; a sample is as 
 BP runs in ``--sample-seconds``, reported per step); reported are the median step times and the median and
 spread of the per-round ratios act/BP and pas/BP, with thread count and load.
 
-Methods: ``bp``, ``act``, ``pas`` (the fused hardware forward of :mod:`axhw.fastpath`) and ``pas_eager``
-(the same step on the eager integer path, ``axhw.fastpath.ENABLED = False``: the before of issue 15, in
+Methods: ``bp``, ``act``, ``pas`` (the fused hardware forward of :mod:`axhw.nn.fused`) and ``pas_eager``
+(the same step on the eager integer path, ``axhw.nn.fused.ENABLED = False``: the before of issue 15, in
 the same run). Networks: the Table 1 ones (breast cancer, MNIST-MLP, LeNet-5) and issue 15's larger two,
 an MLP 784-1024-1024-10 (batch 256) and a CIFAR-shaped CNN (3x32x32, conv 32-64-128 with 3x3 kernels,
 ReLU and 2x2 max-pooling, then a linear layer to 10 classes; batch 128), timed for BP and pas only.
@@ -29,12 +29,12 @@ import torch
 from harness import act_macs, header, interleaved_times, summarize
 from torch import nn
 
-from axhw import fastpath
-from axhw.io import atomic_write_json
-from axhw.models import build_mlp, build_model
+from axhw.common.io import atomic_write_json
+from axhw.common.runtime import tune_allocator
 from axhw.nn import ApproxConv2d, ApproxLinear, HardwareConfig, approx_layers, calibrate_model, set_hardware
-from axhw.runtime import tune_allocator
-from axhw.train import train_step
+from axhw.nn import fused as fastpath
+from axhw.training.models import build_mlp, build_model
+from axhw.training.trainer import train_step
 
 #: name -> (input shape, classes, batch)
 CASES = {"breast_cancer": ((30,), 2, 32), "mnist_mlp": ((784,), 10, 128), "mnist_cnn": ((1, 28, 28), 10, 64),
@@ -48,7 +48,7 @@ GOALS = {"act_over_bp_mlp": 3.0, "act_over_bp_lenet": 6.0, "pas_over_bp_mnist_ml
 
 
 def build(app: str) -> nn.Module:
-    """The network of a bench case (Table 1 applications through :func:`axhw.models.build_model`)."""
+    """The network of a bench case (Table 1 applications through :func:`axhw.training.models.build_model`)."""
     if app == "mlp_1024":
         return build_mlp((784, 1024, 1024, 10))
     if app == "cifar_cnn":

@@ -2,7 +2,7 @@
 
 Run through :func:`axhw.rtl.netverify.run_array`, which writes the memory images, the input table and the
 job (JSON in ``AXHW_ARRAY_TB_JOB``), and afterwards compares the dumped layer outputs with the golden model
-(:meth:`axhw.quant.QuantizedNetwork.forward_int`). Like ``mul_tb.py`` this module does not import torch or
+(:meth:`axhw.golden.network.QuantizedNetwork.forward_int`). Like ``mul_tb.py`` this module does not import torch or
 the model: the comparison needs the model's outputs, which the driver already holds.
 """
 

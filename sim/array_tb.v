@@ -5,7 +5,7 @@
 // for each sample it writes the input vector into the neuron buffer, pulses start, waits for done, then
 // writes the hidden activations (neuron buffer [dlo, dhi)) and the output accumulators (output buffer
 // [0, nout)) to the dump file, one hex word per line. The Python driver (axhw.rtl.netverify) compares the
-// dump with the golden model (axhw.quant.QuantizedNetwork.forward_int); the cocotb test (sim/array_tb.py)
+// dump with the golden model (axhw.golden.network.QuantizedNetwork.forward_int); the cocotb test (sim/array_tb.py)
 // starts the walk and reports the cycle counts.
 //
 // Parameters (set by the runner): BITS, ACC, NAW (neuron buffer address bits), OAW (output buffer address

@@ -1,7 +1,7 @@
 """cocotb test for ``sim/mul_tb.v``: one generated multiplier against golden vectors from the Python model.
 
 Run through :func:`axhw.rtl.verify.run_vectors` (the pytest entry points are in ``tests/rtl``), which writes
-the vector table from :mod:`axhw.multipliers` and passes the job as JSON in ``AXHW_MUL_TB_JOB``. This module
+the vector table from :mod:`axhw.arith.multipliers` and passes the job as JSON in ``AXHW_MUL_TB_JOB``. This module
 deliberately does not import torch or the model: that import costs 1-2 s per simulator start and the sweep
 starts dozens; the expected products it compares against were computed by the model in the driver.
 

@@ -2,7 +2,7 @@
 //
 // Why: driving 65,536 operand pairs one by one from Python costs a VPI round trip per vector; here the
 // simulator walks a $readmemh table of {a, b, expected p} words (written by axhw.rtl.verify from the Python
-// model axhw.multipliers) at one vector per clock and counts mismatches itself. The cocotb test
+// model axhw.arith.multipliers) at one vector per clock and counts mismatches itself. The cocotb test
 // (sim/mul_tb.py) starts the clock, reads the counters, and then drives a few pairs directly (ext = 1) to
 // compare the DUT against the model without this wrapper in between.
 //

@@ -3,7 +3,7 @@
 Run through :func:`axhw.rtl.netverify.run_pe`. The job (JSON in ``AXHW_PE_TB_JOB``) holds, per input sample,
 the activation codes and a list of (weight row, bias) pairs; the test loads the neuron local memory once
 per sample and the weight local memory once per row, starts the PE, waits for ``done`` and records ``y``.
-The driver compares the results with :func:`axhw.quant.linear_int` (saturated), computed by the model.
+The driver compares the results with :func:`axhw.golden.network.linear_int` (saturated), computed by the model.
 """
 
 from __future__ import annotations

@@ -41,9 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def main_approxann(args: argparse.Namespace) -> int:
     from axhw.approxann.search import ApproxAnnConfig, run_approxann
-    from axhw.cli_checks import check_out_dir
+    from axhw.common.cli_checks import check_out_dir
 
-    out = check_out_dir(args.out)  # before any work (also when called without axhw.cli.main)
+    out = check_out_dir(args.out)  # before any work (also when called without axhw.apps.cli.main)
     cfg = ApproxAnnConfig(mode=args.multiplier, bound=args.bound, measure=args.measure, retrain_epochs=args.retrain_epochs,
                           initial_step=args.initial_step, lr=args.lr, max_rounds=args.max_rounds,
                           accept_split=args.accept_split, seed=args.seed)

@@ -19,7 +19,7 @@ Two measures follow (:data:`MEASURES`):
   quantized as the hardware sees them). It accounts for fan-in and operand statistics.
 
 Conv layers: a "neuron" is an output channel (one mode bit per channel); its criticality sums the
-per-position terms. ``E`` is :func:`axhw.train.output_loss` (the training loss, MSE on the sigmoid
+per-position terms. ``E`` is :func:`axhw.training.trainer.output_loss` (the training loss, MSE on the sigmoid
 outputs by default), summed over samples so ``dE/dz_nj`` is the per-sample derivative.
 """
 
@@ -32,10 +32,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from axhw.multipliers import Multiplier, get_multiplier
+from axhw.arith.multipliers import Multiplier, get_multiplier
+from axhw.golden.network import IntLinear, QuantizedNetwork
 from axhw.nn import approx_layers
-from axhw.quant import IntLinear, QuantizedNetwork
-from axhw.train import output_loss
+from axhw.training.trainer import output_loss
 
 __all__ = ["MEASURES", "Measure", "count_multipliers", "neuron_criticality"]
 
@@ -73,14 +73,14 @@ def neuron_criticality(
         x, y: samples and class labels the expectation runs over (training data).
         measure: ``gradient`` or ``taylor``.
         approx: the approximate multiplier (name or model); required for ``taylor``.
-        loss: output error kind of :func:`axhw.train.output_loss`.
+        loss: output error kind of :func:`axhw.training.trainer.output_loss`.
         batch_size: samples per backward pass (memory only; the result does not depend on it).
 
     Returns:
         One float64 tensor per approximate layer, shape ``(out_neurons,)``.
 
     >>> import torch
-    >>> from axhw.models import build_mlp
+    >>> from axhw.training.models import build_mlp
     >>> m = build_mlp((3, 4, 2))
     >>> [c.shape for c in neuron_criticality(m, torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 1]))]
     [torch.Size([4]), torch.Size([2])]
@@ -135,7 +135,7 @@ def count_multipliers(qnet: QuantizedNetwork | Sequence[IntLinear]) -> dict[str,
     neuron in the approximate mode contributes its fan-in (its number of weights).
 
     >>> import torch
-    >>> from axhw.fixedpoint import FixedPoint
+    >>> from axhw.arith.fixedpoint import FixedPoint
     >>> f = FixedPoint(8, 4)
     >>> layer = IntLinear(torch.zeros(3, 5, dtype=torch.int64), torch.zeros(3, dtype=torch.int64), f, f,
     ...                   FixedPoint(32, 8), None, approx_neurons=torch.tensor([True, False, True]))

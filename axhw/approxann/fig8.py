@@ -1,7 +1,7 @@
 """The paper's Fig. 8: how many approximate multipliers ApproxAnn can use on BP- versus AxTrain-act-pretrained
 networks under K1 and K2 within a 2% accuracy bound (paper section 5: +23.33% for K2, +25.51% for K1).
 
-For every application and seed: train BP and AxTrain-act (:func:`axhw.train.train`, reused when a finished
+For every application and seed: train BP and AxTrain-act (:func:`axhw.training.trainer.train`, reused when a finished
 run with the same config exists), run :func:`~axhw.approxann.search.run_approxann` under each mode, and write
 ``fig8.json``, ``fig8.md`` and ``fig8.png`` (grouped bars, BP vs act per application, one panel per mode).
 The gain of act over BP is the relative increase of the approximate-multiplier count, averaged over
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from axhw.approxann.search import ApproxAnnConfig, run_approxann
+from axhw.common.io import atomic_write_text
+from axhw.common.tables import markdown_table
 from axhw.data.registry import APPLICATIONS
-from axhw.io import atomic_write_text
-from axhw.report import markdown_table
-from axhw.train import TrainConfig, train_cached
+from axhw.training.trainer import TrainConfig, train_cached
 
 __all__ = ["DEFAULT_DATASETS", "PAPER_GAIN_PERCENT", "fig8", "fig8_markdown", "plot_fig8"]
 

@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from axhw.approxann.criticality import Measure, count_multipliers, neuron_criticality
-from axhw.graphint import hardware_formats, load_hardware_formats
-from axhw.multipliers import Multiplier, get_multiplier
+from axhw.arith.multipliers import Multiplier, get_multiplier
+from axhw.golden.network import QuantizedNetwork
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, set_hardware, to_quantized
-from axhw.quant import QuantizedNetwork
-from axhw.train import (
+from axhw.nn.fx.lower import hardware_formats, load_hardware_formats
+from axhw.training.trainer import (
     TrainConfig,
     _inputs,
     _load_data,
@@ -171,7 +171,7 @@ def approxann(model: nn.Sequential, train_cfg: TrainConfig, data: Any, cfg: Appr
     """Run the ApproxAnn search on a calibrated pre-trained ``model`` (modified in place).
 
     Args:
-        model: the pre-trained network (e.g. :func:`axhw.train.model_from_checkpoint`).
+        model: the pre-trained network (e.g. :func:`axhw.training.trainer.model_from_checkpoint`).
         train_cfg: its training configuration (dataset, word lengths, loss).
         data: the :class:`axhw.data.Dataset` it was trained on (same seed, same split).
         cfg: the search settings.
@@ -275,7 +275,7 @@ def run_approxann(checkpoint: str | Path, cfg: ApproxAnnConfig, out_dir: str | P
     ``approxann.json`` (counts, accuracies, the per-round trace)."""
     import json
 
-    from axhw.io import atomic_write_text
+    from axhw.common.io import atomic_write_text
 
     ck = load_checkpoint(checkpoint)
     train_cfg = config_from_dict(ck["config"])

@@ -200,9 +200,9 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def default_data_dir() -> Path:
-    """``$AXHW_DATA`` if set, else ``data`` in the user cache (:func:`axhw.paths.cache_dir`: ``$AXHW_CACHE``,
+    """``$AXHW_DATA`` if set, else ``data`` in the user cache (:func:`axhw.common.paths.cache_dir`: ``$AXHW_CACHE``,
     ``$XDG_CACHE_HOME/axhw`` or ``~/.cache/axhw``)."""
-    from axhw.paths import cache_dir
+    from axhw.common.paths import cache_dir
 
     env = os.environ.get("AXHW_DATA")
     return Path(env).expanduser() if env else cache_dir("data")

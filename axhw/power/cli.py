@@ -1,6 +1,6 @@
 """``axhw power ...`` subcommands: a thin argparse layer over :mod:`axhw.power`.
 
-``axhw.cli`` wires it in with ``add_parser(subparsers)``; handlers return the exit status.
+``axhw.apps.cli`` wires it in with ``add_parser(subparsers)``; handlers return the exit status.
 
     axhw power report --dataset breast_cancer [--constraint 2.0] [--quick] [--modes exact K2 NAME ...] \
         [--seeds 0 1 2] [--single-network] [--bounds 0.5 1 2 4 6] --out build/power/breast_cancer
@@ -9,8 +9,8 @@
     axhw power summary --reports build/power/report [--out FOLDER]
     axhw power accel --network CHECKPOINT [...] [--modes exact K2 ...] [--samples 2] --out build/power/accel
 
-Every ``--out`` (and ``--work-dir``) is a folder, checked before any work (:func:`axhw.cli_checks.check_out_dir`);
-the default work folder is ``power/study`` in the user cache (:func:`axhw.paths.cache_dir`).
+Every ``--out`` (and ``--work-dir``) is a folder, checked before any work (:func:`axhw.common.cli_checks.check_out_dir`);
+the default work folder is ``power/study`` in the user cache (:func:`axhw.common.paths.cache_dir`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from axhw.cli_checks import check_out_dir
-from axhw.paths import cache_dir
-from axhw.power.tools import ToolMissing, find_toolchain
+from axhw.common.cli_checks import check_out_dir
+from axhw.common.paths import cache_dir
+from axhw.power.flow.tools import ToolMissing, find_toolchain
 
 __all__ = ["add_parser", "main_accel", "main_report", "main_summary", "main_synth"]
 
@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rep.add_argument("--quiet", action="store_true", help="no progress output")
     rep.add_argument("--accel", action="store_true",
                      help="also the accelerator-level energy per inference (whole PE array at gate level, memories "
-                          "as SRAM) of the chosen configurations (axhw.power.accel)")
+                          "as SRAM) of the chosen configurations (axhw.power.accel.energy)")
     rep.add_argument("--accel-search", action="store_true",
                      help="with --accel: also choose BP's and the single AxTrain network's configuration by "
                           "accelerator-level energy (the accelerator-level objective)")
@@ -102,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _add_accel(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """``power accel``: the whole PE array's energy per inference (axhw.power.accel)."""
+    """``power accel``: the whole PE array's energy per inference (axhw.power.accel.energy)."""
     acc = sub.add_parser("accel", help="accelerator-level energy per inference: the whole PE array at gate level "
                                        "on a real network run, memories as SRAM")
     acc.add_argument("--network", type=Path, nargs="+", default=None, metavar="CHECKPOINT",
@@ -128,8 +128,8 @@ def _add_accel(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def main_accel(args: argparse.Namespace) -> int:
     """``axhw power accel``: energy per inference of each checkpoint on the array, per mode and voltage."""
-    from axhw.power.accel import AccelConfig
-    from axhw.power.accel_report import markdown, measure_network, write_accel_report
+    from axhw.power.accel.energy import AccelConfig
+    from axhw.power.accel.report import markdown, measure_network, write_accel_report
 
     try:
         out = check_out_dir(args.out)
@@ -165,8 +165,8 @@ def _fail(args: argparse.Namespace, exc: Exception) -> int:
 
 def main_report(args: argparse.Namespace) -> int:
     """``axhw power report``: run the study, write power.json/.md/.png, print the chosen table."""
-    from axhw.power.report import markdown, write_report
-    from axhw.power.study import StudyConfig, run_study
+    from axhw.power.search.report import markdown, write_report
+    from axhw.power.search.study import StudyConfig, run_study
 
     changes = {k: v for k, v in (("epochs", args.epochs), ("runs", args.runs), ("n_pairs", args.pairs),
                                  ("modes", tuple(args.modes) if args.modes else None),
@@ -220,9 +220,9 @@ _TRAINING_OPTIONS = ("epochs", "pas_epochs", "limit", "batch_size", "approxann_m
 
 def _network_report(args: argparse.Namespace, changes: dict[str, object]) -> int:
     """``power report --network CKPT ...``: the minimum-power search on checkpoints the user trained."""
-    from axhw.power.network_report import network_study, prepare
-    from axhw.power.report import markdown, write_report
-    from axhw.power.study import StudyConfig
+    from axhw.power.search.networks import network_study, prepare
+    from axhw.power.search.report import markdown, write_report
+    from axhw.power.search.study import StudyConfig
 
     given = [f"--{k.replace('_', '-')}" for k in _TRAINING_OPTIONS if getattr(args, k) not in (None, False)]
     if given:
@@ -254,8 +254,8 @@ def _add_accel_result(args: argparse.Namespace, result: dict[str, object]) -> No
     """``power report --accel``: the accelerator-level section of ``power.json`` / ``power.md``."""
     if not args.accel:
         return
-    from axhw.power.accel import AccelConfig
-    from axhw.power.accel_report import study_accelerator
+    from axhw.power.accel.energy import AccelConfig
+    from axhw.power.accel.report import study_accelerator
 
     result["accelerator"] = study_accelerator(result, AccelConfig(samples=args.accel_samples, timing=not args.zero_delay),
                                               search=args.accel_search, progress=not args.quiet)
@@ -265,8 +265,8 @@ def _accel_of_report(args: argparse.Namespace, cfg: object, out: Path) -> int:
     """``power accel --report power.json``: the accelerator section of an existing report, as accel.json/.md."""
     import json
 
-    from axhw.io import atomic_write_json, atomic_write_text
-    from axhw.power.accel_report import study_accelerator, study_section
+    from axhw.common.io import atomic_write_json, atomic_write_text
+    from axhw.power.accel.report import study_accelerator, study_section
 
     d = json.loads(Path(args.report).read_text())
     acc = study_accelerator(d, cfg, search=args.search, progress=not args.quiet)  # type: ignore[arg-type]
@@ -279,7 +279,7 @@ def _accel_of_report(args: argparse.Namespace, cfg: object, out: Path) -> int:
 
 def main_summary(args: argparse.Namespace) -> int:
     """``axhw power summary``: the cross-data-set table of ``power.json`` files (no tools needed)."""
-    from axhw.power.report import write_summary
+    from axhw.power.search.report import write_summary
 
     try:
         out = check_out_dir(args.out) if args.out is not None else None
@@ -292,7 +292,7 @@ def main_summary(args: argparse.Namespace) -> int:
 
 def main_synth(args: argparse.Namespace) -> int:
     """``axhw power synth``: tables of area, leakage and power for exact and DRUM k = bits..1."""
-    from axhw.power.report import synthesis_table, write_synthesis_report
+    from axhw.power.search.report import synthesis_table, write_synthesis_report
 
     try:
         out = check_out_dir(args.out)
@@ -320,9 +320,9 @@ def _design_tables(args: argparse.Namespace, out: Path) -> int:
     """``synth --design``: one table per imported circuit (its row after the built-in rows of its width).
 
     Returns 1 when a netlist disagrees with its circuit's table on any operand pair (else 0)."""
-    from axhw import library
-    from axhw.power.compute import mode_config
-    from axhw.power.report import synthesis_table, write_synthesis_report
+    from axhw.arith import library
+    from axhw.power.multiplier.compute import mode_config
+    from axhw.power.search.report import synthesis_table, write_synthesis_report
 
     infos = [library.circuit_info(name) for name in args.design]  # ValueError naming the library
     for info in infos:  # every name resolves before any work
@@ -350,9 +350,9 @@ def _design_tables(args: argparse.Namespace, out: Path) -> int:
 
 def pe_table(out: Path, max_fan_in: int = 64) -> str:
     """Cells, area and leakage of the FlexFlow PE per multiplier mode (8-bit), written as ``pe_8bit.md``."""
-    from axhw.io import atomic_write_text
-    from axhw.power.synth import synthesize_pe
-    from axhw.report import markdown_table
+    from axhw.common.io import atomic_write_text
+    from axhw.common.tables import markdown_table
+    from axhw.power.flow.synth import synthesize_pe
     from axhw.rtl.generate import MultiplierConfig
     from axhw.rtl.pe import ArrayConfig
 

@@ -17,7 +17,7 @@ published measurements, each cited where it is defined. Technology assumptions (
   al. (Intel), "A 1.1 GHz 12 uA/Mb-leakage SRAM design in 65 nm ultra-low-power CMOS", IEEE JSSC 43(1),
   2008: 12 uA/Mb at the 0.5 V retention voltage, i.e. I_0 = 11.4 pA/bit at V_0 = 0.5 V. eta = 0.1 V/V and
   n = 1.5 are typical bulk 65 nm values (assumed), v_T = kT/q at 300 K.
-* Flip-rate/voltage anchors are those of :mod:`axhw.sram` (Dreslinski et al. 2010 via the paper).
+* Flip-rate/voltage anchors are those of :mod:`axhw.arith.sram` (Dreslinski et al. 2010 via the paper).
 
 Storage power of a network: every multiply reads one weight word (``bits`` bits) from SRAM at the MAC rate,
 and every stored parameter bit (weights and biases) leaks all the time.
@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from axhw.quant import QuantizedNetwork
-from axhw.sram import NOMINAL_MV, VOLTAGE_RANGE_MV
+from axhw.arith.sram import NOMINAL_MV, VOLTAGE_RANGE_MV
+from axhw.golden.network import QuantizedNetwork
 
 __all__ = ["SRAMTechnology", "StoragePower", "leakage_per_bit_w", "read_energy_per_bit_j", "storage_bits",
            "storage_power"]

@@ -1,6 +1,6 @@
 """``axhw rtl ...`` subcommands: a thin argparse layer over :mod:`axhw.rtl.generate` and friends.
 
-``axhw.cli`` wires it in with ``add_parser(subparsers)``; every subcommand sets ``func`` to a handler
+``axhw.apps.cli`` wires it in with ``add_parser(subparsers)``; every subcommand sets ``func`` to a handler
 ``(args) -> int`` (the process exit status), so the top-level CLI runs ``sys.exit(args.func(args))``.
 
     axhw rtl generate --design drum --bits 8 --k 3 --out build/rtl/drum_k3_s8
@@ -173,8 +173,7 @@ def main_simulators(args: argparse.Namespace) -> int:
 
 def verifiable_designs() -> list[str]:
     """What ``rtl verify --design`` takes: the generated multipliers and every imported circuit."""
-    from axhw import library
-
+    from axhw.arith import library
     return ["exact", "drum", *library.names()]
 
 
@@ -199,7 +198,7 @@ def main_verify(args: argparse.Namespace) -> int:
     An imported circuit (``--design NAME``) is re-simulated exhaustively against its stored table (and, if
     unsigned, its generated sign-magnitude wrapper against the signed model): :mod:`axhw.rtl.imported`.
     """
-    from axhw import library
+    from axhw.arith import library
     from axhw.rtl.verify import check
 
     if args.design == "array" or getattr(args, "network", None) is not None:
@@ -239,7 +238,7 @@ def main_verify_network(args: argparse.Namespace) -> int:
     layer against ``forward_int``; exit 2 when it does not fit (one line naming what), 1 on any mismatch."""
     import json
 
-    from axhw.io import atomic_write_text
+    from axhw.common.io import atomic_write_text
     from axhw.rtl.netverify import run_array
     from axhw.rtl.pe import multiplier_config
     from axhw.rtl.program import NetworkDoesNotFit, compile_network, network_and_inputs

@@ -22,8 +22,8 @@ from pathlib import Path
 import jinja2
 import torch
 
-from axhw.multipliers import DRUM, Exact, SeparableMultiplier
-from axhw.paths import resource_dir
+from axhw.arith.multipliers import DRUM, Exact, SeparableMultiplier
+from axhw.common.paths import resource_dir
 
 __all__ = [
     "DESIGNS",
@@ -116,7 +116,7 @@ class MultiplierConfig:
         return f"{self.design}{kpart}_{'s' if self.signed else 'u'}{self.bits}"
 
     def model(self) -> SeparableMultiplier:
-        """The bit-exact Python reference (:mod:`axhw.multipliers`) this RTL must match."""
+        """The bit-exact Python reference (:mod:`axhw.arith.multipliers`) this RTL must match."""
         return DESIGNS[self.design].model(self)
 
     def ports(self) -> tuple[PortSpec, ...]:

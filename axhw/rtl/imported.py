@@ -12,10 +12,10 @@ Import (``axhw multipliers import FILE.v ... --top MODULE --bits N``), step by s
    writes the product words in hex (plus, for an unsigned circuit, those of the generated sign-magnitude
    wrapper ``rtl/sm_wrap.v.j2`` around it), compile it with Icarus (``iverilog``/``vvp``) or Verilator
    (``verilator --binary``) and run it;
-4. parse the output into the ``(2**N, 2**N)`` table (:mod:`axhw.library` layout), check the wrapper's
-   words against :func:`axhw.library.sign_magnitude_table` of that table, measure the error statistics and
+4. parse the output into the ``(2**N, 2**N)`` table (:mod:`axhw.arith.library` layout), check the wrapper's
+   words against :func:`axhw.arith.library.sign_magnitude_table` of that table, measure the error statistics and
    store everything in the library (atomically); record the exhaustive simulation in the verification
-   registry (:mod:`axhw.verification`), keyed by the sources' hash.
+   registry (:mod:`axhw.arith.verification`), keyed by the sources' hash.
 
 Re-verification (``axhw rtl verify --design NAME``): :func:`verify_imported` simulates the stored sources
 through the cocotb golden-vector wrapper (``sim/mul_tb.v``, :func:`axhw.rtl.verify.check` with the stored
@@ -39,10 +39,10 @@ from typing import Any
 
 import torch
 
-from axhw import library
-from axhw.library import CircuitInfo, ImportedMultiplier
-from axhw.multipliers import ErrorStats, LUTMultiplier, error_stats
-from axhw.paths import resource_dir
+from axhw.arith import library
+from axhw.arith.library import CircuitInfo, ImportedMultiplier
+from axhw.arith.multipliers import ErrorStats, LUTMultiplier, error_stats
+from axhw.common.paths import resource_dir
 from axhw.rtl.simulators import SIMULATORS, simulator_info
 
 __all__ = [
@@ -385,8 +385,8 @@ def import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int,
         CircuitImportError: anything wrong with the input (one line); nothing is written then.
     """
     from axhw import __version__
+    from axhw.arith.verification import record_imported
     from axhw.rtl.simulators import simulator_info
-    from axhw.verification import record_imported
 
     if not isinstance(bits, int) or isinstance(bits, bool) or not (2 if signed else 1) <= bits <= MAX_IMPORT_BITS:
         raise CircuitImportError(f"--bits {bits} out of range: import simulates all 4**bits operand pairs, "
@@ -504,13 +504,13 @@ def imported_configs(name: str) -> list[ImportedConfig]:
 
 def verify_imported(name: str, simulator: str, build_root: Path | None = None) -> list[Any]:
     """Re-simulate circuit ``name`` exhaustively through cocotb against its stored table (and the signed
-    wrapper against the signed model); every passing check is recorded in :mod:`axhw.verification`.
+    wrapper against the signed model); every passing check is recorded in :mod:`axhw.arith.verification`.
 
     Returns:
         One :class:`~axhw.rtl.verify.CheckResult` per configuration.
     """
+    from axhw.arith.verification import record_imported
     from axhw.rtl.verify import check, exhaustive_pairs
-    from axhw.verification import record_imported
 
     results = []
     now = library.current_source_hash(name)

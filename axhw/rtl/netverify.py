@@ -1,10 +1,10 @@
 """Verify the PE and the PE array on real trained networks against the integer golden model (spec section 6).
 
 * :func:`run_pe`: the generated ``pe`` computes real dot products (rows of a trained layer against quantized
-  test samples), compared with :func:`axhw.quant.linear_int` saturated to the accumulator word.
+  test samples), compared with :func:`axhw.golden.network.linear_int` saturated to the accumulator word.
 * :func:`run_array`: the generated ``pe_array`` runs a trained MLP on real test samples (``sim/array_tb.v``
   walks the samples); every layer's integer outputs are compared with
-  :meth:`axhw.quant.QuantizedNetwork.forward_int` (``return_all=True``), and the predicted classes too.
+  :meth:`axhw.golden.network.QuantizedNetwork.forward_int` (``return_all=True``), and the predicted classes too.
 
 Expected values always come from the model (``forward_int``, ``linear_int``, ``requantize``), never from a
 re-derivation; with per-neuron modes (``dual`` arrays) the reference composes the same functions per layer,
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from axhw.io import locked
-from axhw.multipliers import Multiplier
-from axhw.quant import IntLinear, IntReLU, QuantizedNetwork, linear_int
+from axhw.arith.multipliers import Multiplier
+from axhw.common.io import locked
+from axhw.golden.network import IntLinear, IntReLU, QuantizedNetwork, linear_int
 from axhw.rtl.generate import write_files
 from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
 from axhw.rtl.program import ArrayProgram, compile_network

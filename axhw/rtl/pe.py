@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from axhw.multipliers import DRUM, Exact, SeparableMultiplier
+from axhw.arith.multipliers import DRUM, Exact, SeparableMultiplier
 from axhw.rtl.generate import (
     DESIGNS,
     TEMPLATE_DIR,

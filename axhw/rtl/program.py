@@ -1,4 +1,4 @@
-"""Compile a :class:`~axhw.quant.QuantizedNetwork` into the PE array's memory images and instructions.
+"""Compile a :class:`~axhw.golden.network.QuantizedNetwork` into the PE array's memory images and instructions.
 
 The array (``pe_array``, :mod:`axhw.rtl.pe`) runs one instruction per step of a chain network: a LAYER
 instruction per convolution or fully-connected layer (fully-connected = the 1x1 convolution of a 1x1 map whose
@@ -19,7 +19,7 @@ fit and the option to change:
   lanes past the layer's last channel);
 * bias buffer: one word per group, lane ``p`` = ``{mode, bias}`` of channel ``g*pes + p`` (per-channel
   multiplier modes: ApproxAnn's per-neuron modes, per output channel for convolutions);
-* re-quantization per layer: ``s = acc_fmt.frac - out_fmt.frac`` (:func:`axhw.quant.requantize`); right
+* re-quantization per layer: ``s = acc_fmt.frac - out_fmt.frac`` (:func:`axhw.golden.network.requantize`); right
   shifts ``1..acc_bits-1`` with round-half-up, left shifts capped at ``bits`` (any larger left shift of a
   non-zero pre-clamped word saturates just the same).
 
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from axhw.quant import IntConv2d, IntFlatten, IntLinear, IntMaxPool2d, IntReLU, QuantizedNetwork
+from axhw.golden.network import IntConv2d, IntFlatten, IntLinear, IntMaxPool2d, IntReLU, QuantizedNetwork
 from axhw.rtl.generate import write_files
 from axhw.rtl.pe import ArrayConfig, generate_array
 
@@ -179,7 +179,7 @@ def load_network(path: str | os.PathLike[str]) -> QuantizedNetwork:
     try:
         return QuantizedNetwork.load(path)
     except ValueError:
-        from axhw.train import load_checkpoint, quantized_from_checkpoint
+        from axhw.training.trainer import load_checkpoint, quantized_from_checkpoint
 
         try:
             return quantized_from_checkpoint(load_checkpoint(path))
@@ -191,7 +191,7 @@ def network_and_inputs(path: str | os.PathLike[str], samples: int) -> tuple[Quan
     """A trained network and the first ``samples`` test inputs of its data set, as input codes shaped as the
     network takes them: a training checkpoint (its own data), or a :class:`QuantizedNetwork` file whose
     ``meta`` names a data set."""
-    from axhw.train import integer_test_inputs, load_checkpoint
+    from axhw.training.trainer import integer_test_inputs, load_checkpoint
 
     try:
         ck = load_checkpoint(path)

@@ -3,11 +3,11 @@
 Why: a trained network's accuracy under "DRUM-3" only means something for hardware if the Python model that
 produced it is the one the RTL was checked against. Every passing multiplier check
 (:func:`axhw.rtl.verify.check`) records its configuration, a hash of the Python model code
-(``inspect.getsource`` of :mod:`axhw.multipliers`), a hash of the generated RTL, the simulator and its
+(``inspect.getsource`` of :mod:`axhw.arith.multipliers`), a hash of the generated RTL, the simulator and its
 version, the vectors and the result. :func:`coverage` then answers whether the multiplier in use is covered by
 a passing record *for the current code*; a changed model or template invalidates old records.
 
-The registry itself (file, records, :func:`coverage`) lives in :mod:`axhw.verification`, below training, so
+The registry itself (file, records, :func:`coverage`) lives in :mod:`axhw.arith.verification`, below training, so
 that asking for coverage imports no jinja or pyverilog; this module adds what needs the generator
 (:func:`rtl_hash`, :func:`record`) and re-exports the rest. The registry lives at ``$AXHW_RTL_REGISTRY`` or ``~/.cache/axhw/rtl-verify/registry.json`` (``$AXHW_CACHE``).
 """
@@ -18,8 +18,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from axhw.arith.verification import add_record, coverage, model_hash, records, registry_path, rtl_inputs_hash
 from axhw.rtl.generate import MultiplierConfig, generate
-from axhw.verification import add_record, coverage, model_hash, records, registry_path, rtl_inputs_hash
 
 __all__ = ["coverage", "model_hash", "record", "records", "registry_path", "rtl_hash"]
 
@@ -35,7 +35,7 @@ def rtl_hash(cfg: MultiplierConfig) -> str:
 def record(cfg: MultiplierConfig, simulator: str, simulator_version: str | None, vectors: int, ok: bool,
            mismatches: int, seconds: float = 0.0, path: Path | None = None) -> dict[str, Any]:
     """Add (or replace: one per configuration, simulator and code version) a verification record
-    (stored by :func:`axhw.verification.add_record`, where :func:`coverage` looks)."""
+    (stored by :func:`axhw.arith.verification.add_record`, where :func:`coverage` looks)."""
     entry = {
         "config_id": cfg.config_id,
         "design": cfg.design,

@@ -1,4 +1,4 @@
-"""Verify generated multipliers bit for bit against :mod:`axhw.multipliers` under Icarus and Verilator.
+"""Verify generated multipliers bit for bit against :mod:`axhw.arith.multipliers` under Icarus and Verilator.
 
 How a check runs (spec section 6): the RTL for a :class:`~axhw.rtl.generate.MultiplierConfig` is generated
 into a per-(simulator, config) build directory and compiled together with ``sim/mul_tb.v``, a
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from axhw.io import locked
-from axhw.multipliers import Multiplier, SeparableMultiplier
-from axhw.paths import cache_dir, resource_dir
+from axhw.arith.multipliers import Multiplier, SeparableMultiplier
+from axhw.common.io import locked
+from axhw.common.paths import cache_dir, resource_dir
 from axhw.rtl.generate import MultiplierConfig, write, write_files
 from axhw.rtl.simulators import SIMULATORS, setup_verilator
 
@@ -62,7 +62,7 @@ DIRECT_PAIRS = 48
 
 
 def default_build_root() -> Path:
-    """Where builds are cached: ``$AXHW_SIM_BUILD``, else ``sim`` in the user cache (:func:`axhw.paths.cache_dir`)."""
+    """Where builds are cached: ``$AXHW_SIM_BUILD``, else ``sim`` in the user cache (:func:`axhw.common.paths.cache_dir`)."""
     env = os.environ.get("AXHW_SIM_BUILD")
     return Path(env).expanduser() if env else cache_dir("sim")
 

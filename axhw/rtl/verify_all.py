@@ -17,7 +17,7 @@ Cycles per inference and PE utilisation per layer of LeNet-5 and MNIST-MLP are p
 ``OUT/cycles.json`` (the simulated busy cycles must equal the sequencer's schedule, or the run fails).
 
 The networks are trained here (BP, a few epochs; MNIST on a subset) and cached in ``OUT/nets`` (``--out``,
-default ``rtl-verify`` in the user cache, :func:`axhw.paths.cache_dir`); data sets that are not fetched are
+default ``rtl-verify`` in the user cache, :func:`axhw.common.paths.cache_dir`); data sets that are not fetched are
 skipped with a message. The summary table is printed and written to ``OUT/summary.json``; the exit status
 is 1 on any mismatch or failed run.
 """
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from axhw.io import atomic_write_text
-from axhw.paths import cache_dir
+from axhw.common.io import atomic_write_text
+from axhw.common.paths import cache_dir
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
 from axhw.rtl.simulators import SIMULATORS, available_simulators
@@ -74,7 +74,7 @@ class Row:
 def train_cached(app: str, epochs: int, limit: int | None, out_dir: Path | None = None, bits: int = 8) -> Path:
     """A BP-trained checkpoint for ``app`` (trained once, then reused from ``out_dir/app``, ``app_16`` for
     16-bit words; default ``rtl-verify/nets`` in the user cache)."""
-    from axhw.train import TrainConfig, train
+    from axhw.training.trainer import TrainConfig, train
 
     out_dir = out_dir if out_dir is not None else cache_dir("rtl-verify", "nets")
     folder = out_dir / (app if bits == 8 else f"{app}_{bits}")
@@ -134,7 +134,7 @@ def verify_all(sims: list[str], epochs: int = 5, quick: bool = False, multiplier
     from axhw import data
     from axhw.data.registry import APPLICATIONS
     from axhw.rtl.netverify import run_array, run_pe
-    from axhw.train import load_checkpoint, quantized_from_checkpoint
+    from axhw.training.trainer import load_checkpoint, quantized_from_checkpoint
 
     rows: list[Row] = []
     print(f"{'design':10s} {'config':62s} {'simulator':9s} {'vectors':>8s} {'mism.':>6s} {'time s':>7s}  note")
@@ -182,7 +182,7 @@ def _sixteen_bit_rows(sims: list[str], epochs: int, nets_dir: Path | None, rows:
     and array, with the network's 48-bit accumulators."""
     from axhw import data
     from axhw.rtl.netverify import run_array, run_pe
-    from axhw.train import load_checkpoint, quantized_from_checkpoint
+    from axhw.training.trainer import load_checkpoint, quantized_from_checkpoint
 
     qnet = quantized_from_checkpoint(load_checkpoint(train_cached("breast_cancer", epochs, None, nets_dir, bits=16)))
     ds = data.load("breast_cancer", seed=0)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from axhw.power.synth import SynthConfig
-from axhw.power.tools import Toolchain, ToolMissing, find_toolchain
+from axhw.power.flow.synth import SynthConfig
+from axhw.power.flow.tools import Toolchain, ToolMissing, find_toolchain
 
 
 @pytest.fixture(scope="session")

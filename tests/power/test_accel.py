@@ -1,4 +1,4 @@
-"""Accelerator-level energy (axhw.power.accel*): the whole PE array at gate level on a real network run.
+"""Accelerator-level energy (axhw.power.accel.energy*): the whole PE array at gate level on a real network run.
 
 A hand-made 8-6-3 integer MLP on a 2-PE array keeps the default suite fast (two syntheses of ~10 s, simulations
 of ~120 cycles); the MNIST-MLP numbers in docs/power.md ("Accelerator-level energy") are measured with the same code.
@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from axhw.fixedpoint import FixedPoint
-from axhw.multipliers import get_multiplier
-from axhw.power.accel import UNITS, AccelConfig, accelerator_energy, fit_array
-from axhw.power.accel_report import markdown, section
-from axhw.power.accel_sim import leaf_cells, memory_instances, simulate_array, unit_of
-from axhw.power.accel_synth import _units, memory_specs, synthesize_array
-from axhw.power.synth import SynthConfig
-from axhw.power.tools import Toolchain
-from axhw.quant import IntLinear, IntReLU, QuantizedNetwork
+from axhw.arith.fixedpoint import FixedPoint
+from axhw.arith.multipliers import get_multiplier
+from axhw.golden.network import IntLinear, IntReLU, QuantizedNetwork
+from axhw.power.accel.energy import UNITS, AccelConfig, accelerator_energy, fit_array
+from axhw.power.accel.report import markdown, section
+from axhw.power.accel.sim import leaf_cells, memory_instances, simulate_array, unit_of
+from axhw.power.accel.synth import _units, memory_specs, synthesize_array
+from axhw.power.flow.synth import SynthConfig
+from axhw.power.flow.tools import Toolchain
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.pe import ArrayConfig, generate_array
 from axhw.rtl.program import NetworkDoesNotFit, compile_network
@@ -90,7 +90,7 @@ def test_array_energy_per_inference(toolchain: Toolchain, synth_cfg: SynthConfig
     def boom(*args: object, **kw: object) -> None:
         raise AssertionError("re-simulated")
 
-    monkeypatch.setattr("axhw.power.accel.simulate_array", boom)
+    monkeypatch.setattr("axhw.power.accel.energy.simulate_array", boom)
     again = accelerator_energy(qnet, x, "K1", accel_cfg, synth_cfg)
     assert again.totals == k1.totals
     assert "## Accelerator-level energy per inference" in markdown({"networks": {"tiny": {"modes": {"K1": again.as_dict()}}}})
@@ -134,7 +134,7 @@ def test_section_without_results() -> None:
 
 
 def test_cli_accel_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from axhw.cli import main
+    from axhw.apps.cli import main
 
     assert main(["power", "accel", "--network", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -160,7 +160,7 @@ def _point(mode: str, v: float, acc: float) -> dict[str, object]:
 def test_study_accelerator_chosen_and_objective() -> None:
     """The chosen configurations get their accelerator energy, AxTrain its change against BP, and the
     accelerator-level objective picks the cheapest feasible (mode, voltage) of each evaluated grid."""
-    from axhw.power.accel_report import study_accelerator, study_section
+    from axhw.power.accel.report import study_accelerator, study_section
 
     modes, volts = ["exact", "K2", "K1"], [1100.0, 660.0]
     bp_acc = {("exact", 1100.0): 0.95, ("K2", 1100.0): 0.94, ("K1", 1100.0): 0.90}
@@ -194,10 +194,10 @@ def test_study_accelerator_chosen_and_objective() -> None:
 def test_toggle_counters_agree_with_the_vcd(toolchain: Toolchain, synth_cfg: SynthConfig, tmp_path: Path,
                                             tiny: tuple[QuantizedNetwork, torch.Tensor]) -> None:
     """The in-simulator counters equal the transitions of a VCD of the same window (the multiplier-only flow's
-    method, :func:`axhw.power.activity.vcd_activity`), cell by cell, with cell delays (glitches) on."""
+    method, :func:`axhw.power.flow.activity.vcd_activity`), cell by cell, with cell delays (glitches) on."""
     import json
 
-    from axhw.power.activity import vcd_activity
+    from axhw.power.flow.activity import vcd_activity
 
     qnet, x = tiny
     acfg = fit_array(MultiplierConfig("drum", 8, 1), qnet, pes=2)
@@ -221,7 +221,7 @@ def test_toggle_counters_agree_with_the_vcd(toolchain: Toolchain, synth_cfg: Syn
 
 
 def test_cli_accel_search_needs_accel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from axhw.cli import main
+    from axhw.apps.cli import main
 
     assert main(["power", "report", "--dataset", "breast_cancer", "--accel-search", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -234,8 +234,8 @@ def test_cli_accel_on_a_trained_checkpoint(toolchain: Toolchain, tmp_path: Path,
     """``axhw power accel --network`` end to end: a 1-epoch breast-cancer MLP on a 2-PE array, one sample."""
     import json
 
-    from axhw.cli import main
-    from axhw.train import TrainConfig, train
+    from axhw.apps.cli import main
+    from axhw.training.trainer import TrainConfig, train
 
     monkeypatch.setenv("AXHW_CACHE", str(tmp_path / "cache"))
     train(TrainConfig(dataset="breast_cancer", method="bp", epochs=1), tmp_path / "bp", progress=False)

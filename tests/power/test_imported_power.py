@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from axhw.cli import main
-from axhw.multipliers import LUTMultiplier
-from axhw.power.activity import SimConfig, simulate
-from axhw.power.compute import measure_stream, mode_config
-from axhw.power.operands import OperandStream, uniform_operands
-from axhw.power.synth import synthesize
-from axhw.power.tools import Toolchain
+from axhw.apps.cli import main
+from axhw.arith.multipliers import LUTMultiplier
+from axhw.power.flow.activity import SimConfig, simulate
+from axhw.power.flow.synth import synthesize
+from axhw.power.flow.tools import Toolchain
+from axhw.power.multiplier.compute import measure_stream, mode_config
+from axhw.power.multiplier.operands import OperandStream, uniform_operands
 
 CIRCUITS = Path(__file__).resolve().parents[1] / "circuits"
 ENV = ("AXHW_MULTIPLIER_LIBRARY", "AXHW_RTL_REGISTRY", "AXHW_CACHE")
@@ -164,7 +164,7 @@ def test_power_synth_design_cli(library: Path, tmp_path: Path, capsys: pytest.Ca
 
 def test_report_modes_are_checked_before_training(library: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from axhw.power.study import StudyConfig, run_study
+    from axhw.power.search.study import StudyConfig, run_study
 
     with pytest.raises(ValueError, match="unknown mode 'nosuch'"):
         run_study(StudyConfig.quick(modes=("exact", "nosuch"), work_dir=tmp_path / "work"), progress=False)

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from axhw.cli import main
-from axhw.power.tools import Toolchain
+from axhw.apps.cli import main
+from axhw.power.flow.tools import Toolchain
 
-TESTS = str(Path(__file__).parents[1])
+TESTS = str(Path(__file__).parents[1] / "training")  # user_models.py
 USER = ["--model", "user_models:tiny_resnet", "--model-arg", "channels=4", "--data", "user_models:separable"]
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """BP and act networks of the tiny residual CNN of tests/user_models.py, trained by the CLI."""
+    """BP and act networks of the tiny residual CNN of tests/training/user_models.py, trained by the CLI."""
     threads = torch.get_num_threads()
     out = {}
     with pytest.MonkeyPatch.context() as mp:
@@ -45,7 +45,7 @@ def test_report_on_user_checkpoints(toolchain: Toolchain, checkpoints: dict[str,
         assert main(_report([checkpoints["bp"], checkpoints["act"]], tmp_path, "--reference", "bp")) == 0
         d = json.loads((tmp_path / "out" / "power.json").read_text())
         assert d["source"] == "networks" and set(d["networks"]) == {"bp", "act"}
-        from axhw.train import load_checkpoint
+        from axhw.training.trainer import load_checkpoint
 
         assert d["config"]["dataset"] == load_checkpoint(checkpoints["bp"])["config"]["dataset"]
         bp, act = d["networks"]["bp"], d["networks"]["act"]

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from axhw.multipliers import get_multiplier
-from axhw.power.operands import capture_operands
-from axhw.power.study import StudyConfig, choose
-from axhw.power.tools import Toolchain
+from axhw.arith.multipliers import get_multiplier
+from axhw.power.flow.tools import Toolchain
+from axhw.power.multiplier.operands import capture_operands
+from axhw.power.search.study import StudyConfig, choose
 
 
 def _tiny_qnet():  # type: ignore[no-untyped-def]
-    from axhw.fixedpoint import FixedPoint
-    from axhw.quant import IntLinear, IntReLU, QuantizedNetwork
+    from axhw.arith.fixedpoint import FixedPoint
+    from axhw.golden.network import IntLinear, IntReLU, QuantizedNetwork
 
     gen = torch.Generator().manual_seed(0)
     w1 = torch.randint(-128, 128, (5, 4), generator=gen)
@@ -49,14 +49,14 @@ def test_quick_config_is_reduced() -> None:
     q = StudyConfig.quick()
     assert q.runs == 5 and q.bits == 8 and len(q.modes) < 5 and q.epochs < StudyConfig().epochs
     with pytest.raises(ValueError, match="nominal"):
-        from axhw.power.study import run_study
+        from axhw.power.search.study import run_study
 
         run_study(q.copy(voltages=(660.0,)), progress=False)
 
 
 def test_quick_breast_cancer_report(toolchain: Toolchain, tmp_path: Path) -> None:
-    from axhw.power.report import write_report
-    from axhw.power.study import run_study
+    from axhw.power.search.report import write_report
+    from axhw.power.search.study import run_study
 
     # The single-network study (the per-target search end to end: tests/power/test_per_target.py, slow).
     cfg = StudyConfig.quick(work_dir=tmp_path / "work", n_pairs=256, search="single", approxann_modes=())
@@ -77,7 +77,7 @@ def test_quick_breast_cancer_report(toolchain: Toolchain, tmp_path: Path) -> Non
 def test_summary_table_over_reports_and_means_skip_infeasible(tmp_path: Path) -> None:
     import json
 
-    from axhw.power.report import write_summary
+    from axhw.power.search.report import write_summary
 
     def point(mode: str, v: float) -> dict:
         return {"mode": mode, "voltage_mv": v, "accuracy": 0.9}
@@ -105,9 +105,9 @@ def test_summary_table_over_reports_and_means_skip_infeasible(tmp_path: Path) ->
 @pytest.mark.parametrize("options", [{"groups": 2}, {"dilation": 2}, {"padding_mode": "reflect"}])
 def test_operand_sampling_refuses_conv_options_it_does_not_model(options):
     """Grouped, dilated or non-zero-padded convolutions would be sampled wrong: a clear error instead."""
-    from axhw.fixedpoint import FixedPoint
-    from axhw.power.operands import _dot_products
-    from axhw.quant import IntConv2d
+    from axhw.arith.fixedpoint import FixedPoint
+    from axhw.golden.network import IntConv2d
+    from axhw.power.multiplier.operands import _dot_products
 
     f = FixedPoint(8, 4)
     layer = IntConv2d(weight=torch.zeros(4, 2 if options.get("groups") else 4, 3, 3, dtype=torch.int64),

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from axhw.power.approxann_power import mixed_power
-from axhw.power.search import Candidate, candidates, first_feasible
-from axhw.power.targets import Ledger, TargetNetworks
-from axhw.train import TrainConfig, load_checkpoint, train
+from axhw.power.search.approxann import mixed_power
+from axhw.power.search.grid import Candidate, candidates, first_feasible
+from axhw.power.search.targets import Ledger, TargetNetworks
+from axhw.training.trainer import TrainConfig, load_checkpoint, train
 
 BASE = TrainConfig(dataset="breast_cancer", method="axtrain", epochs=5, pas_epochs=2, limit=120)
 
@@ -50,7 +50,7 @@ def test_candidates_are_ordered_by_power_per_part() -> None:
 
 def test_search_trains_cheapest_first_stops_at_first_feasible_and_reruns_from_cache(tmp_path: Path) -> None:
     """Real per-target networks (reduced breast cancer); the visiting order uses stated powers."""
-    from axhw.evaluate import evaluate
+    from axhw.training.evaluate import evaluate
 
     ledger = Ledger()
     nets = TargetNetworks(BASE, tmp_path / "nets", ledger)
@@ -94,8 +94,8 @@ def test_mixed_power_weights_modes_by_their_share() -> None:
 @pytest.mark.slow
 def test_quick_per_target_study_end_to_end_and_cached_rerun(toolchain: object, tmp_path: Path) -> None:
     """The whole reduced study twice: power.json's new keys, reports, and a re-run that trains nothing."""
-    from axhw.power.report import markdown, write_report, write_summary
-    from axhw.power.study import StudyConfig, run_study
+    from axhw.power.search.report import markdown, write_report, write_summary
+    from axhw.power.search.study import StudyConfig, run_study
 
     cfg = StudyConfig.quick(work_dir=tmp_path / "work", n_pairs=256, bounds=(0.0, 2.0, 6.0))
     d = run_study(cfg, progress=False).as_dict()
@@ -119,7 +119,7 @@ def test_quick_per_target_study_end_to_end_and_cached_rerun(toolchain: object, t
 
 def test_report_cli_refuses_negative_bounds_in_one_line(toolchain: object, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from axhw.cli import main
+    from axhw.apps.cli import main
 
     assert main(["power", "report", "--dataset", "breast_cancer", "--quick", "--bounds", "-1", "--work-dir",
                  str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--quiet"]) == 2

@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from axhw.power.activity import SimConfig, simulate
-from axhw.power.compute import measure_stream, mode_config
-from axhw.power.operands import OperandStream, uniform_operands
-from axhw.power.sta import activity_power, pin_annotation_honored, vectorless_power
-from axhw.power.synth import SynthConfig, synthesize
-from axhw.power.tools import Toolchain
+from axhw.power.flow.activity import SimConfig, simulate
+from axhw.power.flow.sta import activity_power, pin_annotation_honored, vectorless_power
+from axhw.power.flow.synth import SynthConfig, synthesize
+from axhw.power.flow.tools import Toolchain
+from axhw.power.multiplier.compute import measure_stream, mode_config
+from axhw.power.multiplier.operands import OperandStream, uniform_operands
 from axhw.rtl.generate import MultiplierConfig
 
 
@@ -82,7 +82,7 @@ def test_pin_annotation_probe_and_instance_mode(toolchain: Toolchain, synth_cfg:
 
 
 def test_pe_synthesizes_and_drum_pe_is_smaller(toolchain: Toolchain, synth_cfg: SynthConfig) -> None:
-    from axhw.power.synth import synthesize_pe
+    from axhw.power.flow.synth import synthesize_pe
     from axhw.rtl.pe import ArrayConfig
 
     sc = synth_cfg
@@ -110,8 +110,8 @@ echo "Total 1.0e-04 2.0e-04 3.0e-07 3.003e-04 100.0%"
 def test_vcd_annotation_reads_the_simulation_vcd_where_read_vcd_exists(
     toolchain: Toolchain, synth_cfg: SynthConfig, tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
-    from axhw.power import tools
-    from axhw.power.sta import PowerConfig, resolve_annotation
+    from axhw.power.flow import tools
+    from axhw.power.flow.sta import PowerConfig, resolve_annotation
 
     fake = tmp_path / "openroad"
     fake.write_text(FAKE_OPENROAD)

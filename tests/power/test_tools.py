@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from axhw.power import tools
+from axhw.power.flow import tools
 
 
 def test_missing_tool_names_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:

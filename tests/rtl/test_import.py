@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from axhw import library
-from axhw.multipliers import error_stats, get_multiplier
+from axhw.arith import library
+from axhw.arith.multipliers import error_stats, get_multiplier
+from axhw.arith.verification import coverage
 from axhw.rtl.imported import CircuitImportError, import_circuit, verify_imported
-from axhw.verification import coverage
 
 CIRCUITS = Path(__file__).parents[1] / "circuits"
 sys.path.insert(0, str(CIRCUITS))
@@ -135,7 +135,7 @@ def test_bad_input_is_one_line_and_writes_nothing(lib: Path, tmp_path: Path, ica
 
 
 def test_cli_import_and_error_exit(lib: Path, tmp_path: Path, icarus: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from axhw.cli import main
+    from axhw.apps.cli import main
 
     good = _write(tmp_path, "good.v", GOOD4)
     assert main(["multipliers", "import", str(good), "--top", "m4", "--bits", "4", "--unsigned", "--json"]) == 0

@@ -19,8 +19,8 @@ import pytest
 import torch
 from torch import nn
 
+from axhw.golden.network import IntConv2d, QuantizedNetwork
 from axhw.nn import ApproxConv2d, ApproxLinear, HardwareConfig, calibrate_model, to_quantized
-from axhw.quant import IntConv2d, QuantizedNetwork
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.netverify import NetCheckResult, run_array, run_pe
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
@@ -169,7 +169,7 @@ def test_wrong_window_is_caught(step: int, change: dict[str, object], icarus: st
 def lenet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, QuantizedNetwork, torch.Tensor]:
     """LeNet-5 trained briefly on MNIST (BP, 1 epoch, 500 samples; a few seconds) and its test inputs."""
     from axhw import data
-    from axhw.train import TrainConfig, integer_test_inputs, load_checkpoint, train
+    from axhw.training.trainer import TrainConfig, integer_test_inputs, load_checkpoint, train
 
     if not data.status()["mnist"]:
         pytest.skip("MNIST is not fetched (axhw data fetch mnist)")
@@ -201,7 +201,7 @@ def test_lenet5_more_images(k: int | None, simulator: str, lenet: tuple[Path, Qu
 def test_lenet5_schedule() -> None:
     """Cycles per layer from the sequencer's schedule (no simulation; the simulations check it): conv1 has 6 of
     16 lanes busy, so its utilisation is at most 6/16 of the PE time spent computing."""
-    from axhw.models import lenet5
+    from axhw.training.models import lenet5
 
     torch.manual_seed(0)
     model = lenet5(HardwareConfig(mode="quantized", bits=8)).eval()

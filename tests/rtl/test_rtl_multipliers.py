@@ -1,4 +1,4 @@
-"""Generated multipliers against :mod:`axhw.multipliers`, bit for bit, under Icarus and Verilator (spec 6).
+"""Generated multipliers against :mod:`axhw.arith.multipliers`, bit for bit, under Icarus and Verilator (spec 6).
 
 * 8-bit operands: every configuration exhaustively (DRUM k = 1..8 and exact, signed and unsigned). The
   default suite runs DRUM-3 signed; the full sweep is ``slow`` (``make test-all``).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from axhw.multipliers import DRUM, Exact
+from axhw.arith.multipliers import DRUM, Exact
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.verify import CheckResult, check, exhaustive_pairs, expected_products, run_vectors
 

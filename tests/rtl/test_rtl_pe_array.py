@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import axhw.quant
-from axhw.quant import QuantizedNetwork
+import axhw.golden.network
+from axhw.golden.network import QuantizedNetwork
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.netverify import NetCheckResult, run_array, run_pe
 from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
@@ -35,7 +35,7 @@ def small(k: int | None, **kw: object) -> ArrayConfig:
 def bc(tmp_path_factory: pytest.TempPathFactory) -> tuple[QuantizedNetwork, torch.Tensor]:
     """A BP-trained breast-cancer MLP (3 epochs) and its quantized test inputs."""
     from axhw import data
-    from axhw.train import TrainConfig, load_checkpoint, quantized_from_checkpoint, train
+    from axhw.training.trainer import TrainConfig, load_checkpoint, quantized_from_checkpoint, train
 
     out = tmp_path_factory.mktemp("bc")
     train(TrainConfig(dataset="breast_cancer", method="bp", epochs=3), out, progress=False)
@@ -93,13 +93,13 @@ def test_broken_requantization_is_caught(
 ) -> None:
     """A reference with round-half-down re-quantization must disagree with the RTL (the check can fail)."""
     qnet, x = bc
-    monkeypatch.setattr(axhw.quant, "requantize", _round_half_down)
+    monkeypatch.setattr(axhw.golden.network, "requantize", _round_half_down)
     r = run_array(small(2), icarus, qnet, x[:24], network="bc", tag="mutant")
     assert not r.ok and r.mismatches[0] > 0, r.describe()
 
 
 def test_wrong_multiplier_model_is_caught(icarus: str, bc: tuple[QuantizedNetwork, torch.Tensor]) -> None:
-    from axhw.multipliers import DRUM
+    from axhw.arith.multipliers import DRUM
 
     qnet, x = bc
     r = run_array(small(2), icarus, qnet, x[:24], mul=DRUM(3, 8), network="bc", tag="mutant_mul")

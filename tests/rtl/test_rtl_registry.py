@@ -22,14 +22,14 @@ def test_coverage_follows_records_and_code(tmp_path: Path, monkeypatch: pytest.M
     assert ok and "icarus" in msg
     record(cfg, "icarus", "Icarus 11", 65536, True, 0, path=path)
     assert len(records(path)) == 1  # one record per config, simulator and code version: the latest run
-    monkeypatch.setattr("axhw.verification.model_hash", lambda: "changed")
+    monkeypatch.setattr("axhw.arith.verification.model_hash", lambda: "changed")
     ok, msg = coverage("K3", 8, path=path)
     assert not ok and "changed since" in msg
     assert not coverage("exact", 8, path=path)[0]
 
 
 def test_passing_check_leaves_a_record(icarus: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from axhw.multipliers import DRUM
+    from axhw.arith.multipliers import DRUM
     from axhw.rtl.verify import check, exhaustive_pairs
 
     monkeypatch.setenv("AXHW_RTL_REGISTRY", str(tmp_path / "reg.json"))

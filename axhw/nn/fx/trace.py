@@ -1,0 +1,445 @@
+"""Graphs: any ``torch.fx``-traceable model as hardware (trace, classify, rewrite for :func:`axhw.convert`).
+
+A chain of layers holds one fixed-point format per layer boundary. A graph (residual additions,
+concatenation, global average pooling, batch normalization) needs the same for every value the hardware
+holds. This module:
+
+* **traces** a model with ``torch.fx`` (hardware-aware modules and ``keep_float`` modules are leaves);
+* **classifies** every node by what it is to the integer network (layer, folded batch norm, addition,
+  concatenation, pooling, ReLU, flatten, shape arithmetic, or float: no integer equivalent);
+* **rewrites** it for :func:`axhw.convert`: additions, concatenations and average pooling written in the
+  model's ``forward`` become the modules of :mod:`axhw.nn.fx.ops` (so the hardware-mode forward computes their
+  integer semantics), and every batch norm right after a layer is folded into that layer; a batch norm that
+  cannot be folded is an error.
+
+:mod:`axhw.nn.fx.lower` then chooses every value's format (:func:`axhw.nn.fx.lower.calibrate`) and lowers the
+graph to a :class:`~axhw.golden.network.QuantizedNetwork` (:func:`axhw.nn.fx.lower.lower`).
+
+Models ``torch.fx`` cannot trace (data-dependent control flow) still convert with ``graph=False``: then
+every layer calibrates its own input and output formats, and there is no integer export.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from axhw.nn.fx.ops import FoldedBatchNorm1d, FoldedBatchNorm2d, HardwareAdd, HardwareAvgPool2d, HardwareCat
+from axhw.nn.layers import HardwareAware, HardwareConfig, _HardwareLayer, approx_layers
+
+__all__ = ["FLOAT_LEAVES_ATTR", "UNTRACED_ATTR", "GraphRewrite", "rewrite", "trace"]
+
+#: Attribute :func:`rewrite` leaves on a converted model: module paths traced as opaque float leaves.
+FLOAT_LEAVES_ATTR = "_axhw_float_leaves"
+#: Attribute marking a model converted with ``graph=False`` (not traced: no integer export).
+UNTRACED_ATTR = "_axhw_untraced"
+
+_RELU_FNS = (F.relu, torch.relu, torch.relu_)
+_ADD_FNS = (operator.add, operator.iadd, torch.add)
+_MONOTONE_FNS = (torch.sigmoid, F.sigmoid, torch.softmax, F.softmax, F.log_softmax, torch.log_softmax)
+_MONOTONE_MODULES = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
+_MONOTONE_METHODS = ("sigmoid", "softmax", "log_softmax")
+_IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+_META_METHODS = ("size", "dim")
+
+
+class _Tracer(fx.Tracer):
+    """Hardware-aware modules and the caller's float modules are leaves: the graph shows them as calls."""
+
+    def __init__(self, leaves: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.leaves = tuple(leaves)
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, HardwareAware):
+            return True
+        if any(module_qualified_name == p or module_qualified_name.startswith(p + ".") for p in self.leaves):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(model: nn.Module, leaves: Iterable[str] = ()) -> fx.Graph:
+    """The ``torch.fx`` graph of ``model`` (a GraphModule's own graph); a model fx cannot trace is a
+    one-line ``ValueError`` saying why."""
+    if isinstance(model, fx.GraphModule):
+        return model.graph
+    if getattr(model, UNTRACED_ATTR, False):
+        raise ValueError("model was converted with graph=False (not traced): it has no graph; "
+                         "convert it with axhw.convert(model, hw) to get one")
+    try:
+        return _Tracer(leaves or getattr(model, FLOAT_LEAVES_ATTR, ())).trace(model)
+    except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError... for untraceable code
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"model is not torch.fx-traceable ({type(exc).__name__}: {reason[:200]}); make its forward "
+                         "free of data-dependent control flow, or convert with graph=False (layers only, "
+                         "no batch-norm folding, no integer export)") from exc
+
+
+def _modules(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_modules(remove_duplicate=False))
+
+
+def _node_desc(node: fx.Node) -> str:
+    target = node.target
+    if node.op == "call_module":
+        return f"module {target!r}"
+    if node.op == "call_method":
+        return f"{node.name!r} (method .{target}())"
+    name = getattr(target, "__name__", str(target))
+    mod = getattr(target, "__module__", None) or ""
+    return f"{node.name!r} ({mod + '.' if mod and mod != '_operator' else ''}{name})"
+
+
+def _int_or_pair(v: Any) -> bool:
+    return isinstance(v, int) or (isinstance(v, tuple | list) and len(v) == 2 and all(isinstance(i, int) for i in v))
+
+
+def _arg(node: fx.Node, i: int, name: str, default: Any) -> Any:
+    if len(node.args) > i:
+        return node.args[i]
+    return node.kwargs.get(name, default)
+
+
+def _spatial_dims(dims: Any) -> bool:
+    if isinstance(dims, int) or not isinstance(dims, tuple | list) or len(dims) != 2:
+        return False
+    return {d % 4 if isinstance(d, int) else None for d in dims} == {2, 3}
+
+
+# --------------------------------------------------------------------------- classification
+def _is_meta(node: Any, meta: set[fx.Node]) -> bool:
+    return isinstance(node, fx.Node) and node in meta
+
+
+def _classify(node: fx.Node, mods: dict[str, nn.Module], meta: set[fx.Node]) -> str:
+    """What ``node`` is to the integer network (static: from the graph and the modules alone).
+
+    Kinds: ``input``, ``output``, ``layer``, ``fold`` (folded batch norm), ``add``, ``cat``, ``avgpool``,
+    ``relu``, ``maxpool``, ``flatten``, ``identity``, ``monotone`` (sigmoid/softmax; at the output only),
+    ``meta`` (shapes and sizes, not tensors) and ``float`` (anything else: no integer equivalent).
+    """
+    op, target = node.op, node.target
+    if op == "placeholder":
+        return "input"
+    if op == "output":
+        return "output"
+    if op == "get_attr":
+        return "float"
+    if node in meta:
+        return "meta"
+    if op == "call_module":
+        m = mods[str(target)]
+        if isinstance(m, _HardwareLayer):
+            return "layer"
+        if isinstance(m, FoldedBatchNorm1d | FoldedBatchNorm2d):
+            return "fold"
+        if isinstance(m, HardwareAdd):
+            return "add"
+        if isinstance(m, HardwareCat):
+            return "cat"
+        if isinstance(m, HardwareAvgPool2d):
+            return "avgpool"
+        if isinstance(m, nn.ReLU):
+            return "relu"
+        if isinstance(m, nn.MaxPool2d) and _plain_maxpool(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode):
+            return "maxpool"
+        if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
+            return "flatten"
+        if isinstance(m, _IDENTITY_MODULES):
+            return "identity"
+        if isinstance(m, _MONOTONE_MODULES):
+            return "monotone"
+        return "float"
+    if op == "call_function":
+        if target in _RELU_FNS:
+            return "relu"
+        if target in (F.max_pool2d, torch.max_pool2d):
+            k = _arg(node, 1, "kernel_size", None)
+            if _plain_maxpool(k, _arg(node, 2, "stride", None), _arg(node, 3, "padding", 0),
+                              _arg(node, 4, "dilation", 1), _arg(node, 5, "ceil_mode", False)):
+                return "maxpool"
+            return "float"
+        if target is torch.flatten and _arg(node, 1, "start_dim", 0) == 1 and _arg(node, 2, "end_dim", -1) == -1:
+            return "flatten"
+        if target in (F.dropout, F.dropout2d, torch.dropout):
+            return "identity"
+        if target in _MONOTONE_FNS:
+            return "monotone"
+        return "float"
+    if op == "call_method":
+        if target in ("relu", "relu_"):
+            return "relu"
+        if target == "flatten" and _arg(node, 1, "start_dim", 0) == 1 and _arg(node, 2, "end_dim", -1) == -1:
+            return "flatten"
+        if target in ("view", "reshape") and _flatten_shape(node.args[1:], meta):
+            return "flatten"
+        if target in ("contiguous", "clone"):
+            return "identity"
+        if target in _MONOTONE_METHODS:
+            return "monotone"
+    return "float"
+
+
+def _plain_maxpool(kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any) -> bool:
+    """Max pooling the integer op models: one square kernel and stride, no padding, dilation or ceil."""
+    def one(v: Any) -> int | None:
+        if isinstance(v, int):
+            return v
+        if isinstance(v, tuple | list) and len(v) == 2 and v[0] == v[1] and isinstance(v[0], int):
+            return v[0]
+        return None
+    stride = kernel if stride is None or stride == [] or stride == () else stride
+    return (one(kernel) is not None and one(stride) is not None and one(padding) == 0 and one(dilation) == 1
+            and ceil_mode is False)
+
+
+def _flatten_shape(shape: tuple[Any, ...], meta: set[fx.Node]) -> bool:
+    """``view``/``reshape`` to ``(batch, -1)`` (the batch a size read from the tensor) or ``(-1, n)``
+    (checked against the real shape when calibrating)."""
+    if len(shape) == 1 and isinstance(shape[0], tuple | list):
+        shape = tuple(shape[0])
+    if len(shape) != 2:
+        return False
+    first, second = shape
+    return (second == -1 and _is_meta(first, meta)) or (first == -1 and isinstance(second, int | fx.Node))
+
+
+def _reads_shape(node: fx.Node) -> bool:
+    """``x.size()``, ``x.dim()``, ``x.shape``...: a value about a tensor, not a tensor."""
+    if node.op == "call_method":
+        return node.target in _META_METHODS
+    return node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "dtype", "device", "ndim")
+
+
+def _meta_nodes(graph: fx.Graph) -> set[fx.Node]:
+    """Nodes that compute shapes and sizes, not tensors (``x.size(0)``, ``x.shape[1] * 2``...)."""
+    meta: set[fx.Node] = set()
+    for node in graph.nodes:
+        derived = node.op in ("call_function", "call_method") and bool(node.all_input_nodes) and all(
+            a in meta for a in node.all_input_nodes)
+        if _reads_shape(node) or derived:
+            meta.add(node)
+    return meta
+
+
+# --------------------------------------------------------------------------- rewrite (axhw.convert)
+@dataclass
+class GraphRewrite:
+    """What :func:`rewrite` did to a traced model.
+
+    Attributes:
+        folded: ``(batch norm path, layer path)`` of every batch norm folded into the layer before it.
+        ops: ``(node, module kind)`` of every addition, concatenation and average pooling made
+            hardware-aware (module kind: ``HardwareAdd``, ``HardwareCat``, ``HardwareAvgPool2d``).
+        float_ops: operations that stay float between hardware layers (no integer equivalent): the
+            hardware-mode forward still runs (each layer exact), but :func:`lower` refuses the model.
+    """
+
+    folded: list[tuple[str, str]] = field(default_factory=list)
+    ops: list[tuple[str, str]] = field(default_factory=list)
+    float_ops: list[str] = field(default_factory=list)
+
+
+def _fold_target(node: fx.Node, mods: dict[str, nn.Module]) -> tuple[fx.Node, _HardwareLayer] | str:
+    """The layer a batch-norm node folds into, or why it cannot."""
+    bn = mods[str(node.target)]
+    src = node.args[0] if node.args else None
+    if not isinstance(src, fx.Node) or src.op != "call_module" or not isinstance(
+            layer := mods[str(src.target)], _HardwareLayer):
+        what = ("the network input" if isinstance(src, fx.Node) and src.op == "placeholder"
+                else _node_desc(src) if isinstance(src, fx.Node) else "no layer")
+        return f"it follows {what}, not a Linear/Conv2d layer"
+    if len(src.users) != 1:
+        return f"the output of {src.target!r} is also used elsewhere (the fold would change those uses)"
+    if sum(1 for n in node.graph.nodes if n.op == "call_module" and n.target == src.target) != 1:
+        return f"layer {src.target!r} is called more than once"
+    conv = isinstance(layer, nn.Conv2d)
+    if conv != isinstance(bn, nn.BatchNorm2d):
+        return f"a {type(bn).__name__} after {'a conv' if conv else 'a linear'} layer is not a per-channel fold"
+    if not bn.track_running_stats or bn.running_mean is None:
+        return "it has no running statistics (track_running_stats=False)"
+    if bn.num_features != layer.weight.shape[0]:
+        return f"it normalizes {bn.num_features} channels but {src.target!r} has {layer.weight.shape[0]}"
+    return src, layer
+
+
+def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) -> tuple[nn.Module, GraphRewrite]:
+    """Make a converted model's graph hardware-aware (module docstring); ``model`` already has its
+    hardware layers. Returns the model (a ``GraphModule`` sharing ``model``'s modules when its ``forward``
+    had to change, else ``model`` itself with its batch norms folded) and what was done.
+
+    Raises:
+        ValueError: the model is not traceable, or a batch norm cannot be folded (naming it and why).
+    """
+    leaves = tuple(leaves)
+    graph = trace(model, leaves)
+    mods = _modules(model)
+    meta = _meta_nodes(graph)
+    report = GraphRewrite()
+    # 1. batch norms: every one must fold (checked before anything changes)
+    folds: list[tuple[fx.Node, _HardwareLayer]] = []
+    refused: list[str] = []
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(mods[str(node.target)], nn.modules.batchnorm._BatchNorm):
+            got = _fold_target(node, mods)
+            if isinstance(got, str):
+                refused.append(f"{node.target}: {type(mods[str(node.target)]).__name__} cannot be folded ({got})")
+            else:
+                folds.append((node, got[1]))
+    if refused:
+        raise ValueError("; ".join(refused) + "; fold-free hardware needs every batch norm right after the layer it "
+                         "normalizes (or list it in keep_float: it then stays float and to_quantized refuses the model)")
+    # 2. joins and average pooling written in forward: new modules, so the graph changes
+    new_modules: dict[str, nn.Module] = {}
+    replaced: list[tuple[fx.Node, nn.Module]] = []
+    for node in graph.nodes:
+        new = _graph_op(node, mods, meta, hw)
+        if new is not None:
+            replaced.append((node, new))
+    # 3. apply
+    for node, layer in folds:
+        path = str(node.target)
+        bn = mods[path]
+        cls = FoldedBatchNorm2d if isinstance(bn, nn.BatchNorm2d) else FoldedBatchNorm1d
+        folded = bn if isinstance(bn, cls) else cls.twin(bn, hw)  # type: ignore[arg-type]
+        folded.set_hardware(hw)  # type: ignore[attr-defined]
+        _set_submodule(model, path, folded)
+        layer.fold_batchnorm(folded)
+        report.folded.append((path, str(node.args[0].target)))  # type: ignore[union-attr]
+    for node in graph.nodes:  # module average pooling: swapped in place (same path, no parameters)
+        if node.op == "call_module":
+            m = mods[str(node.target)]
+            swap = _avgpool_module(m, hw)
+            if swap is not None:
+                _set_submodule(model, str(node.target), swap)
+                report.ops.append((str(node.target), "HardwareAvgPool2d"))
+    if not replaced and _call_order(graph, mods) == [id(m) for m in approx_layers(model)]:
+        _note_float_ops(model, graph, report, leaves)
+        if leaves:
+            setattr(model, FLOAT_LEAVES_ATTR, leaves)
+        return model, report
+    for node, new in replaced:
+        name = f"axhw_{node.name}"
+        new_modules[name] = new
+        report.ops.append((node.name, type(new).__name__))
+        operands = node.args[0] if isinstance(new, HardwareCat) else node.args[:2] if isinstance(new, HardwareAdd) \
+            else node.args[:1]
+        with graph.inserting_before(node):
+            call = graph.call_module(name, tuple(operands))
+        node.replace_all_uses_with(call)
+        graph.erase_node(node)
+    gm = _graph_module(model, graph, new_modules)
+    _note_float_ops(gm, gm.graph, report, leaves)
+    if leaves:
+        setattr(gm, FLOAT_LEAVES_ATTR, leaves)
+    return gm, report
+
+
+def _call_order(graph: fx.Graph, mods: dict[str, nn.Module]) -> list[int]:
+    """Hardware layers in the order the graph calls them (ids, each once)."""
+    order: dict[int, None] = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(mods.get(str(node.target)), _HardwareLayer):
+            order.setdefault(id(mods[str(node.target)]), None)
+    return list(order)
+
+
+def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, name, module)
+
+
+def _avgpool_module(m: nn.Module, hw: HardwareConfig) -> HardwareAvgPool2d | None:
+    if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1), [1, 1]):
+        return HardwareAvgPool2d("adaptive", hw=hw)
+    if isinstance(m, nn.AvgPool2d) and m.padding in (0, (0, 0)) and not m.ceil_mode and m.divisor_override is None \
+            and _int_or_pair(m.kernel_size):
+        return HardwareAvgPool2d("avg", m.kernel_size, m.stride or m.kernel_size, hw=hw)  # type: ignore[arg-type]
+    return None
+
+
+def _graph_op(node: fx.Node, mods: dict[str, nn.Module], meta: set[fx.Node], hw: HardwareConfig) -> nn.Module | None:
+    """The :mod:`axhw.nn.fx.ops` module a functional node becomes, or None."""
+    op, target = node.op, node.target
+    if (op == "call_function" and target in _ADD_FNS) or (op == "call_method" and target == "add"):
+        if (len(node.args) == 2 and not node.kwargs and all(isinstance(a, fx.Node) and a not in meta
+                                                            for a in node.args)):
+            return HardwareAdd(hw)
+        return None
+    if op == "call_function" and target is torch.cat:
+        tensors, dim = node.args[0], _arg(node, 1, "dim", 0)
+        if (isinstance(tensors, tuple | list) and len(tensors) >= 2 and all(isinstance(t, fx.Node) for t in tensors)
+                and isinstance(dim, int) and dim != 0 and set(node.kwargs) <= {"dim"}):
+            return HardwareCat(dim, hw)
+        return None
+    if op == "call_function" and target is F.adaptive_avg_pool2d:
+        return HardwareAvgPool2d("adaptive", hw=hw) if _arg(node, 1, "output_size", None) in (1, (1, 1), [1, 1]) else None
+    if op == "call_function" and target is F.avg_pool2d:
+        k, s = _arg(node, 1, "kernel_size", None), _arg(node, 2, "stride", None)
+        plain = (_arg(node, 3, "padding", 0) in (0, (0, 0)) and _arg(node, 4, "ceil_mode", False) is False
+                 and _arg(node, 6, "divisor_override", None) is None and _int_or_pair(k) and (s is None or _int_or_pair(s)))
+        return HardwareAvgPool2d("avg", k, s or k, hw=hw) if plain else None
+    if (op == "call_method" and target == "mean") or (op == "call_function" and target is torch.mean):
+        dims, keep = _arg(node, 1, "dim", None), _arg(node, 2, "keepdim", False)
+        if _spatial_dims(dims) and isinstance(keep, bool) and set(node.kwargs) <= {"dim", "keepdim"}:
+            return HardwareAvgPool2d("mean", dims=tuple(dims), keepdim=keep, hw=hw)
+        return None
+    return None
+
+
+def _graph_module(model: nn.Module, graph: fx.Graph, new_modules: dict[str, nn.Module]) -> fx.GraphModule:
+    """A GraphModule running ``graph`` that keeps ``model``'s whole module tree (same paths, containers and
+    state-dict keys; fx alone would make bare containers of the referenced paths only)."""
+    root: dict[str, Any] = {}
+    for node in graph.nodes:
+        if node.op in ("call_module", "get_attr") and str(node.target) not in new_modules:
+            root[str(node.target)] = model.get_submodule(str(node.target)) if node.op == "call_module" \
+                else _get_attr(model, str(node.target))
+    root.update(new_modules)
+    gm = fx.GraphModule(root, graph, class_name=type(model).__name__)
+    gm._modules.clear()
+    for name, child in model._modules.items():
+        gm._modules[name] = child
+    for name, mod in new_modules.items():
+        gm._modules[name] = mod
+    for name, p in model._parameters.items():
+        gm._parameters[name] = p
+    for name, b in model._buffers.items():
+        gm._buffers[name] = b
+    gm.train(model.training)
+    gm.recompile()
+    return gm
+
+
+def _get_attr(model: nn.Module, path: str) -> Any:
+    obj: Any = model
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _note_float_ops(model: nn.Module, graph: fx.Graph, report: GraphRewrite, leaves: tuple[str, ...]) -> None:
+    mods = _modules(model)
+    meta = _meta_nodes(graph)
+    for node in graph.nodes:
+        kind = _classify(node, mods, meta)
+        if kind == "float" or (kind == "monotone" and not _feeds_output(node, mods, meta)):
+            report.float_ops.append(_node_desc(node))
+
+
+def _feeds_output(node: fx.Node, mods: dict[str, nn.Module], meta: set[fx.Node]) -> bool:
+    """``node``'s only use is the graph output, directly or through other monotone ops."""
+    users = list(node.users)
+    if len(users) != 1:
+        return False
+    user = users[0]
+    if user.op == "output":
+        return user.args[0] is node
+    return _classify(user, mods, meta) == "monotone" and _feeds_output(user, mods, meta)

@@ -1,0 +1,12 @@
+"""Accelerator-level energy: the whole PE array mapped to cells (:mod:`~axhw.power.accel.synth`), a trained
+network's inference simulated on it at gate level (:mod:`~axhw.power.accel.sim`), energy per inference by unit
+(:mod:`~axhw.power.accel.energy`) and its tables (:mod:`~axhw.power.accel.report`).
+"""
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:  # the names of the module this package replaced (axhw.power.accel)
+    from axhw._compat import moved_attribute
+
+    return moved_attribute(__name__, name, "axhw.power.accel.energy")

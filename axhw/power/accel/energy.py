@@ -1,0 +1,331 @@
+"""Accelerator-level energy per inference: the whole PE array on a real network run (issue #16, item 5).
+
+Steps (each its own module, as the multiplier-only flow):
+
+1. :mod:`axhw.power.accel.synth`: the array generated for the network (:func:`fit_array`) is synthesized to
+   osu018 cells without its memories (cached);
+2. :mod:`axhw.power.accel.sim`: test samples run through the gate-level array (Icarus, cell delays), checked
+   against ``forward_int`` bit for bit; every cell's output toggles and every memory's reads and writes are
+   counted;
+3. here: OpenSTA gives every cell its energy per output toggle and per clock cycle (``power/accel_power.tcl.j2``,
+   :func:`cell_energies`), so logic energy = sum over cells of (toggles x energy per toggle + cycles x clock
+   energy) + leakage x time, split by unit (multipliers; adders; re-quantization; control);
+4. storage: the counted accesses x word width x the SRAM model's energy per bit at the voltage
+   (:mod:`axhw.power.sram_energy`) + leakage of every memory bit over the inference.
+
+Why per-cell energies from two STA runs: the installed OpenSTA overwrites annotated pin activities
+(docs/power.md, "Annotation"), so, as the multiplier flow does, each cell's power at 1 transition per cycle
+is scaled by its measured toggle rate -- but a flip-flop also burns clock-pin energy every cycle whether its
+output moves or not. A second run at zero activity isolates that clock-driven part (``Z``); the per-toggle
+energy is ``(U - Z) / f`` and the per-cycle energy ``Z / f``, with ``U`` the unit-activity power.
+
+Nodes: the logic is osu018 (180 nm, 1.8 V), the SRAM model 65 nm / 1.1 V. Totals are given on the SRAM's
+node with the logic scaled by :data:`axhw.power.search.study.NODE_SCALE_180_TO_65` (C V^2 scaling, the same factor as
+the report's joint power; stated, not measured), and the logic alone at osu018.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from axhw.common.io import atomic_write_json
+from axhw.common.paths import cache_dir
+from axhw.golden.network import QuantizedNetwork
+from axhw.power.accel.sim import ArrayActivity, leaf_cells, memory_instances, simulate_array, unit_of
+from axhw.power.accel.synth import ArraySynth, synthesize_array
+from axhw.power.flow.sta import instance_rows
+from axhw.power.flow.synth import SynthConfig
+from axhw.power.flow.templates import render, template_text
+from axhw.power.flow.tools import batch_args, find_toolchain
+from axhw.power.sram_energy import SRAMTechnology, leakage_per_bit_w, read_energy_per_bit_j
+from axhw.rtl.generate import MultiplierConfig
+from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
+from axhw.rtl.program import NetworkDoesNotFit, compile_network
+
+__all__ = ["UNITS", "AccelConfig", "AccelEnergy", "accelerator_energy", "cell_energies", "fit_array",
+           "storage_energy"]
+
+#: The split of the logic energy (:func:`axhw.power.accel.sim.unit_of`).
+UNITS = ("multipliers", "adders", "requantization", "control")
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Settings of an accelerator-level measurement.
+
+    Attributes:
+        pes: PEs of the array (the default geometry's 16); memory depths are fitted to the network.
+        samples: test samples run at gate level (the first ones of the test set).
+        period_ns: simulated clock period: long enough for every path to settle (STA critical path of the
+            16-PE 8-bit array: ~34 ns; a violation would show as mismatches), so the toggles are the
+            design's at any clock it meets; not the power clock.
+        clock_mhz: operating clock for leakage (energy = leakage power x cycles / clock); 100 MHz as the
+            multiplier-only flow.
+        timing: honour the cell models' specify delays (glitches counted) or simulate zero-delay.
+        voltages: SRAM supply voltages (mV) at which storage energy is reported.
+        scaled_memories: memory modules on the scaled supply: the parameter storage whose bit flips the
+            accuracy evaluation models (:mod:`axhw.arith.sram`: weights and biases); the PEs' local memories, the
+            neuron/output buffers and the instruction memory stay at the nominal 1.1 V (their flips are not
+            modelled, so scaling them would claim accuracy that was never measured).
+        write_read_ratio: SRAM write energy per bit / read energy per bit. 1.0 (assumed): the model's anchor
+            (Horowitz, ISSCC 2014) is a 64-bit access of an 8 KB array, without a read/write split.
+        use_cache: reuse a stored activity (simulation) for identical inputs.
+        cache_root: folder of stored activities (default ``power/accel`` in the axhw cache).
+    """
+
+    pes: int = DEFAULT_GEOMETRY["pes"]
+    samples: int = 2
+    period_ns: float = 50.0
+    clock_mhz: float = 100.0
+    timing: bool = True
+    voltages: tuple[float, ...] = (1100.0, 850.0, 660.0, 400.0)
+    scaled_memories: tuple[str, ...] = ("array_wbuf", "array_bbuf")
+    write_read_ratio: float = 1.0
+    use_cache: bool = True
+    cache_root: Path | None = None
+
+    @property
+    def store(self) -> Path:
+        """Where simulated activities are kept (``power/accel`` in the axhw cache unless ``cache_root``)."""
+        return Path(self.cache_root) if self.cache_root is not None else cache_dir("power", "accel")
+
+
+def fit_array(mul: MultiplierConfig, qnet: QuantizedNetwork, pes: int = 16,
+              input_shape: tuple[int, ...] | None = None) -> ArrayConfig:
+    """The smallest array of ``pes`` PEs whose memories hold ``qnet`` (depths grown as the compiler asks).
+
+    ``input_shape``: ``(C, H, W)`` of a network that starts with a convolution (MNIST's is inferred).
+
+    Memory capacity sets SRAM leakage, so an array sized for MNIST would overstate a small network's.
+    Raises :class:`NetworkDoesNotFit` for what growing memories cannot fix (word widths, operations).
+    """
+    acfg = ArrayConfig(mul, pes=pes, **{k: 2 for k in DEFAULT_GEOMETRY if k != "pes"})
+    for _ in range(32):
+        try:
+            compile_network(acfg, qnet, input_shape=input_shape)
+            return acfg
+        except NetworkDoesNotFit as exc:
+            msg = str(exc)
+            grow = re.search(r"--([a-z][a-z-]*) (\d+)", msg) or re.search(r"\b(acc_bits|bias_bits)\s*>?=\s*(\d+)", msg)
+            if grow is None or grow.group(1) == "bits":
+                raise
+            acfg = acfg.copy(**{grow.group(1).replace("-", "_"): int(grow.group(2))})
+    raise NetworkDoesNotFit(f"could not fit the network after 32 resizes (last: {acfg.config_id})")
+
+
+# --- per-cell energies -----------------------------------------------------------------------------------
+
+
+def _instances(out: str, marker: str) -> dict[str, tuple[float, float]]:
+    """Per-instance ``(dynamic, leakage)`` power after ``marker`` (:func:`axhw.power.flow.sta.instance_rows`)."""
+    return {name: (internal + switching, leakage)
+            for name, (internal, switching, leakage) in instance_rows(out, marker).items()}
+
+
+def cell_energies(synth: ArraySynth, period_ns: float) -> dict[str, Any]:
+    """Per leaf cell (order of :func:`leaf_cells`): energy per output toggle (J), clock energy per cycle (J),
+    leakage (W); plus the critical path (ns). Cached beside the netlist."""
+    path = Path(synth.netlist).parent / f"cell_energies_{period_ns:g}ns.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    tc = find_toolchain()
+    script = render("accel_power.tcl.j2", liberty=tc.liberty, netlist=synth.sta_netlist, top=synth.top,
+                    period_ns=period_ns)
+    with tempfile.TemporaryDirectory(prefix="axhw-accel-sta-") as tmp:
+        tcl = Path(tmp) / "power.tcl"
+        tcl.write_text(script)
+        proc = subprocess.run([tc.sta, *batch_args(tc.sta), str(tcl)], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0 or "Error" in out or "AXHW_CHECKS" not in out:
+        raise RuntimeError(f"sta failed on {synth.netlist}: {out.strip()[-2000:]}")
+    unit = _instances(out.split("AXHW_ZERO")[0], "AXHW_UNIT")
+    zero = _instances(out, "AXHW_ZERO")
+    cells = leaf_cells(synth)
+    missing = [c.sta_name for c in cells if c.sta_name not in unit or c.sta_name not in zero]
+    if missing:
+        raise RuntimeError(f"report_power lists no power for {len(missing)} cells, e.g. {missing[:3]}")
+    seconds = period_ns * 1e-9
+    arrival = re.search(r"([0-9.]+)\s+data arrival time", out.split("AXHW_CHECKS")[1])
+    result = {
+        "period_ns": period_ns,
+        "toggle_j": [max(unit[c.sta_name][0] - zero[c.sta_name][0], 0.0) * seconds for c in cells],
+        "clock_j": [zero[c.sta_name][0] * seconds for c in cells],
+        "leakage_w": [unit[c.sta_name][1] for c in cells],
+        "critical_path_ns": float(arrival.group(1)) if arrival else None,
+    }
+    atomic_write_json(result, path, indent=None)
+    return result
+
+
+# --- storage ---------------------------------------------------------------------------------------------
+
+
+def storage_energy(synth: ArraySynth, act: ArrayActivity, voltage_mv: float, cfg: AccelConfig,
+                   tech: SRAMTechnology | None = None) -> dict[str, Any]:
+    """SRAM energy per inference (J) of every memory instance at ``voltage_mv`` (scaled memories) or nominal.
+
+    dynamic = (reads + ``write_read_ratio`` x writes) x word bits x E_read(V) per bit; leakage = capacity
+    bits x P_leak(V) x the inference's time (cycles / ``clock_mhz``).
+    """
+    tech = tech or SRAMTechnology()
+    seconds = act.cycles / act.samples / (cfg.clock_mhz * 1e6)
+    per: dict[str, dict[str, float]] = {}
+    for m in memory_instances(synth):
+        spec = synth.memories[m.module]
+        v = voltage_mv if m.module in cfg.scaled_memories else tech.nominal_mv
+        e_bit = read_energy_per_bit_j(v, tech)
+        reads, writes = act.reads.get(m.path, 0) / act.samples, act.writes.get(m.path, 0) / act.samples
+        dyn = (reads + cfg.write_read_ratio * writes) * spec.width * e_bit
+        leak = spec.bits * leakage_per_bit_w(v, tech) * seconds
+        per[m.path] = {"module": m.module, "voltage_mv": v, "reads": reads, "writes": writes, "width": spec.width,
+                       "bits": spec.bits, "dynamic_j": dyn, "leakage_j": leak}
+    by_module: dict[str, float] = {}
+    for p in per.values():
+        by_module[str(p["module"])] = by_module.get(str(p["module"]), 0.0) + p["dynamic_j"] + p["leakage_j"]
+    return {"voltage_mv": float(voltage_mv), "total_j": sum(by_module.values()),
+            "dynamic_j": sum(p["dynamic_j"] for p in per.values()),
+            "leakage_j": sum(p["leakage_j"] for p in per.values()), "by_module": by_module}
+
+
+# --- the measurement -------------------------------------------------------------------------------------
+
+
+@dataclass
+class AccelEnergy:
+    """Energy per inference of one network on one array (one multiplier mode), all voltages.
+
+    Attributes:
+        mode, config_id: multiplier mode and the array generated for the network.
+        logic_j: per unit (:data:`UNITS`), the osu018 logic energy per inference (dynamic + clock + leakage).
+        logic_clock_j: the part of ``logic_j`` that the flip-flops' clock pins draw every cycle (no clock
+            gating in the RTL), whatever the data.
+        logic_modules_j: the same per synthesized module.
+        storage: per voltage (``"1100"``...), :func:`storage_energy`'s dict.
+        totals: per voltage, ``{"total_j", "multipliers_j", "adders_requant_control_j", "storage_j",
+            "multiplier_share"}`` on the 65 nm node (logic scaled by ``node_scale``).
+        activity: samples, cycles, toggles, outputs compared, mismatches, wall times.
+    """
+
+    mode: str
+    config_id: str
+    logic_j: dict[str, float]
+    logic_clock_j: dict[str, float]
+    logic_modules_j: dict[str, float]
+    storage: dict[str, dict[str, Any]]
+    totals: dict[str, dict[str, float]]
+    activity: dict[str, Any]
+    synthesis: dict[str, Any]
+    node_scale: float
+    multiplies_per_inference: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _key(synth: ArraySynth, program_images: dict[str, str], x_int: torch.Tensor, mode: str,
+         cfg: AccelConfig) -> str:
+    h = hashlib.sha256()
+    h.update(synth.key.encode())
+    h.update(json.dumps(program_images, sort_keys=True).encode())
+    h.update(x_int.to(torch.int64).numpy().tobytes())
+    settings = {k: v for k, v in asdict(cfg).items() if k in ("period_ns", "timing")}
+    h.update(json.dumps({"mode": mode, "testbench": template_text("accel_tb.v.j2"), **settings},
+                        sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def accelerator_energy(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, cfg: AccelConfig | None = None,
+                       synth_cfg: SynthConfig | None = None, work_dir: Path | None = None) -> AccelEnergy:
+    """Energy per inference of ``qnet`` on the array with multiplier ``mode`` (``exact``, ``K1``..``K4``,
+    ``drum<k>``), over the first ``cfg.samples`` rows of ``x_int`` (input codes).
+
+    Raises:
+        ValueError: the gate-level array disagrees with ``forward_int`` (its energy would be meaningless).
+        NetworkDoesNotFit: the array cannot run the network.
+        ToolMissing: Yosys, OpenSTA, Icarus or osu018 missing.
+
+    >>> from axhw.training.trainer import integer_test_inputs, load_checkpoint
+    >>> qnet, x = integer_test_inputs(load_checkpoint("runs/bp/checkpoint.pt"))  # doctest: +SKIP
+    >>> e = accelerator_energy(qnet, x, "K2", AccelConfig(samples=2))  # doctest: +SKIP
+    >>> e.activity["mismatches"], 0 < e.totals["1100"]["multiplier_share"] < 1  # doctest: +SKIP
+    (0, True)
+    """
+    from axhw.power.multiplier.compute import mode_config
+    from axhw.power.search.study import NODE_SCALE_180_TO_65
+
+    cfg = cfg or AccelConfig()
+    mcfg = mode_config(mode, qnet.layers[0].act_fmt.bits)
+    if not isinstance(mcfg, MultiplierConfig):
+        raise ValueError(f"mode {mode!r}: the array instantiates generated multipliers only (exact, DRUM)")
+    shape = tuple(x_int.shape[1:]) if x_int.dim() == 4 else None  # a conv network's (C, H, W)
+    acfg = fit_array(mcfg, qnet, cfg.pes, shape)
+    synth = synthesize_array(acfg, synth_cfg)
+    x = x_int.to(torch.int64)[: cfg.samples]  # as shaped: the golden model of a conv network reads (N, C, H, W)
+    program = compile_network(acfg, qnet, input_shape=shape)
+    store = cfg.store / f"{acfg.config_id}-{_key(synth, program.images, x.flatten(1), mode, cfg)[:20]}.json"
+    act: ArrayActivity | None = None
+    if cfg.use_cache and store.is_file():
+        act = ArrayActivity(**json.loads(store.read_text()))
+    if act is None:
+        t0 = time.perf_counter()
+        act = simulate_array(synth, acfg, qnet, x, period_ns=cfg.period_ns, timing=cfg.timing, work_dir=work_dir)
+        act.sim_seconds = time.perf_counter() - t0
+        if act.mismatches:
+            raise ValueError(f"mode {mode}: the gate-level array disagrees with forward_int on {act.mismatches} of "
+                             f"{act.outputs_compared} outputs (first: sample, layer, neuron, expected, got = "
+                             f"{act.first_bad}): its energy would be meaningless")
+        atomic_write_json(asdict(act), store, indent=None)
+    return _energy(synth, acfg, act, mode, cfg, qnet, x, NODE_SCALE_180_TO_65)
+
+
+def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str, cfg: AccelConfig,
+            qnet: QuantizedNetwork, x: torch.Tensor, node_scale: float) -> AccelEnergy:
+    ce = cell_energies(synth, act.period_ns)
+    cells = leaf_cells(synth)
+    n = act.samples
+    leak_s = act.cycles / n / (cfg.clock_mhz * 1e6)
+    modules: dict[str, float] = {}
+    clock = {u: 0.0 for u in UNITS}
+    for i, c in enumerate(cells):
+        e_clk = (act.cycles / n) * ce["clock_j"][i]
+        e = (act.toggles[i] / n) * ce["toggle_j"][i] + e_clk + ce["leakage_w"][i] * leak_s
+        modules[c.module] = modules.get(c.module, 0.0) + e
+        clock[unit_of(c.module)] += e_clk
+    units = {u: 0.0 for u in UNITS}
+    for m, e in modules.items():
+        units[unit_of(m)] += e
+    storage = {f"{v:g}": storage_energy(synth, act, v, cfg) for v in cfg.voltages}
+    totals = {}
+    for v, s in storage.items():
+        mul = units["multipliers"] * node_scale
+        other = (units["adders"] + units["requantization"] + units["control"]) * node_scale
+        total = mul + other + s["total_j"]
+        totals[v] = {"total_j": total, "multipliers_j": mul, "adders_requant_control_j": other,
+                     "storage_j": s["total_j"], "multiplier_share": mul / total if total else 0.0}
+    activity = {k: getattr(act, k) for k in ("samples", "cycles", "busy_cycles", "outputs_compared", "mismatches",
+                                            "sim_seconds", "compile_seconds", "period_ns", "timing",
+                                            "fallback_reads")}
+    activity["cycles_per_inference"] = act.cycles / n
+    activity["toggles_per_cycle"] = sum(act.toggles) / max(act.cycles, 1)
+    activity["critical_path_ns"] = ce["critical_path_ns"]
+    synthesis = {"area_um2": synth.area_um2, "cells": len(cells), "key": synth.key,
+                 "modules": {m: {k: d[k] for k in ("n_cells", "area_um2", "leakage_nw")}
+                             for m, d in synth.modules.items() if d["n_cells"]}}
+    settings = {k: v for k, v in asdict(cfg).items() if k != "use_cache"}
+    return AccelEnergy(mode=mode, config_id=acfg.config_id, logic_j=units, logic_clock_j=clock,
+                       logic_modules_j=modules, storage=storage,
+                       totals=totals, activity=activity, synthesis=synthesis, node_scale=node_scale,
+                       multiplies_per_inference=qnet.multiplies_per_inference(x), settings=settings)
+

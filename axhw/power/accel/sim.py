@@ -1,0 +1,299 @@
+"""Accelerator-level power, step 2: a trained network's inference on the gate-level array, and its activity.
+
+The synthesized array (:mod:`axhw.power.accel.synth`) runs real test samples under Icarus with the osu018
+cell models (``-gspecify``: cell delays, so glitches count, as in the multiplier-only flow) and the generated
+memory modules as behavioural RTL. The testbench (``power/accel_tb.v.j2``) drives ``pe_array``'s host
+protocol and reads every layer's results back, which are compared with
+:func:`axhw.rtl.netverify.reference_outputs` (``forward_int``) bit for bit: the power comes with a proof that
+the netlist computed the network.
+
+Why the toggles are counted in the simulator and not read from a VCD: an MNIST-MLP inference is ~16,000
+cycles of ~17,800 cells; its VCD would be gigabytes and take longer to parse than to simulate. The testbench
+counts every transition between known values of every cell output (x/z skipped, as
+:func:`axhw.power.flow.activity.vcd_activity` does); a test checks both counts agree cell by cell.
+
+Memory accesses (for the SRAM model) are counted per memory instance from the same run: writes = cycles with
+``we`` high at the clock edge; reads = cycles in which the memory's consumer takes the data
+(:data:`READ_ENABLES`: the signal that loads a local memory or steps the accumulator, or the memory's own
+read enable where it has one: the neuron buffer, read by the convolution gather and by max pooling), or, for a
+memory the table does not know (a new buffer of the array), cycles in which the read address changed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from axhw.arith.multipliers import Multiplier
+from axhw.golden.network import QuantizedNetwork
+from axhw.power.accel.synth import ArraySynth
+from axhw.power.flow.liberty import read_library
+from axhw.power.flow.templates import render
+from axhw.power.flow.tools import find_toolchain
+from axhw.rtl.pe import ArrayConfig, generate_array
+from axhw.rtl.program import compile_network
+
+__all__ = ["READ_ENABLES", "ArrayActivity", "LeafCell", "MemoryInstance", "leaf_cells", "memory_instances",
+           "simulate_array", "unit_of"]
+
+#: memory module -> its read enable, relative to the memory's parent instance (``{parent}``) or to the top:
+#: the consumer's signal that takes the read data in that cycle.
+READ_ENABLES: dict[str, str] = {
+    "pe_nlm": "{parent}.u_acc.en",  # the accumulator adds nlm[cnt] * wlm[cnt]
+    "pe_wlm": "{parent}.u_acc.en",
+    "array_wbuf": "u_pe0.u_wlm.we",  # LOADW: a weight word into every PE's weight local memory
+    "array_nbuf": "u_seq.nbuf_re",  # its read enable: window elements inside the map (convolution gather, pooling)
+    "array_bbuf": "u_pe0.u_acc.clear",  # START: the biases into the accumulators
+}
+
+
+def unit_of(module: str) -> str:
+    """The energy-split unit of a synthesized module: ``multipliers``, ``adders`` (the PEs' accumulators),
+    ``requantization`` or ``control`` (controllers, sequencer, the array's glue)."""
+    if module.startswith("mul_"):
+        return "multipliers"
+    if module == "pe_acc":
+        return "adders"
+    if module == "array_requant":
+        return "requantization"
+    return "control"
+
+
+@dataclass(frozen=True)
+class LeafCell:
+    """One standard cell of the flattened hierarchy: instance path (``u_pe0.u_mul._123_``), cell type, output
+    pin, and the synthesized module it sits in."""
+
+    path: str
+    cell: str
+    out_pin: str
+    module: str
+
+    @property
+    def sta_name(self) -> str:
+        """The name OpenSTA reports for the cell in the flat netlist (``u_pe0.u_mul._123_``)."""
+        return self.path.replace("\\", "").replace(" ", "")
+
+
+@dataclass(frozen=True)
+class MemoryInstance:
+    """One memory instance: path, module, its read enable (None: address-change counting), write port."""
+
+    path: str
+    module: str
+    read_enable: str | None
+    write: bool
+    aw: int
+
+
+def _esc(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name) else f"\\{name} "
+
+
+def _walk(synth: ArraySynth) -> tuple[list[LeafCell], list[tuple[str, str]], dict[str, Any]]:
+    mods = json.loads(Path(synth.netlist_json).read_text())["modules"]
+    lib = read_library(find_toolchain().liberty)
+    cells: list[LeafCell] = []
+    mems: list[tuple[str, str]] = []
+
+    def visit(module: str, prefix: str) -> None:
+        for inst, c in mods[module]["cells"].items():
+            path = f"{prefix}{_esc(inst)}"
+            if c["type"] in synth.memories:
+                mems.append((path, c["type"]))
+            elif c["type"] in lib.cells:
+                outs = [p for p, d in c["port_directions"].items() if d == "output"]
+                if len(outs) != 1:
+                    raise RuntimeError(f"cell {path} ({c['type']}) has {len(outs)} outputs; the flow needs one")
+                cells.append(LeafCell(path, c["type"], outs[0], module))
+            elif c["type"] in mods:
+                visit(c["type"], f"{path}.")
+            else:
+                raise RuntimeError(f"instance {path} of unknown module {c['type']}")
+
+    visit(synth.top, "")
+    return cells, mems, mods
+
+
+def leaf_cells(synth: ArraySynth) -> list[LeafCell]:
+    """Every standard cell of the array, hierarchy flattened, in a fixed order."""
+    return _walk(synth)[0]
+
+
+def _exists(mods: dict[str, Any], top: str, path: str, memories: set[str]) -> bool:
+    """Whether ``path`` (``inst.inst.port``) names a port of an instance below ``top``."""
+    *insts, port = path.split(".")
+    module = top
+    for inst in insts:
+        cell = mods.get(module, {}).get("cells", {}).get(inst)
+        if cell is None:
+            return False
+        module = cell["type"]
+    if module in memories:
+        return port in ("we", "re", "raddr", "waddr", "wdata", "rdata", "clk")
+    return port in mods.get(module, {}).get("ports", {})
+
+
+def memory_instances(synth: ArraySynth) -> list[MemoryInstance]:
+    """Every memory instance of the array with its read-enable expression (see :data:`READ_ENABLES`)."""
+    _, mems, mods = _walk(synth)
+    out = []
+    for path, module in mems:
+        spec = synth.memories[module]
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        enable = READ_ENABLES.get(module)
+        if enable is not None:
+            enable = enable.format(parent=parent).lstrip(".")
+            if not _exists(mods, synth.top, enable, set(synth.memories)):
+                enable = None  # the array changed: fall back to address-change counting
+        out.append(MemoryInstance(path, module, enable, spec.write, max(1, (spec.depth - 1).bit_length())))
+    return out
+
+
+@dataclass
+class ArrayActivity:
+    """Outcome of one gate-level run of the array.
+
+    Attributes:
+        samples: test samples run; cycles: clock cycles counted (input loads to the last read-back);
+        busy_cycles: cycles the array was busy (the inference proper).
+        toggles: per leaf cell (order of :func:`leaf_cells`), output transitions over the run.
+        reads, writes: per memory instance path, accesses over the run.
+        outputs_compared, mismatches: every layer's results against ``forward_int``.
+        sim_seconds, compile_seconds: wall times.
+    """
+
+    samples: int
+    cycles: int
+    busy_cycles: int
+    toggles: list[int]
+    reads: dict[str, int]
+    writes: dict[str, int]
+    outputs_compared: int
+    mismatches: int
+    first_bad: tuple[int, int, int, int, int] | None = None
+    sim_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    period_ns: float = 50.0
+    timing: bool = True
+    fallback_reads: list[str] = field(default_factory=list)
+
+
+def _signed(word: int, width: int) -> int:
+    return word - (1 << width) if word >> (width - 1) else word
+
+
+def simulate_array(synth: ArraySynth, acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor,
+                   mul: Multiplier | None = None, *, period_ns: float = 50.0, timing: bool = True,
+                   work_dir: Path | None = None, vcd_scope: str | None = None) -> ArrayActivity:
+    """Run ``x_int`` (input codes, one row per sample) through ``qnet`` on the gate-level array.
+
+    ``mul`` is the reference multiplier of the comparison (default: the array's own model). ``vcd_scope``
+    (an instance path such as ``u_pe0.u_mul``; one sample, with ``work_dir``): also dump that scope's nets
+    over the counted window to ``work_dir/dump.vcd``, to check the counters against a VCD.
+
+    Raises:
+        ToolMissing: Icarus or the cell models are missing.
+    """
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        return _simulate_in(work_dir, synth, acfg, qnet, x_int, mul, period_ns, timing, vcd_scope)
+    if vcd_scope is not None:
+        raise ValueError("vcd_scope needs a work_dir to keep the VCD in")
+    with tempfile.TemporaryDirectory(prefix="axhw-accel-sim-") as tmp:
+        return _simulate_in(Path(tmp), synth, acfg, qnet, x_int, mul, period_ns, timing, None)
+
+
+def _simulate_in(work: Path, synth: ArraySynth, acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor,
+                 mul: Multiplier | None, period_ns: float, timing: bool, vcd_scope: str | None) -> ArrayActivity:
+    from axhw.rtl.netverify import reference_outputs
+
+    tc = find_toolchain()
+    program = compile_network(acfg, qnet, input_shape=tuple(x_int.shape[1:]) if x_int.dim() == 4 else None)
+    # The golden model first (a bad input fails before a long simulation), on the inputs as shaped (a conv
+    # network reads (N, C, H, W)); the host interface takes them flattened, one row per sample.
+    ref_kw = {"program": program} if "program" in inspect.signature(reference_outputs).parameters else {}
+    expected = reference_outputs(qnet, x_int.to(torch.int64), mul or acfg.approx_model(), **ref_kw)
+    x_int = x_int.to(torch.int64).flatten(1)
+    for name, text in program.images.items():
+        (work / name).write_text(text)
+    files = generate_array(acfg)
+    mems = memory_instances(synth)
+    mem_sources = []
+    for name, text in files.items():
+        if any(re.search(rf"^\s*module\s+{m}\b", text, re.M) for m in synth.memories):
+            (work / name).write_text(text)
+            mem_sources.append(name)
+    cells = leaf_cells(synth)
+    bits, mask = acfg.bits, (1 << acfg.bits) - 1
+    (work / "inputs.hex").write_text("".join(f"{v & mask:0{(bits + 3) // 4}x}\n" for v in x_int.flatten().tolist()))
+    dlo, dhi = program.hidden_span
+    w = acfg.widths()
+    (work / "accel_tb.v").write_text(render(
+        "accel_tb.v.j2", n_inputs=program.n_inputs, n_outputs=program.n_outputs, samples=x_int.shape[0],
+        cells=[f"{c.path}.{c.out_pin}" for c in cells], memories=mems, naw=w["naw"], oaw=w["oaw"], bits=bits,
+        acc=acfg.acc_bits, half_period_ns=period_ns / 2, dlo=dlo, dhi=dhi, inputs="inputs.hex", dump="dump.hex",
+        counts="counts.txt", vcd_scope=vcd_scope, vcd="dump.vcd"))
+    flags = ["-gspecify"] if timing else []
+    t0 = time.perf_counter()
+    comp = subprocess.run([tc.iverilog, "-g2005", *flags, "-s", "accel_tb", "-o", "accel.vvp", "accel_tb.v",
+                           str(synth.netlist), *mem_sources, str(tc.cell_models)], cwd=work, capture_output=True,
+                          text=True)
+    if comp.returncode != 0:
+        raise RuntimeError(f"iverilog failed in {work}: {comp.stderr.strip()[-2000:]}")
+    t1 = time.perf_counter()
+    run = subprocess.run([tc.vvp, "-n", "accel.vvp"], cwd=work, capture_output=True, text=True)
+    t2 = time.perf_counter()
+    if run.returncode != 0 or "AXHW_ACCEL_DONE" not in run.stdout:
+        raise RuntimeError(f"vvp failed in {work}: {(run.stdout + run.stderr).strip()[-2000:]}")
+    counts = (work / "counts.txt").read_text().split("\n")
+    head = dict(line.split() for line in counts[:2])
+    toggles = [0] * len(cells)
+    reads: dict[str, int] = {}
+    writes: dict[str, int] = {}
+    for line in counts[2:]:
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "mem":
+            m = mems[int(parts[1])]
+            reads[m.path], writes[m.path] = int(parts[2]), int(parts[3])
+        elif parts[0] == "tog":
+            toggles[int(parts[1])] = int(parts[2])
+    # every layer's results against the golden model
+    words = [int(t, 16) if re.fullmatch(r"[0-9a-fA-F]+", t) else None for t in (work / "dump.hex").read_text().split()]
+    n = x_int.shape[0]
+    per = (dhi - dlo) + program.n_outputs
+    compared = mismatches = 0
+    first_bad = None
+    if len(words) != per * n:
+        raise RuntimeError(f"the testbench read back {len(words)} words, expected {per * n}")
+    for s in range(n):
+        row = words[s * per:(s + 1) * per]
+        for li, plan in enumerate(program.layers):
+            exp = expected[li][s].flatten().tolist()
+            if plan.last:
+                got = [_signed(v, acfg.acc_bits) if v is not None else None for v in row[dhi - dlo:]]
+            else:
+                lo = plan.out_base - dlo
+                got = [_signed(v, bits) if v is not None else None for v in row[lo:lo + len(exp)]]
+            for j, (g, e) in enumerate(zip(got, exp, strict=True)):
+                compared += 1
+                if g != e:
+                    mismatches += 1
+                    if first_bad is None:
+                        first_bad = (s, li, j, int(e), -1 if g is None else g)
+    return ArrayActivity(
+        samples=n, cycles=int(head["cycles"]), busy_cycles=int(head["busy_cycles"]), toggles=toggles, reads=reads,
+        writes=writes, outputs_compared=compared, mismatches=mismatches, first_bad=first_bad,
+        sim_seconds=t2 - t1, compile_seconds=t1 - t0, period_ns=period_ns, timing=timing,
+        fallback_reads=[m.path for m in mems if m.read_enable is None])

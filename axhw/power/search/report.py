@@ -1,0 +1,209 @@
+"""Reports: ``power.json``, ``power.md`` (tables) and ``power.png`` (the paper's Fig. 9 view), plus the
+synthesis table of every multiplier configuration (power flow, step 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from axhw.common.io import atomic_write, atomic_write_text
+from axhw.power.flow.synth import SynthConfig
+from axhw.power.multiplier.compute import measure_stream, mode_config
+from axhw.power.multiplier.operands import uniform_operands
+from axhw.power.search.per_target import pareto_plot, report_sections, summary_sections
+
+__all__ = ["summary_markdown", "synthesis_table", "write_report", "write_summary", "write_synthesis_report"]
+
+#: Fig. 9's label for the networks of ``power.json``'s ``networks`` (the first seed).
+_NET_LABEL = {"bp": "bp", "axtrain": "axtrain (single network)"}
+
+_PAPER = {"compute": -41.57, "storage": -33.14}
+
+
+def _fmt(x: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x * scale:.{digits}f}"
+
+
+def _chosen(c: dict[str, Any] | None, key: str, label: str) -> str:
+    if c is None:
+        return "no feasible point"
+    what = c["mode"] if label == "compute" else f"{c['voltage_mv']:g} mV" if label == "storage" else \
+        f"{c['mode']} @ {c['voltage_mv']:g} mV"
+    return f"{what}: {c[key] * 1e6:.1f} uW (acc {100 * c['accuracy']:.2f}%)"
+
+
+def markdown(d: dict[str, Any]) -> str:
+    """The tables of ``power.md`` from a study dictionary (:meth:`StudyResult.as_dict`)."""
+    cfg = d["config"]
+    lines = [f"# Minimum-power configuration: {cfg['dataset']}", "",
+             f"Constraint: accuracy >= reference - {cfg['constraint_pp']} pp (reference: {cfg['reference']}); "
+             f"{cfg['bits']}-bit, {cfg['clock_mhz']:g} MHz multiply rate, NTV runs: {cfg['runs']}, "
+             f"operand pairs simulated per mode: {cfg['n_pairs']}, gate delays: {cfg['timing']}.", "",
+             f"## Chosen configurations (Fig. 9), seed {d.get('seeds', [cfg.get('seed', 0)])[0]}", "",
+             "| network | exact@1.1V acc | compute (V = 1.1 V) | storage (exact mul) | joint |",
+             "|---|---|---|---|---|"]
+    names = {} if d.get("source") == "networks" else _NET_LABEL  # --network: the checkpoints' own labels
+    for m, net in d["networks"].items():
+        ch = net["chosen"]
+        lines.append(f"| {names.get(m, m)} | {100 * net['exact_nominal_accuracy']:.2f}% | "
+                     f"{_chosen(ch['compute'], 'compute_w', 'compute')}"
+                     f" | {_chosen(ch['storage'], 'storage_w', 'storage')} | {_chosen(ch['joint'], 'joint_w', 'joint')} |")
+    red = d.get("axtrain_vs_bp_percent")
+    if red:
+        lines += ["", "## Single-network AxTrain vs BP power at the chosen points (first seed)", "",
+                  "| part | this run | paper (avg over data sets) |", "|---|---|---|"]
+        for part in ("compute", "storage", "joint"):
+            paper = f"{_PAPER[part]:+.1f}%" if part in _PAPER else "-"
+            val = "n/a (a side has no feasible point)" if red[part] is None else f"{red[part]:+.1f}%"
+            lines.append(f"| {part} | {val} | {paper} |")
+    if d.get("vs_bp_percent"):  # power report --network with a BP checkpoint
+        lines += ["", "## Power change against the BP network at the chosen points", "",
+                  "| network | compute | storage | joint |", "|---|---|---|---|"]
+    for label, parts in (d.get("vs_bp_percent") or {}).items():
+        lines.append(f"| {label} | " + " | ".join("n/a" if parts[p] is None else f"{parts[p]:+.1f}%"
+                                                 for p in ("compute", "storage", "joint")) + " |")
+    lines += report_sections(d)
+    if d.get("accelerator"):  # power report --accel
+        from axhw.power.accel.report import study_section
+
+        lines += ["", study_section(d["accelerator"])]
+    lines += ["", "## Multiplier power per mode (network operand streams)", "",
+              "| network | mode | cells | area um2 | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |"
+              " mean toggles/cell/cycle |", "|---|---|---|---|---|---|---|---|---|"]
+    for m, net in d["networks"].items():
+        for mode, c in net["compute"].items():
+            lines.append(f"| {m} | {mode} | {c['n_cells']} | {c['area_um2']:.0f} | {c['vectors']} | {c['mismatches']} | "
+                         f"{c['measured']['energy_pj']:.2f} | {c['vectorless']['energy_pj']:.2f} | "
+                         f"{c['measured']['mean_toggles']:.3f} |")
+    lines += ["", "## Accuracy grid (mean over NTV runs) and power", "",
+              "| network | mode | V (mV) | accuracy % | std | compute uW | storage uW | joint uW (65 nm) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for m, net in d["networks"].items():
+        for p in net["points"]:
+            lines.append(f"| {m} | {p['mode']} | {p['voltage_mv']:g} | {100 * p['accuracy']:.2f} | "
+                         f"{100 * p['accuracy_std']:.2f} | {p['compute_w'] * 1e6:.1f} | {p['storage_w'] * 1e6:.2f} | "
+                         f"{p['joint_w'] * 1e6:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(d: dict[str, Any], path: Path) -> None:
+    """Fig. 9 view: chosen compute and storage power, BP vs AxTrain, chosen mode above each bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+    for ax, part, key in ((axes[0], "compute", "compute_w"), (axes[1], "storage", "storage_w")):
+        names, vals, labels = [], [], []
+        for m, net in d["networks"].items():
+            c = net["chosen"][part]
+            names.append(m)
+            vals.append(0.0 if c is None else c[key] * 1e6)
+            labels.append("infeasible" if c is None else c["mode"] if part == "compute" else f"{c['voltage_mv']:g}mV")
+        bars = ax.bar(names, vals, color=["tab:gray", "tab:blue", "tab:green", "tab:orange"][: len(names)])
+        for bar, lab in zip(bars, labels, strict=True):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), lab, ha="center", va="bottom", fontsize=8)
+        ax.set_title(f"{part} power ({d['config']['dataset']})")
+        ax.set_ylabel("uW")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def write_report(d: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write ``power.json``, ``power.md``, ``power.png`` and (with Pareto curves) ``pareto.png`` for a study
+    dictionary into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "power.json", out / "power.md", out / "power.png"]
+    atomic_write_text(json.dumps(d, indent=2, default=str), paths[0])
+    atomic_write_text(markdown(d), paths[1])
+    atomic_write(paths[2], lambda tmp: plot(d, Path(tmp)))
+    if "pareto" in d:
+        paths.append(out / "pareto.png")
+        pareto_plot({d["config"]["dataset"]: d}, paths[-1])
+    return paths
+
+
+def synthesis_table(bits: int, ks: tuple[int, ...] | None = None, n_pairs: int = 2000, seed: int = 0,
+                    synth_cfg: SynthConfig | None = None, progress: bool = False,
+                    designs: tuple[str, ...] = (), exact: bool = True) -> list[dict[str, Any]]:
+    """Every DRUM-k (k = ``bits``..1 by default) and exact at ``bits``: synthesis, and power on a uniform
+    operand stream (data-free reference), measured and vectorless.
+
+    ``designs``: further mode names appended as rows, typically imported library circuits of width ``bits``
+    (each synthesized as the PE instantiates it, :func:`axhw.power.multiplier.compute.mode_config`; the row's
+    ``circuit`` says which); ``exact=False`` and ``ks=()`` leave the default built-in rows out."""
+    from tqdm.auto import tqdm
+
+    ks = ks if ks is not None else tuple(range(min(bits, 8), 0, -1))
+    modes = [*(["exact"] if exact else []), *[f"drum{k}" for k in ks], *designs]
+    stream = uniform_operands(bits, n_pairs, seed)
+    rows = []
+    for mode in tqdm(modes, desc=f"synthesis {bits}-bit", disable=not progress):
+        mode_config(mode, bits)
+        rows.append(measure_stream(mode, bits, stream, synth_cfg).as_dict())
+    return rows
+
+
+def write_synthesis_report(rows: list[dict[str, Any]], out_dir: str | Path, name: str) -> list[Path]:
+    """``name.json`` and ``name.md`` for :func:`synthesis_table` rows."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| config | cells | area um2 | leakage nW | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['config_id']} | {r['n_cells']} | {r['area_um2']:.0f} | {r['leakage_nw']:.2f} | {r['vectors']} "
+                     f"| {r['mismatches']} | {r['measured']['energy_pj']:.2f} | {r['vectorless']['energy_pj']:.2f} |")
+    paths = [out / f"{name}.json", out / f"{name}.md"]
+    atomic_write_text(json.dumps(rows, indent=2, default=str), paths[0])
+    atomic_write_text("\n".join(lines) + "\n", paths[1])
+    return paths
+
+
+def summary_markdown(reports: dict[str, dict[str, Any]]) -> str:
+    """One table over data sets from their ``power.json`` dictionaries: BP vs AxTrain at the chosen points.
+
+    The mean reductions only average data sets where both sides have a feasible point.
+    """
+    lines = ["# Minimum-power configurations, all data sets (Fig. 9)", "", *summary_sections(reports),
+             "## Single-network AxTrain vs BP, first seed (the earlier table)", "",
+             "| data set | NTV runs | exact acc BP / AxTrain | compute BP -> AxTrain | change | "
+             "storage BP -> AxTrain | change | joint change |", "|---|---|---|---|---|---|---|---|"]
+    sums: dict[str, list[float]] = {"compute": [], "storage": [], "joint": []}
+    for name, d in reports.items():
+        bp, ax = d["networks"]["bp"], d["networks"]["axtrain"]
+        red = d.get("axtrain_vs_bp_percent", {})
+        cells = []
+        for part, key in (("compute", "mode"), ("storage", "voltage_mv")):
+            b, a = bp["chosen"][part], ax["chosen"][part]
+            cells.append(" -> ".join("none" if c is None else f"{c[key]:g}" if key == "voltage_mv" else c[key]
+                                     for c in (b, a)))
+            cells.append("n/a" if red.get(part) is None else f"{red[part]:+.1f}%")
+        joint = "n/a" if red.get("joint") is None else f"{red['joint']:+.1f}%"
+        for part in sums:
+            if red.get(part) is not None:
+                sums[part].append(red[part])
+        lines.append(f"| {name} | {d['config']['runs']} | {100 * bp['exact_nominal_accuracy']:.2f}% / "
+                     f"{100 * ax['exact_nominal_accuracy']:.2f}% | {' | '.join(cells)} | {joint} |")
+    mean = {p: (f"{sum(v) / len(v):+.1f}%" if v else "n/a") for p, v in sums.items()}
+    lines += ["", f"Mean change over data sets: compute {mean['compute']} (paper {_PAPER['compute']:+.1f}%), "
+              f"storage {mean['storage']} (paper {_PAPER['storage']:+.1f}%), joint {mean['joint']}.", ""]
+    return "\n".join(lines)
+
+
+def write_summary(report_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Read every ``report_dir/*/power.json`` and write the cross-data-set table (default ``summary.md``)."""
+    from axhw.common.io import atomic_write_text
+
+    report_dir = Path(report_dir)
+    reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(report_dir.glob("*/power.json"))}
+    if not reports:
+        raise ValueError(f"no */power.json under {report_dir}: run `axhw power report` first")
+    path = Path(out) if out is not None else report_dir / "summary.md"
+    atomic_write_text(summary_markdown(reports), path)
+    if any("pareto" in r for r in reports.values()):
+        pareto_plot(reports, path.parent / "pareto.png")
+    return path

@@ -1,0 +1,383 @@
+"""Minimum-power configuration per data set (power flow, step 4; the paper's Fig. 9 and section 5).
+
+For each seed of one data set, over {multiplier mode} x {SRAM voltage}: accuracy from the hardware models
+(:func:`axhw.training.evaluate.evaluate`, NTV as the mean over chip instances), compute power from the synthesized
+multiplier on the network's own operand stream, storage power from :mod:`axhw.power.sram_energy`. The
+chosen configuration is the lowest-power one whose accuracy stays within a bound (percentage points) of the
+reference accuracy (the accurate implementation: exact multiplier, nominal voltage), separately for compute
+(voltage fixed at nominal), for storage (exact multiplier) and jointly, as in Fig. 9. No feasible point is
+a result (``None``), never an error. Three kinds of network are compared:
+
+* **BP** (hardware-agnostic): one network per seed, its whole grid evaluated.
+* **Per-target AxTrain** (the default, issue 14): AxTrain-pas is fine-tuning *for* a target, so every
+  visited candidate gets its own AxTrain network (act once, pas for that mode and voltage,
+  :mod:`axhw.power.search.targets`), candidates visited cheapest first (:mod:`axhw.power.search.grid`); the reference
+  is the AxTrain network trained for the accurate implementation.
+* **Single-network AxTrain** (the earlier behaviour, reported beside): one AxTrain network trained for
+  ``target_multiplier`` and the conservative voltage, evaluated on every candidate.
+
+Beside them, ApproxAnn's mixed-mode networks (:mod:`axhw.power.search.approxann`) and, for every bound of
+``bounds``, the minimum power of each method (the power-accuracy Pareto curves).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from axhw.arith.sram import NOMINAL_MV
+from axhw.data.registry import APPLICATIONS
+from axhw.power.search.approxann import approxann_cached
+from axhw.power.search.grid import candidates, first_feasible
+from axhw.power.search.measure import Measurer
+from axhw.power.search.targets import Ledger, ResultCache, TargetNetworks, is_finished
+from axhw.power.sram_energy import SRAMTechnology, storage_bits, storage_power
+
+__all__ = ["StudyConfig", "StudyResult", "check_modes", "choose", "choose_configurations", "measure_network",
+           "power_change", "run_study"]
+
+#: Compute energy scaling osu018 (180 nm, 1.8 V) -> the SRAM model's 65 nm, 1.1 V, for the joint sum only:
+#: E ~ C V^2 with C ~ feature size (classical scaling; stated, not measured): (65/180) * (1.1/1.8)^2.
+NODE_SCALE_180_TO_65 = (65.0 / 180.0) * (1.1 / 1.8) ** 2
+#: Networks of ApproxAnn's comparison: pretrained by BP (the paper's ApproxANN) and by AxTrain-act (Fig. 8).
+APPROXANN_PRETRAINED = ("bp", "act")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One minimum-power study.
+
+    Attributes:
+        dataset: application of Table 1.
+        methods: training methods compared (``bp`` and ``axtrain`` as in Fig. 9).
+        epochs, pas_epochs: training budget (AxTrain: act, then pas for ``pas_epochs``).
+        target_multiplier, target_voltage_mv: the single-network AxTrain's pas-phase hardware (None voltage:
+            the data set's conservative Table 1 voltage).
+        modes: multiplier modes searched (the candidate circuits): ``exact``, ``K1``..``K4``, ``drum<k>`` and
+            names of circuits imported into the multiplier library (:mod:`axhw.arith.library`), which compete on the
+            same footing (accuracy through :func:`~axhw.arith.multipliers.get_multiplier`, power from their own
+            synthesized netlist, sign-magnitude wrapped when unsigned); must include ``exact`` (the reference).
+        voltages: SRAM supplies searched (mV).
+        runs: NTV runs per evaluation (chip instances; the paper's 50).
+        constraint_pp: allowed accuracy loss in percentage points (the paper's 2) of the headline tables.
+        reference: ``own`` (each method's accurate implementation) or ``bp`` (BP's, for every network).
+        bits: word length (multiplier width).
+        n_pairs: operand pairs simulated per (network, mode).
+        seeds: training, evaluation and sampling seeds (results per seed, changes averaged over seeds).
+        search: ``per_target`` (AxTrain trained for every visited candidate; single-network beside it) or
+            ``single`` (only the single network: the earlier, cheaper behaviour).
+        bounds: allowed accuracy losses (pp) of the Pareto curves; ``constraint_pp`` is always added.
+        joint_per_target: also search the joint (mode, voltage) grid with per-target AxTrain (at
+            ``constraint_pp`` only; it can train up to ``len(modes) * len(voltages)`` networks).
+        approxann_modes: approximate modes of ApproxAnn's per-neuron mix (empty: no ApproxAnn; the paper's
+            Fig. 8 uses K2 and K1); skipped for convolutional networks (FC-only, as Fig. 8).
+        approxann_retrain_epochs: ApproxAnn's retraining epochs per round.
+        batch_size: training mini-batch.
+        clock_mhz: multiply rate for power (one MAC per cycle; SRAM reads one weight word per MAC).
+        timing: gate-level simulation with cell delays (glitches) or zero-delay.
+        limit: training-sample limit (quick runs, MNIST subsets).
+        work_dir: training checkpoints, cached measurements and simulation scratch.
+    """
+
+    dataset: str = "breast_cancer"
+    methods: tuple[str, ...] = ("bp", "axtrain")
+    epochs: int = 30
+    pas_epochs: int = 5
+    target_multiplier: str = "K2"
+    target_voltage_mv: float | None = None
+    modes: tuple[str, ...] = ("exact", "K4", "K3", "K2", "K1")
+    voltages: tuple[float, ...] = (1100.0, 850.0, 660.0, 400.0)
+    runs: int = 50
+    constraint_pp: float = 2.0
+    reference: Literal["own", "bp"] = "own"
+    bits: int = 8
+    n_pairs: int = 4096
+    seeds: tuple[int, ...] = (0, 1, 2)
+    search: Literal["per_target", "single"] = "per_target"
+    bounds: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 6.0)
+    joint_per_target: bool = True
+    approxann_modes: tuple[str, ...] = ("K2", "K1")
+    approxann_retrain_epochs: int = 3
+    batch_size: int = 32
+    clock_mhz: float = 100.0
+    timing: bool = True
+    limit: int | None = None
+    work_dir: Path = Path("build/power/study")
+
+    @classmethod
+    def quick(cls, dataset: str = "breast_cancer", **kw: Any) -> StudyConfig:
+        """Reduced study for tests and smoke runs: few epochs, 5 runs, one seed, a subset of modes/voltages."""
+        base = cls(dataset=dataset, epochs=4, pas_epochs=1, runs=5, modes=("exact", "K4", "K2"),
+                   voltages=(1100.0, 660.0), n_pairs=512, bits=8, seeds=(0,), bounds=(2.0, 6.0),
+                   approxann_modes=("K2",), approxann_retrain_epochs=1)
+        return replace(base, **kw)
+
+    def copy(self, **changes: Any) -> StudyConfig:
+        return replace(self, **changes)
+
+    @property
+    def seed(self) -> int:
+        """The first seed: the one whose networks fill ``power.json``'s ``networks`` (the earlier content)."""
+        return self.seeds[0]
+
+    @property
+    def all_bounds(self) -> tuple[float, ...]:
+        return tuple(sorted({*self.bounds, self.constraint_pp}))
+
+    def train_config(self, method: str, seed: int) -> Any:
+        from axhw.training.trainer import TrainConfig
+
+        return TrainConfig(dataset=self.dataset, method=method, epochs=self.epochs, seed=seed, bits=self.bits,  # type: ignore[arg-type]
+                           limit=self.limit, pas_epochs=self.pas_epochs, batch_size=self.batch_size)
+
+
+def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[str, Any] | None:
+    """The lowest-``power_key`` point with ``accuracy >= floor``, or None when no point is feasible.
+
+    >>> choose([{"accuracy": 0.9, "p": 2.0}, {"accuracy": 0.95, "p": 3.0}], "p", 0.92)["p"]
+    3.0
+    >>> choose([{"accuracy": 0.9, "p": 2.0}], "p", 0.99) is None
+    True
+    """
+    feasible = [p for p in points if p["accuracy"] >= floor - 1e-12]
+    return min(feasible, key=lambda p: (p[power_key], -p["accuracy"])) if feasible else None
+
+
+def measure_network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Measurer, progress: bool) -> dict[str, Any]:
+    """One network's whole grid: accuracy per (mode, voltage), compute power per mode, storage per voltage."""
+    from tqdm.auto import tqdm
+
+    from axhw.training.trainer import integer_test_inputs, load_checkpoint
+
+    qnet, x_int = integer_test_inputs(load_checkpoint(ck))
+    stored = storage_bits(qnet)[0]
+    multiplies = qnet.multiplies_per_inference(x_int)  # convolutions: once per output pixel
+    grid = [(m, v) for m in cfg.modes for v in cfg.voltages]
+    acc = {}
+    for m, v in tqdm(grid, desc=f"{cfg.dataset} s{seed} {method} accuracy", disable=not progress, leave=False):
+        acc[(m, v)] = meas.accuracy(ck, m, v, seed)
+    compute = {m: meas.compute(ck, m, seed, f"{cfg.dataset}/{method}")
+               for m in tqdm(cfg.modes, desc=f"{cfg.dataset} s{seed} {method} gate-level power",
+                             disable=not progress, leave=False)}
+    tech = SRAMTechnology()
+    storage = {v: storage_power(v, stored, cfg.bits, cfg.clock_mhz * 1e6, tech) for v in cfg.voltages}
+    points = []
+    for m, v in grid:
+        c, s = compute[m]["measured"]["total_w"], storage[v].total_w
+        points.append({"mode": m, "voltage_mv": v, "accuracy": acc[(m, v)]["accuracy_mean"],
+                       "accuracy_std": acc[(m, v)]["accuracy_std"], "compute_w": c, "storage_w": s,
+                       "joint_w": c * NODE_SCALE_180_TO_65 + s})
+    return {
+        "method": method, "checkpoint": str(ck), "stored_bits": stored, "multiplies_per_inference": multiplies,
+        "exact_nominal_accuracy": acc[("exact", NOMINAL_MV)]["accuracy_mean"],
+        "points": points, "compute": compute,
+        "storage": {str(v): {"dynamic_w": s.dynamic_w, "leakage_w": s.leakage_w, "total_w": s.total_w}
+                    for v, s in storage.items()},
+    }
+
+
+def _select(net: dict[str, Any], floor: float, parts: tuple[str, ...] = ("compute", "storage", "joint")) -> dict[str, Any]:
+    pts = net["points"]
+    pools = {"compute": ([p for p in pts if p["voltage_mv"] == NOMINAL_MV], "compute_w"),
+             "storage": ([p for p in pts if p["mode"] == "exact"], "storage_w"), "joint": (pts, "joint_w")}
+    return {"floor": floor, **{part: choose(pools[part][0], pools[part][1], floor) for part in parts}}
+
+
+def choose_configurations(networks: dict[str, dict[str, Any]], cfg: StudyConfig, bp_ref: float | None) -> None:
+    """Fill each measured network's ``reference_accuracy``, ``chosen`` (at ``constraint_pp``) and ``by_bound``
+    (every bound of the Pareto curves); the reference is its own exact-nominal accuracy, or ``bp_ref`` when
+    ``cfg.reference == "bp"`` and one is given."""
+    for net in networks.values():
+        ref = bp_ref if cfg.reference == "bp" and bp_ref is not None else net["exact_nominal_accuracy"]
+        net["reference_accuracy"] = ref
+        net["chosen"] = _select(net, ref - cfg.constraint_pp / 100.0)
+        net["by_bound"] = {str(b): _select(net, ref - b / 100.0, ("compute", "storage")) for b in cfg.all_bounds}
+
+
+def power_change(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
+    """Relative power change of ``b`` (AxTrain) against ``a`` (BP), in percent (negative = saving)."""
+    if a is None or b is None or a.get(key) is None or b.get(key) is None:
+        return None
+    return 100.0 * (b[key] / a[key] - 1.0)
+
+
+def _per_target(cfg: StudyConfig, seed: int, nets: TargetNetworks, single: dict[str, Any], bp_ref: float,
+                meas: Measurer) -> dict[str, Any]:
+    """Per-target AxTrain: for every bound, each part searched cheapest first, training what it visits."""
+    ref_ck = nets.checkpoint("exact", NOMINAL_MV)
+    ref = meas.accuracy(ref_ck, "exact", NOMINAL_MV, seed)
+    reference = ref["accuracy_mean"] if cfg.reference == "own" else bp_ref
+    order_c = {m: single["compute"][m]["measured"]["total_w"] for m in cfg.modes}
+    storage_w = {float(v): s["total_w"] for v, s in single["storage"].items()}
+
+    def accuracy(c: Any) -> tuple[float, float]:
+        r = meas.accuracy(nets.checkpoint(c.mode, c.voltage_mv), c.mode, c.voltage_mv, seed)
+        return r["accuracy_mean"], r["accuracy_std"]
+
+    def point(c: Any, part: str) -> dict[str, Any]:
+        ck = nets.checkpoint(c.mode, c.voltage_mv)
+        acc = meas.accuracy(ck, c.mode, c.voltage_mv, seed)
+        comp = meas.compute(ck, c.mode, seed, f"{cfg.dataset}/axtrain-{c.mode}-{c.voltage_mv:g}mV")["measured"]["total_w"] \
+            if part != "storage" else None
+        s = storage_w[c.voltage_mv]
+        return {"mode": c.mode, "voltage_mv": c.voltage_mv, "accuracy": acc["accuracy_mean"],
+                "accuracy_std": acc["accuracy_std"], "compute_w": comp, "storage_w": s,
+                "joint_w": None if comp is None else comp * NODE_SCALE_180_TO_65 + s, "checkpoint": str(ck)}
+
+    bounds: dict[str, Any] = {}
+    for b in cfg.all_bounds:
+        floor = reference - b / 100.0
+        parts = ("compute", "storage", "joint") if b == cfg.constraint_pp and cfg.joint_per_target else \
+            ("compute", "storage")
+        row: dict[str, Any] = {"floor": floor}
+        for part in parts:
+            out = first_feasible(candidates(part, cfg.modes, cfg.voltages, order_c, storage_w,  # type: ignore[arg-type]
+                                            NODE_SCALE_180_TO_65), accuracy, floor, part, b)
+            row[part] = {**out.as_dict(), "point": point(out.chosen, part) if out.chosen is not None else None}
+        bounds[str(b)] = row
+    return {"reference_accuracy": reference, "reference_network": str(ref_ck),
+            "accurate_implementation_accuracy": ref["accuracy_mean"], "bounds": bounds}
+
+
+def _approxann(cfg: StudyConfig, seed: int, pretrained: dict[str, Path], meas: Measurer) -> dict[str, Any]:
+    """ApproxAnn per pretrained network and mode (BP at every bound, act at ``constraint_pp``); best = lowest power."""
+    out: dict[str, Any] = {}
+    for pre, ck in pretrained.items():
+        by_bound: dict[str, Any] = {}
+        for b in (cfg.all_bounds if pre == "bp" else (cfg.constraint_pp,)):
+            runs = {m: approxann_cached(ck, m, b, seed, cfg.approxann_retrain_epochs, meas.cache, meas,
+                                        f"{cfg.dataset}/{pre}") for m in cfg.approxann_modes}
+            best = min(runs, key=lambda m: runs[m]["power_w"])
+            by_bound[str(b)] = {"modes": runs, "best": best, "power_w": runs[best]["power_w"]}
+        out[pre] = by_bound
+    return out
+
+
+def check_modes(modes: tuple[str, ...] | list[str], bits: int) -> None:
+    """Fail early (before any training) on a mode that names no multiplier, or a circuit of another width.
+
+    Raises:
+        ValueError: one line naming the mode and what is valid.
+    """
+    from axhw.arith.multipliers import get_multiplier
+    from axhw.power.multiplier.compute import mode_config
+
+    if not modes:
+        raise ValueError("modes is empty: give at least 'exact'")
+    dup = sorted({m for m in modes if list(modes).count(m) > 1})
+    if dup:
+        raise ValueError(f"modes lists {', '.join(dup)} more than once")
+    for m in modes:
+        mode_config(m, bits)  # ValueError for an unknown name or a circuit of another width
+        get_multiplier(m, bits)
+
+
+def _check(cfg: StudyConfig) -> None:
+    if cfg.dataset not in APPLICATIONS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
+    if "exact" not in cfg.modes or NOMINAL_MV not in cfg.voltages:
+        raise ValueError("modes must include 'exact' and voltages must include the nominal 1100 mV (the reference)")
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ValueError(f"seeds={list(cfg.seeds)}: give one or more distinct seeds")
+    if cfg.constraint_pp < 0 or any(b < 0 for b in cfg.bounds):
+        raise ValueError(f"accuracy bounds must be >= 0 percentage points, got {cfg.constraint_pp} and {list(cfg.bounds)}")
+    if cfg.search not in ("per_target", "single"):
+        raise ValueError(f"unknown search {cfg.search!r}: valid searches are 'per_target', 'single'")
+    if cfg.search == "per_target" and "axtrain" not in cfg.methods:
+        raise ValueError("search 'per_target' trains AxTrain: methods must include 'axtrain'")
+    check_modes(cfg.modes, cfg.bits)
+    check_modes(("exact", *cfg.approxann_modes), cfg.bits)
+
+
+def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, progress: bool) -> dict[str, Any]:
+    from axhw.training.trainer import train_cached
+
+    app = APPLICATIONS[cfg.dataset]
+    root = Path(cfg.work_dir) / cfg.dataset / f"s{seed}"
+    networks: dict[str, dict[str, Any]] = {}
+    cks: dict[str, Path] = {}
+    nets = TargetNetworks(cfg.train_config("axtrain", seed), root, ledger, progress=False)
+    for method in cfg.methods:
+        if method == "axtrain":  # one of the per-target networks: act (shared), then pas for the target
+            v = cfg.target_voltage_mv if cfg.target_voltage_mv is not None else app.con_voltage_mv
+            cks[method] = nets.checkpoint(cfg.target_multiplier, v)
+        else:
+            tcfg = cfg.train_config(method, seed)
+            out = root / f"{method}-e{cfg.epochs}-b{cfg.bits}"
+            ledger.note(f"{cfg.dataset}/s{seed}/{method}", trained=not is_finished(out, tcfg))
+            cks[method] = train_cached(tcfg, out, resume=True, progress=False)
+        networks[method] = measure_network(cfg, seed, method, cks[method], meas, progress)
+    bp_ref = networks["bp"]["exact_nominal_accuracy"] if "bp" in networks else None
+    choose_configurations(networks, cfg, bp_ref)
+    out: dict[str, Any] = {"seed": seed, "networks": networks}
+    if cfg.search == "per_target":
+        out["per_target"] = _per_target(cfg, seed, nets, networks["axtrain"],
+                                        bp_ref if bp_ref is not None else float("nan"), meas)
+    if cfg.approxann_modes and cfg.dataset != "mnist_cnn" and "bp" in cks:
+        pre = {"bp": cks["bp"], **({"act": nets.act()} if "axtrain" in cfg.methods else {})}
+        out["approxann"] = _approxann(cfg, seed, pre, meas)
+    return out
+
+
+@dataclass
+class StudyResult:
+    """Everything :func:`run_study` measured (``as_dict`` is what ``power.json`` holds; see
+    :func:`axhw.power.search.aggregate.study_dict`)."""
+
+    config: StudyConfig
+    per_seed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """BP and single-network AxTrain of the first seed (the earlier content of ``power.json``)."""
+        return self.per_seed[self.config.seed]["networks"]
+
+    def as_dict(self) -> dict[str, Any]:
+        from axhw.power.search.aggregate import study_dict
+
+        return study_dict(self)
+
+
+def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
+    """Train the networks (reused when present), measure accuracy and power, search minimum-power modes."""
+    _check(cfg)
+    ledger = Ledger()
+    meas = Measurer(ResultCache(Path(cfg.work_dir) / "results"), ledger, cfg.bits, cfg.n_pairs, cfg.clock_mhz,
+                    cfg.timing, cfg.runs)
+    result = StudyResult(cfg)
+    for seed in cfg.seeds:
+        result.per_seed[seed] = _seed_study(cfg, seed, ledger, meas, progress)
+    result.cost = _cumulative_cost(cfg, ledger.as_dict())
+    return result
+
+
+def _cumulative_cost(cfg: StudyConfig, this_run: dict[str, Any]) -> dict[str, Any]:
+    """This invocation's cost and the sum over every invocation of the same study (a killed report and its
+    resumption add up; a cached re-run adds nothing but its few seconds), kept in the work folder."""
+    import hashlib
+    import json
+
+    from axhw.common.io import atomic_write_json
+
+    ident = {k: v for k, v in config_dict(cfg).items() if k != "work_dir"}
+    path = Path(cfg.work_dir) / cfg.dataset / f"cost-{hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]}.json"
+    keys = ("trainings_run", "epochs_trained", "gate_level_simulations", "evaluations_run", "wall_s")
+    prev = json.loads(path.read_text()) if path.is_file() else {"invocations": 0, **{k: 0 for k in keys}}
+    cum = {"invocations": prev["invocations"] + 1, **{k: prev[k] + this_run[k] for k in keys}}
+    atomic_write_json(cum, path)
+    return {"this_run": this_run, "cumulative": cum}
+
+
+def mean_or_none(xs: list[float | None]) -> float | None:
+    """Mean of the values that are not None (None when there are none)."""
+    vals = [x for x in xs if x is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+def config_dict(cfg: StudyConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["work_dir"] = str(d["work_dir"])
+    return d

@@ -1,0 +1,548 @@
+"""One trainer for the four methods of the paper (section 3): BP, AxTrain-act, AxTrain-pas and AxTrain.
+
+* ``bp``: conventional training of the ideal (float) network on the output error E.
+* ``act``: E_tot = E + gamma * S(w) (eq. 4), S from :func:`axhw.training.sensitivity.network.sensitivity` with its exact
+  gradient by double backward (the Hessian-vector product of eq. 6), gamma adapted per epoch (section 3.1.3);
+  ``sensitivity="estimate"`` uses an unbiased estimate of both from sampled outputs instead.
+* ``pas``: the forward pass runs the hardware model (quantized operands, the chosen multiplier, fresh NTV
+  flips on stored parameters every pass); gradients pass the clipped straight-through estimator (eq. 12).
+* ``axtrain``: act until E and S converge (or the act budget ends), then pas for ``pas_epochs``.
+
+Every epoch is checkpointed atomically, so ``--resume`` continues an interrupted run with the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axhw.arith.fixedpoint import FixedPoint
+from axhw.common.io import atomic_torch_save, atomic_write_json
+from axhw.data.registry import APPLICATIONS
+from axhw.golden.network import QuantizedNetwork
+from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip, set_hardware, to_quantized
+from axhw.nn.fx.lower import hardware_formats, load_hardware_formats
+from axhw.training.factories import check_outputs, check_spec, load_user_data, normalize_args, user_model
+from axhw.training.models import build_model
+from axhw.training.sensitivity.estimate import ESTIMATORS
+from axhw.training.sensitivity.network import AdaptiveGamma, sensitivity, sensitivity_and_output
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "METHODS",
+    "TrainConfig",
+    "build_training_model",
+    "config_diff",
+    "integer_test_inputs",
+    "load_checkpoint",
+    "output_loss",
+    "same_config",
+    "train",
+    "train_cached",
+    "train_step",
+]
+
+Method = Literal["bp", "act", "pas", "axtrain"]
+METHODS: tuple[str, ...] = ("bp", "act", "pas", "axtrain")
+CHECKPOINT_VERSION = 1
+_CHECKPOINT_FORMAT = "axhw.checkpoint"
+#: Samples used to measure S(w) at the end of every epoch (same probe for every method, for comparability).
+SENSITIVITY_PROBE = 256
+#: Offset of the S estimator's per-epoch seeds, apart from the batch-order seeds ``seed * 7919 + epoch``.
+_ESTIMATE_STREAM = 1 << 32
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (the same config and seed give the same numbers).
+
+    Attributes:
+        dataset: application of Table 1 (``breast_cancer``, ``image_seg``, ``ionosphere``, ``satimage``,
+            ``mnist_mlp``, ``mnist_cnn``): the data, and the network unless ``model`` is given. With
+            ``data`` it is only the run's label (any name; it names the run in outputs).
+        model: your network instead of the Table 1 one: ``"pkg.module:factory"``, a function returning an
+            ``nn.Module`` (:mod:`axhw.training.factories`), made hardware-aware by :func:`axhw.convert`. Its outputs
+            are trained like the paper's sigmoid units (``loss``): end it in a sigmoid.
+        model_args: keyword arguments of the ``model`` factory (JSON values; tuples are stored as lists).
+        data: your data instead of ``dataset``'s: ``"pkg.module:factory"`` returning ``(x_train, y_train,
+            x_test, y_test)`` (:func:`axhw.training.factories.load_user_data`); inputs are used as given (no scaling,
+            no reshaping) and ``data_dir`` is unused.
+        method: ``bp``, ``act``, ``pas`` or ``axtrain``.
+        multiplier: multiplier of the pas phase (``exact``, ``drum<k>``, ``K1``..``K4``).
+        voltage_mv: SRAM voltage of the pas phase (1100 = no flips).
+        epochs: total epochs (for ``axtrain``: act and pas together).
+        pas_epochs: epochs of the pas phase of ``axtrain`` (the paper used 10 for MNIST).
+        batch_size, lr: Adam mini-batch training.
+        act_warmup: first epochs of act (and of AxTrain's act phase) trained on E alone, before the
+            adaptive gamma starts (the gamma rule is not updated during them). Default 1. Why, measured:
+            on full-data LeNet-5 (sigmoid outputs, MSE), act with gamma0 = 1e-3 from the first step drove
+            two output units into saturation, where neither E nor S has a gradient left, and training
+            stalled at 80% (4+ epochs); with one warm-up epoch it reached 98.6% after 4 epochs, like BP.
+        pas_lr: learning rate of pas epochs (None: ``lr``). A fine-tuning rate for AxTrain's pas phase, whose
+            gradients come from a noisy forward (fresh bit flips every pass).
+        seed: seeds the data split, initialisation, batch order and bit flips.
+        bits: weight and activation word length.
+        bias_bits: stored bias word width (None: ``2 * bits``, see :class:`axhw.nn.HardwareConfig`).
+        gamma0, d_gamma, error_bound: adaptive gamma of AxTrain-act (section 3.1.3); the error is the
+            epoch's training error rate, so ``error_bound`` is an error-rate bound. The paper gives no
+            values; measured on MNIST-MLP (5,000 samples, 6 epochs), gamma0 = 1e-3 keeps BP's accuracy
+            (0.916) with 32% lower S, 3e-3 costs 17 points and 1e-2 collapses training (0.40).
+        converge_tol: relative change of E and S per epoch below which act counts as converged (axtrain).
+        loss: output error E: ``mse`` on the sigmoid outputs against one-hot targets (the paper's) or ``bce``.
+        saturation_ste: pas: also zero the gradient of outputs the hardware clamped (default; see
+            :class:`axhw.nn.HardwareConfig`); without it pas from random init stalls on MNIST-MLP.
+        sensitivity: how act computes S(w) and its eq. 6 gradient in each step: ``exact`` (all K outputs, the
+            default) or ``estimate`` (unbiased estimate from ``probes`` sampled outputs per sample, seeded
+            from ``seed`` and the epoch; :mod:`axhw.training.sensitivity.estimate`). The per-epoch S in the history
+            is always exact.
+        probes: outputs sampled per sample by the ``estimate`` (>= 1; cost grows with it, variance falls).
+        limit: use at most this many training samples, a seeded stratified subset (quick runs; None = all).
+        data_dir: dataset cache directory (None = default).
+    """
+
+    dataset: str = "breast_cancer"
+    method: Method = "bp"
+    multiplier: str = "exact"
+    voltage_mv: float = 1100.0
+    epochs: int = 30
+    pas_epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-3
+    pas_lr: float | None = None
+    act_warmup: int = 1
+    seed: int = 0
+    bits: int = 8
+    bias_bits: int | None = None
+    gamma0: float = 1e-3
+    d_gamma: float = 5e-4
+    error_bound: float = 0.02
+    converge_tol: float = 0.01
+    loss: Literal["mse", "bce"] = "mse"
+    saturation_ste: bool = True
+    sensitivity: Literal["exact", "estimate"] = "exact"
+    probes: int = 1
+    limit: int | None = None
+    data_dir: str | None = None
+    model: str | None = None
+    # hash=False: a dict does not hash; configs that differ only here still compare unequal
+    model_args: dict[str, Any] = field(default_factory=dict, hash=False)
+    data: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}: valid methods are {', '.join(METHODS)}")
+        if self.data is not None:
+            check_spec(self.data, "--data")
+            if not isinstance(self.dataset, str) or not self.dataset.strip():
+                raise ValueError("dataset (the run's label with --data) must be a non-empty name")
+        elif self.dataset not in APPLICATIONS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
+        if self.model is not None:
+            check_spec(self.model, "--model")
+        elif self.model_args:
+            raise ValueError("model_args without model: --model-arg needs --model")
+        object.__setattr__(self, "model_args", normalize_args(self.model_args))
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or (self.pas_lr is not None and self.pas_lr <= 0):
+            raise ValueError("epochs and batch_size must be >= 1 and lr, pas_lr > 0")
+        if self.method == "axtrain" and self.epochs < 2:
+            raise ValueError(f"axtrain needs epochs >= 2 (at least one act epoch, then pas), got epochs={self.epochs}")
+        if self.method == "axtrain" and not 1 <= self.pas_epochs < self.epochs:
+            raise ValueError(f"pas_epochs={self.pas_epochs} out of range: valid range is [1, epochs-1={self.epochs - 1}] "
+                             f"(axtrain's last pas_epochs epochs are pas): lower pas_epochs or raise epochs to "
+                             f"{self.pas_epochs + 1} or more")
+        if self.act_warmup < 0:
+            raise ValueError(f"act_warmup={self.act_warmup} out of range: must be >= 0")
+        if self.sensitivity not in ESTIMATORS:
+            raise ValueError(f"unknown sensitivity {self.sensitivity!r}: valid choices are {', '.join(ESTIMATORS)}")
+        if isinstance(self.probes, bool) or not isinstance(self.probes, int) or self.probes < 1:
+            raise ValueError(f"probes={self.probes!r} out of range: must be an integer >= 1")
+        if self.loss not in ("mse", "bce"):
+            raise ValueError(f"unknown loss {self.loss!r}: valid losses are 'mse', 'bce'")
+        self.pas_hardware()  # validates multiplier, bits and voltage
+
+    def pas_hardware(self) -> HardwareConfig:
+        return HardwareConfig(mode="hardware", multiplier=self.multiplier, bits=self.bits, voltage_mv=self.voltage_mv,
+                              bias_bits=self.bias_bits, saturation_ste=self.saturation_ste)
+
+
+def output_loss(out: torch.Tensor, y: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """The output error E between sigmoid outputs and one-hot targets."""
+    target = F.one_hot(y, out.shape[1]).to(out.dtype)
+    if kind == "bce":
+        return F.binary_cross_entropy(out.clamp(1e-7, 1 - 1e-7), target)
+    return ((out - target) ** 2).sum(dim=1).mean() / 2
+
+
+def _inputs(cfg: TrainConfig, x: torch.Tensor) -> torch.Tensor:
+    """The network's view of the inputs: ``--data`` as given, MNIST-CNN 1x28x28 images, else flat vectors."""
+    if cfg.data is not None:
+        return x
+    return x.reshape(-1, 1, 28, 28) if cfg.dataset == "mnist_cnn" else x.reshape(x.shape[0], -1)
+
+
+def _load_data(cfg: TrainConfig) -> Any:
+    from axhw.data import load
+
+    if cfg.data is not None:
+        return load_user_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
+    return load(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir, limit=cfg.limit)
+
+
+def build_training_model(cfg: TrainConfig) -> nn.Module:
+    """The untrained float-mode network of ``cfg``: the Table 1 network of ``cfg.dataset``, or the ``model``
+    factory's module converted by :func:`axhw.convert` (same factory and arguments, same structure).
+
+    >>> build_training_model(TrainConfig(dataset="breast_cancer"))[0]
+    ApproxLinear(in_features=30, out_features=64, bias=True)
+    """
+    hw = HardwareConfig(mode="float", bits=cfg.bits)
+    if cfg.model is None:
+        return build_model(cfg.dataset, hw)
+    from axhw.nn.convert import convert
+
+    try:
+        model, _ = convert(user_model(cfg.model, cfg.model_args), hw)
+    except (ValueError, TypeError) as exc:
+        if str(exc).startswith("--model "):
+            raise
+        raise ValueError(f"--model {cfg.model}: {exc}") from exc
+    return model
+
+
+def _recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
+    """Re-estimate batch-norm running statistics from the training data with the current weights
+    (``torch.optim.swa_utils.update_bn``: a cumulative average over one no-grad pass), after every
+    regularized act epoch.
+
+    Why: pas freezes the running statistics and the hardware folds them, so they must describe the final
+    weights, not an exponential average over an epoch in which the S term moved them. Measured on the residual
+    MNIST example (docs/own-network.md) when the S gradient still treated the statistics as detached (it
+    moved the normalized layers' weight scale, axhw.training.sensitivity.network): train-mode accuracy 0.90 while the
+    eval-mode network collapsed (0.59 -> 0.10); these statistics restored the agreement. The S gradient now
+    follows the statistics and leaves the scale alone, and the pass stays: it costs one forward per epoch.
+    Freezing the statistics during act instead let S drive the network dead (S = 0, every output 0.5).
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    from torch.optim.swa_utils import update_bn
+
+    with torch.no_grad():
+        update_bn(x.split(batch_size), model)
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    phase: str = "bp"
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _phase_for(cfg: TrainConfig, state: _State) -> str:
+    if cfg.method == "bp":
+        return "bp"
+    if cfg.method == "act":
+        return "act"
+    if cfg.method == "pas":
+        return "pas"
+    # axtrain: act until converged or the act budget is spent, then pas (never back)
+    if state.phase == "pas" or state.epoch >= cfg.epochs - cfg.pas_epochs:
+        return "pas"
+    h = state.history
+    if len(h) >= 2:
+        def rel(key: str) -> float:
+            a, b = h[-2][key], h[-1][key]
+            return abs(a - b) / max(abs(a), 1e-12)
+
+        if rel("loss") < cfg.converge_tol and rel("sensitivity") < cfg.converge_tol:
+            return "pas"
+    return "act"
+
+
+def _set_phase(model: nn.Module, cfg: TrainConfig, phase: str, x_calib: torch.Tensor, seed: int) -> None:
+    if phase == "pas":
+        set_hardware(model, cfg.pas_hardware())
+        if any(layer.act_fmt is None for layer in approx_layers(model)):
+            # Only before the first epoch: every epoch ends by calibrating on the same data and weights.
+            calibrate_model(model, x_calib)
+        for i, layer in enumerate(approx_layers(model)):
+            layer.generator = torch.Generator().manual_seed(seed * 1000 + i)
+    else:
+        set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
+               gamma: float = 0.0, loss_kind: str = "mse", estimator: Literal["exact", "estimate"] = "exact",
+               probes: int = 1, generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
+    """One optimisation step on ``E + gamma * S(w)`` (eq. 4; plain E when ``gamma == 0``).
+
+    The model's mode decides BP/act (float) or pas (hardware forward, clipped STE backward).
+    ``estimator``, ``probes``, ``generator``: how S is computed (see :func:`axhw.training.sensitivity.network.sensitivity`).
+    Returns the detached outputs and the value of E.
+    """
+    if gamma > 0:
+        # one forward for E and S (eq. 4)
+        s, out = sensitivity_and_output(model, xb, estimator=estimator, probes=probes, generator=generator)
+        loss = output_loss(out, yb, loss_kind)
+        total = loss + gamma * s
+    else:
+        out = model(xb)
+        loss = total = output_loss(out, yb, loss_kind)
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    return out.detach(), float(loss.detach())
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(x[i : i + 1024]) for i in range(0, len(x), 1024)])
+    return float((out.argmax(1) == y).float().mean())
+
+
+def _circuit_of(cfg: TrainConfig) -> dict[str, Any] | None:
+    from axhw.arith.library import circuit_of
+
+    return circuit_of(cfg.pas_hardware().get_multiplier())
+
+
+def _checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, gamma: AdaptiveGamma,
+                state: _State) -> dict[str, Any]:
+    layers = approx_layers(model)
+    # Table 1 networks: one input format per layer (a chain); a factory's model: every format by module path.
+    fmts: dict[str, Any] = ({"formats": hardware_formats(model)} if cfg.model is not None else
+                            {"act_fmts": [asdict(layer.act_fmt) if layer.act_fmt is not None else None
+                                          for layer in layers]})
+    return {
+        "format": _CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": asdict(cfg),
+        # Which circuit an imported multiplier name stood for (name, source and table hashes); None: built-in.
+        "multiplier_circuit": _circuit_of(cfg),
+        "model": model.state_dict(),
+        **fmts,
+        "optimizer": opt.state_dict(),
+        "gamma": gamma.state_dict(),
+        "epoch": state.epoch,
+        "phase": state.phase,
+        "history": state.history,
+    }
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint; a corrupt or foreign file gives a one-line ``ValueError``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train one with `axhw train --out DIR`")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: corrupt checkpoint ({type(exc).__name__}); retrain or restore it") from exc
+    if not isinstance(ck, dict) or ck.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an axhw checkpoint")
+    if ck.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {ck.get('version')} unsupported (need {CHECKPOINT_VERSION})")
+    return ck
+
+
+def model_from_checkpoint(ck: dict[str, Any], hw: HardwareConfig | None = None) -> nn.Module:
+    """Rebuild the trained model with its calibrated formats (a ``--model`` factory is called again)."""
+    cfg = config_from_dict(ck["config"])
+    model = build_training_model(cfg)
+    if hw is not None:
+        set_hardware(model, hw)
+    model.load_state_dict(ck["model"])
+    if "formats" in ck:
+        load_hardware_formats(model, ck["formats"])
+        return model
+    layers = approx_layers(model)
+    fmts = [FixedPoint(**f) if f is not None else None for f in ck["act_fmts"]]
+    for layer, fmt in zip(layers, fmts, strict=True):
+        layer.act_fmt = fmt
+    for cur, nxt in zip(layers, [*layers[1:], None], strict=True):
+        cur.out_fmt = nxt.act_fmt if nxt is not None else None
+    return model
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in d.items() if k in names})
+
+
+#: Fields a resumed run may change: the length of the run, and where the data cache lives.
+RESUMABLE_CHANGES = ("epochs", "data_dir")
+
+
+def config_diff(saved: TrainConfig, requested: TrainConfig) -> list[str]:
+    """``field: saved-value (checkpoint) vs requested-value`` for every field that differs, except
+    :data:`RESUMABLE_CHANGES`."""
+    a, b = asdict(saved), asdict(requested)
+    return [f"{name}: {a[name]!r} (checkpoint) vs {b[name]!r} (requested)"
+            for name in a if name not in RESUMABLE_CHANGES and a[name] != b[name]]
+
+
+def quantized_from_checkpoint(ck: dict[str, Any], bias_bits: int | None = None) -> QuantizedNetwork:
+    """The integer network of a checkpoint; ``bias_bits`` overrides the stored bias word width."""
+    cfg = config_from_dict(ck["config"])
+    model = model_from_checkpoint(ck, HardwareConfig(mode="quantized", bits=cfg.bits,
+                                                     bias_bits=bias_bits or cfg.bias_bits))
+    return to_quantized(model, meta={"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed})
+
+
+def train_cached(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = False) -> Path:
+    """Train into ``out_dir`` unless it holds a finished run (``metrics.json``) of exactly ``cfg``; return the
+    checkpoint path. ``resume`` continues an interrupted run of the same configuration."""
+    out_dir = Path(out_dir)
+    metrics = out_dir / "metrics.json"
+    if not (metrics.is_file() and same_config(json.loads(metrics.read_text()).get("config"), cfg)):
+        train(cfg, out_dir, resume=resume, progress=progress)
+    return out_dir / "checkpoint.pt"
+
+
+def same_config(saved: Any, cfg: TrainConfig) -> bool:
+    """Whether ``saved`` (a config read back from ``metrics.json``) is ``cfg``; fields newer than the file
+    count as their defaults, so a finished run stays finished when :class:`TrainConfig` grows a field."""
+    if not isinstance(saved, dict):
+        return False
+    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+                for f in fields(TrainConfig)}
+    return {**defaults, **saved} == asdict(cfg)
+
+
+def integer_test_inputs(ck: dict[str, Any]) -> tuple[QuantizedNetwork, torch.Tensor]:
+    """A checkpoint's integer network and its data set's test inputs as input codes: the operand source of
+    the power flow and the demo."""
+    cfg = config_from_dict(ck["config"])
+    qnet = quantized_from_checkpoint(ck)
+    return qnet, qnet.quantize_input(_inputs(cfg, _load_data(cfg).x_test))
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, checkpoint every epoch to ``out_dir/checkpoint.pt``, write ``out_dir/metrics.json``.
+
+    ``metrics.json`` is written when the run is complete and always describes the checkpoint beside it:
+    a run that will train removes an older one first, so an interrupted run leaves a checkpoint and no
+    metrics. Without ``resume`` an existing checkpoint is replaced (the CLI refuses unless ``--force``).
+    With ``resume`` a checkpoint must come from the same configuration (only ``epochs`` and ``data_dir``
+    may change, :func:`config_diff` names the rest) and hold at most ``epochs`` epochs.
+
+    Returns the metrics dictionary.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    ck_path = out_dir / "checkpoint.pt"
+    metrics_path = out_dir / "metrics.json"
+    ck: dict[str, Any] | None = None
+    if resume and ck_path.exists():  # checked before any data is loaded: a mismatch fails at once
+        ck = load_checkpoint(ck_path)
+        diff = config_diff(config_from_dict(ck["config"]), cfg)
+        if diff:
+            raise ValueError(f"{ck_path}: was trained with a different config: {'; '.join(diff)}; resume with the "
+                             "checkpoint's options, or start over with a new --out (or --force)")
+        if ck["epoch"] > cfg.epochs:
+            raise ValueError(f"{ck_path}: already holds {ck['epoch']} epochs, more than epochs={cfg.epochs}; "
+                             f"resume with --epochs {ck['epoch']} or more, or start over with --force")
+    data = _load_data(cfg)
+    x_tr, y_tr = _inputs(cfg, data.x_train), data.y_train
+    x_te, y_te = _inputs(cfg, data.x_test), data.y_test
+    torch.manual_seed(cfg.seed)
+    model = build_training_model(cfg)
+    if cfg.model is not None or cfg.data is not None:
+        check_outputs(model, x_tr, int(max(int(y_tr.max()), int(y_te.max()))) + 1,
+                      f"--model {cfg.model}" if cfg.model is not None else f"the {cfg.dataset} network")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gamma = AdaptiveGamma(gamma0=cfg.gamma0, d_gamma=cfg.d_gamma, error_bound=cfg.error_bound)
+    state = _State(phase=cfg.method if cfg.method != "axtrain" else "act")
+    if ck is not None:
+        model = model_from_checkpoint(ck)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        opt.load_state_dict(ck["optimizer"])
+        gamma.load_state_dict(ck["gamma"])
+        state = _State(epoch=ck["epoch"], phase=ck["phase"], history=ck["history"])
+    if state.epoch < cfg.epochs:  # metrics.json stays absent until this run is complete
+        metrics_path.unlink(missing_ok=True)
+        if ck is None:
+            ck_path.unlink(missing_ok=True)  # a fresh run: no old checkpoint to mistake for this one
+    probe = x_tr[:SENSITIVITY_PROBE]
+    n = len(x_tr)
+    n_batches = math.ceil(n / cfg.batch_size)
+    while state.epoch < cfg.epochs:
+        state.phase = _phase_for(cfg, state)
+        _set_phase(model, cfg, state.phase, x_tr, cfg.seed + state.epoch)
+        for group in opt.param_groups:
+            group["lr"] = cfg.pas_lr if state.phase == "pas" and cfg.pas_lr is not None else cfg.lr
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch))
+        model.train()
+        tot_loss = tot_err = 0.0
+        bar = tqdm(total=n_batches, desc=f"{cfg.dataset} {state.phase} epoch {state.epoch + 1}/{cfg.epochs}",
+                   leave=False, disable=not progress)
+        regularize = state.phase == "act" and state.epoch >= cfg.act_warmup
+        # Seeded per epoch (not carried across epochs) so that --resume draws the same probes.
+        s_gen = torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch + _ESTIMATE_STREAM)
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            xb, yb = x_tr[idx], y_tr[idx]
+            out, loss = train_step(model, opt, xb, yb, gamma.gamma if regularize else 0.0, cfg.loss,
+                                   cfg.sensitivity, cfg.probes, s_gen)
+            if not math.isfinite(loss):
+                bar.close()
+                raise ValueError(f"training diverged: loss is {loss} in epoch {state.epoch + 1}; lower --lr "
+                                 "(the last good epoch is in the checkpoint, if any)")
+            tot_loss += loss * len(idx)
+            tot_err += float((out.argmax(1) != yb).sum())
+            bar.update(1)
+        bar.close()
+        train_error = tot_err / n
+        used_gamma = gamma.gamma if regularize else 0.0
+        if regularize:
+            gamma.update(train_error)
+            _recalibrate_batchnorm(model, x_tr, cfg.batch_size)
+        model.eval()
+        if state.phase == "pas":  # S(w) is a property of the ideal network: measure it in float mode
+            set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
+        s_probe = float(sensitivity(model, probe, create_graph=False))
+        if state.phase == "pas":
+            set_hardware(model, cfg.pas_hardware())
+            sample_chip(model, torch.Generator().manual_seed(cfg.seed))
+        record = {
+            "epoch": state.epoch + 1,
+            "phase": state.phase,
+            "loss": tot_loss / n,
+            "train_accuracy": 1.0 - train_error,
+            "sensitivity": s_probe,
+            "gamma": used_gamma,
+            "test_accuracy": _accuracy(model, x_te, y_te),
+        }
+        state.history.append(record)
+        state.epoch += 1
+        # Final formats for export: calibrated on the training data, whatever the phase.
+        calibrate_model(model, x_tr)
+        atomic_torch_save(_checkpoint(cfg, model, opt, gamma, state), ck_path)
+        if progress:
+            print(f"epoch {record['epoch']:3d} [{state.phase}] loss {record['loss']:.4f} "
+                  f"S {record['sensitivity']:.4g} gamma {used_gamma:.4g} test acc {record['test_accuracy']:.4f}")
+    set_hardware(model, HardwareConfig(mode="float", bits=cfg.bits))
+    from axhw.arith.verification import coverage
+
+    covered, message = coverage(cfg.multiplier, cfg.bits)
+    metrics = {
+        "dataset": cfg.dataset,
+        "rtl_coverage": {"multiplier": cfg.multiplier, "covered": covered, "message": message,
+                         "circuit": _circuit_of(cfg)},
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "config": asdict(cfg),
+        "test_accuracy": _accuracy(model, x_te, y_te),
+        "final_phase": state.phase,
+        "history": state.history,
+    }
+    atomic_write_json(metrics, metrics_path)
+    return metrics

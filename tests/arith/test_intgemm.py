@@ -1,0 +1,61 @@
+"""The exact integer GEMM picks a path by proven bounds; every path must agree with Python ints."""
+
+import pytest
+import torch
+
+from axhw.arith.intgemm import FLOAT32_EXACT_LIMIT, exact_float_dtype, exact_int_matmul
+
+
+def python_matmul(a: torch.Tensor, b: torch.Tensor) -> list[list[int]]:
+    return [[sum(x * y for x, y in zip(r, c, strict=True)) for c in b.T.tolist()] for r in a.tolist()]
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [2**9, 2**10, 2**30, 2**40],  # float32 GEMM, float64 GEMM, 16-bit limbs, native int64 fallback
+    ids=["float32", "float64", "limbs", "int64"],
+)
+def test_paths_are_exact(bound):
+    g = torch.Generator().manual_seed(bound % 97)
+    hi = min(bound, 2**28)
+    a = torch.randint(-hi, hi + 1, (7, 33), generator=g)
+    b = torch.randint(-hi, hi + 1, (33, 5), generator=g)
+    assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
+    assert exact_int_matmul(a.double(), b.double(), bound, bound).tolist() == python_matmul(a, b)
+
+
+def test_empty_reduction_and_shape_check():
+    assert exact_int_matmul(torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0, 3, dtype=torch.int64), 1, 1).tolist() == [[0] * 3] * 2
+    with pytest.raises(ValueError, match="matmul needs"):
+        exact_int_matmul(torch.zeros(2, 3), torch.zeros(2, 3), 1, 1)
+
+
+def test_float32_path_at_its_edge_and_only_at_full_precision():
+    # k * bound**2 just below 2**24: every product and partial sum is at the edge of float32's integers.
+    k, bound = 63, 2**9
+    assert k * bound * bound < FLOAT32_EXACT_LIMIT and exact_float_dtype(k * bound * bound) == torch.float32
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(0, 2, (6, k), generator=g) * 2 * bound - bound  # entries +-bound
+    b = torch.full((k, 4), bound)
+    b[::2, 1] = -bound + 1
+    assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
+    assert exact_float_dtype(FLOAT32_EXACT_LIMIT) == torch.float64
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")  # TF32/bf16 allowed: float32 is no longer a proof
+        assert exact_float_dtype(k * bound * bound) == torch.float64
+        assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
+    finally:
+        torch.set_float32_matmul_precision(old)
+
+
+def test_chunked_float32_path_just_beyond_one_chunk():
+    # bound 160 (DRUM-3's |T| at 8 bits), K = 784: one float32 GEMM could round, two chunks of 655 / 129 cannot.
+    k, bound = 784, 160
+    assert k * bound * bound >= FLOAT32_EXACT_LIMIT
+    g = torch.Generator().manual_seed(5)
+    a = torch.randint(0, 2, (5, k), generator=g) * 2 * bound - bound  # +-bound: the largest partial sums
+    b = torch.full((k, 3), bound)
+    b[:, 1] = torch.randint(-bound, bound + 1, (k,), generator=g)
+    assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
+    assert exact_int_matmul(a.double(), b.double(), bound, bound).tolist() == python_matmul(a, b)

@@ -1,0 +1,559 @@
+"""Multiplier models against an obviously-correct scalar reference (spec section 2)."""
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from axhw.arith import multipliers
+from axhw.arith.kernels import build as kernel_build
+from axhw.arith.kernels import lut as lutkernel
+from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier, error_stats, get_multiplier, multiplier_names
+
+
+# --------------------------------------------------------------------------- scalar reference
+def drum_reference(a: int, b: int, k: int, bits: int, signed: bool) -> int:
+    """DRUM-k on plain Python ints, written straight from the spec (section 2), one pair at a time."""
+
+    def core(x: int) -> int:
+        if x < 2**k:
+            return x
+        t = x.bit_length() - 1 - k + 1  # leading one at bit p = bit_length - 1
+        return ((x >> t) | 1) << t
+
+    negative = signed and ((a < 0) != (b < 0))
+    product = core(abs(a)) * core(abs(b))
+    if negative:
+        product = -product
+    if signed:  # the 2*bits-bit signed product word saturates (only DRUM-2 at (min, min) needs it)
+        product = min(product, 2 ** (2 * bits - 1) - 1)
+    return product
+
+
+def operand_range(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+
+
+def corners(bits: int, signed: bool) -> list[int]:
+    lo, hi = operand_range(bits, signed)
+    vals = {0, 1, lo, hi, lo + 1, hi - 1}
+    for p in range(bits):
+        for v in (2**p, 2**p - 1, 2**p + 1):
+            vals.update({v, -v} if signed else {v})
+    return sorted(v for v in vals if lo <= v <= hi)
+
+
+# --------------------------------------------------------------------------- exhaustive 8-bit
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("k", range(1, 9))
+def test_drum_exhaustive_8bit(k, signed):
+    lo, hi = operand_range(8, signed)
+    vals = list(range(lo, hi + 1))
+    a = torch.tensor(vals).repeat_interleave(len(vals))
+    b = torch.tensor(vals).repeat(len(vals))
+    got = DRUM(k, 8, signed)(a, b).tolist()
+    want = [drum_reference(x, y, k, 8, signed) for x, y in itertools.product(vals, vals)]
+    assert got == want
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_exact_exhaustive_8bit_and_drum_k_ge_bits_is_exact(signed):
+    lo, hi = operand_range(8, signed)
+    v = torch.arange(lo, hi + 1)
+    a, b = torch.meshgrid(v, v, indexing="ij")
+    assert torch.equal(Exact(8, signed)(a, b), a * b)
+    assert torch.equal(DRUM(8, 8, signed)(a, b), a * b)
+
+
+def test_saturation_corner_is_the_only_one():
+    m = DRUM(2, 8)
+    assert m(torch.tensor(-128), torch.tensor(-128)).item() == 32767  # 192 * 192 = 36864 saturates
+    lo, hi = m.product_range
+    v = torch.arange(-128, 128)
+    p = m(v[:, None], v[None, :])
+    transformed = m.transform(v)[:, None] * m.transform(v)[None, :]
+    differs = (p != transformed).nonzero().tolist()
+    assert differs == [[0, 0]]
+    assert int(p.min()) >= lo and int(p.max()) <= hi
+
+
+# --------------------------------------------------------------------------- wide operands
+@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8, 16])
+def test_drum_random_wide(bits, signed, k):
+    lo, hi = operand_range(bits, signed)
+    g = torch.Generator().manual_seed(1000 * bits + 10 * k + signed)
+    n = 100_000
+    a = torch.randint(lo, hi + 1, (n,), generator=g)
+    b = torch.randint(lo, hi + 1, (n,), generator=g)
+    c = torch.tensor(corners(bits, signed))
+    a = torch.cat([a, c.repeat_interleave(len(c))])
+    b = torch.cat([b, c.repeat(len(c))])
+    m = DRUM(k, bits, signed)
+    want = [drum_reference(x, y, k, bits, signed) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    if bits == 32 and not signed:
+        # 64-bit unsigned products do not fit int64: the transform is checked exactly with Python ints,
+        # and the elementwise call must refuse (OverflowError), never wrap.
+        ta, tb = m.transform(a).tolist(), m.transform(b).tolist()
+        assert [x * y for x, y in zip(ta, tb, strict=True)] == want
+        fits = torch.tensor([w < 2**63 for w in want])
+        assert m(a[fits], b[fits]).tolist() == [w for w in want if w < 2**63]
+        if not bool(fits.all()):
+            with pytest.raises(OverflowError, match="int64"):
+                m(a, b)
+    else:
+        assert m(a, b).tolist() == want
+
+
+def test_drum_32bit_signed_saturation():
+    lo = -(2**31)
+    assert DRUM(2, 32)(torch.tensor(lo), torch.tensor(lo)).item() == 2**63 - 1
+    assert DRUM(3, 32)(torch.tensor(lo), torch.tensor(lo)).item() == drum_reference(lo, lo, 3, 32, True)
+
+
+# --------------------------------------------------------------------------- matmul
+def elementwise_sum(m, a, b):
+    return m(a[:, :, None], b[None, :, :]).sum(dim=1)
+
+
+MULTIPLIERS_8 = [Exact(8), *[DRUM(k, 8) for k in range(1, 9)], Exact(8, False), DRUM(3, 8, False)]
+
+
+@pytest.mark.parametrize("m", MULTIPLIERS_8, ids=repr)
+def test_matmul_equals_sum_of_products(m):
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(7)
+    a = torch.randint(lo, hi + 1, (17, 300), generator=g)
+    b = torch.randint(lo, hi + 1, (300, 9), generator=g)
+    a[0, :5] = lo  # exercise the (min, min) saturation correction
+    b[:5, 0] = lo
+    assert torch.equal(m.matmul(a, b), elementwise_sum(m, a, b))
+    lut = LUTMultiplier.from_multiplier(m)
+    assert torch.equal(lut.matmul(a, b), elementwise_sum(m, a, b))
+
+
+@pytest.mark.parametrize("m", [Exact(16), DRUM(12, 16)], ids=repr)
+def test_matmul_16bit_where_float32_rounds(m):
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(2**14, 2**15, (8, 4096), generator=g)  # sums reach ~2**42, far beyond float32's 2**24
+    b = torch.randint(2**14, 2**15, (4096, 8), generator=g)
+    want = elementwise_sum(m, a, b)
+    ta, tb = m.transform(a), m.transform(b)
+    naive32 = torch.mm(ta.float(), tb.float()).to(torch.int64)
+    assert not torch.equal(naive32, want)  # the naive path is wrong here ...
+    assert torch.equal(m.matmul(a, b), want)  # ... ours is exact
+
+
+def test_matmul_32bit_limb_path_exact():
+    m = DRUM(5, 32)
+    g = torch.Generator().manual_seed(4)
+    a = torch.randint(-(2**31), 2**31, (6, 40), generator=g) >> 8  # keep the sums inside int64
+    b = torch.randint(-(2**31), 2**31, (40, 5), generator=g) >> 8
+    a[0, 0], b[0, 0] = -(2**31), 2**20 + 12345  # a 32-bit corner operand
+    want = [
+        [sum(drum_reference(x, y, 5, 32, True) for x, y in zip(row, col, strict=True)) for col in b.T.tolist()]
+        for row in a.tolist()
+    ]
+    assert m.matmul(a, b).tolist() == want
+
+
+def test_matmul_refuses_int64_overflow():
+    m = Exact(32)
+    a = torch.full((1, 4), -(2**31))
+    with pytest.raises(OverflowError, match="int64"):
+        m.matmul(a, a.T.contiguous())
+
+
+def test_matmul_shape_errors():
+    with pytest.raises(ValueError, match=r"\(M, K\) @ \(K, N\)"):
+        DRUM(3, 8).matmul(torch.zeros(2, 3, dtype=torch.int64), torch.zeros(4, 2, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- LUT multiplier
+def test_lut_custom_table_signed_word_indexing():
+    bits = 4
+    g = torch.Generator().manual_seed(5)
+    table = torch.randint(-128, 128, (16, 16), generator=g)
+    m = LUTMultiplier(table, bits, signed=True, name="rand4")
+    v = torch.arange(-8, 8)
+    a, b = torch.meshgrid(v, v, indexing="ij")
+    assert torch.equal(m(a, b), table[a & 15, b & 15])
+    A = torch.randint(-8, 8, (5, 33), generator=g)
+    B = torch.randint(-8, 8, (33, 7), generator=g)
+    assert torch.equal(m.matmul(A, B), elementwise_sum(m, A, B))
+
+
+def test_lut_large_matmul_chunked_exact():
+    m = LUTMultiplier.from_multiplier(DRUM(2, 8))
+    m.use_kernel = False  # the torch path
+    m.CHUNK_ELEMENTS = 1000  # force many chunks
+    g = torch.Generator().manual_seed(6)
+    A = torch.randint(-128, 128, (37, 64), generator=g)
+    B = torch.randint(-128, 128, (64, 11), generator=g)
+    assert torch.equal(m.matmul(A, B), DRUM(2, 8).matmul(A, B))
+
+
+@pytest.mark.parametrize(
+    "table,bits,match",
+    [
+        (torch.zeros(15, 16, dtype=torch.int64), 4, r"must be \(16, 16\)"),
+        (torch.zeros(16, 16), 4, "integers"),
+        (torch.full((16, 16), 200), 4, r"valid range is \[-128, 127\]"),
+        (torch.zeros(2, 2, dtype=torch.int64), 13, r"valid range is \[2, 12\]"),
+    ],
+)
+def test_lut_bad_tables(table, bits, match):
+    with pytest.raises(ValueError, match=match):
+        LUTMultiplier(table, bits)
+
+
+# --------------------------------------------------------------------------- LUT matmul paths
+# Every path of LUTMultiplier.matmul (AVX-512 kernel, scalar C kernel, pure torch) must equal the
+# elementwise __call__ gather, the one reference definition, bit for bit.
+LUT_PATHS = ["c-avx512", "c-scalar", "torch"]
+
+
+def lut_on_path(table, bits, signed, path, monkeypatch):
+    """A LUTMultiplier whose matmul takes ``path`` (skips paths this machine cannot run)."""
+    if path != "torch" and not lutkernel.available():
+        pytest.skip("no C compiler: the LUT kernel is not built")
+    if path == "c-avx512" and lutkernel.backend(8) != "c-avx512":
+        pytest.skip("no AVX-512BW on this CPU")
+    if path == "c-scalar":
+        monkeypatch.setitem(lutkernel._state, "avx512", False)
+    m = LUTMultiplier(table, bits, signed)
+    m.use_kernel = path != "torch"
+    if path == "c-avx512" and bits > 8:
+        assert m.backend == "c-scalar"  # wider tables have no int16 kernel
+    else:
+        assert m.backend == path
+    m.matmul(torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, 1, dtype=torch.int64))  # prepare the table
+    return m
+
+
+def lut_reference(m, a, b):
+    if a.numel() == 0 or b.numel() == 0:
+        return torch.zeros(a.shape[0], b.shape[1], dtype=torch.int64)
+    return elementwise_sum(m, a, b)
+
+
+LUT_SHAPES = [(0, 3, 4), (3, 0, 4), (3, 4, 0), (1, 1, 1), (5, 1, 33), (2, 7, 31), (7, 13, 32), (4, 29, 129),
+              (3, 5, 300)]
+
+
+@pytest.mark.parametrize("path", LUT_PATHS)
+@pytest.mark.parametrize(
+    "bits,signed",
+    [(1, False), (2, True), (2, False), (3, True), (5, False), (7, True), (8, True), (8, False), (9, True), (12, False)],
+)
+@pytest.mark.parametrize("kind", ["random", "max", "min"])
+def test_lut_matmul_paths_equal_elementwise(bits, signed, kind, path, monkeypatch):
+    side = 1 << bits
+    lo, hi = Exact(bits, signed).product_range
+    g = torch.Generator().manual_seed(bits * 7 + signed)
+    if kind == "random":
+        table = torch.randint(lo, hi + 1, (side, side), generator=g)
+        table[0, 0], table[-1, -1] = lo, hi  # the extreme entries, at the first and last words
+    else:  # the maximum-magnitude tables: every product at the top or bottom of the product word
+        table = torch.full((side, side), hi if kind == "max" else lo)
+    m = lut_on_path(table, bits, signed, path, monkeypatch)
+    olo, ohi = m.operand_range
+    for mm, k, n in LUT_SHAPES:
+        a = torch.randint(olo, ohi + 1, (mm, k), generator=g)
+        b = torch.randint(olo, ohi + 1, (k, n), generator=g)
+        if a.numel():
+            a.view(-1)[0], a.view(-1)[-1] = olo, ohi
+        if b.numel():
+            b.view(-1)[0], b.view(-1)[-1] = olo, ohi
+        got = m.matmul(a, b)
+        assert got.dtype == torch.int64 and got.shape == (mm, n)
+        assert torch.equal(got, lut_reference(m, a, b)), (mm, k, n)
+
+
+@pytest.mark.parametrize("path", LUT_PATHS)
+@pytest.mark.parametrize("bits,signed", [(8, True), (8, False), (12, True)])
+def test_lut_matmul_int32_blocks_do_not_wrap(bits, signed, path, monkeypatch):
+    """Sums far beyond int32: the kernels accumulate int32 blocks of (2**31 - 1) // max|T| terms."""
+    lo, hi = Exact(bits, signed).product_range
+    for value in (hi, lo) if signed else (hi,):
+        m = lut_on_path(torch.full((1 << bits, 1 << bits), value), bits, signed, path, monkeypatch)
+        k = 2 * ((1 << 31) // abs(value)) + 3  # > 2 blocks: 65539 terms at 8 bits, 515 at 12 bits
+        a = torch.zeros(2, k, dtype=torch.int64)
+        b = torch.zeros(k, 40, dtype=torch.int64)
+        assert torch.equal(m.matmul(a, b), torch.full((2, 40), k * value))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    bits=st.integers(2, 8),
+    signed=st.booleans(),
+    shape=st.tuples(st.integers(0, 9), st.integers(0, 40), st.integers(0, 70)),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_lut_matmul_kernel_equals_torch_hypothesis(bits, signed, shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = Exact(bits, signed).product_range
+    m = LUTMultiplier(torch.randint(lo, hi + 1, (1 << bits, 1 << bits), generator=g), bits, signed)
+    olo, ohi = m.operand_range
+    mm, k, n = shape
+    a = torch.randint(olo, ohi + 1, (mm, k), generator=g)
+    b = torch.randint(olo, ohi + 1, (k, n), generator=g)
+    want = lut_reference(m, a, b)
+    assert torch.equal(m.matmul(a, b), want)
+    m.use_kernel = False
+    assert torch.equal(m.matmul(a, b), want)
+
+
+@pytest.mark.parametrize("path", LUT_PATHS)
+@pytest.mark.parametrize("model", [Exact(8), DRUM(2, 8), DRUM(3, 8), DRUM(3, 8, False), Exact(8, False)], ids=repr)
+def test_lut_matmul_matches_models_on_bench_shape(model, path, monkeypatch):
+    """(256 x 784) @ (784 x 128) int8-range operands: split across threads, padded to 32 columns."""
+    m = lut_on_path(model.product_table(), 8, model.signed, path, monkeypatch)
+    lo, hi = model.operand_range
+    g = torch.Generator().manual_seed(11)
+    rows = 256 if path != "torch" else 32
+    a = torch.randint(lo, hi + 1, (rows, 784), generator=g)
+    b = torch.randint(lo, hi + 1, (784, 128), generator=g)
+    a[0], b[:, 0] = lo, lo  # DRUM-2's saturating (min, min) pair, 784 times
+    assert torch.equal(m.matmul(a, b), model.matmul(a, b))
+    assert torch.equal(m.matmul(a[:, :100], b[:100, :77]), model.matmul(a[:, :100], b[:100, :77]))
+
+
+def test_lut_matmul_refuses_possible_int64_overflow(monkeypatch):
+    m = LUTMultiplier.from_multiplier(DRUM(3, 8))
+    a = torch.ones(2, 8, dtype=torch.int64)
+    monkeypatch.setattr(multipliers, "INT64_SAFE_LIMIT", 8 * m._max_abs)  # stands in for K ~ 2**47
+    with pytest.raises(OverflowError, match="int64"):
+        m.matmul(a, a.T.contiguous())
+    m.use_kernel = False
+    with pytest.raises(OverflowError, match="int64"):
+        m.matmul(a, a.T.contiguous())
+
+
+def test_lut_matmul_operand_range_checked():
+    m = LUTMultiplier.from_multiplier(DRUM(3, 8))
+    with pytest.raises(ValueError, match=r"operand b .*valid range is \[-128, 127\]"):
+        m.matmul(torch.zeros(2, 3, dtype=torch.int64), torch.full((3, 2), 128))
+
+
+def test_lut_kernel_missing_compiler_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(lutkernel, "_state", {})
+    monkeypatch.setattr(kernel_build, "compiler", lambda: None)
+    monkeypatch.setenv("AXHW_KERNEL_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        lutkernel.build()
+    with pytest.warns(UserWarning, match="torch path"):
+        assert not lutkernel.available()
+    m = LUTMultiplier.from_multiplier(DRUM(3, 8))
+    assert m.backend == "torch"
+    g = torch.Generator().manual_seed(4)
+    a = torch.randint(-128, 128, (5, 30), generator=g)
+    b = torch.randint(-128, 128, (30, 6), generator=g)
+    assert torch.equal(m.matmul(a, b), DRUM(3, 8).matmul(a, b))
+
+
+def test_lut_kernel_builds_into_fresh_dir(monkeypatch, tmp_path):
+    if kernel_build.compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("AXHW_KERNEL_DIR", str(tmp_path))
+    path = lutkernel.build()
+    assert path.parent == tmp_path and path.is_file()
+    assert lutkernel.build() == path  # cached: no rebuild
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left behind
+
+
+# --------------------------------------------------------------------------- registry and errors
+def test_registry():
+    assert get_multiplier("exact", 8).name == "exact"
+    assert get_multiplier("drum5", 16).k == 5
+    assert [get_multiplier(f"K{i}").k for i in range(1, 5)] == [1, 2, 3, 4]
+    assert get_multiplier("K1", presets={"K1": 6}).k == 6
+    assert "drum<k>" in multiplier_names()
+    with pytest.raises(ValueError, match="valid names are 'exact'"):
+        get_multiplier("wallace")
+
+
+@pytest.mark.parametrize("k,bits", [(0, 8), (9, 8), (3, 1), (3, 33)])
+def test_bad_k_or_bits(k, bits):
+    with pytest.raises(ValueError, match="valid range"):
+        DRUM(k, bits)
+
+
+def test_out_of_range_operands_name_the_range():
+    m = DRUM(3, 8)
+    with pytest.raises(ValueError, match=r"valid range is \[-128, 127\]"):
+        m(torch.tensor([128]), torch.tensor([1]))
+    with pytest.raises(ValueError, match=r"valid range is \[0, 255\]"):
+        DRUM(3, 8, signed=False)(torch.tensor([-1]), torch.tensor([1]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        m(torch.tensor([1.0]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="valid range"):
+        m.matmul(torch.full((1, 1), 300), torch.ones(1, 1, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- error statistics
+def test_error_stats_exact_is_zero_and_drum_improves_with_k():
+    z = error_stats(Exact(8))
+    assert z.exhaustive and z.pairs == 65536 and z.mae == 0 and z.ep == 0
+    stats = [error_stats(DRUM(k, 8)) for k in range(1, 9)]
+    mres = [s.mre for s in stats]
+    assert all(x > y for x, y in itertools.pairwise(mres))
+    assert stats[-1].mae == 0
+    for s in stats[2:]:  # the forced 1 makes DRUM (nearly) unbiased for k >= 3
+        assert abs(s.mean_rel_error) < 0.01
+
+
+def test_error_stats_sampled_is_seeded():
+    a = error_stats(DRUM(4, 16), samples=20_000, seed=1)
+    b = error_stats(DRUM(4, 16), samples=20_000, seed=1)
+    assert a == b and not a.exhaustive and a.pairs == 20_000
+    assert 0.01 < a.mre < 0.1
+
+
+@pytest.mark.parametrize("m", [Exact(8), DRUM(1, 8), DRUM(2, 8), DRUM(4, 8), DRUM(3, 8, signed=False)], ids=repr)
+def test_conv2d_fast_path_equals_im2col_reference(m):
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(8)
+    a = torch.randint(lo, hi + 1, (3, 4, 9, 9), generator=g)
+    w = torch.randint(lo, hi + 1, (5, 4, 3, 3), generator=g)
+    a[0, 0, :2, :2] = lo  # (min, min) pairs: the DRUM-2 saturation correction
+    w[0, 0] = lo
+    want = LUTMultiplier.from_multiplier(m).conv2d(a, w, stride=2, padding=1)  # generic im2col path
+    brute = torch.zeros_like(want)
+    ap = torch.nn.functional.pad(a, (1, 1, 1, 1))
+    for i in range(want.shape[2]):
+        for j in range(want.shape[3]):
+            patch = ap[:, None, :, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3]
+            brute[:, :, i, j] = m(patch, w[None]).sum(dim=(2, 3, 4))
+    assert torch.equal(want, brute)
+    assert torch.equal(m.conv2d(a, w, stride=2, padding=1), want)
+
+
+# --------------------------------------------------------------------------- (min, min) saturation correction
+def _with_minima(shape, fraction, lo, hi, g):
+    x = torch.randint(lo, hi + 1, shape, generator=g)
+    x[torch.rand(shape, generator=g) < fraction] = lo
+    return x
+
+
+@pytest.mark.parametrize("bits", [3, 8, 16])
+@pytest.mark.parametrize(
+    ("frac_a", "frac_b"),
+    [(0.0, 0.0), (0.01, 0.0), (0.0, 0.01), (0.003, 0.003), (0.01, 0.01), (0.3, 0.3), (1.0, 1.0), (1.0, 0.02)],
+)
+def test_drum2_matmul_min_pairs_equal_elementwise(bits, frac_a, frac_b):
+    """Few, many, no and only minimum values in both operands: the sparse join (few pairs) and the dense
+    count GEMM on the shared reduction indices (many pairs) both equal the elementwise saturating sum."""
+    m = DRUM(2, bits)
+    assert m._sat_correction != 0
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(int(frac_a * 1000) * 7 + int(frac_b * 1000) + bits)
+    a = _with_minima((19, 157), frac_a, lo, hi, g)
+    b = _with_minima((157, 23), frac_b, lo, hi, g)
+    assert torch.equal(m.matmul(a, b), elementwise_sum(m, a, b))
+
+
+def test_drum2_matmul_min_pairs_both_paths_taken(monkeypatch):
+    """The sparse and the dense correction agree (forced either way), on non-contiguous operands too."""
+    m = DRUM(2, 8)
+    g = torch.Generator().manual_seed(3)
+    a = _with_minima((40, 300), 0.05, -128, 127, g)
+    b = _with_minima((9, 300), 0.05, -128, 127, g).T  # (300, 9), not contiguous
+    want = elementwise_sum(m, a, b)
+    for macs_per_pair in (0, 1 << 40):  # 0: always sparse; huge: always dense
+        monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", macs_per_pair)
+        assert torch.equal(m.matmul(a, b), want)
+
+
+def test_drum2_matmul_min_pairs_single_pair_and_edges():
+    m = DRUM(2, 8)
+    a = torch.zeros(3, 5, dtype=torch.int64)
+    b = torch.zeros(5, 4, dtype=torch.int64)
+    a[2, 4], b[4, 3] = -128, -128  # one pair, at the last reduction index and the last output
+    out = m.matmul(a, b)
+    assert out[2, 3].item() == 32767 and int(out.abs().sum()) == 32767
+    a[0, 0], b[1, 0] = -128, -128  # minima at different k: no extra pair
+    assert torch.equal(m.matmul(a, b), elementwise_sum(m, a, b))
+    assert m.matmul(a[:, :0], b[:0]).shape == (3, 4)  # K = 0
+
+
+@pytest.mark.parametrize(("frac_a", "frac_w"), [(0.0, 0.1), (0.02, 0.0), (0.02, 0.05), (0.5, 0.5), (1.0, 1.0)])
+@pytest.mark.parametrize(("stride", "padding"), [(1, 0), (2, 1), (3, 2)])
+@pytest.mark.parametrize("macs_per_pair", [None, 0, 1 << 40])  # default, always sparse, always dense
+def test_drum2_conv2d_min_pairs_equal_reference(frac_a, frac_w, stride, padding, macs_per_pair, monkeypatch):
+    """The convolution correction (sparse join on channels or dense count convolution) against the table
+    multiplier's generic im2col path (elementwise products, no correction involved)."""
+    m = DRUM(2, 8)
+    if macs_per_pair is not None:
+        monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", macs_per_pair)
+    g = torch.Generator().manual_seed(int(frac_a * 100) + 10 * stride + padding)
+    a = _with_minima((3, 4, 11, 10), frac_a, -128, 127, g)
+    w = _with_minima((5, 4, 3, 4), frac_w, -128, 127, g)
+    want = LUTMultiplier.from_multiplier(m).conv2d(a, w, stride=stride, padding=padding)
+    assert torch.equal(m.conv2d(a, w, stride=stride, padding=padding), want)
+    assert torch.equal(multipliers.Multiplier.conv2d(m, a, w, stride=stride, padding=padding), want)
+
+
+# --------------------------------------------------------------------------- compiled matmul (issue 15)
+def _eager(m):
+    """A copy of ``m`` whose matmul takes the torch path (the compiled one switched off)."""
+    import copy
+
+    e = copy.copy(m)
+    e._matmul_compiled = lambda a, b: None
+    return e
+
+
+@pytest.mark.parametrize("m", [Exact(8), DRUM(1, 8), DRUM(2, 8), DRUM(3, 8), DRUM(4, 8), DRUM(3, 8, signed=False),
+                               DRUM(2, 4), Exact(16), DRUM(5, 16)], ids=repr)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 300, 5), (33, 1024, 17), (4, 3000, 9)])
+@pytest.mark.parametrize("min_fraction", [0.0, 0.05, 1.0])
+def test_compiled_matmul_equals_torch_path(m, shape, min_fraction):
+    """The compiled transform (range check, data bound, chunked float32 GEMM, int64 sum) equals the torch
+    path bit for bit, with and without (min, min) pairs, through every chunk count and the float64 path."""
+    from axhw.arith.kernels import fused as hwkernel
+    if not hwkernel.available():
+        pytest.skip("no C compiler: the compiled path is not built")
+    mm, kk, nn = shape
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(mm * kk + nn)
+    a = torch.randint(lo, hi + 1, (mm, kk), generator=g)
+    b = torch.randint(lo, hi + 1, (kk, nn), generator=g)
+    a[torch.rand(a.shape, generator=g) < min_fraction] = lo
+    b[torch.rand(b.shape, generator=g) < min_fraction] = lo
+    want = _eager(m).matmul(a, b)
+    assert torch.equal(m.matmul(a, b), want)
+    assert torch.equal(m.matmul(a.T.contiguous().T, b), want)  # non-contiguous operand
+    if mm <= 7:
+        assert torch.equal(want, m(a[:, :, None], b[None]).sum(1))
+
+
+def test_compiled_matmul_errors_and_fallbacks():
+    m = DRUM(3, 8)
+    with pytest.raises(ValueError, match=r"operand of DRUM\(k=3, bits=8, signed=True\) out of range"):
+        m.matmul(torch.full((2, 2), -129), torch.ones(2, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="valid range"):
+        m.matmul(torch.ones(2, 2, dtype=torch.int64), torch.full((2, 2), 1 << 40))
+    a32 = torch.randint(-128, 128, (3, 4), dtype=torch.int32)  # other integer dtypes: the torch path
+    assert torch.equal(m.matmul(a32, a32.T.contiguous()), m.matmul(a32.long(), a32.T.contiguous().long()))
+    assert m.matmul(torch.zeros(0, 3, dtype=torch.int64), torch.zeros(3, 2, dtype=torch.int64)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("cap", [0, 3, 1 << 16])
+@pytest.mark.parametrize("macs_per_pair", [0, 128, 1 << 40])
+def test_compiled_min_pairs_join_equals_numpy(cap, macs_per_pair, monkeypatch):
+    """The compiled sparse (min, min) join, its capacity and density fallbacks all equal the torch path."""
+    from axhw.arith.kernels import fused as hwkernel
+    if not hwkernel.available():
+        pytest.skip("no C compiler: the compiled path is not built")
+    m = DRUM(2, 8)
+    g = torch.Generator().manual_seed(11)
+    a = _with_minima((50, 400), 0.03, -128, 127, g)
+    b = _with_minima((400, 20), 0.03, -128, 127, g)
+    want = _eager(m).matmul(a, b)
+    monkeypatch.setattr(type(m), "_MIN_POSITIONS", cap)
+    monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", macs_per_pair)
+    assert torch.equal(m.matmul(a, b), want)

@@ -1,0 +1,100 @@
+"""NTV SRAM storage: the voltage model and the bit-flip process (spec section 3)."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from axhw.arith.fixedpoint import FixedPoint
+from axhw.arith.sram import ANCHORS_MV, NTVStorage, bernoulli_positions, flip_probability
+
+
+def test_anchors_nominal_and_interpolation():
+    for v, p in ANCHORS_MV:
+        assert flip_probability(v) == p
+    assert flip_probability(1100) == 0.0
+    assert flip_probability(530) == pytest.approx(10**-1.5)  # log-linear midpoint of 400..660 mV
+    assert flip_probability(755) == pytest.approx(10**-2.5)
+    assert flip_probability(1040) == pytest.approx(1e-4)  # 660-850 slope extended: a decade per 190 mV
+    volts = [400 + 10 * i for i in range(70)]
+    ps = [flip_probability(v) for v in volts]
+    assert all(x > y for x, y in itertools.pairwise(ps))
+
+
+@pytest.mark.parametrize("v", [399.9, 1100.1, -5, float("nan"), float("inf")])
+def test_out_of_range_voltages_rejected(v):
+    with pytest.raises(ValueError, match=r"valid range is \[400, 1100\] mV"):
+        flip_probability(v)
+
+
+def test_bad_override_probability():
+    with pytest.raises(ValueError, match=r"valid range is \[0, 1\]"):
+        NTVStorage(660, p=1.5)
+
+
+@pytest.mark.parametrize("fmt", [FixedPoint(8, 5), FixedPoint(16, 12), FixedPoint(8, 0, signed=False)], ids=str)
+@pytest.mark.parametrize("s", [NTVStorage(400), NTVStorage(660), NTVStorage(p=0.3)],
+                         ids=["gap-400mV", "gap-660mV", "dense-p0.3"])
+def test_flip_rate_per_bit_position_within_bounds(fmt, s):
+    n = 200_000
+    p = s.flip_p
+    g = torch.Generator().manual_seed(11)
+    codes = torch.randint(fmt.qmin, fmt.qmax + 1, (n,), generator=g)
+    out = s.corrupt(codes, fmt, g)
+    flipped = fmt.to_words(out) ^ fmt.to_words(codes)
+    sigma = math.sqrt(p * (1 - p) / n)
+    for bit in range(fmt.bits):
+        rate = ((flipped >> bit) & 1).double().mean().item()
+        assert abs(rate - p) < 5 * sigma, (bit, rate, p)
+
+
+@pytest.mark.parametrize("s", [NTVStorage(400), NTVStorage(p=0.3)], ids=["gap", "dense"])
+def test_flips_are_independent_across_bits(s):
+    # Two flipped bits in one word occur with probability p**2 (independence), neighbours and far bits alike.
+    fmt = FixedPoint(8, 0)
+    n = 1_000_000
+    p2 = s.flip_p**2
+    flipped = fmt.to_words(s.corrupt(torch.zeros(n, dtype=torch.int64), fmt, torch.Generator().manual_seed(2)))
+    for b0, b1 in ((0, 7), (3, 4)):
+        both = (((flipped >> b0) & 1) & ((flipped >> b1) & 1)).double().mean().item()
+        assert abs(both - p2) < 5 * math.sqrt(p2 * (1 - p2) / n), (b0, b1)
+
+
+def test_nominal_changes_nothing_and_input_untouched():
+    fmt = FixedPoint(8, 4)
+    codes = torch.arange(-128, 128, dtype=torch.int16).reshape(16, 16)
+    before = codes.clone()
+    out = NTVStorage(1100).corrupt(codes, fmt, torch.Generator().manual_seed(0))
+    assert torch.equal(out, codes) and out.dtype == torch.int16
+    out = NTVStorage(400).corrupt(codes, fmt, torch.Generator().manual_seed(0))
+    assert torch.equal(codes, before), "input must not be modified"
+    assert out.dtype == codes.dtype and out.shape == codes.shape
+    assert int(out.min()) >= fmt.qmin and int(out.max()) <= fmt.qmax
+    assert not torch.equal(out, codes)
+
+
+def test_same_seed_same_flips_other_seed_other_flips():
+    fmt = FixedPoint(8, 4)
+    codes = torch.zeros(10_000, dtype=torch.int64)
+    s = NTVStorage(660)
+    a = s.corrupt(codes, fmt, torch.Generator().manual_seed(42))
+    b = s.corrupt(codes, fmt, torch.Generator().manual_seed(42))
+    c = s.corrupt(codes, fmt, torch.Generator().manual_seed(43))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_p_one_flips_everything_and_range_checked():
+    fmt = FixedPoint(4, 0)
+    out = NTVStorage(p=1.0).corrupt(torch.tensor([0, -1, 7]), fmt)
+    assert out.tolist() == [-1, 0, -8]
+    with pytest.raises(ValueError, match=r"valid range is \[-8, 7\]"):
+        NTVStorage(660).corrupt(torch.tensor([8]), fmt)
+
+
+def test_bernoulli_positions_sorted_unique_and_rate():
+    pos = bernoulli_positions(1_000_000, 0.02, torch.Generator().manual_seed(9))
+    assert torch.all(pos[1:] > pos[:-1]) and int(pos.min()) >= 0 and int(pos.max()) < 1_000_000
+    assert abs(pos.numel() - 20_000) < 5 * math.sqrt(20_000)
+    with pytest.raises(ValueError, match="valid range"):
+        bernoulli_positions(10, 0.0)

@@ -1,0 +1,381 @@
+"""axhw.nn.fx.trace and axhw.nn.fx.ops: graphs (residual addition, concatenation, average pooling, batch norm) in
+every mode, and their integer networks, bit for bit."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axhw import convert
+from axhw.arith.fixedpoint import FixedPoint
+from axhw.arith.multipliers import get_multiplier
+from axhw.arith.sram import NTVStorage
+from axhw.examples.residual import mnist_resnet
+from axhw.golden.network import (
+    IntAdd,
+    IntAvgPool2d,
+    IntCat,
+    QuantizedNetwork,
+    add_int,
+    avgpool2d_int,
+    cat_int,
+)
+from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip, set_hardware, to_quantized
+from axhw.nn.fx.lower import hardware_formats, load_hardware_formats
+from axhw.nn.fx.ops import FoldedBatchNorm2d, HardwareAdd, HardwareAvgPool2d, HardwareCat
+
+
+def settle_bn(model: nn.Module, x: torch.Tensor, steps: int = 3) -> nn.Module:
+    """Running statistics away from their initial values, as after training."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            model(x)
+    return model.eval()
+
+
+def hardware_codes(model: nn.Module, x: torch.Tensor, q: QuantizedNetwork) -> torch.Tensor:
+    return torch.round(torch.ldexp(model(x).double(), torch.tensor(q.output_fmt.frac))).long()
+
+
+class Inception(nn.Module):
+    """Two branches concatenated, a 1x1 projection skip, average pooling, a mean, a view-flatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 2, 1)
+        self.bn_b = nn.BatchNorm2d(2)
+        self.proj = nn.Conv2d(3, 6, 1, bias=False)
+        self.mix = nn.Conv2d(6, 6, 3, padding=1)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.cat([F.relu(self.a(x)), F.relu(self.bn_b(self.b(x)))], dim=1)
+        h = F.relu(self.mix(h) + self.proj(x))
+        h = F.avg_pool2d(h, 2)
+        h = h.mean((2, 3), keepdim=True)
+        return self.head(h.view(h.size(0), -1))
+
+
+# --------------------------------------------------------------------------- integer ops
+def test_add_int_aligns_rounds_and_saturates():
+    a, b = torch.tensor([3, -3, 127]), torch.tensor([1, 1, 127])
+    fa, fb, out = FixedPoint(8, 2), FixedPoint(8, 1), FixedPoint(8, 0)
+    # 3 / 4 = 0.75 -> 1 (round half up of 0.75), -0.75 -> -1, 31.75 -> 32; b: 0.5 -> 1 (half up), 63.5 -> 64
+    assert add_int([a, b], [fa, fb], out).tolist() == [2, 0, 96]
+    assert add_int([a * 0 + 127, b * 0 + 127], [FixedPoint(8, 0), FixedPoint(8, 0)], out).tolist() == [127] * 3
+    assert cat_int([a, b], [fa, fb], out, dim=0).tolist() == [1, -1, 32, 1, 1, 64]
+
+
+def test_avgpool_int_is_round_half_up_of_the_exact_mean():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(-128, 128, (3, 2, 7, 7), generator=gen)
+    got = avgpool2d_int(x, None)
+    want = torch.floor(x.double().sum((2, 3), keepdim=True) / 49 + 0.5).long()
+    assert torch.equal(got, want) and got.shape == (3, 2, 1, 1)
+    got = avgpool2d_int(x[..., :6, :6], 2, 2)
+    want = torch.floor(F.avg_pool2d(x[..., :6, :6].double(), 2) + 0.5).long()  # /4 is exact in float
+    assert torch.equal(got, want)
+    assert avgpool2d_int(torch.tensor([[[[1, 2], [2, 2]]]]), None).item() == 2  # 7/4 = 1.75
+    assert avgpool2d_int(torch.tensor([[[[-1, -2], [-2, -1]]]]), None).item() == -1  # -1.5 -> -1 (half up)
+
+
+# --------------------------------------------------------------------------- the worked example
+@pytest.mark.parametrize("mul, mv", [("exact", 1100), ("K2", 660)])
+def test_residual_cnn_hardware_forward_equals_forward_int(mul, mv):
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 28, 28)
+    model = settle_bn(mnist_resnet(channels=8, sigmoid=False), x)  # outputs: the head's accumulator codes
+    hw_model, report = convert(model, HardwareConfig(mode="hardware", multiplier=mul, voltage_mv=mv))
+    assert [bn for bn, _ in report.folded] == ["stem.1", "block.bn1", "block.bn2", "down.1"]
+    assert sorted(k for _, k in report.graph_ops) == ["HardwareAdd", "HardwareAvgPool2d"] and not report.float_ops
+    assert isinstance(hw_model.block.bn1, FoldedBatchNorm2d) and isinstance(hw_model.pool, HardwareAvgPool2d)
+    assert hw_model.state_dict().keys() == model.state_dict().keys()  # same paths, same keys
+    set_hardware(hw_model, HardwareConfig(mode="float"))
+    assert torch.equal(hw_model(x), model(x))  # float mode is the original, bit for bit
+    set_hardware(hw_model, HardwareConfig(mode="hardware", multiplier=mul, voltage_mv=mv))
+    calibrate_model(hw_model, x)
+    hw_model.eval()
+    sample_chip(hw_model, torch.Generator().manual_seed(7))
+    q = to_quantized(hw_model)
+    assert [op.kind for op in q.ops] == ["conv2d", "relu", "maxpool2d", "conv2d", "relu", "conv2d", "add", "relu",
+                                         "conv2d", "relu", "avgpool2d", "flatten", "linear"]
+    assert not q.is_chain and q.op_inputs(6) == (6, 3)  # the skip: conv2's output and the block input
+    want = q.forward_int(q.quantize_input(x), get_multiplier(mul), storage=NTVStorage(mv),
+                         generator=torch.Generator().manual_seed(7))
+    assert torch.equal(hardware_codes(hw_model, x, q), want)
+
+
+def test_batchnorm_fold_is_the_float_network_up_to_quantization():
+    torch.manual_seed(1)
+    x = torch.randn(64, 1, 28, 28)
+    model = settle_bn(mnist_resnet(channels=8, sigmoid=False), x)
+    hw_model, _ = convert(model, HardwareConfig(mode="quantized", bits=16))
+    calibrate_model(hw_model, x)
+    conv, bn = hw_model.block.conv1, hw_model.block.bn1
+    w, b = conv.effective_params()
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    assert torch.allclose(w, conv.weight * scale[:, None, None, None]) and b is not None
+    assert torch.allclose(b, bn.bias - bn.running_mean * scale)
+    want = model(x)
+    got = hw_model.eval()(x)
+    assert (got - want).abs().max() < 1e-2 * want.abs().max()  # 16-bit: the fold is right
+    assert torch.equal(got.argmax(1), want.argmax(1))
+
+
+def test_concatenation_projection_pooling_and_view_flatten():
+    torch.manual_seed(2)
+    x = torch.randn(8, 3, 8, 8)
+    model = settle_bn(Inception(), x)
+    hw_model, report = convert(model, HardwareConfig(mode="hardware", multiplier="K3"))
+    kinds = sorted(k for _, k in report.graph_ops)
+    assert kinds == ["HardwareAdd", "HardwareAvgPool2d", "HardwareAvgPool2d", "HardwareCat"]
+    assert report.folded == [("bn_b", "b")]
+    set_hardware(hw_model, HardwareConfig(mode="float"))
+    assert torch.equal(hw_model(x), model(x))
+    set_hardware(hw_model, HardwareConfig(mode="hardware", multiplier="K3"))
+    calibrate_model(hw_model, x)
+    q = to_quantized(hw_model.eval())
+    cat = next(op for op in q.ops if isinstance(op, IntCat))
+    add = next(op for op in q.ops if isinstance(op, IntAdd))
+    assert len(cat.in_fmts) == 2 and len(add.in_fmts) == 2
+    assert [op.kernel for op in q.ops if isinstance(op, IntAvgPool2d)] == [2, None]
+    want = q.forward_int(q.quantize_input(x), get_multiplier("K3"))
+    assert torch.equal(hardware_codes(hw_model, x, q), want)
+
+
+def test_graph_network_save_load_and_formats_round_trip(tmp_path):
+    torch.manual_seed(3)
+    x = torch.randn(8, 1, 28, 28)
+    model = settle_bn(mnist_resnet(channels=4), x)
+    hw_model, _ = convert(model, HardwareConfig(mode="quantized"))
+    calibrate_model(hw_model, x)
+    q = to_quantized(hw_model, meta={"app": "resnet"})
+    q.save(tmp_path / "q.pt")
+    back = QuantizedNetwork.load(tmp_path / "q.pt")
+    mul = get_multiplier("K2")
+    assert torch.equal(back.forward_int(back.quantize_input(x), mul), q.forward_int(q.quantize_input(x), mul))
+    assert back.op_inputs(6) == (6, 3) and back.meta == {"app": "resnet"}
+    # formats by module path: a fresh conversion of the same network takes them and exports the same network
+    fmts = hardware_formats(hw_model)
+    assert set(fmts) == {"stem.0", "block.conv1", "block.conv2", "down.0", "head", "pool", "axhw_add"}
+    again, _ = convert(model, HardwareConfig(mode="quantized"))
+    load_hardware_formats(again, fmts)
+    q2 = to_quantized(again)
+    assert all(vars(a) == vars(b) for a, b in zip(q2.ops, q.ops, strict=True) if not hasattr(a, "weight"))
+    assert all(torch.equal(a.weight, b.weight) and a.act_fmt == b.act_fmt and a.out_fmt == b.out_fmt
+               for a, b in zip(q2.layers, q.layers, strict=True))
+    assert torch.equal(q2.forward_int(q2.quantize_input(x), mul), q.forward_int(q.quantize_input(x), mul))
+    with pytest.raises(ValueError, match=r"formats do not match the model: missing \['axhw_add'\]"):
+        load_hardware_formats(again, {k: v for k, v in fmts.items() if k != "axhw_add"})
+
+
+class MeanHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(2, 3, 3)
+        self.l = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return torch.sigmoid(self.l(F.relu(self.c(x)).mean([-1, -2])))
+
+
+def test_mean_without_keepdim_and_final_sigmoid():
+    torch.manual_seed(9)
+    x = torch.randn(6, 2, 7, 7)
+    hw_model, report = convert(MeanHead(), HardwareConfig(mode="hardware", multiplier="K2"))
+    assert report.graph_ops == [("mean", "HardwareAvgPool2d")] and not report.float_ops
+    calibrate_model(hw_model, x)
+    q = to_quantized(hw_model.eval())
+    assert [op.kind for op in q.ops] == ["conv2d", "relu", "avgpool2d", "flatten", "linear"]  # sigmoid: monotone
+    want = q.forward_int(q.quantize_input(x), get_multiplier("K2"))
+    assert torch.equal(hw_model(x), torch.sigmoid(q.output_fmt.dequantize(want)))
+
+
+def test_chain_files_stay_what_they_were():
+    """A chain writes no ``inputs`` and no new keys: the files of the Table 1 networks are unchanged."""
+    torch.manual_seed(4)
+    model, _ = convert(nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2), nn.Sigmoid()),
+                       HardwareConfig(mode="quantized"))
+    calibrate_model(model, torch.randn(10, 4))
+    q = to_quantized(model)
+    assert q.is_chain and all("inputs" not in d for d in q.state()["ops"])
+    assert q.layers[0].out_fmt == q.layers[1].act_fmt and q.layers[1].out_fmt is None
+
+
+# --------------------------------------------------------------------------- training (pas) with batch norm
+def test_pas_freezes_batchnorm_statistics_and_trains_through_the_fold():
+    torch.manual_seed(5)
+    x = torch.randn(16, 1, 28, 28)
+    model = settle_bn(mnist_resnet(channels=4), x)
+    hw_model, _ = convert(model, HardwareConfig(mode="hardware", multiplier="K2", voltage_mv=660))
+    calibrate_model(hw_model, x)
+    hw_model.train()
+    mean = hw_model.block.bn1.running_mean.clone()
+    hw_model(x).sum().backward()
+    assert torch.equal(hw_model.block.bn1.running_mean, mean)  # integer modes: frozen statistics
+    for p in (hw_model.block.bn1.weight, hw_model.block.bn1.bias, hw_model.block.conv1.weight, hw_model.head.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    set_hardware(hw_model, HardwareConfig(mode="float"))
+    hw_model(x)
+    assert not torch.equal(hw_model.block.bn1.running_mean, mean)  # float mode: an ordinary batch norm
+
+
+# --------------------------------------------------------------------------- errors
+class BNFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(1)
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(self.bn(x))
+
+
+class BNAfterRelu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        return self.bn(F.relu(self.conv(x)))
+
+
+class BNSharedOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.bn(h) + h
+
+
+@pytest.mark.parametrize("model, why", [
+    (BNFirst(), r"bn: BatchNorm2d cannot be folded \(it follows the network input, not a Linear/Conv2d layer\)"),
+    (BNAfterRelu(), r"bn: BatchNorm2d cannot be folded \(it follows 'relu' \(torch\.nn\.functional\.relu\)"),
+    (BNSharedOutput(), r"bn: BatchNorm2d cannot be folded \(the output of 'conv' is also used elsewhere"),
+    (nn.Sequential(nn.Linear(3, 4), nn.BatchNorm2d(4)), r"1: BatchNorm2d cannot be folded \(a BatchNorm2d after a linear"),
+])
+def test_batchnorm_that_cannot_fold_is_a_one_line_error(model, why):
+    with pytest.raises(ValueError, match=why) as exc:
+        convert(model, HardwareConfig(), inplace=True)
+    assert "\n" not in str(exc.value) and "keep_float" in str(exc.value)
+    assert not any(isinstance(m, FoldedBatchNorm2d) for m in model.modules())  # nothing changed
+
+
+class Gelu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.b(F.gelu(self.a(x)))
+
+
+def test_unsupported_operation_runs_float_but_is_refused_by_to_quantized():
+    torch.manual_seed(6)
+    hw_model, report = convert(Gelu(), HardwareConfig(mode="quantized"))
+    assert report.float_ops == ["'gelu' (torch._C._nn.gelu)"] or report.float_ops[0].startswith("'gelu'")
+    assert "no integer export" in str(report)
+    with pytest.warns(UserWarning, match="'gelu'.*to_quantized refuses this model"):
+        calibrate_model(hw_model, torch.randn(5, 3))
+    with pytest.raises(ValueError, match=r"^'gelu' .* has no integer equivalent: to_quantized supports") as exc:
+        to_quantized(hw_model)
+    assert "\n" not in str(exc.value)
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent: not traceable
+            return self.a(x)
+        return -self.a(x)
+
+
+def test_untraceable_model_needs_graph_false_and_has_no_integer_export():
+    with pytest.raises(ValueError, match=r"^model is not torch\.fx-traceable .*graph=False") as exc:
+        convert(Branchy(), HardwareConfig())
+    assert "\n" not in str(exc.value)
+    hw_model, report = convert(Branchy(), HardwareConfig(mode="quantized"), graph=False)
+    assert not report.traced and "not traced" in str(report)
+    calibrate_model(hw_model, torch.rand(4, 3))  # each layer calibrates its own formats
+    assert hw_model.a.act_fmt is not None and hw_model.a.out_fmt is not None
+    with pytest.raises(ValueError, match="converted with graph=False"):
+        to_quantized(hw_model)
+
+
+def test_shared_layer_and_bad_reshape_are_errors():
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.a(F.relu(self.a(x)))
+
+    hw_model, _ = convert(Twice(), HardwareConfig(mode="quantized"))
+    with pytest.raises(ValueError, match="layer 'a' is called more than once"):
+        calibrate_model(hw_model, torch.randn(4, 3))
+
+    class Fold(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(1, 2, 1)
+            self.l = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.l(self.c(x).view(-1, 4))  # (N, 2, 2, 2) -> (2N, 4): mixes samples
+
+    hw_model, _ = convert(Fold(), HardwareConfig(mode="quantized"))
+    with pytest.raises(ValueError, match=r"reshapes \(3, 2, 2, 2\) to \(6, 4\): only a flatten"):
+        calibrate_model(hw_model, torch.randn(3, 1, 2, 2))
+
+
+def test_uncalibrated_graph_op_and_non_cpu_tensors_are_clear_errors():
+    add = HardwareAdd(HardwareConfig(mode="quantized"))
+    with pytest.raises(ValueError, match=r"HardwareAdd has no formats: run axhw\.nn\.calibrate_model"):
+        add(torch.ones(2), torch.ones(2))
+    assert add(3, 4) == 7  # sizes stay Python arithmetic
+    assert torch.equal(HardwareCat(1)(torch.ones(1, 1), torch.zeros(1, 1)), torch.tensor([[1.0, 0.0]]))
+    model, _ = convert(nn.Sequential(nn.Linear(3, 2)), HardwareConfig(mode="quantized"))
+    calibrate_model(model, torch.randn(4, 3))
+    with pytest.raises(RuntimeError, match=r"^ApproxLinear: the quantized and hardware modes run on the CPU, got a "
+                                           r"tensor on meta: move the model and its inputs with \.cpu\(\)"):
+        model.to("meta")(torch.empty(4, 3, device="meta"))
+
+
+def test_layer_order_is_call_order():
+    """sample_chip draws flips in approx_layers order and forward_int in call order: convert makes them agree."""
+
+    class Reversed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.second = nn.Linear(4, 2)
+            self.first = nn.Linear(3, 4)
+
+        def forward(self, x):
+            return self.second(F.relu(self.first(x)))
+
+    torch.manual_seed(8)
+    x = torch.randn(5, 3)
+    hw_model, _ = convert(Reversed(), HardwareConfig(mode="hardware", multiplier="K2", voltage_mv=660))
+    assert [layer.weight.shape[1] for layer in approx_layers(hw_model)] == [3, 4]
+    calibrate_model(hw_model, x)
+    sample_chip(hw_model.eval(), torch.Generator().manual_seed(1))
+    q = to_quantized(hw_model)
+    want = q.forward_int(q.quantize_input(x), get_multiplier("K2"), storage=NTVStorage(660),
+                         generator=torch.Generator().manual_seed(1))
+    assert torch.equal(hardware_codes(hw_model, x, q), want)
+    # built by hand (not converted), the same model is refused rather than exported with mismatched flips
+    plain = Reversed()
+    plain.second, plain.first = (convert(m, HardwareConfig(mode="quantized"))[0] for m in (plain.second, plain.first))
+    calibrate_model(plain, x)
+    with pytest.raises(ValueError, match="calls its layers in another order than it registers them"):
+        to_quantized(plain)

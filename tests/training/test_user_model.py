@@ -1,0 +1,204 @@
+"""Your model and data from the command line (issue #13 item 5): ``axhw train --model/--model-arg/--data``,
+and every consumer of the checkpoint (evaluate, approxann, the power flow's operands) working on it."""
+
+import gzip
+import json
+import struct
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from axhw.apps.cli import main
+from axhw.arith.multipliers import get_multiplier
+from axhw.arith.sram import NTVStorage
+from axhw.nn import approx_layers, sample_chip
+from axhw.training.evaluate import evaluate
+from axhw.training.factories import import_factory, parse_model_args
+from axhw.training.trainer import (
+    TrainConfig,
+    _accuracy,
+    _inputs,
+    _load_data,
+    config_from_dict,
+    integer_test_inputs,
+    load_checkpoint,
+    model_from_checkpoint,
+    quantized_from_checkpoint,
+    same_config,
+    train,
+)
+
+HERE = str(Path(__file__).parent)
+USER = ["--model", "user_models:tiny_resnet", "--model-arg", "channels=4", "--data", "user_models:separable"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def user_models_importable():
+    threads = torch.get_num_threads()  # the runs below use --threads 1 (tiny tensors: threads only contend)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(HERE)
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """bp and axtrain (act, then pas under K2 at 660 mV) of the tiny residual CNN, trained by the CLI."""
+    out = {}
+    for method in ("bp", "axtrain"):
+        d = tmp_path_factory.mktemp(method)
+        argv = ["train", *USER, "--method", method, "--epochs", "3", "--pas-epochs", "1", "--lr", "0.01",
+                "--batch-size", "16", "--multiplier", "K2", "--voltage", "660", "--seed", "1", "--out", str(d),
+                "--quiet", "--threads", "1"]
+        assert main(argv) == 0
+        out[method] = d
+    return out
+
+
+def test_cli_trains_and_evaluates_a_user_model(runs, capsys):
+    for method, d in runs.items():
+        m = json.loads((d / "metrics.json").read_text())
+        assert m["dataset"] == "separable"  # with --data, --dataset defaults to the factory's name
+        assert m["config"]["model"] == "user_models:tiny_resnet" and m["config"]["model_args"] == {"channels": 4}
+        assert m["config"]["data"] == "user_models:separable"
+        ck = load_checkpoint(d / "checkpoint.pt")
+        assert "formats" in ck and "act_fmts" not in ck and "axhw_add" in ck["formats"]
+        assert main(["evaluate", "--checkpoint", str(d / "checkpoint.pt"), "--multiplier", "K2", "--voltage", "660",
+                     "--runs", "2"]) == 0
+        assert (d / "eval_drum2_660mV.json").is_file()
+        if method == "axtrain":
+            assert [h["phase"] for h in m["history"]] == ["act", "act", "pas"]
+            assert m["history"][1]["gamma"] > 0
+        else:
+            assert m["test_accuracy"] > 0.6  # 3 classes: chance is 1/3
+    assert "separable axtrain | drum2 @ 660 mV" in capsys.readouterr().out
+
+
+def test_checkpoint_round_trip_and_integer_network_bit_for_bit(runs):
+    d = runs["axtrain"]
+    ck = load_checkpoint(d / "checkpoint.pt")
+    cfg = config_from_dict(ck["config"])
+    data = _load_data(cfg)
+    x, y = _inputs(cfg, data.x_test), data.y_test
+    assert x.shape[1:] == (1, 8, 8)  # --data keeps its own shape
+    float_model = model_from_checkpoint(ck)
+    assert _accuracy(float_model, x, y) == json.loads((d / "metrics.json").read_text())["test_accuracy"]
+    # eval-mode hardware forward (one chip at 660 mV) == forward_int, at the head's accumulator
+    hw_model = model_from_checkpoint(ck, cfg.pas_hardware()).eval()
+    sample_chip(hw_model, torch.Generator().manual_seed(7))
+    seen = []
+    approx_layers(hw_model)[-1].register_forward_hook(lambda _m, _i, o: seen.append(o))
+    with torch.no_grad():
+        hw_out = hw_model(x)
+    qnet = quantized_from_checkpoint(ck)
+    want = qnet.forward_int(qnet.quantize_input(x), get_multiplier("K2"), storage=NTVStorage(660),
+                            generator=torch.Generator().manual_seed(7))
+    got = torch.round(torch.ldexp(seen[0].double(), torch.tensor(qnet.output_fmt.frac))).long()
+    assert torch.equal(got, want)
+    r = evaluate(d / "checkpoint.pt", "K2", 660, runs=1, seed=7)
+    assert r.accuracy_mean == pytest.approx(float((hw_out.argmax(1) == y).double().mean()))
+    q_again, x_int = integer_test_inputs(ck)
+    assert torch.equal(x_int, qnet.quantize_input(x))
+    assert torch.equal(q_again.forward_int(x_int, get_multiplier("K2")), qnet.forward_int(x_int, get_multiplier("K2")))
+
+
+def test_approxann_and_power_operands_on_a_user_checkpoint(runs, tmp_path):
+    from axhw.power.multiplier.operands import capture_operands
+
+    ck_path = runs["bp"] / "checkpoint.pt"
+    assert main(["approxann", "--checkpoint", str(ck_path), "--max-rounds", "1", "--retrain-epochs", "1",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert json.loads((tmp_path / "approxann.json").read_text())["total_multipliers"] > 0
+    qnet, x_int = integer_test_inputs(load_checkpoint(ck_path))
+    stream = capture_operands(qnet, x_int, get_multiplier("K2"), n_pairs=64)
+    assert len(stream) == 64
+
+
+def _idx(arr: np.ndarray) -> bytes:
+    return struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+def test_user_model_on_a_builtin_dataset(tmp_path, monkeypatch):
+    """--model with --dataset mnist_cnn: the data set's 1x28x28 view (a synthetic MNIST, 60 + 20 digits)."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", 60), ("t10k", 20)):
+        (folder / f"{stem}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(_idx(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))))
+        (folder / f"{stem}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx((np.arange(n) % 10).astype(np.uint8))))
+    monkeypatch.setenv("AXHW_MNIST_DIR", str(folder))
+    out = tmp_path / "run"
+    assert main(["train", "--model", "axhw.examples.residual:mnist_resnet", "--model-arg", "channels=4",
+                 "--dataset", "mnist_cnn", "--method", "bp", "--epochs", "1", "--out", str(out), "--quiet",
+                 "--threads", "1"]) == 0
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--runs", "1"]) == 0
+    r = json.loads((out / "eval_exact_1100mV.json").read_text())
+    assert r["dataset"] == "mnist_cnn" and 0.0 <= r["accuracy_mean"] <= 1.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "nosuchpkg_xyz:f", "--data", "user_models:separable"],
+     "no module named 'nosuchpkg_xyz'; install it or put its folder on PYTHONPATH"),
+    (["--model", "user_models:nope", "--data", "user_models:separable"],
+     "module 'user_models' has no attribute 'nope'"),
+    (["--model", "user_models", "--data", "user_models:separable"], "is not an import path"),
+    (["--model", "user_models:not_a_model", "--data", "user_models:separable"], "returned a str, not an nn.Module"),
+    (["--model", "user_models:tiny_resnet", "--model-arg", "width=3", "--data", "user_models:separable"],
+     "calling it with {'width': 3} failed"),
+    (["--model", "user_models:tiny_resnet", "--model-arg", "width", "--data", "user_models:separable"],
+     "expected NAME=VALUE"),
+    (["--model", "torch.nn:LSTM", "--model-arg", "input_size=4", "--model-arg", "hidden_size=4", "--data",
+      "user_models:separable"], "nn.LSTM has no hardware equivalent"),
+    (["--model", "user_models:tiny_resnet", "--data", "user_models:flat_data"], "fails on inputs of shape (2, 64)"),
+    (["--model", "user_models:tiny_resnet", "--data", "user_models:float_labels"], "expected 1-D integer class"),
+    (["--model", "user_models:tiny_resnet", "--data", "user_models:negative_labels"], "holds label -1"),
+    (["--model", "user_models:tiny_resnet", "--data", "user_models:many_labels"], "labels go up to 9"),
+    (["--data", "user_models:not_a_model"], "returned a str: expected (x_train, y_train, x_test, y_test)"),
+    (["--dataset", "breast_cancer", "--model-arg", "channels=4"], "--model-arg needs --model"),
+    (["--model", "user_models:tiny_resnet"], "--dataset is required (or --data"),
+])
+def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, capsys):
+    assert main(["train", *extra, "--method", "bp", "--epochs", "1", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_model_args_and_config_round_trip_through_json():
+    args = parse_model_args(["a=1", "b=(1, 2)", "c=hello", "d=None", "e=0.5", "f=[True]"])
+    assert args == {"a": 1, "b": [1, 2], "c": "hello", "d": None, "e": 0.5, "f": [True]}
+    cfg = TrainConfig(dataset="toy", data="user_models:separable", model="user_models:tiny_resnet", model_args=args)
+    hash(cfg)  # still hashable (model_args is left out of the hash)
+    saved = json.loads(json.dumps(asdict(cfg)))
+    assert same_config(saved, cfg) and config_from_dict(saved) == cfg
+    assert cfg != TrainConfig(dataset="toy", data="user_models:separable", model="user_models:tiny_resnet")
+    # a metrics.json written before model/model_args/data existed still describes the same run
+    old = {k: v for k, v in asdict(TrainConfig()).items() if k not in ("model", "model_args", "data")}
+    assert same_config(old, TrainConfig())
+    with pytest.raises(ValueError, match="values must be numbers"):
+        TrainConfig(model="m:f", model_args={"x": {1, 2}})
+    with pytest.raises(ValueError, match="unknown dataset 'toy'"):
+        TrainConfig(dataset="toy")  # without --data the dataset names the data
+
+
+def test_current_directory_is_searched_last(tmp_path, monkeypatch):
+    (tmp_path / "my_local_models.py").write_text("def net():\n    return 'here'\n")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    assert import_factory("my_local_models:net")() == "here"
+    assert sys.path[-1] == str(tmp_path)
+
+
+def test_resume_of_a_user_model_continues_identically(tmp_path):
+    torch.set_num_threads(1)  # restored by the module fixture
+    cfg = TrainConfig(dataset="toy", model="user_models:tiny_resnet", data="user_models:separable", method="act",
+                      epochs=2, act_warmup=0, batch_size=16, lr=0.01, limit=96)
+    full = train(cfg, tmp_path / "full", progress=False)
+    train(replace(cfg, epochs=1), tmp_path / "part", progress=False)
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
+    assert resumed["history"] == full["history"]
