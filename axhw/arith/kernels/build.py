@@ -27,6 +27,7 @@ _pool_state: dict[str, object] = {}
 
 
 def kernel_dir() -> Path:
+    """Where compiled kernels are cached (see the module docstring for the variables that move it)."""
     for var in ("AXHW_KERNEL_DIR", "AXHW_CACHE"):
         if os.environ.get(var):
             return Path(os.environ[var])
@@ -34,32 +35,17 @@ def kernel_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "axhw"
 
 
-def library_path() -> Path:
-    """Where the compiled kernel lives: named by a hash of the source and the platform, so an edited
-    source or another machine type never loads a stale build."""
-    return library_path_for(_SOURCE, "lutkernel")
-
-
 def library_path_for(source: str, stem: str, flags: tuple[str, ...] = ()) -> Path:
-    """The cache path of a library compiled from ``source`` with extra compiler ``flags`` (also
-    :mod:`axhw.arith.kernels.fused`'s)."""
+    """The cache path of a library compiled from ``source`` with extra compiler ``flags`` ."""
     key = f"{source}|{platform.machine()}|{sys.platform}" + (f"|{' '.join(flags)}" if flags else "")
     tag = hashlib.sha256(key.encode()).hexdigest()[:16]
     return kernel_dir() / f"{stem}-{tag}.so"
 
 
 def compiler() -> str | None:
+    """The system C compiler (``$CC``, else ``cc``, ``gcc``, ``clang``), or None."""
     cc = os.environ.get("CC") or "cc"
     return shutil.which(cc) or shutil.which("gcc") or shutil.which("clang")
-
-
-def build(force: bool = False) -> Path:
-    """Compile the kernel into :func:`library_path` (atomically: parallel builders never see a partial file).
-
-    Raises:
-        RuntimeError: no C compiler, or the compile failed (the message carries the compiler output).
-    """
-    return compile_library(_SOURCE, library_path(), force=force)
 
 
 def compile_library(source: str, path: Path, force: bool = False, flags: tuple[str, ...] = ()) -> Path:
