@@ -122,7 +122,7 @@ def main() -> None:
         """DRUM(2).matmul with the correction of before issue 15: a full GEMM of the -128 indicators."""
         out = exact_int_matmul(drum2.transform(a_min, torch.float32), drum2.transform(b_min, torch.float32), 192, 192)
         count = torch.mm((a_min == -128).to(torch.float64), (b_min == -128).to(torch.float64)).to(torch.int64)
-        return out + count * drum2._sat_correction
+        return out + count * drum2.sat_correction
 
     want_min = drum2(a_min[:16, :, None], b_min[None]).sum(1)
     assert torch.equal(drum2.matmul(a_min, b_min)[:16], want_min)

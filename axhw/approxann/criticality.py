@@ -45,7 +45,7 @@ MEASURES: tuple[str, ...] = ("gradient", "taylor")
 
 def _injected_error(layer: Any, x: torch.Tensor, approx: Multiplier) -> torch.Tensor:
     """``e_nj`` in real units: accumulator of ``approx`` minus the exact one, same quantized inputs."""
-    ilayer: IntLinear = layer._int_layer()
+    ilayer: IntLinear = layer.int_layer()
     a = ilayer.act_fmt.quantize(x.detach())
     zero = torch.zeros_like(ilayer.bias)
     exact = get_multiplier("exact", approx.bits)

@@ -62,14 +62,14 @@ K_PRESETS: dict[str, int] = {"K1": 1, "K2": 2, "K3": 3, "K4": 4}
 #: A full product table has 4**bits entries; 12 bits (16 Mi entries, 128 MiB) is the practical limit.
 LUT_MAX_BITS = 12
 #: Operand transforms are tabulated (one gather instead of ~10 elementwise ops) up to this width.
-_TABLE_TRANSFORM_MAX_BITS = 16
+TABLE_TRANSFORM_MAX_BITS = 16
 _INT64_MAX = (1 << 63) - 1
 
 
 IntPair = int | tuple[int, int]
 
 
-def _pair(v: IntPair) -> tuple[int, int]:
+def as_pair(v: IntPair) -> tuple[int, int]:
     """``v`` or ``(v, v)`` as a pair of ints (conv options)."""
     if isinstance(v, int):
         return int(v), int(v)
@@ -153,7 +153,7 @@ class Multiplier(ABC):
         n, c, h, wd = a.shape
         out_c, in_c, kh, kw = w.shape
         _check_groups(c, out_c, in_c, groups)
-        (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+        (sh, sw), (ph, pw), (dh, dw) = as_pair(stride), as_pair(padding), as_pair(dilation)
         cols = F.unfold(a.to(torch.float64), (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
         oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
@@ -200,13 +200,13 @@ class SeparableMultiplier(Multiplier):
         #: ``max |T(x)|`` over all operands, the bound that proves GEMM exactness.
         self.transform_bound = max(t_min, t_max)
         _p_lo, p_hi = self.product_range
-        self._sat_correction = 0
+        self.sat_correction = 0
         if self.signed and t_min * t_min > p_hi:
             if t_min * t_max > p_hi:  # pragma: no cover - impossible for DRUM, guards new transforms
                 raise AssertionError("saturation beyond (min, min) breaks the separable matmul")
-            self._sat_correction = p_hi - t_min * t_min
+            self.sat_correction = p_hi - t_min * t_min
         # Products that do not fit int64 (only unsigned 32-bit operands) must be refused, not wrapped.
-        largest = t_min * t_max if self._sat_correction else self.transform_bound**2
+        largest = t_min * t_max if self.sat_correction else self.transform_bound**2
         self._may_overflow_int64 = max(largest, t_max * t_max) > _INT64_MAX
 
     @abstractmethod
@@ -221,12 +221,12 @@ class SeparableMultiplier(Multiplier):
     def transform(self, x: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
         """``T(x)`` for in-range operands (checked), in ``dtype`` (int64, or float64 for GEMM input)."""
         x = self.check_operands(x)
-        if self.bits <= _TABLE_TRANSFORM_MAX_BITS:
-            table = self._transform_table if dtype == torch.int64 else self._table_as(dtype)
+        if self.bits <= TABLE_TRANSFORM_MAX_BITS:
+            table = self._transform_table if dtype == torch.int64 else self.table_as(dtype)
             return torch.take(table, x - self.operand_range[0])
         return self._transform_values(x).to(dtype)
 
-    def _table_as(self, dtype: torch.dtype) -> torch.Tensor:
+    def table_as(self, dtype: torch.dtype) -> torch.Tensor:
         cache = self.__dict__.setdefault("_table_cache", {})
         if dtype not in cache:
             cache[dtype] = self._transform_table.to(dtype)
@@ -243,7 +243,7 @@ class SeparableMultiplier(Multiplier):
                     f"use bits <= {MAX_BITS - 1} for unsigned operands"
                 )
         prod = ta * tb
-        if self._sat_correction:
+        if self.sat_correction:
             lo = self.operand_range[0]
             prod = torch.where((a == lo) & (b == lo), self.product_range[1], prod)
         return prod
@@ -254,13 +254,13 @@ class SeparableMultiplier(Multiplier):
         fused = self._matmul_compiled(a, b)
         if fused is not None:
             return fused
-        if self.bits <= _TABLE_TRANSFORM_MAX_BITS:  # transform straight into the exact GEMM dtype
+        if self.bits <= TABLE_TRANSFORM_MAX_BITS:  # transform straight into the exact GEMM dtype
             gemm_dtype = exact_float_dtype(a.shape[1] * self.transform_bound**2) or torch.float64
         else:
             gemm_dtype = torch.int64
         ta, tb = self.transform(a, gemm_dtype), self.transform(b, gemm_dtype)
         # (min, min) pairs are found before the GEMM, while the operands are still in cache
-        correct = self._min_pairs_matmul(a, b) if self._sat_correction else None
+        correct = self._min_pairs_matmul(a, b) if self.sat_correction else None
         out = exact_int_matmul(ta, tb, self.transform_bound, self.transform_bound)
         if correct is not None:
             correct(out)
@@ -272,15 +272,15 @@ class SeparableMultiplier(Multiplier):
         holds) in one pass per operand, float32 GEMMs over reduction chunks that bound proves exact, and one
         pass summing them into int64. Same numbers as the path below (tests/arith/test_multipliers.py)."""
         from axhw.arith.kernels import fused as hwkernel
-        if (self.bits > _TABLE_TRANSFORM_MAX_BITS or a.dtype != torch.int64 or b.dtype != torch.int64
+        if (self.bits > TABLE_TRANSFORM_MAX_BITS or a.dtype != torch.int64 or b.dtype != torch.int64
                 or a.device.type != "cpu" or b.device.type != "cpu" or not a.numel() or not b.numel()
                 or not hwkernel.available()):
             return None
         lo, hi = self.operand_range
-        table = self._table_as(torch.float32)
+        table = self.table_as(torch.float32)
         m, kdim = a.shape
         n = b.shape[1]
-        cap = self._MIN_POSITIONS if self._sat_correction else 0
+        cap = self._MIN_POSITIONS if self.sat_correction else 0
         ta, bad_a, nmin_a, max_a, pos_a = hwkernel.transform64(a.contiguous(), lo, hi, table, cap)
         if bad_a:
             self.check_operands(a)  # raises the one-line range error
@@ -297,12 +297,12 @@ class SeparableMultiplier(Multiplier):
             out = torch.mm(ta, tb).to(torch.int64)
         else:
             out = hwkernel.sum_parts([torch.mm(ta[:, c0:c1], tb[c0:c1]) for c0, c1 in chunks])
-        if self._sat_correction and nmin_a and nmin_b:
+        if self.sat_correction and nmin_a and nmin_b:
             # sparse join in C while the pairs are few (as in _min_pairs_matmul), else the numpy/GEMM path
             per = self._DENSE_MACS_PER_PAIR
             max_pairs = (m * kdim * n) // per if per > 0 else 1 << 62
             sparse = pos_a is not None and pos_b is not None and hwkernel.min_pairs(
-                out, pos_a, pos_b, kdim, self._sat_correction, max_pairs)
+                out, pos_a, pos_b, kdim, self.sat_correction, max_pairs)
             if not sparse:
                 correct = self._min_pairs_matmul(a, b)
                 if correct is not None:
@@ -377,13 +377,13 @@ class SeparableMultiplier(Multiplier):
         if pairs * self._DENSE_MACS_PER_PAIR <= m * kdim * n:
             pa, pb = self._equal_key_pairs(k_a, k_b, kdim)  # join on k
             flat = row_a[pa] * n + col_b[pb]
-            return lambda out: self._add_at(out, flat, self._sat_correction)
+            return lambda out: self._add_at(out, flat, self.sat_correction)
         shared = np.bincount(k_a, minlength=kdim).astype(bool) & count_b.astype(bool)
         ks = torch.from_numpy(shared.nonzero()[0]).to(a.device)
         dtype = exact_float_dtype(ks.numel()) or torch.float64  # counts and partial sums <= len(ks)
         ia, ib = (a[:, ks] == lo).to(dtype), (b[ks] == lo).to(dtype)
         count = torch.mm(ia, ib) if dtype != torch.float64 else exact_int_matmul(ia, ib, 1, 1)
-        correction = count.to(torch.int64) * self._sat_correction
+        correction = count.to(torch.int64) * self.sat_correction
         return lambda out: out.add_(correction)
 
     def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: IntPair = 1, padding: IntPair = 0,
@@ -394,14 +394,14 @@ class SeparableMultiplier(Multiplier):
         path. Zero padding is exact because ``T(0) = 0``."""
         _check_groups(a.shape[1], w.shape[0], w.shape[1], groups)
         k = w.shape[1] * w.shape[2] * w.shape[3]
-        if self.bits > _TABLE_TRANSFORM_MAX_BITS or k * self.transform_bound**2 >= FLOAT64_EXACT_LIMIT:
+        if self.bits > TABLE_TRANSFORM_MAX_BITS or k * self.transform_bound**2 >= FLOAT64_EXACT_LIMIT:
             return super().conv2d(a, w, stride, padding, dilation, groups)
         # float32 (the fast oneDNN kernels) is exact too when every partial sum stays below 2**24.
         dtype = exact_float_dtype(k * self.transform_bound**2) or torch.float64
         ta, tw = self.transform(a, dtype), self.transform(w, dtype)
-        out = F.conv2d(ta, tw, stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation),
+        out = F.conv2d(ta, tw, stride=as_pair(stride), padding=as_pair(padding), dilation=as_pair(dilation),
                        groups=groups).round().to(torch.int64)
-        if self._sat_correction:
+        if self.sat_correction:
             if groups == 1:
                 self._correct_min_pairs_conv2d(out, a, w, stride, padding, dilation)
             else:
@@ -448,18 +448,18 @@ class SeparableMultiplier(Multiplier):
         shared = per_c_a.astype(bool) & per_c_w.astype(bool)
         if pairs * self._DENSE_MACS_PER_PAIR <= out.numel() * int(shared.sum()) * kh * kw:
             pa, pw = self._equal_key_pairs(ca, cw, in_c)
-            (sh, sw), (ph, pw_), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+            (sh, sw), (ph, pw_), (dh, dw) = as_pair(stride), as_pair(padding), as_pair(dilation)
             y, x = ya[pa] + (ph - dy[pw] * dh), xa[pa] + (pw_ - dx[pw] * dw)
             (y, ry), (x, rx) = divmod(y, sh), divmod(x, sw)
             keep = (ry == 0) & (rx == 0) & (y >= 0) & (x >= 0) & (y < oh) & (x < ow)
             flat = ((na[pa] * out_c + o[pw]) * oh + y) * ow + x
-            self._add_at(out, np.ascontiguousarray(flat[keep]), self._sat_correction)
+            self._add_at(out, np.ascontiguousarray(flat[keep]), self.sat_correction)
             return
         cs = torch.from_numpy(shared.nonzero()[0]).to(a.device)
         dtype = exact_float_dtype(cs.numel() * kh * kw) or torch.float64  # counts and partial sums <= that
         ia, iw = (a[:, cs] == lo).to(dtype), (w[:, cs] == lo).to(dtype)
-        count = F.conv2d(ia, iw, stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation))
-        out += count.round().to(torch.int64) * self._sat_correction
+        count = F.conv2d(ia, iw, stride=as_pair(stride), padding=as_pair(padding), dilation=as_pair(dilation))
+        out += count.round().to(torch.int64) * self.sat_correction
 
 
 class Exact(SeparableMultiplier):

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from axhw.arith.fixedpoint import FixedPoint, check_codes
-from axhw.arith.multipliers import Exact, IntPair, Multiplier, _pair
+from axhw.arith.multipliers import Exact, IntPair, Multiplier, as_pair
 from axhw.arith.sram import NTVStorage
 from axhw.common.io import atomic_torch_save
 
@@ -102,7 +102,7 @@ def conv2d_int(
     codes, so the result stays exact)."""
     if padding_mode != "zeros" or (isinstance(padding, tuple | list) and len(padding) == 4):
         pad4 = tuple(padding) if isinstance(padding, tuple | list) and len(padding) == 4 else (
-            _pair(padding)[1], _pair(padding)[1], _pair(padding)[0], _pair(padding)[0])
+            as_pair(padding)[1], as_pair(padding)[1], as_pair(padding)[0], as_pair(padding)[0])
         mode = "constant" if padding_mode == "zeros" else padding_mode
         a = F.pad(a.to(torch.float64), pad4, mode=mode).to(torch.int64)  # exact: small integer codes
         padding = 0
@@ -126,8 +126,8 @@ def cat_int(operands: list[torch.Tensor], in_fmts: list[FixedPoint], out_fmt: Fi
 def avgpool2d_int(a: torch.Tensor, kernel: IntPair | None, stride: IntPair | None = None) -> torch.Tensor:
     """Average pooling of codes (:class:`IntAvgPool2d`): the exact sum of each ``kernel`` window (None: the
     whole map, output 1x1) divided by the window size with round-half-up, ``floor((2 s + n) / 2n)``."""
-    kh, kw = (a.shape[-2], a.shape[-1]) if kernel is None else _pair(kernel)
-    st = (kh, kw) if kernel is None or stride is None else _pair(stride)
+    kh, kw = (a.shape[-2], a.shape[-1]) if kernel is None else as_pair(kernel)
+    st = (kh, kw) if kernel is None or stride is None else as_pair(stride)
     # float64 sums are exact: |codes| < 2**31 and at most 2**21 of them per window
     s = F.avg_pool2d(a.to(torch.float64), (kh, kw), st, divisor_override=1).to(torch.int64)
     n = kh * kw

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
+from axhw.nn.config import HardwareConfig
 from axhw.nn.fx.trace import UNTRACED_ATTR, rewrite
-from axhw.nn.layers import ApproxConv2d, ApproxLinear, HardwareAware, HardwareConfig, _HardwareLayer
+from axhw.nn.layers import ApproxConv2d, ApproxLinear, HardwareAware, HardwareLayer
 
 __all__ = ["ConversionReport", "convert"]
 
@@ -95,7 +96,7 @@ def _type_name(m: nn.Module) -> str:
 
 
 def _convertible(m: nn.Module) -> bool:
-    return not isinstance(m, _HardwareLayer) and (_plain(m, nn.Linear) or _plain(m, nn.Conv2d))
+    return not isinstance(m, HardwareLayer) and (_plain(m, nn.Linear) or _plain(m, nn.Conv2d))
 
 
 def _hardware_twin(m: nn.Module, hw: HardwareConfig) -> nn.Module:
@@ -164,7 +165,7 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
     def plan(path: str, m: nn.Module) -> None:
         if path in keep:
             return
-        if isinstance(m, _HardwareLayer):
+        if isinstance(m, HardwareLayer):
             report.already_hardware.append(path)
             return
         if _convertible(m):
@@ -188,7 +189,7 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
         raise ValueError(f"{what} {'has' if one else 'have'} no hardware equivalent; pass "
                          f"keep_float={[p for p, _ in refused]!r} to keep {'it' if one else 'them'} float")
 
-    traced = graph and not (isinstance(model, _HardwareLayer) or _convertible(model))
+    traced = graph and not (isinstance(model, HardwareLayer) or _convertible(model))
     if inplace and traced:
         # tracing and batch-norm folding may still refuse the model: try them on a copy first, so that
         # nothing has changed when they raise
@@ -203,7 +204,7 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
     if traced:
         model, done = rewrite(model, hw, keep)
         for m in model.modules():  # graph ops and folded batch norms of an earlier conversion too
-            if isinstance(m, HardwareAware) and not isinstance(m, _HardwareLayer):
+            if isinstance(m, HardwareAware) and not isinstance(m, HardwareLayer):
                 m.set_hardware(hw)
         report.folded, report.graph_ops, report.float_ops = done.folded, done.ops, done.float_ops
     elif not graph:
@@ -229,6 +230,6 @@ def _replace_layers(model: nn.Module, todo: list[tuple[str, nn.Module]], hw: Har
             setattr(parent, name, twins[id(m)])
     for path in report.already_hardware:
         layer = model.get_submodule(path)
-        assert isinstance(layer, _HardwareLayer)
+        assert isinstance(layer, HardwareLayer)
         layer.set_hardware(hw)
     return model

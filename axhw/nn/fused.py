@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +45,8 @@ from torch import nn
 from axhw.arith.fixedpoint import FixedPoint, calibrate, calibrate_range
 from axhw.arith.intgemm import exact_chunks
 from axhw.arith.kernels import fused as hwkernel
-from axhw.arith.multipliers import _TABLE_TRANSFORM_MAX_BITS, SeparableMultiplier
-
-if TYPE_CHECKING:
-    from axhw.nn.layers import _HardwareLayer
+from axhw.arith.multipliers import TABLE_TRANSFORM_MAX_BITS, SeparableMultiplier
+from axhw.nn.protocol import HardwareLayerLike
 
 __all__ = ["ENABLED", "StraightThroughConv2d", "StraightThroughLinear", "fused_forward"]
 
@@ -136,13 +133,13 @@ def _quantize(x: torch.Tensor, fmt: FixedPoint, what: str) -> torch.Tensor:
     return codes
 
 
-def _applicable(layer: _HardwareLayer, x: torch.Tensor) -> bool:
-    hw, mul = layer.hw, layer._mul
+def _applicable(layer: HardwareLayerLike, x: torch.Tensor) -> bool:
+    hw, mul = layer.hw, layer.mul
     if not ENABLED or not isinstance(mul, SeparableMultiplier) or not mul.signed:
         return False
-    if mul.bits > _TABLE_TRANSFORM_MAX_BITS or max(hw.bits, int(hw.bias_bits or 0)) > _MAX_WORD_BITS:
+    if mul.bits > TABLE_TRANSFORM_MAX_BITS or max(hw.bits, int(hw.bias_bits or 0)) > _MAX_WORD_BITS:
         return False
-    if layer._approx_mul is not None and layer.approx_neurons is not None:
+    if layer.approx_mul is not None and layer.approx_neurons is not None:
         return False
     if x.dtype != torch.float32 or layer.weight.dtype != torch.float32 or layer.weight.numel() == 0:
         return False
@@ -154,12 +151,12 @@ def _applicable(layer: _HardwareLayer, x: torch.Tensor) -> bool:
     return hwkernel.available()
 
 
-def fused_forward(layer: _HardwareLayer, x: torch.Tensor) -> torch.Tensor | None:
+def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | None:
     """The hardware-mode output of ``layer`` on ``x`` (value: the integer layer's, dequantized; gradient:
     :class:`axhw.nn.ClippedSTE`), or None where this path does not apply (the caller runs the eager one)."""
     if not _applicable(layer, x):
         return None
-    hw, mul = layer.hw, layer._mul
+    hw, mul = layer.hw, layer.mul
     act = layer.act_fmt
     if act is None:
         raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
@@ -178,12 +175,12 @@ def fused_forward(layer: _HardwareLayer, x: torch.Tensor) -> torch.Tensor | None
     units, unit = (wd.shape[1], wd[0, 0].numel()) if conv else (wd.shape[1], 1)
     if exact_chunks(units, unit, mul.transform_bound**2) is None or abs(shift) > _MAX_SHIFT:
         return None  # no exact float GEMM for this shape at all: the eager path's int64/limb GEMM
-    table = mul._table_as(torch.float32)
+    table = mul.table_as(torch.float32)
     op_lo = mul.operand_range[0]
     n_out = wd.shape[0]
 
     # ---- stored parameters: clean codes, one draw of flips for weights then biases, or the held chip
-    chip = None if layer.training else layer._chip
+    chip = None if layer.training else layer.chip
     if chip is not None:
         wcodes = chip[0].to(torch.int32)
         bcodes = chip[1].to(torch.int32)
@@ -219,7 +216,7 @@ def fused_forward(layer: _HardwareLayer, x: torch.Tensor) -> torch.Tensor | None
     # ---- exact accumulation
     parts: list[torch.Tensor] = []
     dpart: torch.Tensor | None = None
-    if mul._sat_correction and nmin_a and nmin_w:
+    if mul.sat_correction and nmin_a and nmin_w:
         # both operands hold the minimum code: the reference integer product, (min, min) saturation included
         a64, w64 = _quantize(x.detach().contiguous(), act, "activations").to(torch.int64), wcodes.to(torch.int64)
         if conv:

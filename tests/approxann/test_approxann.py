@@ -75,7 +75,7 @@ def test_taylor_criticality_weights_gradient_by_injected_error():
     y = torch.tensor([1, 0])
     calibrate_model(model, x)
     k1, exact = get_multiplier("K1"), get_multiplier("exact")
-    ilayer = layer._int_layer()
+    ilayer = layer.int_layer()
     a = ilayer.act_fmt.quantize(x)
     w = ilayer.weight
     err = torch.stack([(k1(a[n][None, :], w) - exact(a[n][None, :], w)).sum(1) for n in range(2)]).double()

@@ -448,7 +448,7 @@ def test_drum2_matmul_min_pairs_equal_elementwise(bits, frac_a, frac_b):
     """Few, many, no and only minimum values in both operands: the sparse join (few pairs) and the dense
     count GEMM on the shared reduction indices (many pairs) both equal the elementwise saturating sum."""
     m = DRUM(2, bits)
-    assert m._sat_correction != 0
+    assert m.sat_correction != 0
     lo, hi = m.operand_range
     g = torch.Generator().manual_seed(int(frac_a * 1000) * 7 + int(frac_b * 1000) + bits)
     a = _with_minima((19, 157), frac_a, lo, hi, g)

@@ -11,7 +11,7 @@ from torch import nn
 
 from axhw.arith.fixedpoint import FixedPoint, calibrate, calibrate_range
 from axhw.arith.kernels import fused as hwkernel
-from axhw.arith.multipliers import DRUM
+from axhw.arith.multipliers import DRUM, get_multiplier
 from axhw.arith.sram import NTVStorage
 from axhw.nn import (
     ApproxConv2d,
@@ -132,7 +132,7 @@ def test_eval_chip_equals_forward_int(monkeypatch: pytest.MonkeyPatch) -> None:
     sample_chip(model, torch.Generator().manual_seed(7))
     out = _assert_same(model, x, monkeypatch, train=False)
     qnet = to_quantized(model)
-    want = qnet.forward_int(qnet.quantize_input(x), set_hardware.__globals__["get_multiplier"]("K2", 8),
+    want = qnet.forward_int(qnet.quantize_input(x), get_multiplier("K2", 8),
                             NTVStorage(530.0), torch.Generator().manual_seed(7))
     assert torch.equal(out, qnet.output_fmt.dequantize(want))
 
@@ -179,7 +179,7 @@ def test_quantize_kernel_equals_fixedpoint() -> None:
         codes = fastpath._quantize(x.contiguous(), fmt, "test")
         assert torch.equal(codes.to(torch.int64), fmt.quantize(x))
         if fmt.bits == 8:  # the one-pass quantize-and-transform, on every length of the tail
-            table = DRUM(2, 8)._table_as(torch.float32)
+            table = DRUM(2, 8).table_as(torch.float32)
             for n in (x.numel(), 1000, 513, 9, 1):
                 kept, t, bad, nmin, mx = hwkernel.quantize_transform(x[:n].contiguous(), fmt.frac, fmt.qmin,
                                                                      fmt.qmax, table, True)
@@ -188,7 +188,7 @@ def test_quantize_kernel_equals_fixedpoint() -> None:
                 assert torch.equal(t, torch.take(table, want + 128)) and nmin == int((want == -128).sum())
                 assert mx == int(t.abs().max())
     nan = torch.tensor([1.0, float("nan"), 2.0])
-    assert hwkernel.quantize_transform(nan, 0, -128, 127, DRUM(2, 8)._table_as(torch.float32), False)[2]
+    assert hwkernel.quantize_transform(nan, 0, -128, 127, DRUM(2, 8).table_as(torch.float32), False)[2]
 
 
 def test_flip_kernel_equals_corrupt_all() -> None:
@@ -199,7 +199,7 @@ def test_flip_kernel_equals_corrupt_all() -> None:
         want = st.corrupt_all([w, b], [fw, fb], torch.Generator().manual_seed(3))
         pos = st.flip_positions(w.numel() * 8 + b.numel() * 16, torch.Generator().manual_seed(3))
         wc, bc = w.to(torch.int32), b.to(torch.int32)
-        table = DRUM(2, 8)._table_as(torch.float32)
+        table = DRUM(2, 8).table_as(torch.float32)
         tw, nmin0, _ = hwkernel.transform(wc, -128, table)
         j, dmin, max_f = hwkernel.flip(wc, 8, pos, 0, 0, (tw, table, -128))  # keeps T(codes) in step
         hwkernel.flip(bc, 16, pos, j, w.numel() * 8)

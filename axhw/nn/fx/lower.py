@@ -41,6 +41,7 @@ from axhw.golden.network import (
     IntReLU,
     QuantizedNetwork,
 )
+from axhw.nn.config import HardwareConfig
 from axhw.nn.fx.ops import FoldedBatchNorm1d, HardwareAdd, HardwareAvgPool2d, HardwareCat
 from axhw.nn.fx.trace import (
     UNTRACED_ATTR,
@@ -53,7 +54,7 @@ from axhw.nn.fx.trace import (
     _node_desc,
     trace,
 )
-from axhw.nn.layers import HardwareAware, HardwareConfig, _HardwareLayer, approx_layers
+from axhw.nn.layers import HardwareAware, HardwareLayer, approx_layers
 
 __all__ = ["calibrate", "hardware_formats", "load_hardware_formats", "lower"]
 
@@ -149,7 +150,7 @@ def calibrate(model: nn.Module, x: Tensor) -> None:
     hw = layers[0].hw
     if len({layer.hw.bits for layer in layers}) != 1:
         raise ValueError(f"layers of {sorted({layer.hw.bits for layer in layers})} bits: one word length per network")
-    if isinstance(model, _HardwareLayer) or getattr(model, UNTRACED_ATTR, False):
+    if isinstance(model, HardwareLayer) or getattr(model, UNTRACED_ATTR, False):
         _calibrate_layers(model, x)
         return
     graph = trace(model)
@@ -184,7 +185,7 @@ def calibrate(model: nn.Module, x: Tensor) -> None:
         kind = dom.kind.get(node)
         if kind == "layer":
             layer = mods[str(node.target)]
-            assert isinstance(layer, _HardwareLayer)
+            assert isinstance(layer, HardwareLayer)
             if id(layer) in layer_calls:
                 raise ValueError(f"layer {node.target!r} is called more than once (shared weights): each call needs "
                                  "its own formats and storage; give each call its own layer")
@@ -259,7 +260,7 @@ def _calibrate_layers(model: nn.Module, x: Tensor) -> None:
 def lower(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedNetwork:
     """The integer network of a calibrated model (module docstring); an unsupported node is a one-line
     ``ValueError`` naming it."""
-    if isinstance(model, _HardwareLayer):
+    if isinstance(model, HardwareLayer):
         model = nn.Sequential(model)
     graph = trace(model)
     mods = _modules(model)
@@ -305,11 +306,11 @@ def lower(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedN
             value[node] = value[src]
         elif kind == "layer":
             layer = mods[str(node.target)]
-            assert isinstance(layer, _HardwareLayer)
+            assert isinstance(layer, HardwareLayer)
             if id(layer) in seen_layers:
                 raise ValueError(f"layer {node.target!r} is called more than once: give each call its own layer")
             seen_layers.add(id(layer))
-            emit(layer._int_layer(), node, [src])
+            emit(layer.int_layer(), node, [src])
         elif kind == "relu":
             emit(IntReLU(), node, [src])
         elif kind == "maxpool":
@@ -365,7 +366,7 @@ def hardware_formats(model: nn.Module) -> dict[str, dict[str, Any]]:
     ``in_fmts``/``out_fmt``; average pooling: ``fmt``), to store beside its state dict."""
     out: dict[str, dict[str, Any]] = {}
     for path, m in model.named_modules():
-        if isinstance(m, _HardwareLayer):
+        if isinstance(m, HardwareLayer):
             out[path] = {"act_fmt": _fmt_dict(m.act_fmt), "out_fmt": _fmt_dict(m.out_fmt)}
         elif isinstance(m, HardwareAdd | HardwareCat):
             out[path] = {"in_fmts": None if m.in_fmts is None else [_fmt_dict(f) for f in m.in_fmts],
@@ -378,13 +379,13 @@ def hardware_formats(model: nn.Module) -> dict[str, dict[str, Any]]:
 def load_hardware_formats(model: nn.Module, formats: dict[str, dict[str, Any]]) -> None:
     """Restore :func:`hardware_formats`; a path the model lacks (or a module the formats lack) is an error."""
     mods = dict(model.named_modules())
-    mine = {p for p, m in mods.items() if isinstance(m, _HardwareLayer | HardwareAdd | HardwareCat | HardwareAvgPool2d)}
+    mine = {p for p, m in mods.items() if isinstance(m, HardwareLayer | HardwareAdd | HardwareCat | HardwareAvgPool2d)}
     if mine != set(formats):
         raise ValueError(f"formats do not match the model: missing {sorted(mine - set(formats))}, "
                          f"unknown {sorted(set(formats) - mine)}")
     for path, d in formats.items():
         m = mods[path]
-        if isinstance(m, _HardwareLayer):
+        if isinstance(m, HardwareLayer):
             m.act_fmt, m.out_fmt = _fmt(d["act_fmt"]), _fmt(d["out_fmt"])
         elif isinstance(m, HardwareAdd | HardwareCat):
             m.in_fmts = None if d["in_fmts"] is None else [FixedPoint(**f) for f in d["in_fmts"]]

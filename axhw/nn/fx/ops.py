@@ -32,7 +32,9 @@ from torch import Tensor, nn
 from axhw.arith.fixedpoint import FixedPoint
 from axhw.arith.multipliers import IntPair
 from axhw.golden.network import add_int, avgpool2d_int, cat_int
-from axhw.nn.layers import HardwareAware, HardwareConfig, StraightThrough, require_cpu
+from axhw.nn.config import HardwareConfig
+from axhw.nn.layers import HardwareAware, require_cpu
+from axhw.nn.ste import StraightThrough
 
 __all__ = [
     "FoldedBatchNorm1d",

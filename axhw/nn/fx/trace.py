@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from axhw.nn.config import HardwareConfig
 from axhw.nn.fx.ops import FoldedBatchNorm1d, FoldedBatchNorm2d, HardwareAdd, HardwareAvgPool2d, HardwareCat
-from axhw.nn.layers import HardwareAware, HardwareConfig, _HardwareLayer, approx_layers
+from axhw.nn.layers import HardwareAware, HardwareLayer, approx_layers
 
 __all__ = ["FLOAT_LEAVES_ATTR", "UNTRACED_ATTR", "GraphRewrite", "rewrite", "trace"]
 
@@ -135,7 +136,7 @@ def _classify(node: fx.Node, mods: dict[str, nn.Module], meta: set[fx.Node]) -> 
         return "meta"
     if op == "call_module":
         m = mods[str(target)]
-        if isinstance(m, _HardwareLayer):
+        if isinstance(m, HardwareLayer):
             return "layer"
         if isinstance(m, FoldedBatchNorm1d | FoldedBatchNorm2d):
             return "fold"
@@ -246,12 +247,12 @@ class GraphRewrite:
     float_ops: list[str] = field(default_factory=list)
 
 
-def _fold_target(node: fx.Node, mods: dict[str, nn.Module]) -> tuple[fx.Node, _HardwareLayer] | str:
+def _fold_target(node: fx.Node, mods: dict[str, nn.Module]) -> tuple[fx.Node, HardwareLayer] | str:
     """The layer a batch-norm node folds into, or why it cannot."""
     bn = mods[str(node.target)]
     src = node.args[0] if node.args else None
     if not isinstance(src, fx.Node) or src.op != "call_module" or not isinstance(
-            layer := mods[str(src.target)], _HardwareLayer):
+            layer := mods[str(src.target)], HardwareLayer):
         what = ("the network input" if isinstance(src, fx.Node) and src.op == "placeholder"
                 else _node_desc(src) if isinstance(src, fx.Node) else "no layer")
         return f"it follows {what}, not a Linear/Conv2d layer"
@@ -283,7 +284,7 @@ def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) ->
     meta = _meta_nodes(graph)
     report = GraphRewrite()
     # 1. batch norms: every one must fold (checked before anything changes)
-    folds: list[tuple[fx.Node, _HardwareLayer]] = []
+    folds: list[tuple[fx.Node, HardwareLayer]] = []
     refused: list[str] = []
     for node in graph.nodes:
         if node.op == "call_module" and isinstance(mods[str(node.target)], nn.modules.batchnorm._BatchNorm):
@@ -345,7 +346,7 @@ def _call_order(graph: fx.Graph, mods: dict[str, nn.Module]) -> list[int]:
     """Hardware layers in the order the graph calls them (ids, each once)."""
     order: dict[int, None] = {}
     for node in graph.nodes:
-        if node.op == "call_module" and isinstance(mods.get(str(node.target)), _HardwareLayer):
+        if node.op == "call_module" and isinstance(mods.get(str(node.target)), HardwareLayer):
             order.setdefault(id(mods[str(node.target)]), None)
     return list(order)
 

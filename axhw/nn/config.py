@@ -1,0 +1,87 @@
+"""What the hardware of a layer is: :class:`HardwareConfig`, the one configuration every hardware-aware
+module of :mod:`axhw.nn` holds (mode, multiplier, word lengths, SRAM voltage, calibration)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from axhw.arith.fixedpoint import FixedPoint
+from axhw.arith.multipliers import Multiplier, get_multiplier
+from axhw.arith.sram import NOMINAL_MV, NTVStorage
+
+__all__ = ["HardwareConfig", "Mode"]
+
+Mode = Literal["float", "quantized", "hardware"]
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """What the hardware model of a layer is.
+
+    Attributes:
+        mode: ``float`` (ideal), ``quantized`` (fixed point, exact products) or ``hardware``.
+        multiplier: multiplier for ``hardware`` mode: a name (``exact``, ``drum<k>``, ``K1``..``K4``, or a
+            circuit imported into the multiplier library, :mod:`axhw.arith.library`) or a
+            :class:`~axhw.arith.multipliers.Multiplier` object such as a ``LUTMultiplier`` (its ``bits`` must match).
+        bits: word length of weights and activations (spec section 1: 8 by default, 16 works).
+        bias_bits: width of the stored bias word. Biases are stored at the accumulator's scale (spec
+            section 1: they are added into it unshifted) in a word of ``2 * bits`` bits by default (the
+            product width; capped at ``acc_bits``). Why not the full accumulator word: trained biases need
+            far fewer bits (<= 10 on the Table 1 networks), and every unused high-order bit is one more
+            bit an NTV flip can turn into a +-2**30 error (paper section 3.2: remove unnecessary high-order
+            bits to confine storage noise). Clean inference is identical as long as the biases fit;
+            values that do not fit saturate.
+        acc_bits: accumulator word length; biases are stored in it. ``None``: 32 for words up to 8 bits
+            (spec section 1), ``2 * bits + 16`` above (16-bit products summed over fan-ins up to 2**15).
+        voltage_mv: SRAM supply for parameter storage in ``hardware`` mode (1100 = reliable).
+        calibration: how ``frac`` is chosen for weights and activations (``maxabs`` or ``percentile``).
+        percentile: percentile used by ``percentile`` calibration.
+        saturation_ste: also zero the straight-through gradient of outputs that the re-quantizer clamped to
+            the next layer's format (standard QAT practice, on top of eq. 12). On by default; ``False`` is
+            eq. 12 alone, as the paper states it. Why: with activation formats calibrated per epoch,
+            hidden layers saturate early in training from random init and the gradient of the unclamped
+            float path runs away (measured on MNIST-MLP: pas stalls at 9.8% without it, see
+            docs/training.md). Outputs inside the format keep eq. 12's gradient unchanged.
+        approx_multiplier: in ``hardware`` mode, the multiplier of the neurons each layer marks in
+            ``approx_neurons`` (ApproxAnn's per-neuron modes); None: masks are ignored.
+    """
+
+    mode: Mode = "float"
+    multiplier: str | Multiplier = "exact"
+    bits: int = 8
+    acc_bits: int | None = None
+    bias_bits: int | None = None
+    voltage_mv: float = NOMINAL_MV
+    calibration: Literal["maxabs", "percentile"] = "maxabs"
+    percentile: float = 99.99
+    approx_multiplier: str | Multiplier | None = None
+    saturation_ste: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("float", "quantized", "hardware"):
+            raise ValueError(f"unknown mode {self.mode!r}: valid modes are 'float', 'quantized', 'hardware'")
+        if self.acc_bits is None:
+            object.__setattr__(self, "acc_bits", 32 if self.bits <= 8 else 2 * self.bits + 16)
+        self.get_multiplier()  # validates name and bits
+        self.get_approx_multiplier()
+        self.storage()  # validates the voltage
+        FixedPoint(self.acc_bits, 0)
+        if self.bias_bits is None:
+            object.__setattr__(self, "bias_bits", min(2 * self.bits, self.acc_bits))
+        if self.bias_bits is not None and not 2 <= self.bias_bits <= self.acc_bits:
+            raise ValueError(f"bias_bits={self.bias_bits} out of range: valid range is [2, acc_bits={self.acc_bits}]")
+
+    def get_multiplier(self) -> Multiplier:
+        return get_multiplier(self.multiplier if self.mode == "hardware" else "exact", self.bits)
+
+    def get_approx_multiplier(self) -> Multiplier | None:
+        """The multiplier of approximate-mode neurons, or None (outside ``hardware`` mode, or unset)."""
+        if self.approx_multiplier is None:
+            return None
+        mul = get_multiplier(self.approx_multiplier, self.bits)
+        return mul if self.mode == "hardware" else None
+
+    def storage(self) -> NTVStorage | None:
+        st = NTVStorage(self.voltage_mv)
+        return st if self.mode == "hardware" and st.flip_p > 0 else None
