@@ -6,7 +6,8 @@ dynamic fixed point and near-threshold-voltage SRAM weight storage.
 
 from axhw import _compat
 from axhw.arith.fixedpoint import FixedPoint, calibrate
-from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier, Multiplier, error_stats, get_multiplier
+from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier, Multiplier, error_stats
+from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NTVStorage, flip_probability
 from axhw.nn.convert import ConversionReport, convert
 

@@ -17,7 +17,7 @@ import types
 import warnings
 from typing import Any
 
-__all__ = ["MOVED", "install", "moved_attribute"]
+__all__ = ["ALSO", "MOVED", "install", "moved_attribute"]
 
 #: Old module -> the module that holds its code now.
 MOVED: dict[str, str] = {
@@ -74,6 +74,10 @@ MOVED: dict[str, str] = {
 }
 
 
+#: Old modules whose names now live in more than one module: the others, searched in order after ``MOVED``'s.
+ALSO: dict[str, tuple[str, ...]] = {"axhw.multipliers": ("axhw.arith.registry",)}
+
+
 def _warn(old: str, new: str, stacklevel: int) -> None:
     warnings.warn(f"{old} moved to {new}; the old path is removed in the next release", DeprecationWarning,
                   stacklevel=stacklevel)
@@ -88,7 +92,12 @@ class _Alias(types.ModuleType):
         self.__dict__["_axhw_target"] = new
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(importlib.import_module(self.__dict__["_axhw_target"]), name)
+        target = self.__dict__["_axhw_target"]
+        for mod in (target, *ALSO.get(self.__name__, ())):
+            m = importlib.import_module(mod)
+            if hasattr(m, name):
+                return getattr(m, name)
+        raise AttributeError(f"module {self.__name__!r} (moved to {target}) has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:  # monkeypatching through the old name
         if name.startswith("__"):  # the import system's own attributes (__spec__, __loader__) stay here
@@ -100,7 +109,9 @@ class _Alias(types.ModuleType):
         delattr(importlib.import_module(self.__dict__["_axhw_target"]), name)
 
     def __dir__(self) -> list[str]:
-        return dir(importlib.import_module(self.__dict__["_axhw_target"]))
+        names = {n for mod in (self.__dict__["_axhw_target"], *ALSO.get(self.__name__, ()))
+                 for n in dir(importlib.import_module(mod))}
+        return sorted(names)
 
 
 class _CallableAlias(_Alias):

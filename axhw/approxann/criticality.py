@@ -32,7 +32,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from axhw.arith.multipliers import Multiplier, get_multiplier
+from axhw.arith.multipliers import Multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.golden.network import IntLinear, QuantizedNetwork
 from axhw.nn import approx_layers
 from axhw.training.trainer import output_loss

@@ -30,17 +30,18 @@ import torch
 from torch import nn
 
 from axhw.approxann.criticality import Measure, count_multipliers, neuron_criticality
-from axhw.arith.multipliers import Multiplier, get_multiplier
+from axhw.arith.multipliers import Multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.golden.network import QuantizedNetwork
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, set_hardware, to_quantized
 from axhw.nn.fx.lower import hardware_formats, load_hardware_formats
 from axhw.training.trainer import (
     TrainConfig,
-    _inputs,
-    _load_data,
     config_from_dict,
     load_checkpoint,
+    load_training_data,
     model_from_checkpoint,
+    network_inputs,
     train_step,
 )
 
@@ -178,8 +179,8 @@ def approxann(model: nn.Sequential, train_cfg: TrainConfig, data: Any, cfg: Appr
         meta: extra metadata for the exported network.
         progress: print one line per round.
     """
-    x_tr, y_tr = _inputs(train_cfg, data.x_train), data.y_train
-    x_te, y_te = _inputs(train_cfg, data.x_test), data.y_test
+    x_tr, y_tr = network_inputs(train_cfg, data.x_train), data.y_train
+    x_te, y_te = network_inputs(train_cfg, data.x_test), data.y_test
     x_acc, y_acc = (x_te, y_te) if cfg.accept_split == "test" else (x_tr, y_tr)
     n_crit = len(x_tr) if cfg.criticality_samples is None else min(cfg.criticality_samples, len(x_tr))
     crit_idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(cfg.seed))[:n_crit]
@@ -281,7 +282,7 @@ def run_approxann(checkpoint: str | Path, cfg: ApproxAnnConfig, out_dir: str | P
     train_cfg = config_from_dict(ck["config"])
     if data_dir is not None:
         train_cfg = replace(train_cfg, data_dir=data_dir)
-    data = _load_data(train_cfg)
+    data = load_training_data(train_cfg)
     model = model_from_checkpoint(ck)
     torch.manual_seed(cfg.seed)
     meta = {"dataset": train_cfg.dataset, "method": train_cfg.method, "seed": train_cfg.seed,

@@ -109,7 +109,8 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> int:
         from axhw.arith import library
-        from axhw.arith.multipliers import error_stats, get_multiplier, multiplier_names
+        from axhw.arith.multipliers import error_stats
+        from axhw.arith.registry import get_multiplier, multiplier_names
 
         if args.multipliers_command == "import":
             return run_import(args)

@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 from axhw.arith.fixedpoint import calibrate
-from axhw.arith.multipliers import error_stats, get_multiplier
+from axhw.arith.multipliers import error_stats
+from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NOMINAL_MV, NTVStorage, flip_probability
 from axhw.common.tables import markdown_table
 

@@ -206,7 +206,7 @@ def fig4(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
 
     from axhw.data import load
     from axhw.training.sensitivity.network import sensitivity_map
-    from axhw.training.trainer import _inputs, load_checkpoint, model_from_checkpoint
+    from axhw.training.trainer import load_checkpoint, model_from_checkpoint, network_inputs
 
     d = "breast_cancer" if cfg.quick else "mnist_mlp"
     k1 = Target("K1", 1100.0)
@@ -220,7 +220,7 @@ def fig4(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
 
     tcfg = config_from_dict(ck0["config"])
     data = load(d, seed=seed, data_dir=cfg.data_dir, limit=tcfg.limit)
-    x = _inputs(tcfg, data.x_test)[:500]
+    x = network_inputs(tcfg, data.x_test)[:500]
     maps = {}
     for m, task in zip(("bp", "act", "pas"), tasks, strict=True):
         model = model_from_checkpoint(load_checkpoint(root / "runs" / task.key / "checkpoint.pt")).eval()

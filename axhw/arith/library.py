@@ -1,7 +1,7 @@
 """The multiplier library: approximate circuits imported from Verilog, usable wherever a multiplier is named.
 
 ``axhw multipliers import`` (:mod:`axhw.rtl.imported`) simulates a user's multiplier module over every
-operand pair and stores what it found here; :func:`axhw.arith.multipliers.get_multiplier` then accepts the
+operand pair and stores what it found here; :func:`axhw.arith.registry.get_multiplier` then accepts the
 circuit's name like a built-in one. This module only reads and writes the library (torch and numpy, no
 jinja, pyverilog or simulator), so training can use imported circuits without the RTL tool chain.
 
@@ -84,7 +84,7 @@ class CircuitInfo:
     """Metadata of an imported circuit (``circuit.json``).
 
     Attributes:
-        name: library name (what :func:`~axhw.arith.multipliers.get_multiplier` accepts).
+        name: library name (what :func:`~axhw.arith.registry.get_multiplier` accepts).
         top: the Verilog top module.
         bits: operand width ``N``; ports ``a``, ``b`` have ``N`` bits and ``p`` has ``2N``.
         signed: two's-complement operands and product (else unsigned; used through the sign-magnitude wrapper).

@@ -201,7 +201,8 @@ def coverage(multiplier: Any, bits: int = 8, signed: bool = True, path: Path | N
     Returns:
         ``(covered, message)``; the message says which simulators passed, or how to produce a record.
     """
-    from axhw.arith.multipliers import Multiplier, get_multiplier
+    from axhw.arith.multipliers import Multiplier
+    from axhw.arith.registry import get_multiplier
 
     model = multiplier if isinstance(multiplier, Multiplier) else get_multiplier(multiplier, bits, signed)
     label = model.name if isinstance(multiplier, Multiplier) else multiplier

@@ -24,7 +24,13 @@ from axhw.data import readers
 from axhw.data.acquire import verified
 from axhw.data.registry import APPLICATIONS, DATASETS, DataError, check_file, dataset_info, resolve_data_dir
 
-__all__ = ["MNIST_DIR_ENV", "Dataset", "load", "status"]
+__all__ = [
+    "MNIST_DIR_ENV",
+    "Dataset",
+    "load",
+    "status",
+    "stratified_subset",
+]
 
 #: Environment variable naming a folder with the user's own standard MNIST IDX files (raw or ``.gz``).
 MNIST_DIR_ENV = "AXHW_MNIST_DIR"
@@ -112,7 +118,7 @@ def _split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, 
     return np.asarray(tr), np.asarray(te)
 
 
-def _subset(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+def stratified_subset(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """Indices of at most ``limit`` samples, stratified by class where every class can get one."""
     n = len(y)
     if limit is None or limit >= n:
@@ -187,9 +193,9 @@ def load(name: str, seed: int = 0, data_dir: str | os.PathLike[str] | None = Non
         x, y, classes = raw
         tr, te = _split(y, test_fraction, seed)
         x_tr, y_tr, x_te, y_te = x[tr], y[tr], x[te], y[te]
-    keep = _subset(y_tr, limit, seed)
+    keep = stratified_subset(y_tr, limit, seed)
     x_tr, y_tr = x_tr[keep], y_tr[keep]
-    keep = _subset(y_te, test_limit, seed + 1)
+    keep = stratified_subset(y_te, test_limit, seed + 1)
     x_te, y_te = x_te[keep], y_te[keep]
     if info.name == "mnist":
         mean, std = np.zeros(x_tr.shape[1]), np.full(x_tr.shape[1], 255.0)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axhw.arith.fixedpoint import FixedPoint
-from axhw.arith.multipliers import Multiplier, get_multiplier
+from axhw.arith.multipliers import Multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NOMINAL_MV, NTVStorage
 
 __all__ = ["HardwareConfig", "Mode"]

@@ -165,6 +165,7 @@ def _fail(args: argparse.Namespace, exc: Exception) -> int:
 
 def main_report(args: argparse.Namespace) -> int:
     """``axhw power report``: run the study, write power.json/.md/.png, print the chosen table."""
+    from axhw.power.search.aggregate import study_dict
     from axhw.power.search.report import markdown, write_report
     from axhw.power.search.study import StudyConfig, run_study
 
@@ -203,7 +204,7 @@ def main_report(args: argparse.Namespace) -> int:
         # One thread, as the sweep workers: numbers independent of the machine's core count, and no
         # oversubscription on a busy machine (measured here: 2 threads on 2 loaded cores made an act epoch 25x slower).
         torch.set_num_threads(1)
-        result = run_study(cfg, progress=not args.quiet).as_dict()
+        result = study_dict(run_study(cfg, progress=not args.quiet))
         _add_accel_result(args, result)
     except (ToolMissing, ValueError) as exc:
         return _fail(args, exc)

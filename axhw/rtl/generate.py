@@ -36,6 +36,8 @@ __all__ = [
     "PortSpec",
     "check_files",
     "check_ports",
+    "drum_files",
+    "exact_files",
     "generate",
     "parse_verilog",
     "register_design",
@@ -178,7 +180,8 @@ def _validate_exact(cfg: MultiplierConfig) -> None:
         raise ValueError(f"k={cfg.k!r} is meaningless for design 'exact': leave it unset (None)")
 
 
-def _exact_files(cfg: MultiplierConfig, top: str = "exact_mul") -> list[tuple[str, str, dict[str, object]]]:
+def exact_files(cfg: MultiplierConfig, top: str = "exact_mul") -> list[tuple[str, str, dict[str, object]]]:
+    """(file name, template, context) of the exact multiplier's Verilog, its module named ``top``."""
     # `top` renames the module for use inside the PE / array, where several multipliers may coexist.
     return [(f"{top}.v", "exact_mul.v.j2", {**_common_context(cfg), "top_module": top})]
 
@@ -201,7 +204,8 @@ def _drum_saturates(cfg: MultiplierConfig) -> bool:
     return t_min * t_min > model.product_range[1]
 
 
-def _drum_files(cfg: MultiplierConfig, top: str = "drum_mul") -> list[tuple[str, str, dict[str, object]]]:
+def drum_files(cfg: MultiplierConfig, top: str = "drum_mul") -> list[tuple[str, str, dict[str, object]]]:
+    """(file name, template, context) of each of DRUM-k's Verilog files, the top module named ``top``."""
     # `top` renames the top module for use inside the PE / array (the sub-modules already carry w/k suffixes).
     assert cfg.k is not None
     bits, k = cfg.bits, cfg.k
@@ -250,13 +254,13 @@ register_design(
         top="drum_mul",
         validate=_validate_drum,
         model=lambda c: DRUM(int(c.k or 0), c.bits, c.signed),
-        files=_drum_files,
+        files=drum_files,
     ),
 )
 register_design(
     "exact",
     DesignSpec(
-        top="exact_mul", validate=_validate_exact, model=lambda c: Exact(c.bits, c.signed), files=_exact_files
+        top="exact_mul", validate=_validate_exact, model=lambda c: Exact(c.bits, c.signed), files=exact_files
     ),
 )
 

@@ -30,7 +30,7 @@ from axhw.golden.network import IntLinear, IntReLU, QuantizedNetwork, linear_int
 from axhw.rtl.generate import write_files
 from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
 from axhw.rtl.program import ArrayProgram, compile_network
-from axhw.rtl.verify import SIM_DIR, _on_sys_path, _require_simulator, _stamp, default_build_root
+from axhw.rtl.verify import SIM_DIR, build_stamp, default_build_root, on_sys_path, require_simulator
 
 __all__ = ["NetCheckResult", "build_design", "layer_report", "reference_outputs", "run_array", "run_pe"]
 
@@ -108,7 +108,7 @@ def build_design(
     """
     from cocotb_tools.runner import get_runner
 
-    _require_simulator(simulator)
+    require_simulator(simulator)
     bdir = (build_root or default_build_root()) / simulator / config_id
     bdir.mkdir(parents=True, exist_ok=True)
     rtl = [p for p in write_files(files, bdir / "rtl") if p.suffix == ".v"]
@@ -117,7 +117,7 @@ def build_design(
     if waves:
         settings["waves"] = True
     stamp_file = bdir / "axhw_build.stamp"
-    stamp = _stamp(sources, settings)
+    stamp = build_stamp(sources, settings)
     t0 = time.perf_counter()
     with locked(bdir / ".lock"):
         if stamp_file.is_file() and stamp_file.read_text() == stamp:
@@ -161,7 +161,7 @@ def _run(simulator: str, bdir: Path, run_dir: Path, module: str, toplevel: str, 
         runner._test_command = lambda: [["-vcd" if a == "-none" else a for a in cmd]  # type: ignore[attr-defined]
                                         for cmd in test_command()]
     t0 = time.perf_counter()
-    with _on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
+    with on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
         runner.test(
             test_module=module,
             hdl_toplevel=toplevel,

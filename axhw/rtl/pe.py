@@ -25,9 +25,9 @@ from axhw.rtl.generate import (
     DesignSpec,
     MultiplierConfig,
     PortSpec,
-    _drum_files,
-    _exact_files,
     check_files,
+    drum_files,
+    exact_files,
     register_design,
     template_environment,
 )
@@ -250,7 +250,7 @@ def _mul_module(cfg: MultiplierConfig) -> str:
 
 def _mul_files(cfg: MultiplierConfig) -> list[tuple[str, str, dict[str, object]]]:
     top = _mul_module(cfg)
-    return _drum_files(cfg, top) if cfg.design == "drum" else _exact_files(cfg, top)
+    return drum_files(cfg, top) if cfg.design == "drum" else exact_files(cfg, top)
 
 
 def _mul_desc(cfg: MultiplierConfig) -> str:

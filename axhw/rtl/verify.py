@@ -41,12 +41,15 @@ __all__ = [
     "SIM_DIR",
     "CheckResult",
     "build",
+    "build_stamp",
     "check",
     "corner_values",
     "default_build_root",
     "exhaustive_pairs",
     "expected_products",
+    "on_sys_path",
     "random_pairs",
+    "require_simulator",
     "run_vectors",
     "write_vectors",
 ]
@@ -130,7 +133,8 @@ def write_vectors(path: Path, bits: int, a: Sequence[int], b: Sequence[int], p: 
 # --- build and run -------------------------------------------------------------------------------------------
 
 
-def _stamp(sources: Sequence[Path], settings: dict[str, object]) -> str:
+def build_stamp(sources: Sequence[Path], settings: dict[str, object]) -> str:
+    """Hash of a simulator build's sources and settings: a build folder is reused only while it matches."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for src in sources:
         h.update(src.name.encode())
@@ -138,7 +142,8 @@ def _stamp(sources: Sequence[Path], settings: dict[str, object]) -> str:
     return h.hexdigest()
 
 
-def _require_simulator(simulator: str) -> None:
+def require_simulator(simulator: str) -> None:
+    """A one-line error for an unknown or missing simulator, naming the package that installs it."""
     if simulator not in SIMULATORS:
         raise ValueError(f"unknown simulator {simulator!r}: valid simulators are {', '.join(SIMULATORS)}")
     if simulator == "verilator":
@@ -153,7 +158,7 @@ def build(cfg: MultiplierConfig, simulator: str, build_root: Path | None = None)
     """
     from cocotb_tools.runner import get_runner
 
-    _require_simulator(simulator)
+    require_simulator(simulator)
     bdir = (build_root or default_build_root()) / simulator / cfg.config_id
     bdir.mkdir(parents=True, exist_ok=True)
     # Imported circuits (axhw.rtl.imported.ImportedConfig) bring their own sources and build arguments.
@@ -164,7 +169,7 @@ def build(cfg: MultiplierConfig, simulator: str, build_root: Path | None = None)
     settings = {"simulator": simulator, "top": cfg.top, "bits": cfg.bits, "depth": DEPTH,
                 **({"build_args": build_args} if build_args else {})}
     stamp_file = bdir / "axhw_build.stamp"
-    stamp = _stamp(sources, settings)
+    stamp = build_stamp(sources, settings)
     with locked(bdir / ".lock"):  # parallel pytest workers may share a build directory
         if stamp_file.is_file() and stamp_file.read_text() == stamp:
             return bdir
@@ -236,7 +241,8 @@ class CheckResult:
 
 
 @contextlib.contextmanager
-def _on_sys_path(path: Path) -> Iterator[None]:
+def on_sys_path(path: Path) -> Iterator[None]:
+    """``path`` on ``sys.path`` for the duration (where cocotb's runner finds the testbench modules)."""
     # cocotb's runner exports sys.path as the simulator's PYTHONPATH; that is how it finds sim/mul_tb.py.
     sys.path.insert(0, str(path))
     try:
@@ -288,7 +294,7 @@ def run_vectors(
     t0 = time.perf_counter()
     runner = get_runner(simulator)
     runner.log.setLevel(logging.WARNING)  # the simulation log goes to sim.log
-    with _on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
+    with on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
         # Under pytest the runner calls sys.exit() when a cocotb test fails; the summary says why.
         runner.test(
             test_module="mul_tb",

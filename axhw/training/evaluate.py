@@ -14,13 +14,14 @@ from typing import Any
 
 import torch
 
-from axhw.arith.multipliers import Multiplier, get_multiplier
+from axhw.arith.multipliers import Multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NTVStorage
 from axhw.training.trainer import (
-    _inputs,
-    _load_data,
     config_from_dict,
     load_checkpoint,
+    load_training_data,
+    network_inputs,
     output_loss,
     quantized_from_checkpoint,
 )
@@ -62,8 +63,8 @@ def evaluate(checkpoint: str | Path, multiplier: str | Multiplier = "exact", vol
     mul = get_multiplier(multiplier, cfg.bits)
     storage = NTVStorage(voltage_mv)
     qnet = quantized_from_checkpoint(ck, bias_bits)
-    data = _load_data(cfg)
-    x = _inputs(cfg, data.x_test)
+    data = load_training_data(cfg)
+    x = network_inputs(cfg, data.x_test)
     x_int = qnet.quantize_input(x)
     y = data.y_test
     n_runs = runs if storage.flip_p > 0 else 1  # without flips every run is the same chip

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from axhw.data.loaders import Dataset, _subset
+from axhw.data.loaders import Dataset, stratified_subset
 
 __all__ = ["check_outputs", "check_spec", "import_factory", "load_user_data", "normalize_args", "parse_model_args",
            "user_model"]
@@ -166,7 +166,7 @@ def load_user_data(spec: str, seed: int = 0, limit: int | None = None) -> Datase
         raise ValueError(f"--data {spec}: x_train samples have shape {tuple(t['x_train'].shape[1:])}, x_test "
                          f"samples {tuple(t['x_test'].shape[1:])}")
     x_tr, y_tr = t["x_train"].float(), t["y_train"].long()
-    keep = torch.from_numpy(_subset(y_tr.numpy(), limit, seed))
+    keep = torch.from_numpy(stratified_subset(y_tr.numpy(), limit, seed))
     x_tr, y_tr = x_tr[keep], y_tr[keep]
     n_classes = int(max(int(y_tr.max()), int(t["y_test"].max()))) + 1
     shape = tuple(x_tr.shape[1:])

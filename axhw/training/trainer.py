@@ -38,11 +38,15 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "METHODS",
     "TrainConfig",
+    "TrainState",
     "build_training_model",
     "config_diff",
     "integer_test_inputs",
     "load_checkpoint",
+    "load_training_data",
+    "network_inputs",
     "output_loss",
+    "phase_for",
     "same_config",
     "train",
     "train_cached",
@@ -180,14 +184,15 @@ def output_loss(out: torch.Tensor, y: torch.Tensor, kind: str = "mse") -> torch.
     return ((out - target) ** 2).sum(dim=1).mean() / 2
 
 
-def _inputs(cfg: TrainConfig, x: torch.Tensor) -> torch.Tensor:
+def network_inputs(cfg: TrainConfig, x: torch.Tensor) -> torch.Tensor:
     """The network's view of the inputs: ``--data`` as given, MNIST-CNN 1x28x28 images, else flat vectors."""
     if cfg.data is not None:
         return x
     return x.reshape(-1, 1, 28, 28) if cfg.dataset == "mnist_cnn" else x.reshape(x.shape[0], -1)
 
 
-def _load_data(cfg: TrainConfig) -> Any:
+def load_training_data(cfg: TrainConfig) -> Any:
+    """The data set of ``cfg``: a user's ``--data`` factory, else the registry's (seeded, offline)."""
     from axhw.data import load
 
     if cfg.data is not None:
@@ -238,13 +243,19 @@ def _recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -
 
 
 @dataclass
-class _State:
+class TrainState:
+    """Where a run stands: the epoch about to be trained, the phase of the last one, and every finished
+    epoch's metrics (what :func:`phase_for` decides from)."""
+
     epoch: int = 0
     phase: str = "bp"
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _phase_for(cfg: TrainConfig, state: _State) -> str:
+def phase_for(cfg: TrainConfig, state: TrainState) -> str:
+    """The phase (``bp``, ``act`` or ``pas``) of the next epoch. AxTrain runs act until S and the loss have
+    converged (relative change below ``converge_tol``) or its act budget is spent, then pas, never back; the
+    per-target search (:mod:`axhw.power.search.targets`) replays this rule on an act run's history."""
     if cfg.method == "bp":
         return "bp"
     if cfg.method == "act":
@@ -314,7 +325,7 @@ def _circuit_of(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def _checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, gamma: AdaptiveGamma,
-                state: _State) -> dict[str, Any]:
+                state: TrainState) -> dict[str, Any]:
     layers = approx_layers(model)
     # Table 1 networks: one input format per layer (a chain); a factory's model: every format by module path.
     fmts: dict[str, Any] = ({"formats": hardware_formats(model)} if cfg.model is not None else
@@ -421,7 +432,7 @@ def integer_test_inputs(ck: dict[str, Any]) -> tuple[QuantizedNetwork, torch.Ten
     the power flow and the demo."""
     cfg = config_from_dict(ck["config"])
     qnet = quantized_from_checkpoint(ck)
-    return qnet, qnet.quantize_input(_inputs(cfg, _load_data(cfg).x_test))
+    return qnet, qnet.quantize_input(network_inputs(cfg, load_training_data(cfg).x_test))
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -450,9 +461,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         if ck["epoch"] > cfg.epochs:
             raise ValueError(f"{ck_path}: already holds {ck['epoch']} epochs, more than epochs={cfg.epochs}; "
                              f"resume with --epochs {ck['epoch']} or more, or start over with --force")
-    data = _load_data(cfg)
-    x_tr, y_tr = _inputs(cfg, data.x_train), data.y_train
-    x_te, y_te = _inputs(cfg, data.x_test), data.y_test
+    data = load_training_data(cfg)
+    x_tr, y_tr = network_inputs(cfg, data.x_train), data.y_train
+    x_te, y_te = network_inputs(cfg, data.x_test), data.y_test
     torch.manual_seed(cfg.seed)
     model = build_training_model(cfg)
     if cfg.model is not None or cfg.data is not None:
@@ -460,13 +471,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
                       f"--model {cfg.model}" if cfg.model is not None else f"the {cfg.dataset} network")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gamma = AdaptiveGamma(gamma0=cfg.gamma0, d_gamma=cfg.d_gamma, error_bound=cfg.error_bound)
-    state = _State(phase=cfg.method if cfg.method != "axtrain" else "act")
+    state = TrainState(phase=cfg.method if cfg.method != "axtrain" else "act")
     if ck is not None:
         model = model_from_checkpoint(ck)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         opt.load_state_dict(ck["optimizer"])
         gamma.load_state_dict(ck["gamma"])
-        state = _State(epoch=ck["epoch"], phase=ck["phase"], history=ck["history"])
+        state = TrainState(epoch=ck["epoch"], phase=ck["phase"], history=ck["history"])
     if state.epoch < cfg.epochs:  # metrics.json stays absent until this run is complete
         metrics_path.unlink(missing_ok=True)
         if ck is None:
@@ -475,7 +486,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     n = len(x_tr)
     n_batches = math.ceil(n / cfg.batch_size)
     while state.epoch < cfg.epochs:
-        state.phase = _phase_for(cfg, state)
+        state.phase = phase_for(cfg, state)
         _set_phase(model, cfg, state.phase, x_tr, cfg.seed + state.epoch)
         for group in opt.param_groups:
             group["lr"] = cfg.pas_lr if state.phase == "pas" and cfg.pas_lr is not None else cfg.lr

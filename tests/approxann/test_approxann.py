@@ -17,7 +17,7 @@ from axhw.approxann import (
 from axhw.approxann.cli import add_parser
 from axhw.approxann.fig8 import fig8
 from axhw.arith.fixedpoint import FixedPoint
-from axhw.arith.multipliers import get_multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.golden.network import IntLinear, QuantizedNetwork
 from axhw.nn import (
     ApproxConv2d,

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from axhw.arith import library
-from axhw.arith.multipliers import DRUM, LUTMultiplier, error_stats, get_multiplier, multiplier_names
+from axhw.arith.multipliers import DRUM, LUTMultiplier, error_stats
+from axhw.arith.registry import get_multiplier, multiplier_names
 from axhw.nn import HardwareConfig
 
 CIRCUITS = Path(__file__).parents[1] / "circuits"

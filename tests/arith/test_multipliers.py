@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from axhw.arith import multipliers
 from axhw.arith.kernels import build as kernel_build
 from axhw.arith.kernels import lut as lutkernel
-from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier, error_stats, get_multiplier, multiplier_names
+from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier, error_stats
+from axhw.arith.registry import get_multiplier, multiplier_names
 
 
 # --------------------------------------------------------------------------- scalar reference

@@ -8,7 +8,8 @@ from torch import nn
 
 import axhw
 from axhw.arith.fixedpoint import FixedPoint
-from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier, get_multiplier
+from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier
+from axhw.arith.registry import get_multiplier
 from axhw.golden.network import IntConv2d, QuantizedNetwork
 from axhw.nn import (
     ApproxConv2d,

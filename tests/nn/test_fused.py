@@ -11,7 +11,8 @@ from torch import nn
 
 from axhw.arith.fixedpoint import FixedPoint, calibrate, calibrate_range
 from axhw.arith.kernels import fused as hwkernel
-from axhw.arith.multipliers import DRUM, get_multiplier
+from axhw.arith.multipliers import DRUM
+from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NTVStorage
 from axhw.nn import (
     ApproxConv2d,

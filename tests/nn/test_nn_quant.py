@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from axhw.arith.fixedpoint import FixedPoint
-from axhw.arith.multipliers import get_multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.golden.network import QuantizedNetwork, requantize
 from axhw.nn import ClippedSTE, HardwareConfig, calibrate_model, sample_chip, set_hardware, to_quantized
 from axhw.training.models import build_mlp, build_model, lenet5

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from axhw.arith.fixedpoint import FixedPoint
-from axhw.arith.multipliers import get_multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.golden.network import IntLinear, IntReLU, QuantizedNetwork
 from axhw.power.accel.energy import UNITS, AccelConfig, accelerator_energy, fit_array
 from axhw.power.accel.report import markdown, section

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from axhw.arith.multipliers import get_multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.power.flow.tools import Toolchain
 from axhw.power.multiplier.operands import capture_operands
 from axhw.power.search.study import StudyConfig, choose
@@ -55,12 +55,13 @@ def test_quick_config_is_reduced() -> None:
 
 
 def test_quick_breast_cancer_report(toolchain: Toolchain, tmp_path: Path) -> None:
+    from axhw.power.search.aggregate import study_dict
     from axhw.power.search.report import write_report
     from axhw.power.search.study import run_study
 
     # The single-network study (the per-target search end to end: tests/power/test_per_target.py, slow).
     cfg = StudyConfig.quick(work_dir=tmp_path / "work", n_pairs=256, search="single", approxann_modes=())
-    d = run_study(cfg, progress=False).as_dict()
+    d = study_dict(run_study(cfg, progress=False))
     assert "per_target" not in d and d["approxann"] == {"skipped": "approxann_modes is empty"}
     paths = write_report(d, tmp_path / "out")
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)

@@ -94,11 +94,12 @@ def test_mixed_power_weights_modes_by_their_share() -> None:
 @pytest.mark.slow
 def test_quick_per_target_study_end_to_end_and_cached_rerun(toolchain: object, tmp_path: Path) -> None:
     """The whole reduced study twice: power.json's new keys, reports, and a re-run that trains nothing."""
+    from axhw.power.search.aggregate import study_dict
     from axhw.power.search.report import markdown, write_report, write_summary
     from axhw.power.search.study import StudyConfig, run_study
 
     cfg = StudyConfig.quick(work_dir=tmp_path / "work", n_pairs=256, bounds=(0.0, 2.0, 6.0))
-    d = run_study(cfg, progress=False).as_dict()
+    d = study_dict(run_study(cfg, progress=False))
     for key in ("networks", "axtrain_vs_bp_percent", "per_target", "single_network", "approxann", "pareto"):
         assert key in d
     search = d["per_target"]["search"]["0"]["bounds"]["2.0"]
@@ -111,7 +112,7 @@ def test_quick_per_target_study_end_to_end_and_cached_rerun(toolchain: object, t
     paths = write_report(d, tmp_path / "out")
     assert (tmp_path / "out" / "pareto.png") in paths and "Per-target search" in markdown(d)
     assert "Pareto" in write_summary(tmp_path / "out" / "..").read_text()
-    again = run_study(cfg, progress=False).as_dict()
+    again = study_dict(run_study(cfg, progress=False))
     assert again["cost"]["this_run"]["trainings_run"] == 0 and again["cost"]["this_run"]["gate_level_simulations"] == 0
     assert again["per_target"]["mean_vs_bp_percent"] == d["per_target"]["mean_vs_bp_percent"]
     assert again["cost"]["cumulative"]["invocations"] == 2

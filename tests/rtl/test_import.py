@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from axhw.arith import library
-from axhw.arith.multipliers import error_stats, get_multiplier
+from axhw.arith.multipliers import error_stats
+from axhw.arith.registry import get_multiplier
 from axhw.arith.verification import coverage
 from axhw.rtl.imported import CircuitImportError, import_circuit, verify_imported
 

@@ -87,7 +87,7 @@ def test_cli_train_evaluate_and_bad_input(tmp_path, capsys):
 def test_eval_model_equals_forward_int_on_real_test_data(runs, mult, voltage):
     from torch import nn
 
-    from axhw.arith.multipliers import get_multiplier
+    from axhw.arith.registry import get_multiplier
     from axhw.data import load
     from axhw.nn import HardwareConfig, sample_chip
     from axhw.training.trainer import model_from_checkpoint

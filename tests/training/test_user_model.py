@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from axhw.apps.cli import main
-from axhw.arith.multipliers import get_multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NTVStorage
 from axhw.nn import approx_layers, sample_chip
 from axhw.training.evaluate import evaluate
@@ -21,12 +21,12 @@ from axhw.training.factories import import_factory, parse_model_args
 from axhw.training.trainer import (
     TrainConfig,
     _accuracy,
-    _inputs,
-    _load_data,
     config_from_dict,
     integer_test_inputs,
     load_checkpoint,
+    load_training_data,
     model_from_checkpoint,
+    network_inputs,
     quantized_from_checkpoint,
     same_config,
     train,
@@ -82,8 +82,8 @@ def test_checkpoint_round_trip_and_integer_network_bit_for_bit(runs):
     d = runs["axtrain"]
     ck = load_checkpoint(d / "checkpoint.pt")
     cfg = config_from_dict(ck["config"])
-    data = _load_data(cfg)
-    x, y = _inputs(cfg, data.x_test), data.y_test
+    data = load_training_data(cfg)
+    x, y = network_inputs(cfg, data.x_test), data.y_test
     assert x.shape[1:] == (1, 8, 8)  # --data keeps its own shape
     float_model = model_from_checkpoint(ck)
     assert _accuracy(float_model, x, y) == json.loads((d / "metrics.json").read_text())["test_accuracy"]

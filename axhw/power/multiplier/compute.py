@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from axhw.arith.multipliers import K_PRESETS, get_multiplier
+from axhw.arith.multipliers import K_PRESETS
+from axhw.arith.registry import get_multiplier
 from axhw.golden.network import QuantizedNetwork
 from axhw.power.flow.activity import SimConfig, simulate
 from axhw.power.flow.sta import PowerConfig, PowerResult, activity_power, resolve_annotation, vectorless_power

@@ -38,7 +38,7 @@ class Measurer:
     def accuracy(self, ck: Path, mode: str, voltage_mv: float, seed: int) -> dict[str, float]:
         """Mean and std accuracy and loss over ``runs`` chip instances (NTV) of ``ck`` under (mode, voltage)."""
         from axhw.arith.library import circuit_of
-        from axhw.arith.multipliers import get_multiplier
+        from axhw.arith.registry import get_multiplier
 
         payload = {"checkpoint": file_digest(ck), "mode": mode, "circuit": circuit_of(get_multiplier(mode, self.bits)),
                    "voltage_mv": float(voltage_mv), "runs": self.runs, "seed": seed}

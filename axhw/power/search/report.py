@@ -34,7 +34,7 @@ def _chosen(c: dict[str, Any] | None, key: str, label: str) -> str:
 
 
 def markdown(d: dict[str, Any]) -> str:
-    """The tables of ``power.md`` from a study dictionary (:meth:`StudyResult.as_dict`)."""
+    """The tables of ``power.md`` from a study dictionary (:func:`axhw.power.search.aggregate.study_dict`)."""
     cfg = d["config"]
     lines = [f"# Minimum-power configuration: {cfg['dataset']}", "",
              f"Constraint: accuracy >= reference - {cfg['constraint_pp']} pp (reference: {cfg['reference']}); "

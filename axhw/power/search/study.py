@@ -57,7 +57,7 @@ class StudyConfig:
             the data set's conservative Table 1 voltage).
         modes: multiplier modes searched (the candidate circuits): ``exact``, ``K1``..``K4``, ``drum<k>`` and
             names of circuits imported into the multiplier library (:mod:`axhw.arith.library`), which compete on the
-            same footing (accuracy through :func:`~axhw.arith.multipliers.get_multiplier`, power from their own
+            same footing (accuracy through :func:`~axhw.arith.registry.get_multiplier`, power from their own
             synthesized netlist, sign-magnitude wrapped when unsigned); must include ``exact`` (the reference).
         voltages: SRAM supplies searched (mV).
         runs: NTV runs per evaluation (chip instances; the paper's 50).
@@ -261,7 +261,7 @@ def check_modes(modes: tuple[str, ...] | list[str], bits: int) -> None:
     Raises:
         ValueError: one line naming the mode and what is valid.
     """
-    from axhw.arith.multipliers import get_multiplier
+    from axhw.arith.registry import get_multiplier
     from axhw.power.multiplier.compute import mode_config
 
     if not modes:
@@ -323,8 +323,8 @@ def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, pro
 
 @dataclass
 class StudyResult:
-    """Everything :func:`run_study` measured (``as_dict`` is what ``power.json`` holds; see
-    :func:`axhw.power.search.aggregate.study_dict`)."""
+    """Everything :func:`run_study` measured (:func:`axhw.power.search.aggregate.study_dict` makes it the
+    content of ``power.json``)."""
 
     config: StudyConfig
     per_seed: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -335,10 +335,6 @@ class StudyResult:
         """BP and single-network AxTrain of the first seed (the earlier content of ``power.json``)."""
         return self.per_seed[self.config.seed]["networks"]
 
-    def as_dict(self) -> dict[str, Any]:
-        from axhw.power.search.aggregate import study_dict
-
-        return study_dict(self)
 
 
 def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:

@@ -7,7 +7,7 @@ the accuracy bound (paper section 5, Fig. 9), so the search needs one AxTrain ne
 
 What is shared, precisely: the act phase runs the float network and never reads the target
 (``TrainConfig.multiplier`` and ``voltage_mv`` enter training only through ``pas_hardware()``), and when act
-ends is decided by :func:`axhw.training.trainer._phase_for` from the act history alone. So the first ``B`` epochs of
+ends is decided by :func:`axhw.training.trainer.phase_for` from the act history alone. So the first ``B`` epochs of
 ``axtrain`` are the same for every target. They are trained once per (data set, seed, settings) as an
 ``act`` run, ``B`` found by axtrain's own phase rule on its history (:meth:`TargetNetworks.act`); each
 target then starts from a copy of that checkpoint relabelled with its configuration and resumes
@@ -138,7 +138,7 @@ class TargetNetworks:
         """
         if self._act is not None:
             return self._act
-        from axhw.training.trainer import _phase_for, _State, train_cached
+        from axhw.training.trainer import TrainState, phase_for, train_cached
 
         budget = self.base.epochs - self.base.pas_epochs
         act_cfg = replace(self.base, method="act", epochs=budget)
@@ -149,7 +149,7 @@ class TargetNetworks:
         ck_path = train_cached(act_cfg, full, resume=True, progress=self.progress)
         history = json.loads((full / "metrics.json").read_text())["history"]
         boundary = next(e for e in range(budget + 1)
-                        if _phase_for(self.base, _State(epoch=e, phase="act", history=history[:e])) == "pas")
+                        if phase_for(self.base, TrainState(epoch=e, phase="act", history=history[:e])) == "pas")
         if boundary < budget:
             short = replace(act_cfg, epochs=boundary)
             out = self.root / f"act-{tag}-e{boundary}"
