@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -352,8 +354,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; train one with `axhw train --out DIR`")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: pass the checkpoint file inside it ({path / 'checkpoint.pt'})")
+    # weights_only: an axhw checkpoint holds tensors, numbers, strings and containers only, so nothing in it
+    # may name a callable; a pickle that would run code when loaded is refused before it runs.
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:  # not a code-carrying pickle: a damaged file
+            raise ValueError(f"{path}: corrupt checkpoint (UnpicklingError); retrain or restore it") from exc
+        raise ValueError(f"{path}: refused, the file would run code when loaded ({found.group(1)}): not an axhw "
+                         "checkpoint, or tampered with; axhw loads only tensors and plain data") from exc
     except Exception as exc:
         raise ValueError(f"{path}: corrupt checkpoint ({type(exc).__name__}); retrain or restore it") from exc
     if not isinstance(ck, dict) or ck.get("format") != _CHECKPOINT_FORMAT:

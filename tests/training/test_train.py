@@ -1,6 +1,7 @@
 """The trainer (bp, act, pas, axtrain), checkpoints, resume and hardware evaluation on breast cancer."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,6 +81,36 @@ def test_cli_train_evaluate_and_bad_input(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     assert main(["evaluate", "--checkpoint", str(tmp_path / "bad.pt")]) == 2
     assert "corrupt checkpoint" in capsys.readouterr().err
+
+
+class _RunsCode:
+    """A pickle payload that calls a function when unpickled (what a malicious checkpoint.pt carries)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.marker,))
+
+
+def test_code_carrying_checkpoint_is_refused_and_never_runs(tmp_path, capsys):
+    """Every command that takes a user's checkpoint reads it with weights_only=True: a pickle that would call
+    a function (here Path.touch) is refused in one line and the function never runs."""
+    marker = tmp_path / "ran"
+    bad = tmp_path / "checkpoint.pt"
+    torch.save({"format": "axhw.checkpoint", "payload": _RunsCode(marker)}, bad)
+    for argv in (["evaluate", "--checkpoint", str(bad)],
+                 ["power", "report", "--network", str(bad), "--out", str(tmp_path / "p")],
+                 ["rtl", "verify", "--design", "array", "--network", str(bad)],
+                 ["approxann", "--checkpoint", str(bad), "--out", str(tmp_path / "a")],
+                 ["power", "accel", "--network", str(bad), "--out", str(tmp_path / "q")],
+                 ["train", "--dataset", "breast_cancer", "--method", "bp", "--epochs", "1", "--resume", "--out", str(tmp_path)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "refused, the file would run code" in err and err.count("\n") == 1, (argv, err)
+    assert not marker.exists()  # the payload never ran
+    with pytest.raises(ValueError, match="is a folder: pass the checkpoint file inside it"):
+        load_checkpoint(tmp_path)
 
 
 @pytest.mark.parametrize("mult", ["K1", "K2", "K3", "K4"])
