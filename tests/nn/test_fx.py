@@ -1,5 +1,5 @@
-"""axhw.nn.fx.trace and axhw.nn.fx.ops: graphs (residual addition, concatenation, average pooling, batch norm) in
-every mode, and their integer networks, bit for bit."""
+"""axhw.nn.fx.trace, axhw.nn.fx.ops and axhw.nn.fx.patterns: graphs (residual addition, concatenation, average
+pooling, batch norm) in every mode, their integer networks, bit for bit, and the table that classifies their nodes."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from torch import nn
 
 from axhw import convert
 from axhw.arith.fixedpoint import FixedPoint
-from axhw.arith.multipliers import get_multiplier
+from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NTVStorage
 from axhw.examples.residual import mnist_resnet
 from axhw.golden.network import (
@@ -21,8 +21,21 @@ from axhw.golden.network import (
     cat_int,
 )
 from axhw.nn import HardwareConfig, approx_layers, calibrate_model, sample_chip, set_hardware, to_quantized
+from axhw.nn.fx import patterns
 from axhw.nn.fx.lower import hardware_formats, load_hardware_formats
 from axhw.nn.fx.ops import FoldedBatchNorm2d, HardwareAdd, HardwareAvgPool2d, HardwareCat
+from axhw.nn.fx.patterns import (
+    FLOAT,
+    IDENTITY,
+    KINDS,
+    RELU,
+    Pattern,
+    classify,
+    meta_nodes,
+    register_pattern,
+    unregister_pattern,
+)
+from axhw.nn.fx.trace import modules_by_path, trace
 
 
 def settle_bn(model: nn.Module, x: torch.Tensor, steps: int = 3) -> nn.Module:
@@ -379,3 +392,123 @@ def test_layer_order_is_call_order():
     calibrate_model(plain, x)
     with pytest.raises(ValueError, match="calls its layers in another order than it registers them"):
         to_quantized(plain)
+
+
+# --------------------------------------------------------------------------- the pattern table
+class Fn(nn.Module):
+    """A one-line model: ``forward(x)`` is ``fn(self, x)`` (traced through), with the given submodules
+    (tensors: buffers)."""
+
+    def __init__(self, fn, **modules: nn.Module | torch.Tensor) -> None:
+        super().__init__()
+        self.fn = fn
+        for name, m in modules.items():
+            if isinstance(m, torch.Tensor):
+                self.register_buffer(name, m)
+            else:
+                setattr(self, name, m)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def kinds_of(model: nn.Module) -> dict[str, str]:
+    """Node name -> kind, as the converted model's graph is classified."""
+    hw_model, _ = convert(model, HardwareConfig(mode="quantized"))
+    graph = trace(hw_model)
+    mods, meta = modules_by_path(hw_model), meta_nodes(graph)
+    return {n.name: classify(n, mods, meta) for n in graph.nodes}
+
+
+def lin() -> nn.Linear:
+    return nn.Linear(4, 4)
+
+
+KIND_CASES = [  # (kind, forward, submodules, node name)
+    ("input", lambda s, x: F.relu(x), {}, "x"),
+    ("output", lambda s, x: F.relu(x), {}, "output"),
+    ("layer", lambda s, x: s.l(x), {"l": lin()}, "l"),
+    ("fold", lambda s, x: s.bn(s.c(x)), {"c": nn.Conv2d(1, 2, 1), "bn": nn.BatchNorm2d(2)}, "bn"),
+    ("add", lambda s, x: s.l(x) + x, {"l": lin()}, "axhw_add"),
+    ("cat", lambda s, x: torch.cat([s.l(x), x], 1), {"l": lin()}, "axhw_cat"),
+    ("avgpool", lambda s, x: F.avg_pool2d(x, 2), {}, "axhw_avg_pool2d"),
+    ("avgpool", lambda s, x: s.p(x), {"p": nn.AdaptiveAvgPool2d(1)}, "p"),
+    ("relu", lambda s, x: s.r(x), {"r": nn.ReLU()}, "r"),
+    ("relu", lambda s, x: x.relu(), {}, "relu"),
+    ("maxpool", lambda s, x: s.p(x), {"p": nn.MaxPool2d(2)}, "p"),
+    ("maxpool", lambda s, x: F.max_pool2d(x, 2, 2), {}, "max_pool2d"),
+    ("flatten", lambda s, x: s.f(x), {"f": nn.Flatten()}, "f"),
+    ("flatten", lambda s, x: torch.flatten(x, 1), {}, "flatten"),
+    ("flatten", lambda s, x: x.view(x.size(0), -1), {}, "view"),
+    ("identity", lambda s, x: s.d(x), {"d": nn.Dropout()}, "d"),
+    ("identity", lambda s, x: x.contiguous(), {}, "contiguous"),
+    ("monotone", lambda s, x: torch.softmax(x, 1), {}, "softmax"),
+    ("monotone", lambda s, x: s.g(x), {"g": nn.Sigmoid()}, "g"),
+    ("meta", lambda s, x: x.view(x.size(0), -1), {}, "size"),
+    ("float", lambda s, x: F.gelu(x), {}, "gelu"),  # unknown operations: function, module, method, attribute
+    ("float", lambda s, x: s.t(x), {"t": nn.Tanh()}, "t"),
+    ("float", lambda s, x: x.tanh(), {}, "tanh"),
+    ("float", lambda s, x: x * s.w, {"w": torch.ones(1)}, "w"),
+    ("float", lambda s, x: F.max_pool2d(x, 3, padding=1), {}, "max_pool2d"),  # padding: no integer op
+    ("float", lambda s, x: torch.flatten(x), {}, "flatten"),  # the batch too
+]
+
+
+@pytest.mark.parametrize("kind, fn, modules, name", KIND_CASES,
+                         ids=[f"{k}-{n}-{i}" for i, (k, _, _, n) in enumerate(KIND_CASES)])
+def test_pattern_table_classifies_each_kind(kind, fn, modules, name):
+    assert kinds_of(Fn(fn, **modules))[name] == kind
+
+
+def test_every_kind_has_a_row_and_a_case():
+    assert {p.kind for p in patterns.PATTERNS} == set(KINDS) == {k for k, *_ in KIND_CASES}
+    assert all(p.doc for p in patterns.PATTERNS)
+
+
+def test_registered_pattern_is_honoured_and_removed_again():
+    def model():
+        return Fn(lambda s, x: s.b(F.alpha_dropout(F.relu(s.a(x)), 0.1, training=False)), a=nn.Linear(3, 4),
+                  b=nn.Linear(4, 2))
+
+    row = Pattern(IDENTITY, functions=[F.alpha_dropout], doc="alpha dropout: nothing at inference")
+    assert row.functions == (F.alpha_dropout,)  # lists become tuples
+    assert kinds_of(model())["alpha_dropout"] == FLOAT
+    before = patterns.PATTERNS
+    register_pattern(row)
+    try:
+        assert (*before, row) == patterns.PATTERNS  # appended: the built-in rows still win
+        assert kinds_of(model())["alpha_dropout"] == IDENTITY
+        hw_model, report = convert(model(), HardwareConfig(mode="quantized"))
+        assert not report.float_ops
+        calibrate_model(hw_model, torch.randn(8, 3))
+        assert [op.kind for op in to_quantized(hw_model.eval()).ops] == ["linear", "relu", "linear"]
+    finally:
+        unregister_pattern(row)
+    assert before == patterns.PATTERNS and kinds_of(model())["alpha_dropout"] == FLOAT
+
+
+def test_registered_pattern_before_a_kind_overrides_it():
+    model = Fn(lambda s, x: s.l(x).relu_().relu(), l=lin())
+    row = Pattern(FLOAT, methods=("relu_",), doc="in-place ReLU stays float")
+    register_pattern(row, before=RELU)
+    try:
+        assert patterns.PATTERNS.index(row) == next(i for i, p in enumerate(patterns.PATTERNS) if p.kind == RELU) - 1
+        got = kinds_of(model)
+        assert (got["relu_"], got["relu"]) == (FLOAT, RELU)
+    finally:
+        unregister_pattern(row)
+    got = kinds_of(model)
+    assert (got["relu_"], got["relu"]) == (RELU, RELU)
+
+
+def test_pattern_errors():
+    before = patterns.PATTERNS
+    with pytest.raises(ValueError, match="pattern 'relu' names no modules, functions, methods or ops"):
+        Pattern(RELU)
+    with pytest.raises(ValueError, match="pattern kind 'gelu' is not one of input, output, layer"):
+        register_pattern(Pattern("gelu", functions=(F.gelu,)))
+    with pytest.raises(ValueError, match="no pattern of kind 'gelu' to register before"):
+        register_pattern(Pattern(FLOAT, functions=(F.gelu,)), before="gelu")
+    with pytest.raises(ValueError, match=r"pattern 'float' \(no doc\) is not in the table"):
+        unregister_pattern(Pattern(FLOAT, functions=(F.gelu,)))
+    assert before == patterns.PATTERNS  # nothing was added

@@ -23,6 +23,7 @@ formats, and :func:`lower` refuses them.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,24 +44,36 @@ from axhw.golden.network import (
 )
 from axhw.nn.config import HardwareConfig
 from axhw.nn.fx.ops import FoldedBatchNorm1d, HardwareAdd, HardwareAvgPool2d, HardwareCat
-from axhw.nn.fx.trace import (
-    UNTRACED_ATTR,
-    _arg,
-    _call_order,
-    _classify,
-    _feeds_output,
-    _meta_nodes,
-    _modules,
-    _node_desc,
-    trace,
+from axhw.nn.fx.patterns import (
+    ADD,
+    AVGPOOL,
+    CAT,
+    FLATTEN,
+    FLOAT,
+    FOLD,
+    IDENTITY,
+    LAYER,
+    MAXPOOL,
+    META,
+    MONOTONE,
+    OUTPUT,
+    RELU,
+    classify,
+    feeds_output,
+    meta_nodes,
+    node_arg,
 )
+from axhw.nn.fx.trace import UNTRACED_ATTR, call_order, modules_by_path, node_desc, trace
 from axhw.nn.layers import HardwareAware, HardwareLayer, approx_layers
 
 __all__ = ["calibrate", "hardware_formats", "load_hardware_formats", "lower"]
 
 
 # --------------------------------------------------------------------------- calibration
-_KEEPS_FORMAT = ("relu", "maxpool", "flatten", "identity", "avgpool", "fold", "monotone")
+#: Kinds whose output is in their input's domain (the same format).
+_KEEPS_FORMAT = (RELU, MAXPOOL, FLATTEN, IDENTITY, AVGPOOL, FOLD, MONOTONE)
+#: Kinds that read their tensor operands in their domains' formats (average pooling reads its own way).
+_READS_OPERANDS = (LAYER, ADD, CAT, FLOAT)
 
 
 @dataclass
@@ -76,42 +89,42 @@ class _Domains:
 def _first_tensor_arg(node: fx.Node) -> fx.Node:
     for a in node.all_input_nodes:
         return a
-    raise ValueError(f"{_node_desc(node)} has no tensor input")
+    raise ValueError(f"{node_desc(node)} has no tensor input")
 
 
 def _domains(graph: fx.Graph, mods: dict[str, nn.Module], values: dict[fx.Node, Any] | None) -> _Domains:
-    meta = _meta_nodes(graph)
+    meta = meta_nodes(graph)
     root: dict[fx.Node, fx.Node] = {}
     kinds: dict[fx.Node, str] = {}
     reads: dict[fx.Node, list[tuple[fx.Node, fx.Node]]] = {}
     has_avgpool: set[fx.Node] = set()
     for node in graph.nodes:
-        kind = _classify(node, mods, meta)
-        if values is not None and node.op != "output" and kind != "meta" and not isinstance(values.get(node), Tensor):
+        kind = classify(node, mods, meta)
+        if values is not None and node.op != "output" and kind != META and not isinstance(values.get(node), Tensor):
             # not a tensor: sizes are meta; a float op's tuple (an LSTM's) holds no format of its own
-            kinds[node] = kind if kind == "float" else "meta"
+            kinds[node] = kind if kind == FLOAT else META
             continue
         kinds[node] = kind
-        if kind == "meta":
+        if kind == META:
             continue
-        if kind == "monotone" and not _feeds_output(node, mods, meta):
-            kind = kinds[node] = "float"
+        if kind == MONOTONE and not feeds_output(node, mods, meta):
+            kind = kinds[node] = FLOAT
         tensor_args = [a for a in _flat_args(node) if a in root]
-        if kind == "output":
+        if kind == OUTPUT:
             for a in tensor_args:
                 reads.setdefault(root[a], []).append((node, a))
             continue
         if kind in _KEEPS_FORMAT:
             src = tensor_args[0] if tensor_args else _first_tensor_arg(node)
             root[node] = root[src]
-            if kind == "avgpool":
+            if kind == AVGPOOL:
                 # the window values are held in the format before they are averaged (an average of
                 # saturated values is not the saturated average): the pooling reads its input
                 has_avgpool.add(root[src])
                 reads.setdefault(root[src], []).append((node, src))
         else:
             root[node] = node
-        if kind in ("layer", "add", "cat", "float"):
+        if kind in _READS_OPERANDS:
             for a in tensor_args:
                 reads.setdefault(root[a], []).append((node, a))
     return _Domains(root, kinds, reads, has_avgpool)
@@ -154,7 +167,7 @@ def calibrate(model: nn.Module, x: Tensor) -> None:
         _calibrate_layers(model, x)
         return
     graph = trace(model)
-    mods = _modules(model)
+    mods = modules_by_path(model)
     saved = _float_mode(model)
     was_training = model.training
     try:
@@ -175,7 +188,7 @@ def calibrate(model: nn.Module, x: Tensor) -> None:
     fmts: dict[fx.Node, FixedPoint | None] = {}
     for r in {r for r in dom.root.values()}:
         readers = dom.reads.get(r, [])
-        if dom.kind[r] == "layer" and r not in dom.has_avgpool and all(n.op == "output" for n, _ in readers):
+        if dom.kind[r] == LAYER and r not in dom.has_avgpool and all(n.op == "output" for n, _ in readers):
             fmts[r] = None  # the output layer: its accumulator is the network output
             continue
         fmts[r] = fmt_of([values[v] for _, v in readers] or [values[r]])
@@ -183,7 +196,7 @@ def calibrate(model: nn.Module, x: Tensor) -> None:
     pools: dict[int, FixedPoint] = {}
     for node in graph.nodes:
         kind = dom.kind.get(node)
-        if kind == "layer":
+        if kind == LAYER:
             layer = mods[str(node.target)]
             assert isinstance(layer, HardwareLayer)
             if id(layer) in layer_calls:
@@ -193,26 +206,26 @@ def calibrate(model: nn.Module, x: Tensor) -> None:
             src = _flat_args(node)[0]
             layer.act_fmt = fmts[dom.root[src]]
             layer.out_fmt = fmts[node]
-        elif kind in ("add", "cat"):
+        elif kind in (ADD, CAT):
             join = mods[str(node.target)]
             assert isinstance(join, HardwareAdd | HardwareCat)
             join.in_fmts = [_need(fmts[dom.root[a]], a) for a in _flat_args(node)]
             join.out_fmt = fmts[node]
-        elif kind == "avgpool":
+        elif kind == AVGPOOL:
             pool = _avgpool_of(node, mods)
             fmt = _need(fmts[dom.root[node]], node)
             if pools.setdefault(id(pool), fmt) != fmt:
                 raise ValueError(f"average pooling {node.target!r} is called on values of two formats: "
                                  "give each call its own module")
             pool.fmt = fmt
-        elif kind == "flatten" and node.op == "call_method" and node.target in ("view", "reshape"):
+        elif kind == FLATTEN and node.op == "call_method" and node.target in ("view", "reshape"):
             src, out = values[_flat_args(node)[0]], values[node]
             if tuple(out.shape) != (src.shape[0], src[0].numel()):
-                raise ValueError(f"{_node_desc(node)} reshapes {tuple(src.shape)} to {tuple(out.shape)}: only a "
+                raise ValueError(f"{node_desc(node)} reshapes {tuple(src.shape)} to {tuple(out.shape)}: only a "
                                  "flatten to (batch, features) has an integer equivalent")
-        elif kind == "fold" and isinstance(mods[str(node.target)], FoldedBatchNorm1d) and values[node].dim() != 2:
+        elif kind == FOLD and isinstance(mods[str(node.target)], FoldedBatchNorm1d) and values[node].dim() != 2:
             raise ValueError(f"{node.target!r}: a BatchNorm1d folds into a Linear on (batch, features) only")
-    floats = [_node_desc(n) for n, k in dom.kind.items() if k == "float" and n.op != "placeholder"]
+    floats = [node_desc(n) for n, k in dom.kind.items() if k == FLOAT and n.op != "placeholder"]
     if floats:
         warnings.warn(f"operations without an integer equivalent run in float between hardware layers: "
                       f"{', '.join(floats)} (each layer is exact; to_quantized refuses this model)", stacklevel=3)
@@ -220,7 +233,7 @@ def calibrate(model: nn.Module, x: Tensor) -> None:
 
 def _need(fmt: FixedPoint | None, node: fx.Node) -> FixedPoint:
     if fmt is None:
-        raise ValueError(f"{_node_desc(node)} reads an output layer's accumulator")
+        raise ValueError(f"{node_desc(node)} reads an output layer's accumulator")
     return fmt
 
 
@@ -257,13 +270,53 @@ def _calibrate_layers(model: nn.Module, x: Tensor) -> None:
 
 
 # --------------------------------------------------------------------------- lowering
+def _lower_layer(node: fx.Node, mods: dict[str, nn.Module]) -> list[IntOp]:
+    layer = mods[str(node.target)]
+    assert isinstance(layer, HardwareLayer)
+    return [layer.int_layer()]
+
+
+def _lower_avgpool(node: fx.Node, mods: dict[str, nn.Module]) -> list[IntOp]:
+    pool = _avgpool_of(node, mods)
+    ops: list[IntOp] = [IntAvgPool2d(None if pool.is_global else pool.kernel, None if pool.is_global else pool.stride)]
+    if pool.how == "mean" and not pool.keepdim:
+        ops.append(IntFlatten())  # the mean drops the two 1x1 dimensions
+    return ops
+
+
+def _lower_join(node: fx.Node, mods: dict[str, nn.Module]) -> list[IntOp]:
+    join = mods[str(node.target)]
+    assert isinstance(join, HardwareAdd | HardwareCat)
+    if join.in_fmts is None or join.out_fmt is None:
+        raise ValueError(f"{node_desc(node)} has no formats: run axhw.nn.calibrate_model(model, x) first")
+    return [IntAdd(list(join.in_fmts), join.out_fmt) if isinstance(join, HardwareAdd)
+            else IntCat(list(join.in_fmts), join.out_fmt, join.dim)]
+
+
+#: The integer ops of each kind, ``(node, mods) -> ops``: the first reads the node's first tensor operand
+#: (every operand, for :data:`_JOINS`), each later one the op before it.
+_LOWERINGS: dict[str, Callable[[fx.Node, dict[str, nn.Module]], list[IntOp]]] = {
+    LAYER: _lower_layer,
+    RELU: lambda node, mods: [IntReLU()],
+    MAXPOOL: lambda node, mods: [_int_maxpool(node, mods)],
+    FLATTEN: lambda node, mods: [IntFlatten()],
+    AVGPOOL: _lower_avgpool,
+    ADD: _lower_join,
+    CAT: _lower_join,
+}
+#: Kinds whose op reads every tensor operand.
+_JOINS = (ADD, CAT)
+#: Kinds that are their input's value in the integer network: no op.
+_PASSES_THROUGH = (IDENTITY, FOLD, MONOTONE)
+
+
 def lower(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedNetwork:
     """The integer network of a calibrated model (module docstring); an unsupported node is a one-line
     ``ValueError`` naming it."""
     if isinstance(model, HardwareLayer):
         model = nn.Sequential(model)
     graph = trace(model)
-    mods = _modules(model)
+    mods = modules_by_path(model)
     dom = _domains(graph, mods, None)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
@@ -293,47 +346,31 @@ def lower(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedN
         if node not in live or node.op in ("placeholder", "output"):
             continue
         kind = dom.kind[node]
-        if kind == "meta":
+        if kind == META:
             continue
         args = [a for a in _flat_args(node) if a in value]
-        if kind == "float":
-            raise ValueError(f"{_node_desc(node)} has no integer equivalent: to_quantized supports linear, conv2d, "
+        if kind == FLOAT:
+            raise ValueError(f"{node_desc(node)} has no integer equivalent: to_quantized supports linear, conv2d, "
                              "ReLU, max/average pooling, flatten, residual addition and concatenation")
         if not args:
-            raise ValueError(f"{_node_desc(node)} reads no tensor of the network")
+            raise ValueError(f"{node_desc(node)} reads no tensor of the network")
         src = args[0]
-        if kind in ("identity", "fold", "monotone"):
+        if kind in _PASSES_THROUGH:
             value[node] = value[src]
-        elif kind == "layer":
-            layer = mods[str(node.target)]
-            assert isinstance(layer, HardwareLayer)
-            if id(layer) in seen_layers:
+            continue
+        if kind == LAYER:  # the one check across nodes: a layer's weights are stored once
+            if (layer_id := id(mods[str(node.target)])) in seen_layers:
                 raise ValueError(f"layer {node.target!r} is called more than once: give each call its own layer")
-            seen_layers.add(id(layer))
-            emit(layer.int_layer(), node, [src])
-        elif kind == "relu":
-            emit(IntReLU(), node, [src])
-        elif kind == "maxpool":
-            emit(_int_maxpool(node, mods), node, [src])
-        elif kind == "flatten":
-            emit(IntFlatten(), node, [src])
-        elif kind == "avgpool":
-            pool = _avgpool_of(node, mods)
-            emit(IntAvgPool2d(None if pool.is_global else pool.kernel, None if pool.is_global else pool.stride),
-                 node, [src])
-            if pool.how == "mean" and not pool.keepdim:
-                emit(IntFlatten(), node, [node])  # the mean drops the two 1x1 dimensions
-        elif kind in ("add", "cat"):
-            join = mods[str(node.target)]
-            assert isinstance(join, HardwareAdd | HardwareCat)
-            if join.in_fmts is None or join.out_fmt is None:
-                raise ValueError(f"{_node_desc(node)} has no formats: run axhw.nn.calibrate_model(model, x) first")
-            op: IntOp = (IntAdd(list(join.in_fmts), join.out_fmt) if isinstance(join, HardwareAdd)
-                         else IntCat(list(join.in_fmts), join.out_fmt, join.dim))
-            emit(op, node, args)
+            seen_layers.add(layer_id)
+        if kind not in _LOWERINGS:
+            raise ValueError(f"{node_desc(node)} is of kind {kind!r}, which has no integer op")
+        first, *rest = _LOWERINGS[kind](node, mods)
+        emit(first, node, args if kind in _JOINS else [src])
+        for op in rest:
+            emit(op, node, [node])
     if not ops or value.get(result) != len(ops):
         raise ValueError("the network output is not computed by the network's last operation")
-    if _call_order(graph, mods) != [id(m) for m in approx_layers(model)]:
+    if call_order(graph, mods) != [id(m) for m in approx_layers(model)]:
         # sample_chip draws flips in approx_layers order, forward_int in call order: they must agree
         raise ValueError("the model calls its layers in another order than it registers them: convert it with "
                          "axhw.convert(model, hw), which returns a GraphModule in call order")
@@ -346,7 +383,7 @@ def _int_maxpool(node: fx.Node, mods: dict[str, nn.Module]) -> IntMaxPool2d:
         assert isinstance(m, nn.MaxPool2d)
         k, s = m.kernel_size, m.stride
     else:
-        k, s = _arg(node, 1, "kernel_size", None), _arg(node, 2, "stride", None)
+        k, s = node_arg(node, 1, "kernel_size", None), node_arg(node, 2, "stride", None)
     k = k if isinstance(k, int) else k[0]
     s = k if s is None or s == [] or s == () else (s if isinstance(s, int) else s[0])
     return IntMaxPool2d(int(k), int(s))

@@ -6,7 +6,8 @@ holds. This module:
 
 * **traces** a model with ``torch.fx`` (hardware-aware modules and ``keep_float`` modules are leaves);
 * **classifies** every node by what it is to the integer network (layer, folded batch norm, addition,
-  concatenation, pooling, ReLU, flatten, shape arithmetic, or float: no integer equivalent);
+  concatenation, pooling, ReLU, flatten, shape arithmetic, or float: no integer equivalent), with the table of
+  :mod:`axhw.nn.fx.patterns`;
 * **rewrites** it for :func:`axhw.convert`: additions, concatenations and average pooling written in the
   model's ``forward`` become the modules of :mod:`axhw.nn.fx.ops` (so the hardware-mode forward computes their
   integer semantics), and every batch norm right after a layer is folded into that layer; a batch norm that
@@ -32,22 +33,26 @@ from torch import fx, nn
 
 from axhw.nn.config import HardwareConfig
 from axhw.nn.fx.ops import FoldedBatchNorm1d, FoldedBatchNorm2d, HardwareAdd, HardwareAvgPool2d, HardwareCat
+from axhw.nn.fx.patterns import FLOAT, MONOTONE, classify, feeds_output, meta_nodes, node_arg
 from axhw.nn.layers import HardwareAware, HardwareLayer, approx_layers
 
-__all__ = ["FLOAT_LEAVES_ATTR", "UNTRACED_ATTR", "GraphRewrite", "rewrite", "trace"]
+__all__ = [
+    "FLOAT_LEAVES_ATTR",
+    "UNTRACED_ATTR",
+    "GraphRewrite",
+    "call_order",
+    "modules_by_path",
+    "node_desc",
+    "rewrite",
+    "trace",
+]
 
 #: Attribute :func:`rewrite` leaves on a converted model: module paths traced as opaque float leaves.
 FLOAT_LEAVES_ATTR = "_axhw_float_leaves"
 #: Attribute marking a model converted with ``graph=False`` (not traced: no integer export).
 UNTRACED_ATTR = "_axhw_untraced"
 
-_RELU_FNS = (F.relu, torch.relu, torch.relu_)
 _ADD_FNS = (operator.add, operator.iadd, torch.add)
-_MONOTONE_FNS = (torch.sigmoid, F.sigmoid, torch.softmax, F.softmax, F.log_softmax, torch.log_softmax)
-_MONOTONE_MODULES = (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
-_MONOTONE_METHODS = ("sigmoid", "softmax", "log_softmax")
-_IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
-_META_METHODS = ("size", "dim")
 
 
 class _Tracer(fx.Tracer):
@@ -82,11 +87,14 @@ def trace(model: nn.Module, leaves: Iterable[str] = ()) -> fx.Graph:
                          "no batch-norm folding, no integer export)") from exc
 
 
-def _modules(model: nn.Module) -> dict[str, nn.Module]:
+def modules_by_path(model: nn.Module) -> dict[str, nn.Module]:
+    """Every module of ``model`` by its dotted path, shared ones under each of their paths (what a traced
+    graph's ``call_module`` targets name)."""
     return dict(model.named_modules(remove_duplicate=False))
 
 
-def _node_desc(node: fx.Node) -> str:
+def node_desc(node: fx.Node) -> str:
+    """A node as error messages name it: ``module 'block.conv1'``, ``'relu' (torch.nn.functional.relu)``..."""
     target = node.target
     if node.op == "call_module":
         return f"module {target!r}"
@@ -101,132 +109,10 @@ def _int_or_pair(v: Any) -> bool:
     return isinstance(v, int) or (isinstance(v, tuple | list) and len(v) == 2 and all(isinstance(i, int) for i in v))
 
 
-def _arg(node: fx.Node, i: int, name: str, default: Any) -> Any:
-    if len(node.args) > i:
-        return node.args[i]
-    return node.kwargs.get(name, default)
-
-
 def _spatial_dims(dims: Any) -> bool:
     if isinstance(dims, int) or not isinstance(dims, tuple | list) or len(dims) != 2:
         return False
     return {d % 4 if isinstance(d, int) else None for d in dims} == {2, 3}
-
-
-# --------------------------------------------------------------------------- classification
-def _is_meta(node: Any, meta: set[fx.Node]) -> bool:
-    return isinstance(node, fx.Node) and node in meta
-
-
-def _classify(node: fx.Node, mods: dict[str, nn.Module], meta: set[fx.Node]) -> str:
-    """What ``node`` is to the integer network (static: from the graph and the modules alone).
-
-    Kinds: ``input``, ``output``, ``layer``, ``fold`` (folded batch norm), ``add``, ``cat``, ``avgpool``,
-    ``relu``, ``maxpool``, ``flatten``, ``identity``, ``monotone`` (sigmoid/softmax; at the output only),
-    ``meta`` (shapes and sizes, not tensors) and ``float`` (anything else: no integer equivalent).
-    """
-    op, target = node.op, node.target
-    if op == "placeholder":
-        return "input"
-    if op == "output":
-        return "output"
-    if op == "get_attr":
-        return "float"
-    if node in meta:
-        return "meta"
-    if op == "call_module":
-        m = mods[str(target)]
-        if isinstance(m, HardwareLayer):
-            return "layer"
-        if isinstance(m, FoldedBatchNorm1d | FoldedBatchNorm2d):
-            return "fold"
-        if isinstance(m, HardwareAdd):
-            return "add"
-        if isinstance(m, HardwareCat):
-            return "cat"
-        if isinstance(m, HardwareAvgPool2d):
-            return "avgpool"
-        if isinstance(m, nn.ReLU):
-            return "relu"
-        if isinstance(m, nn.MaxPool2d) and _plain_maxpool(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode):
-            return "maxpool"
-        if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
-            return "flatten"
-        if isinstance(m, _IDENTITY_MODULES):
-            return "identity"
-        if isinstance(m, _MONOTONE_MODULES):
-            return "monotone"
-        return "float"
-    if op == "call_function":
-        if target in _RELU_FNS:
-            return "relu"
-        if target in (F.max_pool2d, torch.max_pool2d):
-            k = _arg(node, 1, "kernel_size", None)
-            if _plain_maxpool(k, _arg(node, 2, "stride", None), _arg(node, 3, "padding", 0),
-                              _arg(node, 4, "dilation", 1), _arg(node, 5, "ceil_mode", False)):
-                return "maxpool"
-            return "float"
-        if target is torch.flatten and _arg(node, 1, "start_dim", 0) == 1 and _arg(node, 2, "end_dim", -1) == -1:
-            return "flatten"
-        if target in (F.dropout, F.dropout2d, torch.dropout):
-            return "identity"
-        if target in _MONOTONE_FNS:
-            return "monotone"
-        return "float"
-    if op == "call_method":
-        if target in ("relu", "relu_"):
-            return "relu"
-        if target == "flatten" and _arg(node, 1, "start_dim", 0) == 1 and _arg(node, 2, "end_dim", -1) == -1:
-            return "flatten"
-        if target in ("view", "reshape") and _flatten_shape(node.args[1:], meta):
-            return "flatten"
-        if target in ("contiguous", "clone"):
-            return "identity"
-        if target in _MONOTONE_METHODS:
-            return "monotone"
-    return "float"
-
-
-def _plain_maxpool(kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any) -> bool:
-    """Max pooling the integer op models: one square kernel and stride, no padding, dilation or ceil."""
-    def one(v: Any) -> int | None:
-        if isinstance(v, int):
-            return v
-        if isinstance(v, tuple | list) and len(v) == 2 and v[0] == v[1] and isinstance(v[0], int):
-            return v[0]
-        return None
-    stride = kernel if stride is None or stride == [] or stride == () else stride
-    return (one(kernel) is not None and one(stride) is not None and one(padding) == 0 and one(dilation) == 1
-            and ceil_mode is False)
-
-
-def _flatten_shape(shape: tuple[Any, ...], meta: set[fx.Node]) -> bool:
-    """``view``/``reshape`` to ``(batch, -1)`` (the batch a size read from the tensor) or ``(-1, n)``
-    (checked against the real shape when calibrating)."""
-    if len(shape) == 1 and isinstance(shape[0], tuple | list):
-        shape = tuple(shape[0])
-    if len(shape) != 2:
-        return False
-    first, second = shape
-    return (second == -1 and _is_meta(first, meta)) or (first == -1 and isinstance(second, int | fx.Node))
-
-
-def _reads_shape(node: fx.Node) -> bool:
-    """``x.size()``, ``x.dim()``, ``x.shape``...: a value about a tensor, not a tensor."""
-    if node.op == "call_method":
-        return node.target in _META_METHODS
-    return node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "dtype", "device", "ndim")
-
-
-def _meta_nodes(graph: fx.Graph) -> set[fx.Node]:
-    """Nodes that compute shapes and sizes, not tensors (``x.size(0)``, ``x.shape[1] * 2``...)."""
-    meta: set[fx.Node] = set()
-    for node in graph.nodes:
-        derived = node.op in ("call_function", "call_method") and bool(node.all_input_nodes) and all(
-            a in meta for a in node.all_input_nodes)
-        if _reads_shape(node) or derived:
-            meta.add(node)
-    return meta
 
 
 # --------------------------------------------------------------------------- rewrite (axhw.convert)
@@ -254,7 +140,7 @@ def _fold_target(node: fx.Node, mods: dict[str, nn.Module]) -> tuple[fx.Node, Ha
     if not isinstance(src, fx.Node) or src.op != "call_module" or not isinstance(
             layer := mods[str(src.target)], HardwareLayer):
         what = ("the network input" if isinstance(src, fx.Node) and src.op == "placeholder"
-                else _node_desc(src) if isinstance(src, fx.Node) else "no layer")
+                else node_desc(src) if isinstance(src, fx.Node) else "no layer")
         return f"it follows {what}, not a Linear/Conv2d layer"
     if len(src.users) != 1:
         return f"the output of {src.target!r} is also used elsewhere (the fold would change those uses)"
@@ -280,8 +166,8 @@ def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) ->
     """
     leaves = tuple(leaves)
     graph = trace(model, leaves)
-    mods = _modules(model)
-    meta = _meta_nodes(graph)
+    mods = modules_by_path(model)
+    meta = meta_nodes(graph)
     report = GraphRewrite()
     # 1. batch norms: every one must fold (checked before anything changes)
     folds: list[tuple[fx.Node, HardwareLayer]] = []
@@ -320,7 +206,7 @@ def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) ->
             if swap is not None:
                 _set_submodule(model, str(node.target), swap)
                 report.ops.append((str(node.target), "HardwareAvgPool2d"))
-    if not replaced and _call_order(graph, mods) == [id(m) for m in approx_layers(model)]:
+    if not replaced and call_order(graph, mods) == [id(m) for m in approx_layers(model)]:
         _note_float_ops(model, graph, report, leaves)
         if leaves:
             setattr(model, FLOAT_LEAVES_ATTR, leaves)
@@ -342,7 +228,7 @@ def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) ->
     return gm, report
 
 
-def _call_order(graph: fx.Graph, mods: dict[str, nn.Module]) -> list[int]:
+def call_order(graph: fx.Graph, mods: dict[str, nn.Module]) -> list[int]:
     """Hardware layers in the order the graph calls them (ids, each once)."""
     order: dict[int, None] = {}
     for node in graph.nodes:
@@ -375,20 +261,20 @@ def _graph_op(node: fx.Node, mods: dict[str, nn.Module], meta: set[fx.Node], hw:
             return HardwareAdd(hw)
         return None
     if op == "call_function" and target is torch.cat:
-        tensors, dim = node.args[0], _arg(node, 1, "dim", 0)
+        tensors, dim = node.args[0], node_arg(node, 1, "dim", 0)
         if (isinstance(tensors, tuple | list) and len(tensors) >= 2 and all(isinstance(t, fx.Node) for t in tensors)
                 and isinstance(dim, int) and dim != 0 and set(node.kwargs) <= {"dim"}):
             return HardwareCat(dim, hw)
         return None
     if op == "call_function" and target is F.adaptive_avg_pool2d:
-        return HardwareAvgPool2d("adaptive", hw=hw) if _arg(node, 1, "output_size", None) in (1, (1, 1), [1, 1]) else None
+        return HardwareAvgPool2d("adaptive", hw=hw) if node_arg(node, 1, "output_size", None) in (1, (1, 1), [1, 1]) else None
     if op == "call_function" and target is F.avg_pool2d:
-        k, s = _arg(node, 1, "kernel_size", None), _arg(node, 2, "stride", None)
-        plain = (_arg(node, 3, "padding", 0) in (0, (0, 0)) and _arg(node, 4, "ceil_mode", False) is False
-                 and _arg(node, 6, "divisor_override", None) is None and _int_or_pair(k) and (s is None or _int_or_pair(s)))
+        k, s = node_arg(node, 1, "kernel_size", None), node_arg(node, 2, "stride", None)
+        plain = (node_arg(node, 3, "padding", 0) in (0, (0, 0)) and node_arg(node, 4, "ceil_mode", False) is False
+                 and node_arg(node, 6, "divisor_override", None) is None and _int_or_pair(k) and (s is None or _int_or_pair(s)))
         return HardwareAvgPool2d("avg", k, s or k, hw=hw) if plain else None
     if (op == "call_method" and target == "mean") or (op == "call_function" and target is torch.mean):
-        dims, keep = _arg(node, 1, "dim", None), _arg(node, 2, "keepdim", False)
+        dims, keep = node_arg(node, 1, "dim", None), node_arg(node, 2, "keepdim", False)
         if _spatial_dims(dims) and isinstance(keep, bool) and set(node.kwargs) <= {"dim", "keepdim"}:
             return HardwareAvgPool2d("mean", dims=tuple(dims), keepdim=keep, hw=hw)
         return None
@@ -427,20 +313,9 @@ def _get_attr(model: nn.Module, path: str) -> Any:
 
 
 def _note_float_ops(model: nn.Module, graph: fx.Graph, report: GraphRewrite, leaves: tuple[str, ...]) -> None:
-    mods = _modules(model)
-    meta = _meta_nodes(graph)
+    mods = modules_by_path(model)
+    meta = meta_nodes(graph)
     for node in graph.nodes:
-        kind = _classify(node, mods, meta)
-        if kind == "float" or (kind == "monotone" and not _feeds_output(node, mods, meta)):
-            report.float_ops.append(_node_desc(node))
-
-
-def _feeds_output(node: fx.Node, mods: dict[str, nn.Module], meta: set[fx.Node]) -> bool:
-    """``node``'s only use is the graph output, directly or through other monotone ops."""
-    users = list(node.users)
-    if len(users) != 1:
-        return False
-    user = users[0]
-    if user.op == "output":
-        return user.args[0] is node
-    return _classify(user, mods, meta) == "monotone" and _feeds_output(user, mods, meta)
+        kind = classify(node, mods, meta)
+        if kind == FLOAT or (kind == MONOTONE and not feeds_output(node, mods, meta)):
+            report.float_ops.append(node_desc(node))
