@@ -13,6 +13,13 @@ import pytest
 
 from axhw.rtl.simulators import SIMULATORS, SimulatorInfo, simulator_info
 
+#: Yosys cell types that hold state without a clock edge, as ``synth`` leaves them: after techmapping the
+#: coarse ``$dlatch``/``$sr`` are gone and only these fine-grained ``$_..._`` cells can remain.
+LATCH_CELLS = ("t:$_DLATCH_*", "t:$_DLATCHSR_*", "t:$_SR_*", "t:$dlatch", "t:$adlatch", "t:$dlatchsr", "t:$sr")
+#: Flip-flop cell types after ``synth`` (fine-grained) and before (coarse), for designs that must have none.
+FLIPFLOP_CELLS = ("t:$_DFF_*", "t:$_DFFE_*", "t:$_SDFF*", "t:$_ALDFF*", "t:$_DFFSR*", "t:$dff", "t:$adff",
+                  "t:$sdff*", "t:$dffe", "t:$adffe", "t:$aldff*", "t:$dffsr*")
+
 
 def simulators_required() -> bool:
     """Whether ``AXHW_REQUIRE_SIMULATORS`` is set (to anything but ``""``/``0``)."""
@@ -28,6 +35,36 @@ def require_simulator(name: str) -> SimulatorInfo:
             pytest.fail(f"{msg} (AXHW_REQUIRE_SIMULATORS is set)")
         pytest.skip(msg)
     return info
+
+
+def yosys_exe() -> str:
+    """Yosys, with the skip-or-fail policy of the simulators (``AXHW_REQUIRE_SIMULATORS``)."""
+    import shutil
+
+    exe = shutil.which("yosys")
+    if exe is None:
+        msg = "yosys not on PATH (Debian: apt-get install yosys)"
+        if simulators_required():
+            pytest.fail(f"{msg} (AXHW_REQUIRE_SIMULATORS is set)")
+        pytest.skip(msg)
+    return exe
+
+
+def yosys_state_cells(files: list[str], top: str, flatten: bool = True) -> dict[str, int]:
+    """Synthesize ``files`` and count the latch and flip-flop cells left (``{"latches": n, "flipflops": m}``)."""
+    import re
+    import subprocess
+
+    counts = {}
+    for key, cells in (("latches", LATCH_CELLS), ("flipflops", FLIPFLOP_CELLS)):
+        script = (f"read_verilog {' '.join(files)}; synth {'-flatten ' if flatten else ''}-top {top}; "
+                  f"select -count {' '.join(cells)}")
+        res = subprocess.run([yosys_exe(), "-p", script], capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        found = re.findall(r"(\d+) objects\.", res.stdout)
+        assert found, res.stdout[-2000:]
+        counts[key] = int(found[-1])
+    return counts
 
 
 @pytest.fixture(autouse=True, scope="session")
