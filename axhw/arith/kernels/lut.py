@@ -13,9 +13,16 @@ it is bounded by ``kblock * max|T| < 2**31``) and add the blocks into int64; the
 exceed int64 before calling. Every entry of a ``bits <= 12`` table fits int32 (products have ``2 * bits``
 bits), and of a ``bits <= 8`` table int16 (signed) or uint16 (unsigned, zero-extended by the kernel).
 
-Building: ``make setup`` runs ``python -m axhw.arith.kernels``, which compiles the embedded C source with the
-system C compiler (:mod:`axhw.arith.kernels.build`); first use builds it too when missing. Without a compiler,
-or with ``AXHW_LUT_KERNEL=0``, :func:`available` is false and the pure-torch gather gives the same numbers.
+Building: ``make setup`` runs ``python -m axhw.arith.kernels``, which compiles ``lut.c`` (next to this module,
+shipped in the wheel) with the system C compiler (:mod:`axhw.arith.kernels.build`); first use builds it too when
+missing. Without a compiler, or with ``AXHW_LUT_KERNEL=0``, :func:`available` is false and the pure-torch
+gather gives the same numbers.
+
+Why a C file, a header and strict flags: the ctypes signatures are not written here but parsed from ``lut.h``,
+which ``lut.c`` includes, so the compiler checks each definition against the very declaration ctypes calls
+through (a hand-written list that drifted from the C code would corrupt memory silently); the build treats
+every warning (``-Wall -Wextra -Wconversion``) as an error; and ``AXHW_KERNEL_SANITIZE=1`` builds with
+AddressSanitizer and UBSan for the slow test that runs the kernel equality tests under them.
 """
 
 from __future__ import annotations
@@ -29,121 +36,12 @@ from pathlib import Path
 
 import torch
 
-from axhw.arith.kernels.build import compile_library, library_path_for, pool
+from axhw.arith.kernels.build import Kernel, bind, pool
 
 __all__ = ["available", "backend", "build", "library_path", "lut_matmul"]
 
-_SOURCE = r"""
-#include <stdint.h>
-
-/* Scalar kernel, any table width: T is side x side int32, a holds row offsets (word * side), b words. */
-void axhw_lut_mm32(const int32_t *T, const int32_t *a, const int32_t *b, int64_t *c,
-                   int64_t M, int64_t K, int64_t N, int64_t kblock) {
-    int32_t acc[256];
-    int64_t tot[256];
-    for (int64_t m = 0; m < M; m++) {
-        const int32_t *arow = a + m * K;
-        for (int64_t n0 = 0; n0 < N; n0 += 256) {
-            int64_t nt = N - n0 < 256 ? N - n0 : 256;
-            for (int64_t j = 0; j < nt; j++) tot[j] = 0;
-            for (int64_t k0 = 0; k0 < K; k0 += kblock) {
-                int64_t k1 = K - k0 > kblock ? k0 + kblock : K;
-                for (int64_t j = 0; j < nt; j++) acc[j] = 0;
-                for (int64_t k = k0; k < k1; k++) {
-                    const int32_t *row = T + arow[k];
-                    const int32_t *bk = b + k * N + n0;
-                    for (int64_t j = 0; j < nt; j++) acc[j] += row[bk[j]];
-                }
-                for (int64_t j = 0; j < nt; j++) tot[j] += acc[j];
-            }
-            for (int64_t j = 0; j < nt; j++) c[m * N + n0 + j] = tot[j];
-        }
-    }
-}
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define AXHW_AVX512 __attribute__((target("avx512f,avx512bw")))
-
-int axhw_lut_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-}
-
-/* nv (1..4) vectors of 32 columns starting at n0; T is 256 x 256 int16, b is K x Np int16 words. */
-AXHW_AVX512 static inline void axhw_tile16(const int16_t *T, const int32_t *arow, const int16_t *b,
-                                           int64_t *crow, int64_t K, int64_t Np, int64_t n0, int nv,
-                                           int64_t kblock, int sign) {
-    int64_t tot[128];
-    int32_t part[32];
-    const __m512i bit6 = _mm512_set1_epi16(64), bit7 = _mm512_set1_epi16(128);
-    for (int j = 0; j < 32 * nv; j++) tot[j] = 0;
-    for (int64_t k0 = 0; k0 < K; k0 += kblock) {
-        int64_t k1 = K - k0 > kblock ? k0 + kblock : K;
-        __m512i lo_acc[4], hi_acc[4];
-        for (int j = 0; j < 4; j++) lo_acc[j] = hi_acc[j] = _mm512_setzero_si512();
-        for (int64_t k = k0; k < k1; k++) {
-            const int16_t *row = T + ((int64_t)arow[k] << 8);
-            const __m512i r0 = _mm512_loadu_si512(row), r1 = _mm512_loadu_si512(row + 32);
-            const __m512i r2 = _mm512_loadu_si512(row + 64), r3 = _mm512_loadu_si512(row + 96);
-            const __m512i r4 = _mm512_loadu_si512(row + 128), r5 = _mm512_loadu_si512(row + 160);
-            const __m512i r6 = _mm512_loadu_si512(row + 192), r7 = _mm512_loadu_si512(row + 224);
-            const int16_t *bk = b + k * Np + n0;
-            for (int j = 0; j < nv; j++) {
-                __m512i idx = _mm512_loadu_si512(bk + 32 * j);
-                /* permutex2var uses the low 6 index bits; bits 6 and 7 pick one of the four results. */
-                __m512i p0 = _mm512_permutex2var_epi16(r0, idx, r1);
-                __m512i p1 = _mm512_permutex2var_epi16(r2, idx, r3);
-                __m512i p2 = _mm512_permutex2var_epi16(r4, idx, r5);
-                __m512i p3 = _mm512_permutex2var_epi16(r6, idx, r7);
-                __mmask32 m6 = _mm512_test_epi16_mask(idx, bit6);
-                __mmask32 m7 = _mm512_test_epi16_mask(idx, bit7);
-                __m512i v = _mm512_mask_blend_epi16(m7, _mm512_mask_blend_epi16(m6, p0, p1),
-                                                    _mm512_mask_blend_epi16(m6, p2, p3));
-                __m256i v0 = _mm512_castsi512_si256(v), v1 = _mm512_extracti64x4_epi64(v, 1);
-                if (sign) {
-                    lo_acc[j] = _mm512_add_epi32(lo_acc[j], _mm512_cvtepi16_epi32(v0));
-                    hi_acc[j] = _mm512_add_epi32(hi_acc[j], _mm512_cvtepi16_epi32(v1));
-                } else {
-                    lo_acc[j] = _mm512_add_epi32(lo_acc[j], _mm512_cvtepu16_epi32(v0));
-                    hi_acc[j] = _mm512_add_epi32(hi_acc[j], _mm512_cvtepu16_epi32(v1));
-                }
-            }
-        }
-        for (int j = 0; j < nv; j++) {
-            _mm512_storeu_si512(part, lo_acc[j]);
-            _mm512_storeu_si512(part + 16, hi_acc[j]);
-            for (int i = 0; i < 32; i++) tot[32 * j + i] += part[i];
-        }
-    }
-    for (int j = 0; j < 32 * nv; j++) crow[n0 + j] = tot[j];
-}
-
-/* Np must be a multiple of 32 (the caller pads b with word 0 and drops those columns). */
-AXHW_AVX512 void axhw_lut_mm16(const int16_t *T, const int32_t *a, const int16_t *b, int64_t *c,
-                               int64_t M, int64_t K, int64_t Np, int64_t kblock, int sign) {
-    for (int64_t m = 0; m < M; m++) {
-        const int32_t *arow = a + m * K;
-        int64_t *crow = c + m * Np;
-        int64_t n0 = 0;
-        for (; n0 + 128 <= Np; n0 += 128) {
-            if (sign) axhw_tile16(T, arow, b, crow, K, Np, n0, 4, kblock, 1);
-            else axhw_tile16(T, arow, b, crow, K, Np, n0, 4, kblock, 0);
-        }
-        for (; n0 < Np; n0 += 32) {
-            if (sign) axhw_tile16(T, arow, b, crow, K, Np, n0, 1, kblock, 1);
-            else axhw_tile16(T, arow, b, crow, K, Np, n0, 1, kblock, 0);
-        }
-    }
-}
-#else
-int axhw_lut_avx512(void) { return 0; }
-void axhw_lut_mm16(const int16_t *T, const int32_t *a, const int16_t *b, int64_t *c,
-                   int64_t M, int64_t K, int64_t Np, int64_t kblock, int sign) {
-    (void)T; (void)a; (void)b; (void)c; (void)M; (void)K; (void)Np; (void)kblock; (void)sign;
-}
-#endif
-"""
+#: lut.c, whose exported functions lut.h declares (the ctypes signatures below come from parsing it).
+_KERNEL = Kernel("lutkernel", "lut.c", "lut.h")
 
 _INT32_MAX = (1 << 31) - 1
 #: Below this many products one thread does the work (a pool hand-off costs ~50 us).
@@ -154,9 +52,9 @@ _state: dict[str, object] = {}
 
 
 def library_path() -> Path:
-    """Where the compiled kernel lives: named by a hash of the source and the platform, so an edited
-    source or another machine type never loads a stale build."""
-    return library_path_for(_SOURCE, "lutkernel")
+    """Where the compiled kernel lives: named by a hash of ``lut.c``, ``lut.h``, the flags and the platform,
+    so an edited file or another machine type never loads a stale build."""
+    return _KERNEL.library_path()
 
 
 def build(force: bool = False) -> Path:
@@ -165,7 +63,7 @@ def build(force: bool = False) -> Path:
     Raises:
         RuntimeError: no C compiler, or the compile failed (the message carries the compiler output).
     """
-    return compile_library(_SOURCE, library_path(), force=force)
+    return _KERNEL.build(force=force)
 
 
 def _load() -> ctypes.CDLL | None:
@@ -174,18 +72,14 @@ def _load() -> ctypes.CDLL | None:
         if "lib" in _state:
             return _state["lib"]  # type: ignore[return-value]
         lib = None
+        header = _KERNEL.declarations()  # outside the try: a header the parser refuses is a bug, not a fallback
         if os.environ.get("AXHW_LUT_KERNEL", "1") != "0":
             try:
                 lib = ctypes.CDLL(str(build()))
             except (OSError, RuntimeError) as exc:
                 warnings.warn(f"LUT matmul kernel unavailable, using the torch path: {exc}", stacklevel=3)
         if lib is not None:
-            i64, ptr = ctypes.c_int64, ctypes.c_void_p
-            lib.axhw_lut_mm32.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64]
-            lib.axhw_lut_mm32.restype = None
-            lib.axhw_lut_mm16.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, ctypes.c_int]
-            lib.axhw_lut_mm16.restype = None
-            lib.axhw_lut_avx512.restype = ctypes.c_int
+            bind(lib, header)  # argtypes and restype of every function, from lut.h
             _state["avx512"] = bool(lib.axhw_lut_avx512())
         _state["lib"] = lib
         return lib
