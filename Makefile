@@ -15,6 +15,7 @@ help:
 	@echo "make test      set up and run the default test suite"
 	@echo "make test-all  run every test, slow ones included"
 	@echo "make lint      ruff"
+	@echo "make typecheck  mypy on axhw/ (settings: [tool.mypy] in pyproject.toml)"
 	@echo "make bench     benchmarks, JSON written under bench/results/"
 	@echo "make rtl-verify  generate and simulate every multiplier, the PE and the array on trained networks"
 	@echo "make power-report  synthesis, activity-based power and minimum-power configurations per dataset"
@@ -59,6 +60,10 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check axhw tests bench sim
+
+.PHONY: typecheck
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	@mkdir -p bench/results

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 import types
 import warnings
@@ -78,6 +79,10 @@ MOVED: dict[str, str] = {
 ALSO: dict[str, tuple[str, ...]] = {"axhw.multipliers": ("axhw.arith.registry",)}
 
 
+#: Old modules that ran as scripts (``python -m``) whose main now lives elsewhere than their code.
+RUN_AS_MAIN: dict[str, str] = {"axhw.lutkernel": "axhw.arith.kernels.__main__"}
+
+
 def _warn(old: str, new: str, stacklevel: int) -> None:
     warnings.warn(f"{old} moved to {new}; the old path is removed in the next release", DeprecationWarning,
                   stacklevel=stacklevel)
@@ -136,6 +141,16 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         pass
+
+    def get_code(self, fullname: str) -> types.CodeType | None:
+        """``python -m axhw.cli`` (runpy asks for code, not a module): the new module's code, run as main."""
+        new = RUN_AS_MAIN.get(fullname, MOVED[fullname])
+        _warn(fullname, new, stacklevel=2)
+        spec = importlib.util.find_spec(new)
+        loader = spec.loader if spec else None
+        if not isinstance(loader, importlib.abc.InspectLoader):
+            raise ImportError(f"{fullname} moved to {new}, which cannot run as a script")
+        return loader.get_code(new)
 
 
 def install() -> None:

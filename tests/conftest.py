@@ -1,8 +1,103 @@
-"""Shared test configuration."""
+"""Shared test configuration: thread count, a synthetic MNIST, and the skip policy of CI.
 
+Skip policy: a skipped check reads like a passed one in a summary, so where the environment promises every
+tool (CI sets ``AXHW_STRICT_SKIPS=1``), a skip fails the run unless its reason matches :data:`ALLOWED_SKIPS`,
+each entry with why it is acceptable. The run's last lines list the skips that were refused.
+"""
+
+from __future__ import annotations
+
+import gzip
 import os
+import re
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 # Two cores on the reference machine; keep intra-op threads deterministic and bounded.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+#: Skip reasons CI accepts (regular expressions), and why each is not a hole in the checks.
+ALLOWED_SKIPS: dict[str, str] = {
+    r"no AVX-512BW on this CPU": "the AVX-512 table kernel depends on the CPU; its scalar twin runs on every "
+    "CPU and is tested against the same reference",
+    r"all tests skipped by \+SKIP option": "docstring examples of minutes-long synthesis or simulation, shown "
+    "for reading; the same calls run in tests/power and tests/rtl",
+}
+
+
+def strict_skips() -> bool:
+    """Whether a skip outside :data:`ALLOWED_SKIPS` fails the run (``AXHW_STRICT_SKIPS``, set by CI)."""
+    return os.environ.get("AXHW_STRICT_SKIPS", "") not in ("", "0")
+
+
+_refused: list[str] = []
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and strict_skips():
+        reason = _skip_reason(report)
+        if not any(re.search(pattern, reason) for pattern in ALLOWED_SKIPS):
+            _refused.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _refused and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _refused:
+        terminalreporter.section("skips refused (AXHW_STRICT_SKIPS: a skip is a failure unless allowed)", red=True)
+        for line in _refused:
+            terminalreporter.line(line)
+
+
+def _idx(arr: np.ndarray) -> bytes:
+    """An array in MNIST's IDX format."""
+    return struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+def write_synthetic_mnist(folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> Path:
+    """Random 28x28 digits in MNIST's four gzipped IDX files (labels cycle 0..9), for ``$AXHW_MNIST_DIR``: tests
+    that need MNIST's shapes, not its content, run where MNIST is not fetched."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for stem, n in (("train", n_train), ("t10k", n_test)):
+        (folder / f"{stem}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(_idx(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))))
+        (folder / f"{stem}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(_idx((np.arange(n) % 10).astype(np.uint8))))
+    return folder
+
+
+@pytest.fixture
+def synthetic_mnist() -> Callable[..., Path]:
+    """:func:`write_synthetic_mnist` (a fixture: test modules cannot import one of several ``conftest`` modules)."""
+    return write_synthetic_mnist
+
+
+@pytest.fixture(scope="session")
+def mnist_or_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``"real"`` where MNIST is fetched, else ``"synthetic"`` with ``$AXHW_MNIST_DIR`` pointing at a synthetic
+    MNIST (500 + 50 images) for the session."""
+    from axhw import data
+
+    if data.status()["mnist"]:
+        yield "real"
+        return
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AXHW_MNIST_DIR", str(write_synthetic_mnist(tmp_path_factory.mktemp("mnist"), 500, 50)))
+    yield "synthetic"
+    mp.undo()

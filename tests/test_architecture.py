@@ -246,6 +246,18 @@ def test_old_module_paths_still_import_with_a_warning() -> None:
     assert TrainConfig is New
 
 
+
+def test_old_script_paths_still_run() -> None:
+    """``python -m axhw.cli`` and ``python -m axhw.lutkernel`` (the old kernel build) run the new code."""
+    import subprocess
+
+    for old, expect in (("axhw.cli", "axhw "), ("axhw.lutkernel", "axhw LUT kernel")):
+        proc = subprocess.run([sys.executable, "-m", old, *(["--version"] if old == "axhw.cli" else [])],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr
+        assert expect in proc.stdout + proc.stderr
+
+
 if __name__ == "__main__":
     import json
 

@@ -13,7 +13,7 @@ from axhw.approxann.criticality import MEASURES
 __all__ = ["add_parser", "main_approxann"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``approxann``: ApproxAnn on a checkpoint, writing the mixed-mode network and counts."""
     p = subparsers.add_parser("approxann", help="ApproxAnn: switch least-critical neurons to an approximate "
                                                 "multiplier with retraining, within an accuracy bound")

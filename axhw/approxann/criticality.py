@@ -103,7 +103,7 @@ def neuron_criticality(
         out.retain_grad()
         captured[id(m)] = (inp[0].detach(), out)
 
-    handles = [layer.register_forward_hook(hook) for layer in layers]  # type: ignore[attr-defined]
+    handles = [layer.register_forward_hook(hook) for layer in layers]
     try:
         for layer in layers:
             layer.set_hardware(replace(layer.hw, mode="float"))

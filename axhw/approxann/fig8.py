@@ -21,14 +21,14 @@ from axhw.approxann.search import ApproxAnnConfig, run_approxann
 from axhw.common.io import atomic_write_text
 from axhw.common.tables import markdown_table
 from axhw.data.registry import APPLICATIONS
-from axhw.training.trainer import TrainConfig, train_cached
+from axhw.training.trainer import Method, TrainConfig, train_cached
 
 __all__ = ["DEFAULT_DATASETS", "PAPER_GAIN_PERCENT", "fig8", "fig8_markdown", "plot_fig8"]
 
 #: The paper's reported average gains of ApproxAnn-AxTrain over ApproxAnn-BP (section 5), in percent.
 PAPER_GAIN_PERCENT: dict[str, float] = {"K2": 23.33, "K1": 25.51}
 DEFAULT_DATASETS: tuple[str, ...] = ("breast_cancer", "image_seg", "ionosphere", "satimage")
-METHODS: tuple[str, ...] = ("bp", "act")
+METHODS: tuple[Method, ...] = ("bp", "act")
 
 
 def _approxann_cached(checkpoint: Path, cfg: ApproxAnnConfig, out: Path, data_dir: str | None,

@@ -167,7 +167,7 @@ def _restore(model: nn.Module, snap: tuple[dict[str, torch.Tensor], dict[str, An
     load_hardware_formats(model, snap[1])
 
 
-def approxann(model: nn.Sequential, train_cfg: TrainConfig, data: Any, cfg: ApproxAnnConfig,
+def approxann(model: nn.Module, train_cfg: TrainConfig, data: Any, cfg: ApproxAnnConfig,
               meta: dict[str, Any] | None = None, progress: bool = False) -> ApproxAnnResult:
     """Run the ApproxAnn search on a calibrated pre-trained ``model`` (modified in place).
 

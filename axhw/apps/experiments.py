@@ -65,8 +65,8 @@ def accuracy_matrix(dataset: str, out_dir: str | Path, epochs: int = 30, pas_epo
               "limit": limit, "targets": {label: asdict(t) for label, t in targets}, "accuracy": rows}
     header = ["method", "float", "S(w)", *[label for label, _ in targets]]
     table = []
-    for m, row in rows.items():
-        cells = [m, f"{row['float']:.4f}" if "float" in row else "-",
+    for method, row in rows.items():
+        cells = [method, f"{row['float']:.4f}" if "float" in row else "-",
                  f"{row['sensitivity']:.3g}" if "sensitivity" in row else "-"]
         for label, _ in targets:
             c = row[label]

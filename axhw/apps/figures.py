@@ -1,4 +1,4 @@
-"""Reproduce the paper's Figs. 4, 6 and 7 (spec section 5) as data (JSON + CSV) and PNG plots.
+"""Reproduce the paper's Figs. 4, 6 and 7 (docs/figures.md) as data (JSON + CSV) and PNG plots.
 
 * Fig. 4: per-weight sensitivity maps ``|w| mean_n sum_k |dO_k/dw|`` of the last layer for BP, AxTrain-act
   and AxTrain-pas (trained with K1, the most aggressive mode, as in the paper), MNIST-MLP.
@@ -24,13 +24,14 @@ from typing import Any
 from axhw.common.io import atomic_write, atomic_write_text
 from axhw.common.tables import markdown_table
 from axhw.data.registry import APPLICATIONS
-from axhw.training.sweep import Experiment, Target, run_tasks
+from axhw.training.sweep import Backend, Experiment, Target, run_tasks
+from axhw.training.trainer import Method
 
 __all__ = ["FIGURES", "PAPER", "ReproduceConfig", "reproduce"]
 
 FIGURES = ("fig4", "fig6", "fig7", "fig8")
 K_MODES = ("K4", "K3", "K2", "K1")
-#: The paper's headline numbers (section 5; spec section 5), to compare with, not to copy.
+#: The paper's headline numbers (the paper's section 5; docs/figures.md), to compare with, not to copy.
 PAPER = {
     "act_error_reduction": {"K1": 40.8, "K2": 34.6, "K3": 25.2},
     "axtrain_error_reduction": {"K1": 75.6, "K2": 58.5, "K3": 37.7},
@@ -48,13 +49,13 @@ class ReproduceConfig:
 
     datasets: tuple[str, ...] = tuple(APPLICATIONS)
     quick: bool = False
-    backend: str = "local"
+    backend: Backend = "local"
     workers: int | None = None
     address: str | None = None
     data_dir: str | None = None
     progress: bool = True
 
-    def experiment(self, targets: tuple[Target, ...], methods: tuple[str, ...], dataset: str) -> Experiment:
+    def experiment(self, targets: tuple[Target, ...], methods: tuple[Method, ...], dataset: str) -> Experiment:
         train: dict[str, Any] = {"data_dir": self.data_dir}
         if self.quick:
             return Experiment(datasets=(dataset,), methods=methods, targets=targets, seeds=(0,),
@@ -112,8 +113,8 @@ def fig6(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
             for t in ks:  # AxTrain is trained for each K and normalised by itself under exact products
                 tasks += [exp.eval_task(d, "axtrain", s, t), exp.eval_task(d, "axtrain", s, t, on=exact)]
         res = run_tasks(tasks, root, backend=cfg.backend, workers=cfg.workers, address=cfg.address,
-                        progress=cfg.progress)  # type: ignore[arg-type]
-        for m in ("bp", "act", "axtrain"):
+                        progress=cfg.progress)
+        for m in exp.methods:  # bp, act, axtrain
             for t in ks:
                 norm, common, acc = [], [], []
                 for s in exp.seeds:
@@ -164,7 +165,7 @@ def fig7(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
         exp = cfg.experiment(tuple(volts.values()), ("bp", "axtrain"), d)
         tasks = [exp.eval_task(d, m, s, t) for s in exp.seeds for m in ("bp", "axtrain") for t in volts.values()]
         res = run_tasks(tasks, root, backend=cfg.backend, workers=cfg.workers, address=cfg.address,
-                        progress=cfg.progress)  # type: ignore[arg-type]
+                        progress=cfg.progress)
         for m in ("bp", "axtrain"):
             for level, t in volts.items():
                 rs = [res[exp.eval_task(d, m, s, t).key] for s in exp.seeds]
@@ -214,7 +215,7 @@ def fig4(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
     seed = exp.seeds[0]
     tasks = [exp.train_task(d, m, seed, k1) for m in ("bp", "act", "pas")]
     run_tasks(tasks, root, backend=cfg.backend, workers=cfg.workers, address=cfg.address,
-              progress=cfg.progress)  # type: ignore[arg-type]
+              progress=cfg.progress)
     ck0 = load_checkpoint(root / "runs" / tasks[0].key / "checkpoint.pt")
     from axhw.training.trainer import config_from_dict
 
@@ -224,7 +225,7 @@ def fig4(cfg: ReproduceConfig, root: Path, out: Path) -> dict[str, Any]:
     maps = {}
     for m, task in zip(("bp", "act", "pas"), tasks, strict=True):
         model = model_from_checkpoint(load_checkpoint(root / "runs" / task.key / "checkpoint.pt")).eval()
-        last = [mod for mod in model if isinstance(mod, torch.nn.Linear)][-1]
+        last = [mod for mod in model.children() if isinstance(mod, torch.nn.Linear)][-1]
         maps[m] = sensitivity_map(model, x, last).detach()
     data_out = {m: {"total": float(v.sum()), "max": float(v.max()), "shape": list(v.shape), "map": v.tolist()}
                 for m, v in maps.items()}

@@ -1,4 +1,4 @@
-"""Dynamic fixed point: the number format of weights and activations (spec section 1).
+"""Dynamic fixed point: the number format of weights and activations (docs/hardware-models.md, "Dynamic fixed point").
 
 A :class:`FixedPoint` is a two's-complement (or unsigned) word of ``bits`` bits whose integer code ``q``
 stands for the real value ``q * 2**-frac``. *Dynamic* fixed point means ``frac`` is chosen per tensor
@@ -164,7 +164,7 @@ def calibrate(
     mode: Literal["maxabs", "percentile"] = "maxabs",
     percentile: float = 99.99,
 ) -> FixedPoint:
-    """Choose ``frac`` for a tensor: the largest ``frac`` whose range covers the tensor (spec section 1).
+    """Choose ``frac`` for a tensor: the largest ``frac`` whose range covers the tensor (docs/hardware-models.md).
 
     ``maxabs`` covers the most positive and the most negative value exactly (no saturation at all);
     ``percentile`` covers the given percentile of ``|x|`` and lets the outliers saturate, which buys

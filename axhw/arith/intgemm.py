@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from axhw.common import taken
+
 __all__ = ["FLOAT32_EXACT_LIMIT", "FLOAT64_EXACT_LIMIT", "INT64_SAFE_LIMIT", "exact_chunks", "exact_float_dtype",
            "exact_int_matmul"]
 
@@ -110,6 +112,7 @@ def exact_int_matmul(a: torch.Tensor, b: torch.Tensor, bound_a: int, bound_b: in
             out = torch.mm(a32[:, :chunk], b32[:chunk]).to(torch.int64)
             for i in range(chunk, k, chunk):
                 out += torch.mm(a32[:, i : i + chunk], b32[i : i + chunk]).to(torch.int64)
+            taken.count("arith.chunked_gemm")
             return out
     if dtype is not None:
         return torch.mm(a.to(dtype), b.to(dtype)).to(torch.int64)

@@ -1,4 +1,5 @@
-"""Integer multiplier models: exact, DRUM-k (Hashemi et al., ICCAD 2015) and table-defined (spec section 2).
+"""Integer multiplier models: exact, DRUM-k (Hashemi et al., ICCAD 2015) and table-defined
+(docs/hardware-models.md, "Multipliers").
 
 Every multiplier takes int64 tensors of operand *values* (signed: ``[-2**(bits-1), 2**(bits-1))``,
 unsigned: ``[0, 2**bits)``) and returns exact int64 products. These are the single definitions that the
@@ -39,6 +40,7 @@ from axhw.arith.intgemm import (
     exact_float_dtype,
     exact_int_matmul,
 )
+from axhw.common import taken
 
 __all__ = [
     "DRUM",
@@ -54,7 +56,8 @@ __all__ = [
 
 #: Widest multiplier operand: 32 x 32 -> 64-bit products, the most int64 can hold.
 MAX_BITS = 32
-#: The paper's approximate modes K1..K4 are DRUM-k with k = 1..4, K1 the most aggressive (spec section 2).
+#: The paper's approximate modes K1..K4 are DRUM-k with k = 1..4, K1 the most aggressive
+#: (docs/hardware-models.md, "Multipliers").
 K_PRESETS: dict[str, int] = {"K1": 1, "K2": 2, "K3": 3, "K4": 4}
 #: A full product table has 4**bits entries; 12 bits (16 Mi entries, 128 MiB) is the practical limit.
 LUT_MAX_BITS = 12
@@ -300,10 +303,13 @@ class SeparableMultiplier(Multiplier):
             max_pairs = (m * kdim * n) // per if per > 0 else 1 << 62
             sparse = pos_a is not None and pos_b is not None and hwkernel.min_pairs(
                 out, pos_a, pos_b, kdim, self.sat_correction, max_pairs)
-            if not sparse:
+            if sparse:
+                taken.count("arith.minmin_sparse")
+            else:
                 correct = self._min_pairs_matmul(a, b)
                 if correct is not None:
                     correct(out)
+        taken.count("arith.compiled_matmul")
         return out
 
     # ------------------------------------------------------------------ (min, min) saturation correction
@@ -352,7 +358,7 @@ class SeparableMultiplier(Multiplier):
         index = torch.from_numpy(flat).to(out.device)
         out.index_put_(torch.unravel_index(index, out.shape), torch.full_like(index, value), accumulate=True)
 
-    def _min_pairs_matmul(self, a: torch.Tensor, b: torch.Tensor) -> Callable[[torch.Tensor], None] | None:
+    def _min_pairs_matmul(self, a: torch.Tensor, b: torch.Tensor) -> Callable[[torch.Tensor], object] | None:
         """The correction of ``matmul``, as a function that applies it to the GEMM result in place:
         ``out[i, j] += correction * #{k : a[i, k] == b[k, j] == min}`` (None: no pair)."""
         lo = self.operand_range[0]
@@ -374,6 +380,7 @@ class SeparableMultiplier(Multiplier):
         if pairs * self._DENSE_MACS_PER_PAIR <= m * kdim * n:
             pa, pb = self._equal_key_pairs(k_a, k_b, kdim)  # join on k
             flat = row_a[pa] * n + col_b[pb]
+            taken.count("arith.minmin_sparse")
             return lambda out: self._add_at(out, flat, self.sat_correction)
         shared = np.bincount(k_a, minlength=kdim).astype(bool) & count_b.astype(bool)
         ks = torch.from_numpy(shared.nonzero()[0]).to(a.device)
@@ -381,6 +388,7 @@ class SeparableMultiplier(Multiplier):
         ia, ib = (a[:, ks] == lo).to(dtype), (b[ks] == lo).to(dtype)
         count = torch.mm(ia, ib) if dtype != torch.float64 else exact_int_matmul(ia, ib, 1, 1)
         correction = count.to(torch.int64) * self.sat_correction
+        taken.count("arith.minmin_gemm")
         return lambda out: out.add_(correction)
 
     def conv2d(self, a: torch.Tensor, w: torch.Tensor, stride: IntPair = 1, padding: IntPair = 0,
@@ -451,12 +459,14 @@ class SeparableMultiplier(Multiplier):
             keep = (ry == 0) & (rx == 0) & (y >= 0) & (x >= 0) & (y < oh) & (x < ow)
             flat = ((na[pa] * out_c + o[pw]) * oh + y) * ow + x
             self._add_at(out, np.ascontiguousarray(flat[keep]), self.sat_correction)
+            taken.count("arith.minmin_sparse")
             return
         cs = torch.from_numpy(shared.nonzero()[0]).to(a.device)
         dtype = exact_float_dtype(cs.numel() * kh * kw) or torch.float64  # counts and partial sums <= that
         ia, iw = (a[:, cs] == lo).to(dtype), (w[:, cs] == lo).to(dtype)
         count = F.conv2d(ia, iw, stride=as_pair(stride), padding=as_pair(padding), dilation=as_pair(dilation))
         out += count.round().to(torch.int64) * self.sat_correction
+        taken.count("arith.minmin_gemm")
 
 
 class Exact(SeparableMultiplier):
@@ -472,7 +482,8 @@ class Exact(SeparableMultiplier):
 
 class DRUM(SeparableMultiplier):
     """DRUM-k, the dynamic-range unbiased multiplier (Hashemi, Bahar, Reda, ICCAD 2015), sign-magnitude
-    for signed operands (spec section 2). ``k >= bits`` is exact; ``k = 1`` is a power-of-two multiplier.
+    for signed operands (docs/hardware-models.md, "DRUM semantics"). ``k >= bits`` is exact; ``k = 1`` is a
+    power-of-two multiplier.
 
     >>> DRUM(3, 8)(torch.tensor([100]), torch.tensor([-7])).tolist()   # 100 -> 112, 7 -> 7
     [-784]
@@ -576,6 +587,7 @@ class LUTMultiplier(Multiplier):
         if self.use_kernel and lutkernel.available():
             if self._kernel_table is None:
                 self._kernel_table = lutkernel.prepare_table(self.table, self.bits)
+            taken.count("arith.lut_kernel")
             return lutkernel.lut_matmul(self._kernel_table, self.bits, self.signed, self._max_abs, aw, bw)
         return self._matmul_torch(aw, bw)
 

@@ -1,4 +1,5 @@
-"""Near-threshold-voltage (NTV) SRAM weight storage with random bit flips (spec section 3).
+"""Near-threshold-voltage (NTV) SRAM weight storage with random bit flips (docs/hardware-models.md,
+"NTV SRAM storage").
 
 Lowering the SRAM supply toward the threshold voltage saves energy but makes bit cells fail. Following the
 paper (section 4.1, after Dreslinski et al., "Near-Threshold Computing", Proc. IEEE 98(2), 2010, Fig. 9),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -105,15 +107,13 @@ class NTVStorage:
     p: float | None = None
 
     def __post_init__(self) -> None:
-        prob = flip_probability(self.voltage_mv) if self.p is None else float(self.p)
-        if not 0.0 <= prob <= 1.0:
+        if not 0.0 <= self.flip_p <= 1.0:
             raise ValueError(f"flip probability p={self.p!r} out of range: valid range is [0, 1]")
-        object.__setattr__(self, "_prob", prob)
 
-    @property
+    @cached_property  # computed once, in __post_init__ (it writes the instance __dict__: frozen is no obstacle)
     def flip_p(self) -> float:
         """The per-bit flip probability in force."""
-        return self._prob  # type: ignore[attr-defined]
+        return flip_probability(self.voltage_mv) if self.p is None else float(self.p)
 
     def flip_positions(self, n_bits: int, generator: torch.Generator | None) -> torch.Tensor:
         """Sorted flat indices (int64) of the flipped bits among ``n_bits`` stored bits, each flipped
@@ -150,8 +150,8 @@ class NTVStorage:
         with *one* draw: their words form one flat Bernoulli sequence, tensor after tensor, word-major
         within each (bit ``b`` of word ``w`` of tensor ``t`` is trial ``offset_t + w * bits_t + b``).
 
-        One draw per layer instead of one per tensor (issue 15): the flips are the same i.i.d. coin flips,
-        half the random-number calls. The training-time hardware forward (:mod:`axhw.nn.fused`),
+        One draw per layer instead of one per tensor (docs/hardware-models.md, "NTV SRAM storage"): the flips
+        are the same i.i.d. coin flips, half the random-number calls. The training-time hardware forward (:mod:`axhw.nn.fused`),
         :meth:`axhw.golden.network.IntLinear.stored` (hence ``forward_int`` and ``sample_chip``) all draw this way,
         so equal seeds give equal chips everywhere. For a single tensor the stream is :meth:`corrupt`'s.
         """

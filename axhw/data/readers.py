@@ -115,7 +115,10 @@ def read_image_seg(files: list[Path]) -> Arrays:
             raise DataError(f"{f} is not a readable ARFF file: {exc}") from None
         if "class" not in meta.names():
             raise DataError(f"{f}: ARFF has no 'class' attribute")
-        cls = tuple(meta["class"][1])
+        kind, values = meta["class"]  # (type, range): the range of a nominal attribute lists its values
+        if values is None:
+            raise DataError(f"{f}: ARFF 'class' attribute is {kind}, not nominal")
+        cls = tuple(values)
         if names is not None and cls != names:
             raise DataError(f"{f}: class list {cls} differs from {names}")
         names = cls

@@ -1,4 +1,4 @@
-"""Integer inference: the golden model the RTL is checked against (spec section 1).
+"""Integer inference: the golden model the RTL is checked against (formats: docs/training.md, "Number formats").
 
 Per layer: ``acc = sum_j mul(a_int[j], w_int[i][j]) + b_int[i]`` in the accumulator format (fractional bits
 ``frac_a + frac_w``; biases are stored in that format), saturated to the accumulator word, then re-quantization of ``acc`` to the next layer's
@@ -35,6 +35,7 @@ so every existing caller keeps its meaning. A file without masks is written exac
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def conv2d_int(
         mode = "constant" if padding_mode == "zeros" else padding_mode
         a = F.pad(a.to(torch.float64), pad4, mode=mode).to(torch.int64)  # exact: small integer codes
         padding = 0
-    return mul.conv2d(a, w, stride, padding, dilation, groups) + b.reshape(1, -1, 1, 1)  # type: ignore[arg-type]
+    return mul.conv2d(a, w, stride, padding, dilation, groups) + b.reshape(1, -1, 1, 1)
 
 
 def add_int(operands: list[torch.Tensor], in_fmts: list[FixedPoint], out_fmt: FixedPoint) -> torch.Tensor:
@@ -155,7 +156,8 @@ class IntLinear:
 
     def __post_init__(self) -> None:
         # The stored bias word: the accumulator's scale (frac) in a word of its own width, by default the
-        # accumulator's (spec section 1). A narrower word bounds what an NTV flip of a bias can do.
+        # accumulator's (docs/training.md, "Number formats"). A narrower word bounds what an NTV flip of a
+        # bias can do.
         if self.bias_fmt is None:
             self.bias_fmt = self.acc_fmt
         if self.bias_fmt.frac != self.acc_fmt.frac or self.bias_fmt.bits > self.acc_fmt.bits:
@@ -475,7 +477,7 @@ class QuantizedNetwork:
     def state(self) -> dict[str, Any]:
         ops = []
         for op in self.ops:
-            d = {k: (asdict(v) if isinstance(v, FixedPoint) else v) for k, v in vars(op).items()}
+            d: dict[str, Any] = {k: (asdict(v) if isinstance(v, FixedPoint) else v) for k, v in vars(op).items()}
             if d.get("approx_neurons", 0) is None:
                 del d["approx_neurons"]  # files without modes stay byte-for-byte what older versions wrote
             for key, default in (("dilation", 1), ("groups", 1), ("padding_mode", "zeros")):
@@ -496,7 +498,7 @@ class QuantizedNetwork:
         atomic_torch_save(self.state(), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> QuantizedNetwork:
+    def load(cls, path: str | os.PathLike[str]) -> QuantizedNetwork:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:

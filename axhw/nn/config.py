@@ -16,7 +16,7 @@ __all__ = ["HardwareConfig", "Mode"]
 Mode = Literal["float", "quantized", "hardware"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class HardwareConfig:
     """What the hardware model of a layer is.
 
@@ -25,16 +25,17 @@ class HardwareConfig:
         multiplier: multiplier for ``hardware`` mode: a name (``exact``, ``drum<k>``, ``K1``..``K4``, or a
             circuit imported into the multiplier library, :mod:`axhw.arith.library`) or a
             :class:`~axhw.arith.multipliers.Multiplier` object such as a ``LUTMultiplier`` (its ``bits`` must match).
-        bits: word length of weights and activations (spec section 1: 8 by default, 16 works).
-        bias_bits: width of the stored bias word. Biases are stored at the accumulator's scale (spec
-            section 1: they are added into it unshifted) in a word of ``2 * bits`` bits by default (the
-            product width; capped at ``acc_bits``). Why not the full accumulator word: trained biases need
+        bits: word length of weights and activations (docs/training.md, "Number formats": 8 by default, 16 works).
+        bias_bits: width of the stored bias word. Biases are stored at the accumulator's scale
+            (docs/training.md, "Number formats": they are added into it unshifted) in a word of
+            ``2 * bits`` bits by default (the product width; capped at ``acc_bits``). Why not the full accumulator word: trained biases need
             far fewer bits (<= 10 on the Table 1 networks), and every unused high-order bit is one more
             bit an NTV flip can turn into a +-2**30 error (paper section 3.2: remove unnecessary high-order
             bits to confine storage noise). Clean inference is identical as long as the biases fit;
             values that do not fit saturate.
         acc_bits: accumulator word length; biases are stored in it. ``None``: 32 for words up to 8 bits
-            (spec section 1), ``2 * bits + 16`` above (16-bit products summed over fan-ins up to 2**15).
+            (docs/training.md, "Number formats"), ``2 * bits + 16`` above (16-bit products summed over
+            fan-ins up to 2**15).
         voltage_mv: SRAM supply for parameter storage in ``hardware`` mode (1100 = reliable).
         calibration: how ``frac`` is chosen for weights and activations (``maxabs`` or ``percentile``).
         percentile: percentile used by ``percentile`` calibration.
@@ -48,29 +49,41 @@ class HardwareConfig:
             ``approx_neurons`` (ApproxAnn's per-neuron modes); None: masks are ignored.
     """
 
-    mode: Mode = "float"
-    multiplier: str | Multiplier = "exact"
-    bits: int = 8
-    acc_bits: int | None = None
-    bias_bits: int | None = None
-    voltage_mv: float = NOMINAL_MV
-    calibration: Literal["maxabs", "percentile"] = "maxabs"
-    percentile: float = 99.99
-    approx_multiplier: str | Multiplier | None = None
-    saturation_ste: bool = True
+    mode: Mode
+    multiplier: str | Multiplier
+    bits: int
+    acc_bits: int
+    bias_bits: int
+    voltage_mv: float
+    calibration: Literal["maxabs", "percentile"]
+    percentile: float
+    approx_multiplier: str | Multiplier | None
+    saturation_ste: bool
 
-    def __post_init__(self) -> None:
-        if self.mode not in ("float", "quantized", "hardware"):
-            raise ValueError(f"unknown mode {self.mode!r}: valid modes are 'float', 'quantized', 'hardware'")
-        if self.acc_bits is None:
-            object.__setattr__(self, "acc_bits", 32 if self.bits <= 8 else 2 * self.bits + 16)
+    # Written out (the dataclass generates no __init__) so that ``acc_bits``/``bias_bits`` accept None for
+    # "the default for ``bits``" while the stored fields are always resolved ints. The fields stay ordinary
+    # dataclass fields: repr, equality, hash, ``asdict`` and ``dataclasses.replace`` are unchanged
+    # (``replace`` passes the resolved widths on, so ``replace(hw, bits=16)`` keeps ``hw``'s widths).
+    def __init__(self, mode: Mode = "float", multiplier: str | Multiplier = "exact", bits: int = 8,
+                 acc_bits: int | None = None, bias_bits: int | None = None, voltage_mv: float = NOMINAL_MV,
+                 calibration: Literal["maxabs", "percentile"] = "maxabs", percentile: float = 99.99,
+                 approx_multiplier: str | Multiplier | None = None, saturation_ste: bool = True) -> None:
+        if mode not in ("float", "quantized", "hardware"):
+            raise ValueError(f"unknown mode {mode!r}: valid modes are 'float', 'quantized', 'hardware'")
+        if acc_bits is None:
+            acc_bits = 32 if bits <= 8 else 2 * bits + 16
+        if bias_bits is None:
+            bias_bits = min(2 * bits, acc_bits)
+        values = {"mode": mode, "multiplier": multiplier, "bits": bits, "acc_bits": acc_bits, "bias_bits": bias_bits,
+                  "voltage_mv": voltage_mv, "calibration": calibration, "percentile": percentile,
+                  "approx_multiplier": approx_multiplier, "saturation_ste": saturation_ste}
+        for name, value in values.items():
+            object.__setattr__(self, name, value)  # frozen
         self.get_multiplier()  # validates name and bits
         self.get_approx_multiplier()
         self.storage()  # validates the voltage
         FixedPoint(self.acc_bits, 0)
-        if self.bias_bits is None:
-            object.__setattr__(self, "bias_bits", min(2 * self.bits, self.acc_bits))
-        if self.bias_bits is not None and not 2 <= self.bias_bits <= self.acc_bits:
+        if not 2 <= self.bias_bits <= self.acc_bits:
             raise ValueError(f"bias_bits={self.bias_bits} out of range: valid range is [2, acc_bits={self.acc_bits}]")
 
     def get_multiplier(self) -> Multiplier:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
@@ -107,9 +108,15 @@ def _hardware_twin(m: nn.Module, hw: HardwareConfig) -> nn.Module:
         new = ApproxLinear(m.in_features, m.out_features, bias=m.bias is not None, hw=hw, device="meta")
     else:
         assert isinstance(m, nn.Conv2d)
-        new = ApproxConv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,  # type: ignore[arg-type]
-                           padding=m.padding, bias=m.bias is not None, hw=hw,  # type: ignore[arg-type]
-                           dilation=m.dilation, groups=m.groups, padding_mode=m.padding_mode,  # type: ignore[arg-type]
+
+        def pair(v: tuple[int, ...]) -> tuple[int, int]:  # torch types Conv2d's stored pairs as tuple[int, ...]
+            h, w = v
+            return h, w
+
+        padding = m.padding if isinstance(m.padding, str) else pair(m.padding)
+        new = ApproxConv2d(m.in_channels, m.out_channels, pair(m.kernel_size), stride=pair(m.stride),
+                           padding=padding, bias=m.bias is not None, hw=hw,
+                           dilation=pair(m.dilation), groups=m.groups, padding_mode=m.padding_mode,
                            device="meta")
     new.weight = m.weight
     new.bias = m.bias
@@ -193,13 +200,13 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
     if inplace and traced:
         # tracing and batch-norm folding may still refuse the model: try them on a copy first, so that
         # nothing has changed when they raise
-        memo: dict[int, object] = {}
+        memo: dict[int, Any] = {}  # deepcopy's: copies of every kind
         trial = copy.deepcopy(model, memo)
         rewrite(_replace_layers(trial, [(p, memo[id(m)]) for p, m in todo], hw, ConversionReport()), hw, keep)
     if not inplace:
         memo = {}
         model = copy.deepcopy(model, memo)
-        todo = [(p, memo[id(m)]) for p, m in todo]  # type: ignore[misc]
+        todo = [(p, memo[id(m)]) for p, m in todo]
     model = _replace_layers(model, todo, hw, report)
     if traced:
         model, done = rewrite(model, hw, keep)

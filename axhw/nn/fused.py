@@ -1,4 +1,5 @@
-"""The fused hardware forward of :class:`axhw.nn.ApproxLinear` / :class:`axhw.nn.ApproxConv2d` (issue 15).
+"""The fused hardware forward of :class:`axhw.nn.ApproxLinear` / :class:`axhw.nn.ApproxConv2d` (docs/hardware-models.md,
+"The fast hardware forward").
 
 The eager path of a hardware-mode layer builds an :class:`axhw.golden.network.IntLinear` every call and runs the
 integer definitions step by step in int64 (calibrate, quantize, corrupt, transform, GEMM, re-quantize,
@@ -46,6 +47,7 @@ from axhw.arith.fixedpoint import FixedPoint, calibrate, calibrate_range
 from axhw.arith.intgemm import exact_chunks
 from axhw.arith.kernels import fused as hwkernel
 from axhw.arith.multipliers import TABLE_TRANSFORM_MAX_BITS, SeparableMultiplier
+from axhw.common import taken
 from axhw.nn.protocol import HardwareLayerLike
 
 __all__ = ["ENABLED", "StraightThroughConv2d", "StraightThroughLinear", "fused_forward"]
@@ -56,6 +58,8 @@ ENABLED = os.environ.get("AXHW_FAST_FORWARD", "1") != "0"
 _MAX_WORD_BITS = 31
 #: Largest re-quantization shift handled (the epilogue computes in double: 31-bit codes << 21 stay exact).
 _MAX_SHIFT = 21
+#: stride, padding, dilation (pairs) and groups of a convolution, in F.conv2d's order.
+ConvOptions = tuple[tuple[int, int], tuple[int, int], tuple[int, int], int]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -83,7 +87,7 @@ class StraightThroughLinear(torch.autograd.Function):
     (tests/nn/test_fused.py). Saves one float GEMM per layer and step: the hardware GEMM takes its place."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                 hardware: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
         y, live = hardware
         ctx.save_for_backward(x, w)
@@ -91,7 +95,7 @@ class StraightThroughLinear(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override, no-untyped-def]
+    def backward(ctx, grad_out: torch.Tensor):
         x, w = ctx.saved_tensors
         g = _clipped_grad(grad_out, ctx.live)
         need_x, need_w, need_b, _ = ctx.needs_input_grad
@@ -106,15 +110,15 @@ class StraightThroughConv2d(torch.autograd.Function):
     function autograd calls for ``F.conv2d``, with the same arguments."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,  # type: ignore[override]
-                hardware: tuple[torch.Tensor, torch.Tensor | None], opts: tuple) -> torch.Tensor:  # type: ignore[type-arg]
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                hardware: tuple[torch.Tensor, torch.Tensor | None], opts: ConvOptions) -> torch.Tensor:
         y, live = hardware
         ctx.save_for_backward(x, w)
         ctx.live, ctx.has_bias, ctx.opts = live, b is not None, opts
         return y
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override, no-untyped-def]
+    def backward(ctx, grad_out: torch.Tensor):
         x, w = ctx.saved_tensors
         g = _clipped_grad(grad_out, ctx.live)
         need_x, need_w, need_b, _, _ = ctx.needs_input_grad
@@ -137,7 +141,7 @@ def _applicable(layer: HardwareLayerLike, x: torch.Tensor) -> bool:
     hw, mul = layer.hw, layer.mul
     if not ENABLED or not isinstance(mul, SeparableMultiplier) or not mul.signed:
         return False
-    if mul.bits > TABLE_TRANSFORM_MAX_BITS or max(hw.bits, int(hw.bias_bits or 0)) > _MAX_WORD_BITS:
+    if mul.bits > TABLE_TRANSFORM_MAX_BITS or max(hw.bits, hw.bias_bits) > _MAX_WORD_BITS:
         return False
     if layer.approx_mul is not None and layer.approx_neurons is not None:
         return False
@@ -146,9 +150,17 @@ def _applicable(layer: HardwareLayerLike, x: torch.Tensor) -> bool:
     conv = isinstance(layer, nn.Conv2d)
     if x.dim() != (4 if conv else 2):  # what the integer layers take; the eager path says so otherwise
         return False
-    if conv and (isinstance(layer.padding, str) or layer.padding_mode != "zeros"):
+    if isinstance(layer, nn.Conv2d) and (isinstance(layer.padding, str) or layer.padding_mode != "zeros"):
         return False
     return hwkernel.available()
+
+
+def _conv_options(conv: nn.Conv2d) -> ConvOptions:
+    """The options of a zero-padded convolution (what :func:`_applicable` admits) as pairs: nn.Conv2d types
+    them as ``tuple[int, ...]``, and padding may be a string there."""
+    assert not isinstance(conv.padding, str)
+    (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
+    return (sh, sw), (ph, pw), (dh, dw), int(conv.groups)
 
 
 def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | None:
@@ -157,6 +169,7 @@ def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | N
     if not _applicable(layer, x):
         return None
     hw, mul = layer.hw, layer.mul
+    assert isinstance(mul, SeparableMultiplier)  # _applicable checked it
     act = layer.act_fmt
     if act is None:
         raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
@@ -167,14 +180,15 @@ def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | N
         wf = calibrate_range(float(lo), float(hi), hw.bits)
     else:
         wf = calibrate(wd, hw.bits, mode=hw.calibration, percentile=hw.percentile)
-    accf, bf = _layer_formats(act, wf, int(hw.acc_bits), int(hw.bias_bits))  # type: ignore[arg-type]
+    accf, bf = _layer_formats(act, wf, hw.acc_bits, hw.bias_bits)
     fmt = layer.out_fmt if layer.out_fmt is not None else accf
     shift = accf.frac - fmt.frac
-    conv = isinstance(layer, nn.Conv2d)
-    groups = int(layer.groups) if conv else 1  # type: ignore[attr-defined]
-    units, unit = (wd.shape[1], wd[0, 0].numel()) if conv else (wd.shape[1], 1)
+    conv = _conv_options(layer) if isinstance(layer, nn.Conv2d) else None  # None: a linear layer
+    groups = conv[3] if conv is not None else 1
+    units, unit = (wd.shape[1], wd[0, 0].numel()) if conv is not None else (wd.shape[1], 1)
     if exact_chunks(units, unit, mul.transform_bound**2) is None or abs(shift) > _MAX_SHIFT:
         return None  # no exact float GEMM for this shape at all: the eager path's int64/limb GEMM
+    taken.count("nn.fused")
     table = mul.table_as(torch.float32)
     op_lo = mul.operand_range[0]
     n_out = wd.shape[0]
@@ -187,8 +201,9 @@ def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | N
         tw, nmin_w, max_w = hwkernel.transform(wcodes, op_lo, table)
     else:
         # quantize and transform in one pass (weights are finite: calibration checked them)
-        wcodes, tw, _, nmin_w, max_w = hwkernel.quantize_transform(wd, wf.frac, wf.qmin, wf.qmax, table, True)
-        assert wcodes is not None
+        codes, tw, _, nmin_w, max_w = hwkernel.quantize_transform(wd, wf.frac, wf.qmin, wf.qmax, table, True)
+        assert codes is not None  # asked for (True)
+        wcodes = codes
         if bias is None:
             bcodes = torch.zeros(n_out, dtype=torch.int32)
         else:
@@ -219,20 +234,19 @@ def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | N
     if mul.sat_correction and nmin_a and nmin_w:
         # both operands hold the minimum code: the reference integer product, (min, min) saturation included
         a64, w64 = _quantize(x.detach().contiguous(), act, "activations").to(torch.int64), wcodes.to(torch.int64)
-        if conv:
-            dpart = mul.conv2d(a64, w64, layer.stride, layer.padding, layer.dilation, groups)  # type: ignore[attr-defined]
+        if conv is not None:
+            dpart = mul.conv2d(a64, w64, *conv)
         else:
             dpart = mul.matmul(a64, w64.T.contiguous())
         dpart = dpart.to(torch.float64)  # exact: |acc| < 2**53 by the GEMM bound
-    elif conv:
-        opts = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation,  # type: ignore[attr-defined]
-                "groups": groups}
+        taken.count("nn.fused.minmin")
+    elif conv is not None:
         if dtype == torch.float64:
-            dpart = F.conv2d(ta.double(), tw.double(), **opts)
+            dpart = F.conv2d(ta.double(), tw.double(), None, *conv)
         elif len(chunks) == 1:
-            parts = [F.conv2d(ta, tw, **opts)]
+            parts = [F.conv2d(ta, tw, None, *conv)]
         else:  # whole input channels per chunk (several chunks only with groups == 1)
-            parts = [F.conv2d(ta[:, c0:c1], tw[:, c0:c1], **opts) for c0, c1 in chunks]
+            parts = [F.conv2d(ta[:, c0:c1], tw[:, c0:c1], None, *conv) for c0, c1 in chunks]
     elif dtype == torch.float64:
         dpart = torch.mm(ta.double(), tw.double().T)
     elif len(chunks) == 1:
@@ -240,18 +254,19 @@ def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | N
     else:
         parts = [torch.mm(ta[:, c0:c1], tw[:, c0:c1].T) for c0, c1 in chunks]
     parts = [p.contiguous() for p in parts]
+    if len(parts) > 1:
+        taken.count("nn.fused.chunked")
     if dpart is not None:
         dpart = dpart.contiguous()
 
     # ---- epilogue: bias, accumulator saturation, re-quantization, dequantization, STE mask
     ref = parts[0] if parts else dpart
     assert ref is not None
-    inner = ref[0, 0].numel() if conv else 1
+    inner = ref[0, 0].numel() if conv is not None else 1
     has_out = layer.out_fmt is not None
     y, live = hwkernel.epilogue(parts, dpart, bcodes, n_out, inner, (accf.qmin, accf.qmax),
                                 (fmt.qmin, fmt.qmax) if has_out else None, shift if has_out else 0, fmt.frac,
                                 hw.saturation_ste, bias_bound=-bf.qmin)
-    if conv:
-        return StraightThroughConv2d.apply(x, weight, bias, (y, live),
-                                           (layer.stride, layer.padding, layer.dilation, groups))  # type: ignore[attr-defined]
+    if conv is not None:
+        return StraightThroughConv2d.apply(x, weight, bias, (y, live), conv)
     return StraightThroughLinear.apply(x, weight, bias, (y, live))

@@ -22,11 +22,14 @@ same integers in a few compiled passes (tested equal to this eager path, gradien
 
 from __future__ import annotations
 
+from typing import Literal, Protocol, TypedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from axhw.arith.fixedpoint import FixedPoint, calibrate
+from axhw.arith.multipliers import IntPair
 from axhw.golden.network import IntConv2d, IntLinear
 from axhw.nn import fused as fastpath
 from axhw.nn.config import HardwareConfig
@@ -43,7 +46,39 @@ def require_cpu(x: torch.Tensor, what: str) -> None:
                            f"{x.device}: move the model and its inputs with .cpu() (float mode runs on any device)")
 
 
-class HardwareAware:
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+
+
+class FoldedBatchNormLike(Protocol):
+    """What a layer reads of the batch norm folded into it (:mod:`axhw.nn.fx.ops`, which imports this module)."""
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class _IntFields(TypedDict):
+    """Keyword arguments of :class:`IntLinear` (and the shared ones of :class:`IntConv2d`) a layer computes."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    act_fmt: FixedPoint
+    weight_fmt: FixedPoint
+    acc_fmt: FixedPoint
+    out_fmt: FixedPoint | None
+    bias_fmt: FixedPoint
+    approx_neurons: torch.Tensor | None
+
+
+class _IntConvOptions(TypedDict):
+    """The convolution keyword arguments of :class:`IntConv2d`."""
+
+    stride: IntPair
+    padding: IntPair | tuple[int, int, int, int]
+    dilation: IntPair
+    groups: int
+    padding_mode: str
+
+
+class HardwareAware(nn.Module):
     """A module with a :class:`HardwareConfig` (``hw``): the layers here and the graph operations of
     :mod:`axhw.nn.fx.ops`; :func:`set_hardware` reaches all of them."""
 
@@ -63,6 +98,9 @@ class HardwareLayer(HardwareAware):
     weight: torch.Tensor
     bias: torch.Tensor | None
     training: bool
+    # The batch norm folded into this layer in the integer modes (axhw.nn.fx.ops), or None. Not a
+    # registered submodule: the batch norm stays where the model has it (same state-dict keys).
+    folded_bn: FoldedBatchNormLike | None
 
     def _init_hardware(self, hw: HardwareConfig | None) -> None:
         self.hw = hw or HardwareConfig()
@@ -74,11 +112,9 @@ class HardwareLayer(HardwareAware):
         self.approx_mul = self.hw.get_approx_multiplier()
         #: Bool mask over output neurons (conv: channels) in the approximate mode; None: all exact.
         self.approx_neurons: torch.Tensor | None = None
-        # The batch norm folded into this layer in the integer modes (axhw.nn.fx.ops), or None. Not a
-        # registered submodule: the batch norm stays where the model has it (same state-dict keys).
-        object.__setattr__(self, "folded_bn", None)
+        object.__setattr__(self, "folded_bn", None)  # past nn.Module.__setattr__: no submodule registered
 
-    def fold_batchnorm(self, bn: object) -> None:
+    def fold_batchnorm(self, bn: FoldedBatchNormLike) -> None:
         """Fold ``bn`` (an :mod:`axhw.nn.fx.ops` ``FoldedBatchNorm``) into this layer's integer modes."""
         object.__setattr__(self, "folded_bn", bn)
 
@@ -88,7 +124,7 @@ class HardwareLayer(HardwareAware):
         bn = self.folded_bn
         if bn is None:
             return self.weight, self.bias
-        scale, shift = bn.scale_shift()  # type: ignore[attr-defined]
+        scale, shift = bn.scale_shift()
         w = self.weight * scale.reshape(-1, *([1] * (self.weight.dim() - 1)))
         b = shift if self.bias is None else self.bias * scale + shift
         return w, b
@@ -103,15 +139,15 @@ class HardwareLayer(HardwareAware):
         return calibrate(self.effective_params()[0].detach(), self.hw.bits, mode=self.hw.calibration,
                          percentile=self.hw.percentile)
 
-    def _int_fields(self) -> dict[str, object]:
+    def _int_fields(self) -> _IntFields:
         """Formats and clean codes of the integer layer, each computed once per call."""
         if self.act_fmt is None:
             raise ValueError("layer has no activation format: run axhw.nn.calibrate_model(model, x) first")
         weight, bias = (p.detach() if p is not None else None for p in self.effective_params())
         assert weight is not None
         wf = calibrate(weight, self.hw.bits, mode=self.hw.calibration, percentile=self.hw.percentile)
-        accf = FixedPoint(int(self.hw.acc_bits), self.act_fmt.frac + wf.frac)
-        bf = FixedPoint(int(self.hw.bias_bits), accf.frac)
+        accf = FixedPoint(self.hw.acc_bits, self.act_fmt.frac + wf.frac)
+        bf = FixedPoint(self.hw.bias_bits, accf.frac)
         b = bias if bias is not None else torch.zeros(weight.shape[0], device=weight.device)
         return {"weight": wf.quantize(weight), "bias": bf.quantize(b), "act_fmt": self.act_fmt,
                 "weight_fmt": wf, "acc_fmt": accf, "out_fmt": self.out_fmt, "bias_fmt": bf,
@@ -157,6 +193,9 @@ class HardwareLayer(HardwareAware):
 class ApproxLinear(HardwareLayer, nn.Linear):
     """``nn.Linear`` that can run as quantized or approximate hardware (see module docstring)."""
 
+    # nn.Linear's bias is None with bias=False, but torch's annotations infer Parameter from its __init__.
+    bias: torch.Tensor | None  # type: ignore[assignment]
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, hw: HardwareConfig | None = None,
                  *, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
@@ -167,7 +206,7 @@ class ApproxLinear(HardwareLayer, nn.Linear):
         return F.linear(x, self.weight, self.bias) if weight is None else F.linear(x, weight, bias)
 
     def int_layer(self) -> IntLinear:
-        return IntLinear(**self._int_fields())  # type: ignore[arg-type]
+        return IntLinear(**self._int_fields())
 
 
 class ApproxConv2d(HardwareLayer, nn.Conv2d):
@@ -178,7 +217,7 @@ class ApproxConv2d(HardwareLayer, nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
                  bias: bool = True, hw: HardwareConfig | None = None, *, dilation: int | tuple[int, int] = 1,
-                 groups: int = 1, padding_mode: str = "zeros", device: torch.device | str | None = None,
+                 groups: int = 1, padding_mode: PaddingMode = "zeros", device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                            dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
@@ -190,15 +229,15 @@ class ApproxConv2d(HardwareLayer, nn.Conv2d):
         return self._conv_forward(x, self.weight, self.bias) if weight is None else self._conv_forward(x, weight, bias)
 
     def int_layer(self) -> IntConv2d:
-        return IntConv2d(**self._int_fields(), **self._int_conv_options())  # type: ignore[arg-type]
+        return IntConv2d(**self._int_fields(), **self._int_conv_options())
 
-    def _int_conv_options(self) -> dict[str, object]:
+    def _int_conv_options(self) -> _IntConvOptions:
         """Options of the integer layer; square pairs as plain ints (the form older files hold)."""
 
         def short(v: tuple[int, ...]) -> int | tuple[int, int]:
             return int(v[0]) if v[0] == v[1] else (int(v[0]), int(v[1]))
 
-        padding: object
+        padding: IntPair | tuple[int, int, int, int]
         if isinstance(self.padding, str) or self.padding_mode != "zeros":
             # what nn.Conv2d pads: (left, right, top, bottom), the extra column/row of 'same' on the right
             left, right, top, bottom = (int(p) for p in self._reversed_padding_repeated_twice)
@@ -215,7 +254,7 @@ def approx_layers(model: nn.Module) -> list[HardwareLayer]:
     returns for graphs; its module tree keeps the user's registration order), else in module order."""
     from torch import fx
 
-    layers = [m for m in model.modules() if isinstance(m, HardwareLayer)]
+    layers: list[HardwareLayer] = [m for m in model.modules() if isinstance(m, HardwareLayer)]
     if isinstance(model, fx.GraphModule):
         called: dict[int, HardwareLayer] = {}
         for node in model.graph.nodes:

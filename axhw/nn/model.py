@@ -6,6 +6,7 @@ passes of :mod:`axhw.nn.fx`, which they call."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ def require_layers(model: nn.Module) -> list[HardwareLayer]:
     return layers
 
 
-def set_hardware(model: nn.Module, hw: HardwareConfig, **changes: object) -> None:
+def set_hardware(model: nn.Module, hw: HardwareConfig, **changes: Any) -> None:
     """Give every hardware-aware module (layers, and the graph operations and folded batch norms of
     :mod:`axhw.nn.fx.ops`) the configuration ``hw`` (with ``changes`` applied); a model without hardware
     layers is an error (nothing would change)."""

@@ -7,7 +7,7 @@ import their classes. It reads a layer through these public attributes only, whi
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
@@ -42,11 +42,7 @@ class HardwareLayerLike(Protocol):
     training: bool
     weight: torch.Tensor
     bias: torch.Tensor | None
-    # convolution options (nn.Conv2d's; absent on linear layers, which the fused forward checks first)
-    stride: Any
-    padding: Any
-    dilation: Any
-    groups: int
-    padding_mode: str
+    # Convolution options are nn.Conv2d's own (typed there): code that needs them narrows a layer with
+    # ``isinstance(layer, nn.Conv2d)`` first (a linear layer has none).
 
     def effective_params(self) -> tuple[torch.Tensor, torch.Tensor | None]: ...

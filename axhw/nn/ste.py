@@ -17,7 +17,7 @@ class ClippedSTE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, reference: torch.Tensor, hardware: torch.Tensor,  # type: ignore[override]
+    def forward(ctx, reference: torch.Tensor, hardware: torch.Tensor,
                 live: torch.Tensor | None = None) -> torch.Tensor:
         ctx.has_live = live is not None
         if live is not None:
@@ -25,7 +25,7 @@ class ClippedSTE(torch.autograd.Function):
         return hardware.detach().clone()
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         grad = grad_out * (grad_out.abs() < 1).to(grad_out.dtype)
         if ctx.has_live:  # optional: no gradient where the hardware clamped (saturation-aware STE)
             (live,) = ctx.saved_tensors
@@ -38,9 +38,9 @@ class StraightThrough(torch.autograd.Function):
     graph operations of :mod:`axhw.nn.fx.ops`, which only round and saturate)."""
 
     @staticmethod
-    def forward(ctx, reference: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, reference: torch.Tensor, hardware: torch.Tensor) -> torch.Tensor:
         return hardware.detach().clone()
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad_out, None

@@ -18,15 +18,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from axhw.common.cli_checks import check_out_dir
 from axhw.common.paths import cache_dir
 from axhw.power.flow.tools import ToolMissing, find_toolchain
 
+if TYPE_CHECKING:  # imported where used: the CLI starts without the accelerator model
+    from axhw.power.accel.energy import AccelConfig
+
 __all__ = ["add_parser", "main_accel", "main_report", "main_summary", "main_synth"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register the ``power`` command (``report``, ``synth``) on ``subparsers``."""
     from axhw.data.registry import APPLICATIONS
 
@@ -101,7 +105,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return power
 
 
-def _add_accel(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_accel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``power accel``: the whole PE array's energy per inference (axhw.power.accel.energy)."""
     acc = sub.add_parser("accel", help="accelerator-level energy per inference: the whole PE array at gate level "
                                        "on a real network run, memories as SRAM")
@@ -262,7 +266,7 @@ def _add_accel_result(args: argparse.Namespace, result: dict[str, object]) -> No
                                               search=args.accel_search, progress=not args.quiet)
 
 
-def _accel_of_report(args: argparse.Namespace, cfg: object, out: Path) -> int:
+def _accel_of_report(args: argparse.Namespace, cfg: AccelConfig, out: Path) -> int:
     """``power accel --report power.json``: the accelerator section of an existing report, as accel.json/.md."""
     import json
 
@@ -270,7 +274,7 @@ def _accel_of_report(args: argparse.Namespace, cfg: object, out: Path) -> int:
     from axhw.power.accel.report import study_accelerator, study_section
 
     d = json.loads(Path(args.report).read_text())
-    acc = study_accelerator(d, cfg, search=args.search, progress=not args.quiet)  # type: ignore[arg-type]
+    acc = study_accelerator(d, cfg, search=args.search, progress=not args.quiet)
     text = f"# Accelerator-level energy: {d['config']['dataset']}\n\n" + study_section(acc)
     print(atomic_write_json(acc, out / "accel.json"))
     print(atomic_write_text(text, out / "accel.md"))

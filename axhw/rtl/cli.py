@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Final
 
 from axhw.rtl.generate import (
     DESIGNS,
@@ -39,7 +40,7 @@ __all__ = [
     "main_verify_all",
 ]
 
-_GEOMETRY = ("pes", "max_fan_in", "nbuf_depth", "wbuf_depth", "bbuf_depth", "obuf_depth", "imem_depth")
+_GEOMETRY: Final = ("pes", "max_fan_in", "nbuf_depth", "wbuf_depth", "bbuf_depth", "obuf_depth", "imem_depth")
 
 
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,7 +74,7 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register the ``rtl`` command (``generate``, ``simulators``, ``verify``) on ``subparsers``."""
     rtl = subparsers.add_parser("rtl", help="generate and verify the multiplier RTL")
     sub = rtl.add_subparsers(dest="rtl_command", required=True, metavar="{generate,simulators,verify,verify-all}")

@@ -18,12 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import torch
 
 from axhw.arith.multipliers import DRUM, Exact, SeparableMultiplier
 from axhw.common.paths import resource_dir
+
+if TYPE_CHECKING:  # pyverilog is imported where used (slow to import) and ships no type information
+    from pyverilog.vparser.ast import Source
+    from pyverilog.vparser.parser import VerilogParser
 
 __all__ = [
     "DESIGNS",
@@ -46,7 +51,8 @@ __all__ = [
     "write_files",
 ]
 
-#: Operand widths the templates support (spec section 1: 8 and 16 bits in use, 32 for accumulators).
+#: Operand widths the templates support (docs/training.md, "Number formats": 8 and 16 bits in use, 32 for
+#: accumulators).
 MIN_BITS = 2
 MAX_BITS = 32
 #: ``rtl/`` (the repository's, or the wheel's copy) holds the ``.v.j2`` templates.
@@ -133,9 +139,9 @@ class MultiplierConfig:
             PortSpec("p", "output", 2 * self.bits, self.signed),
         )
 
-    def copy(self, **changes: object) -> MultiplierConfig:
+    def copy(self, **changes: Any) -> MultiplierConfig:
         """A validated copy with some fields changed (sweeps: ``cfg.copy(k=4)``)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -288,7 +294,7 @@ def render(cfg: MultiplierConfig, template_dir: Path = TEMPLATE_DIR) -> dict[str
 
 
 @cache
-def _parser() -> object:
+def _parser() -> VerilogParser:
     """One pyverilog parser per process: building it costs ~0.6 s even with a cached table."""
     from pyverilog.vparser.parser import VerilogParser
 
@@ -296,11 +302,11 @@ def _parser() -> object:
     # and holding the TemporaryDirectory on the parser removes it when the process exits (its finalizer).
     tables = tempfile.TemporaryDirectory(prefix="axhw-pyverilog-")
     parser = VerilogParser(outputdir=tables.name, debug=False)
-    parser._axhw_tables = tables  # type: ignore[attr-defined]
+    parser._axhw_tables = tables
     return parser
 
 
-def parse_verilog(text: str, filename: str = "<generated>") -> object:
+def parse_verilog(text: str, filename: str = "<generated>") -> Source:
     """Parse Verilog text with pyverilog and return the AST (``pyverilog.vparser.ast.Source``).
 
     The text goes to pyverilog's parser directly, skipping ``pyverilog.vparser.parser.parse``'s
@@ -313,9 +319,9 @@ def parse_verilog(text: str, filename: str = "<generated>") -> object:
     from pyverilog.vparser.parser import ParseError
 
     parser = _parser()
-    parser.lexer.lexer.lineno = 1  # type: ignore[attr-defined]  # the parser is reused: restart line numbers
+    parser.lexer.lexer.lineno = 1  # the parser is reused: restart line numbers
     try:
-        return parser.parse(text)  # type: ignore[attr-defined]
+        return parser.parse(text)
     except (ParseError, SyntaxError) as exc:
         raise GeneratedRTLError(f"generated file {filename} does not parse as Verilog: {exc}") from exc
 
@@ -328,7 +334,7 @@ def _int_const(node: object) -> int:
     return int(node.value.split("'")[-1].lstrip("dD"))
 
 
-def check_ports(ast: object, top: str, expected: tuple[PortSpec, ...], filename: str = "<generated>") -> None:
+def check_ports(ast: Source, top: str, expected: tuple[PortSpec, ...], filename: str = "<generated>") -> None:
     """Check that module ``top`` in ``ast`` has exactly the ``expected`` ports (names, order, directions,
     widths, signedness).
 
@@ -337,7 +343,7 @@ def check_ports(ast: object, top: str, expected: tuple[PortSpec, ...], filename:
     """
     from pyverilog.vparser.ast import Input, Ioport, ModuleDef, Output
 
-    modules = [d for d in ast.description.definitions if isinstance(d, ModuleDef)]  # type: ignore[attr-defined]
+    modules = [d for d in ast.description.definitions if isinstance(d, ModuleDef)]
     top_defs = [m for m in modules if m.name == top]
     if len(top_defs) != 1:
         raise GeneratedRTLError(f"{filename}: expected one module {top!r}, found {[m.name for m in modules]}")
@@ -385,7 +391,7 @@ def check_files(files: dict[str, str], top: str, ports: tuple[PortSpec, ...], wh
         if not name.endswith(".v"):
             continue  # memory images and instruction streams travel with the RTL but are not Verilog
         ast = parse_verilog(text, name)
-        modules = [d.name for d in ast.description.definitions if isinstance(d, ModuleDef)]  # type: ignore[attr-defined]
+        modules = [d.name for d in ast.description.definitions if isinstance(d, ModuleDef)]
         if modules != [name.removesuffix(".v")]:
             raise GeneratedRTLError(f"{name} must hold exactly one module named after the file, found {modules}")
         if name == f"{top}.v":

@@ -42,7 +42,7 @@ import torch
 from axhw.arith import library
 from axhw.arith.library import CircuitInfo, ImportedMultiplier
 from axhw.arith.multipliers import ErrorStats, LUTMultiplier, error_stats
-from axhw.common.paths import resource_dir
+from axhw.common.paths import Resource, resource_dir
 from axhw.rtl.simulators import SIMULATORS, simulator_info
 
 __all__ = [
@@ -217,7 +217,7 @@ def module_ports(sources: Sequence[tuple[str, bytes]]) -> dict[str, list[Port]]:
 def _resolve_ports(top: str, ports: list[Port], requested: dict[str, str]) -> dict[str, str]:
     by_name = {p.name: p for p in ports}
     have = ", ".join(f"{p.direction} {p.name}[{p.width}]" for p in ports)
-    mapping = {}
+    mapping: dict[str, str] = {}
     for key in ("a", "b", "p"):
         if key in requested:
             if requested[key] not in by_name:
@@ -259,10 +259,10 @@ def _first_error(log: str) -> str:
     return (lines[0] if lines else "no output")[:300]
 
 
-def _template(dirname: str, name: str) -> Any:
+def _template(dirname: Resource, name: str) -> Any:
     from axhw.rtl.generate import template_environment
 
-    return template_environment(resource_dir(dirname)).get_template(name)  # type: ignore[arg-type]
+    return template_environment(resource_dir(dirname)).get_template(name)
 
 
 def wrapper_files(name: str, top: str, bits: int, signed: bool, ports: dict[str, str]) -> dict[str, str]:
@@ -515,7 +515,7 @@ def verify_imported(name: str, simulator: str, build_root: Path | None = None) -
     results = []
     now = library.current_source_hash(name)
     for cfg in imported_configs(name):
-        result = check(cfg, simulator, exhaustive_pairs(cfg), model=cfg.model(), build_root=build_root)  # type: ignore[arg-type]
+        result = check(cfg, simulator, exhaustive_pairs(cfg), model=cfg.model(), build_root=build_root)
         if result.ok and now == cfg.info.source_hash:
             record_imported(name, cfg.info.source_hash, cfg.info.table_hash, cfg.variant, "cocotb", simulator,
                             simulator_info(simulator).version, result.vectors, result.mismatches, result.seconds)

@@ -1,4 +1,5 @@
-"""Verify the PE and the PE array on real trained networks against the integer golden model (spec section 6).
+"""Verify the PE and the PE array on real trained networks against the integer golden model (docs/rtl.md,
+"Running a trained network").
 
 * :func:`run_pe`: the generated ``pe`` computes real dot products (rows of a trained layer against quantized
   test samples), compared with :func:`axhw.golden.network.linear_int` saturated to the accumulator word.
@@ -21,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -32,7 +34,7 @@ from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
 from axhw.rtl.program import ArrayProgram, compile_network
 from axhw.rtl.verify import SIM_DIR, build_stamp, default_build_root, on_sys_path, require_simulator
 
-__all__ = ["NetCheckResult", "build_design", "layer_report", "reference_outputs", "run_array", "run_pe"]
+__all__ = ["LayerRow", "NetCheckResult", "build_design", "layer_report", "reference_outputs", "run_array", "run_pe"]
 
 #: Input table depth of ``array_tb.v`` (MNIST: 668 samples of 784 inputs).
 INDEPTH = 1 << 19
@@ -67,7 +69,7 @@ class NetCheckResult:
     seconds: float = 0.0
     build_seconds: float = 0.0
     error: str = ""
-    layers: list[dict[str, object]] = field(default_factory=list)
+    layers: list[LayerRow] = field(default_factory=list)
 
     @property
     def total_mismatches(self) -> int:
@@ -157,8 +159,8 @@ def _run(simulator: str, bdir: Path, run_dir: Path, module: str, toplevel: str, 
     if simulator == "icarus" and any(a.startswith("+vcd=") for a in plusargs or []):
         # cocotb's Icarus runner passes vvp `-none` (no waves) or `-fst`; the testbench's $dumpfile wants VCD,
         # which power analysis reads. Swap the flag in the runner's command (cocotb has no option for it).
-        test_command = runner._test_command  # type: ignore[attr-defined]
-        runner._test_command = lambda: [["-vcd" if a == "-none" else a for a in cmd]  # type: ignore[attr-defined]
+        test_command = runner._test_command
+        runner._test_command = lambda: [["-vcd" if a == "-none" else a for a in cmd]  # type: ignore[method-assign]
                                         for cmd in test_command()]
     t0 = time.perf_counter()
     with on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
@@ -381,14 +383,27 @@ def run_array(
     return result
 
 
-def layer_report(program: ArrayProgram) -> list[dict[str, object]]:
+class LayerRow(TypedDict):
+    """One row of :func:`layer_report` (lists, not tuples: it goes to JSON as it is)."""
+
+    step: int | str  # "total" on the last row
+    kind: str
+    in_shape: list[int]
+    out_shape: list[int]
+    kernel: list[int]
+    macs: int
+    cycles: int
+    utilisation: float
+
+
+def layer_report(program: ArrayProgram) -> list[LayerRow]:
     """Per step: kind, shapes, cycles per inference and PE utilisation (useful products over PE-cycles).
 
     The cycles are the sequencer's schedule (:func:`axhw.rtl.program.step_cycles`); :func:`run_array` checks
     that their sum equals the simulated busy cycles.
     """
     pes = program.config.pes
-    rows = []
+    rows: list[LayerRow] = []
     for i, (plan, cyc) in enumerate(zip(program.layers, program.cycles(), strict=True)):
         rows.append({
             "step": i, "kind": plan.kind, "in_shape": list(plan.in_shape), "out_shape": list(plan.out_shape),

@@ -1,4 +1,4 @@
-"""The FlexFlow-style PE and the PE array (spec section 6): configuration, template contexts, registry entries.
+"""The FlexFlow-style PE and the PE array (docs/rtl.md, "The array"): configuration, template contexts, registry entries.
 
 One :class:`ArrayConfig` renders the templates (``rtl/pe*.v.j2``, ``rtl/array_*.v.j2``, ``rtl/mem.v.j2``),
 lays out the memory images and the instruction stream (:mod:`axhw.rtl.program`) and parametrizes the cocotb
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypedDict
 
 from axhw.arith.multipliers import DRUM, Exact, SeparableMultiplier
 from axhw.rtl.generate import (
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_GEOMETRY",
     "ArrayConfig",
     "Field",
+    "Geometry",
     "array_ports",
     "generate_array",
     "generate_pe",
@@ -79,7 +81,8 @@ class ArrayConfig:
         bbuf_depth: bias buffer words of ``pes`` biases each (one per group of outputs).
         obuf_depth: output buffer words (the output layer's accumulators).
         imem_depth: instruction memory words (one per layer plus HALT).
-        acc_bits: accumulator word (``acc_fmt.bits`` of the networks it runs; 32 by default, spec section 1).
+        acc_bits: accumulator word (``acc_fmt.bits`` of the networks it runs; 32 by default, docs/training.md,
+            "Number formats").
         bias_bits: stored bias word (``bias_fmt.bits``; narrower biases are sign-extended by the encoder).
         dual: every PE holds an exact multiplier too, chosen per output neuron by a mode bit stored beside
             its bias (ApproxAnn, Zhang et al. DATE 2015: 1 = approximate, 0 = exact).
@@ -212,9 +215,9 @@ class ArrayConfig:
     def instr_bits(self) -> int:
         return sum(f.width for f in self.fields())
 
-    def copy(self, **changes: object) -> ArrayConfig:
+    def copy(self, **changes: Any) -> ArrayConfig:
         """A validated copy with some fields changed."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
     def approx_model(self) -> SeparableMultiplier:
         """The Python reference of the PEs' (approximate) multiplier."""
@@ -226,7 +229,19 @@ class ArrayConfig:
 
 #: The default geometry: fits every network of the paper's Table 1 (largest MLP: MNIST 784-128-128-10; LeNet-5:
 #: 8,084 activations kept for the layer-by-layer check, fan-in up to 400).
-DEFAULT_GEOMETRY: dict[str, int] = {
+class Geometry(TypedDict):
+    """The :class:`ArrayConfig` fields that size the array (keyword arguments: ``ArrayConfig(mul, **geometry)``)."""
+
+    pes: int
+    max_fan_in: int
+    nbuf_depth: int
+    wbuf_depth: int
+    bbuf_depth: int
+    obuf_depth: int
+    imem_depth: int
+
+
+DEFAULT_GEOMETRY: Geometry = {
     "pes": 16,
     "max_fan_in": 1024,
     "nbuf_depth": 16384,

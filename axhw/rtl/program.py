@@ -36,6 +36,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -204,7 +205,7 @@ def network_and_inputs(path: str | os.PathLike[str], samples: int) -> tuple[Quan
             raise ValueError(f"{path}: a QuantizedNetwork without a data set in its meta: use a training checkpoint")
         from axhw import data
 
-        x = data.load(dataset, seed=int(qnet.meta.get("seed", 0)), test_limit=samples).x_test  # type: ignore[call-overload]
+        x = data.load(dataset, seed=int(qnet.meta.get("seed", 0)), test_limit=samples).x_test
         shape = input_shape_of(qnet)
         if shape is None:
             raise ValueError(f"{path}: cannot tell the network's input shape")
@@ -228,10 +229,10 @@ def _hex(value: int, width: int) -> str:
     return f"{value & ((1 << width) - 1):0{(width + 3) // 4}x}"
 
 
-def _pair(v: object) -> tuple[int, int]:
+def _pair(v: int | tuple[int, ...] | list[int]) -> tuple[int, int]:
     if isinstance(v, tuple | list):
         return int(v[0]), int(v[1])
-    return int(v), int(v)  # type: ignore[call-overload]
+    return int(v), int(v)
 
 
 def _pad4(conv: IntConv2d) -> tuple[int, int, int, int]:
@@ -249,14 +250,31 @@ def _refuse(i: int, what: str) -> NetworkDoesNotFit:
                              "fully-connected, ReLU, max-pooling and flatten ops")
 
 
-def _plan_steps(qnet: QuantizedNetwork, input_shape: Shape) -> list[dict[str, object]]:
+class _Step(TypedDict):
+    """A planned step of :func:`_plan_steps`: the fields of its :class:`LayerPlan` that the plan decides."""
+
+    kind: str
+    layer: IntLinear | None  # None: a max pooling
+    in_shape: Shape
+    out_shape: Shape
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pad: tuple[int, int, int, int]
+    relu: bool
+    op: int
+    fan_in: int
+    fan_out: int
+    last: bool
+
+
+def _plan_steps(qnet: QuantizedNetwork, input_shape: Shape) -> list[_Step]:
     """The chain as array steps (mutable dicts, addresses not yet assigned); raises on what does not fit."""
     ops = qnet.ops
     layer_idx = [i for i, op in enumerate(ops) if isinstance(op, IntLinear)]
     if not layer_idx:
         raise NetworkDoesNotFit("the network has no convolution or fully-connected layer")
     out_idx = layer_idx[-1]
-    steps: list[dict[str, object]] = []
+    steps: list[_Step] = []
     shape: Shape = tuple(input_shape)
     unsupported = {"avgpool2d": "avgpool2d: average pooling needs a divider, the array pools by maximum",
                    "add": "add: residual addition", "cat": "cat: concatenation"}
@@ -396,9 +414,9 @@ def compile_network(
     li = -1
     for step in steps:
         layer = step["layer"]
-        fan_in, fan_out = int(step["fan_in"]), int(step["fan_out"])  # type: ignore[call-overload]
+        fan_in, fan_out = int(step["fan_in"]), int(step["fan_out"])
         last = bool(step["last"])
-        out_size = math.prod(step["out_shape"])  # type: ignore[arg-type]
+        out_size = math.prod(step["out_shape"])
         shift, w_base, b_base = 0, len(words), len(bwords)
         if isinstance(layer, IntLinear):
             li += 1
@@ -433,9 +451,9 @@ def compile_network(
             nb_next += out_size
         plans.append(LayerPlan(
             fan_in, fan_out, in_base, out_base, w_base, b_base, shift, bool(step["relu"]), last,
-            kind=str(step["kind"]), in_shape=tuple(step["in_shape"]),  # type: ignore[arg-type]
-            out_shape=tuple(step["out_shape"]), kernel=step["kernel"], stride=step["stride"],  # type: ignore[arg-type]
-            pad=step["pad"], op=int(step["op"]),  # type: ignore[arg-type, call-overload]
+            kind=str(step["kind"]), in_shape=tuple(step["in_shape"]),
+            out_shape=tuple(step["out_shape"]), kernel=step["kernel"], stride=step["stride"],
+            pad=step["pad"], op=int(step["op"]),
         ))
         in_base = out_base
     _need(nb_next, acfg.nbuf_depth, "neuron buffer words", f"--nbuf-depth {_pow2_at_least(nb_next)}")

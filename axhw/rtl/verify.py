@@ -1,7 +1,7 @@
 """Verify generated multipliers bit for bit against :mod:`axhw.arith.multipliers` under Icarus and Verilator.
 
-How a check runs (spec section 6): the RTL for a :class:`~axhw.rtl.generate.MultiplierConfig` is generated
-into a per-(simulator, config) build directory and compiled together with ``sim/mul_tb.v``, a
+How a check runs (overview: docs/rtl.md's introduction): the RTL for a
+:class:`~axhw.rtl.generate.MultiplierConfig` is generated into a per-(simulator, config) build directory and compiled together with ``sim/mul_tb.v``, a
 self-checking wrapper. The operand pairs and their expected products, computed here by the Python model,
 go into a ``$readmemh`` file that the wrapper walks at one vector per clock, counting mismatches; the cocotb
 test ``sim/mul_tb.py`` reads the counters and then drives a few pairs directly to compare the DUT against
@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -40,6 +41,7 @@ __all__ = [
     "DEPTH",
     "SIM_DIR",
     "CheckResult",
+    "CircuitConfig",
     "build",
     "build_stamp",
     "check",
@@ -64,6 +66,21 @@ CLOCK_NS = 2
 DIRECT_PAIRS = 48
 
 
+class CircuitConfig(Protocol):
+    """What a check reads of a circuit: a generated :class:`~axhw.rtl.generate.MultiplierConfig`, or an imported
+    circuit (:class:`axhw.rtl.imported.ImportedConfig`, which also brings ``rtl_files()`` and ``build_args()``)."""
+
+    @property
+    def config_id(self) -> str: ...
+    @property
+    def top(self) -> str: ...
+    @property
+    def bits(self) -> int: ...
+    @property
+    def signed(self) -> bool: ...
+    def model(self) -> Multiplier: ...
+
+
 def default_build_root() -> Path:
     """Where builds are cached: ``$AXHW_SIM_BUILD``, else ``sim`` in the user cache (:func:`axhw.common.paths.cache_dir`)."""
     env = os.environ.get("AXHW_SIM_BUILD")
@@ -73,7 +90,7 @@ def default_build_root() -> Path:
 # --- vectors -------------------------------------------------------------------------------------------------
 
 
-def exhaustive_pairs(cfg: MultiplierConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def exhaustive_pairs(cfg: CircuitConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """All ``4**bits`` operand pairs (``a`` outer, ``b`` inner); meant for ``bits <= 8``."""
     if 4**cfg.bits > DEPTH:
         raise ValueError(f"exhaustive check needs 4**bits <= {DEPTH} vectors: bits <= 8, got {cfg.bits}")
@@ -83,7 +100,7 @@ def exhaustive_pairs(cfg: MultiplierConfig) -> tuple[torch.Tensor, torch.Tensor]
     return a.flatten(), b.flatten()
 
 
-def corner_values(cfg: MultiplierConfig) -> list[int]:
+def corner_values(cfg: CircuitConfig) -> list[int]:
     """Operand corners: 0, +-1, min, max, and +-2**i, 2**i +- 1 in range (DRUM's segment boundaries)."""
     lo, hi = cfg.model().operand_range
     vals = {0, 1, lo, hi, lo + 1, hi - 1}
@@ -93,7 +110,7 @@ def corner_values(cfg: MultiplierConfig) -> list[int]:
     return sorted(v for v in vals if lo <= v <= hi)
 
 
-def random_pairs(cfg: MultiplierConfig, n: int = 10_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def random_pairs(cfg: CircuitConfig, n: int = 10_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` seeded uniform pairs plus all pairs of :func:`corner_values` (up to :data:`DEPTH` in all)."""
     lo, hi = cfg.model().operand_range
     g = torch.Generator().manual_seed(seed)
@@ -150,7 +167,7 @@ def require_simulator(simulator: str) -> None:
         setup_verilator()
 
 
-def build(cfg: MultiplierConfig, simulator: str, build_root: Path | None = None) -> Path:
+def build(cfg: CircuitConfig, simulator: str, build_root: Path | None = None) -> Path:
     """Generate ``cfg``'s RTL and compile it with the wrapper for ``simulator``; return the build directory.
 
     A stamp of all source texts and settings skips the build when nothing changed (cocotb's Verilator flow
@@ -163,8 +180,12 @@ def build(cfg: MultiplierConfig, simulator: str, build_root: Path | None = None)
     bdir.mkdir(parents=True, exist_ok=True)
     # Imported circuits (axhw.rtl.imported.ImportedConfig) bring their own sources and build arguments.
     own_files = getattr(cfg, "rtl_files", None)
-    rtl = write_files(own_files(), bdir / "rtl") if own_files is not None else write(cfg, bdir / "rtl")
-    build_args = getattr(cfg, "build_args", lambda sim: [])(simulator)
+    if own_files is not None:
+        rtl = write_files(own_files(), bdir / "rtl")
+    else:
+        assert isinstance(cfg, MultiplierConfig)  # a circuit without its own files is generated from its design
+        rtl = write(cfg, bdir / "rtl")
+    build_args: list[str] = getattr(cfg, "build_args", lambda sim: [])(simulator)
     sources = [*rtl, SIM_DIR / "mul_tb.v"]
     settings = {"simulator": simulator, "top": cfg.top, "bits": cfg.bits, "depth": DEPTH,
                 **({"build_args": build_args} if build_args else {})}
@@ -253,7 +274,7 @@ def on_sys_path(path: Path) -> Iterator[None]:
 
 
 def run_vectors(
-    cfg: MultiplierConfig,
+    cfg: CircuitConfig,
     simulator: str,
     a: torch.Tensor,
     b: torch.Tensor,
@@ -315,20 +336,20 @@ def run_vectors(
     data = json.loads(summary.read_text())
     result.checked, result.mismatches = data["checked"], data["mismatches"]
     result.direct = len(direct)
-    result.direct_failures = [tuple(x) for x in data["direct_failures"]]  # type: ignore[misc]
+    result.direct_failures = [tuple(x) for x in data["direct_failures"]]
     if result.mismatches > 0:
         i = data["first_bad"]
         result.first_bad = (av[i], bv[i], int(expected[i]), _signed(data["first_bad_p"], cfg))
     return result
 
 
-def _signed(word: int, cfg: MultiplierConfig) -> int:
+def _signed(word: int, cfg: CircuitConfig) -> int:
     width = 2 * cfg.bits
     return word - (1 << width) if cfg.signed and word >> (width - 1) else word
 
 
 def check(
-    cfg: MultiplierConfig,
+    cfg: CircuitConfig,
     simulator: str,
     pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
     *,
@@ -356,8 +377,8 @@ def check(
     dp = expected_products(model, da, db)
     direct = list(zip(da.tolist(), db.tolist(), dp, strict=True))
     result = run_vectors(cfg, simulator, a, b, expected, direct=direct, build_root=build_root, tag=tag)
-    if own_model and result.ok:
-        # Evidence for axhw.rtl.registry.coverage: only the configuration's own model counts (a mutated
+    if own_model and result.ok and isinstance(cfg, MultiplierConfig):
+        # Evidence for axhw.rtl.registry.coverage (generated designs; imported circuits record their own): only the configuration's own model counts (a mutated
         # reference passed as `model` must never certify anything).
         from axhw.rtl.registry import record
         from axhw.rtl.simulators import simulator_info

@@ -1,6 +1,6 @@
 """``make rtl-verify``: generate, simulate under both simulators, summarize (``python -m axhw.rtl.verify_all``).
 
-What it runs (spec section 6), every item under Icarus and Verilator:
+What it runs (docs/rtl.md, "Running a trained network"), every item under Icarus and Verilator:
 
 1. the exhaustive 8-bit multiplier sweep: DRUM k = 1..8 and exact, signed and unsigned
    (:func:`axhw.rtl.verify.check`; each pass leaves a record for :func:`axhw.rtl.registry.coverage`);
@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,6 +39,9 @@ from axhw.common.paths import cache_dir
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
 from axhw.rtl.simulators import SIMULATORS, available_simulators
+
+if TYPE_CHECKING:  # netverify (cocotb) is imported where used
+    from axhw.rtl.netverify import LayerRow
 
 __all__ = ["CYCLE_REPORT", "TABLE1", "Row", "format_layers", "main", "train_cached", "verify_all"]
 
@@ -52,7 +56,7 @@ TABLE1: dict[str, tuple[int | None, int, int]] = {
     "mnist_mlp": (6000, 300, 4),
     "mnist_cnn": (6000, 100, 1),
 }
-#: Applications whose per-layer cycles and PE utilisation are reported (issue 16, item 6).
+#: Applications whose per-layer cycles and PE utilisation are reported (docs/rtl.md, "Cycles and PE utilisation").
 CYCLE_REPORT = ("mnist_mlp", "mnist_cnn")
 
 
@@ -68,7 +72,7 @@ class Row:
     seconds: float
     note: str = ""
     ok: bool = True
-    layers: list[dict[str, object]] = field(default_factory=list)
+    layers: list[LayerRow] = field(default_factory=list)
 
 
 def train_cached(app: str, epochs: int, limit: int | None, out_dir: Path | None = None, bits: int = 8) -> Path:
@@ -111,15 +115,15 @@ def _net_row(r: object, note: str) -> Row:
                f"{note}{extra}", r.ok, r.layers)
 
 
-def format_layers(layers: list[dict[str, object]], title: str) -> str:
+def format_layers(layers: list[LayerRow], title: str) -> str:
     """A per-step table of cycles per inference and PE utilisation (:func:`axhw.rtl.netverify.layer_report`)."""
     lines = [f"  {title}: cycles per inference and PE utilisation",
              f"  {'step':>5s} {'kind':10s} {'input':>12s} {'output':>12s} {'MACs':>9s} {'cycles':>8s} {'util.':>6s}"]
     for row in layers:
-        shape_in = "x".join(str(v) for v in row["in_shape"])  # type: ignore[attr-defined]
-        shape_out = "x".join(str(v) for v in row["out_shape"])  # type: ignore[attr-defined]
+        shape_in = "x".join(str(v) for v in row["in_shape"])
+        shape_out = "x".join(str(v) for v in row["out_shape"])
         lines.append(f"  {row['step']!s:>5s} {row['kind']!s:10s} {shape_in:>12s} {shape_out:>12s} "
-                     f"{row['macs']!s:>9s} {row['cycles']!s:>8s} {100 * float(row['utilisation']):5.1f}%")  # type: ignore[arg-type]
+                     f"{row['macs']!s:>9s} {row['cycles']!s:>8s} {100 * float(row['utilisation']):5.1f}%")
     return "\n".join(lines)
 
 
@@ -196,7 +200,6 @@ def _sixteen_bit_rows(sims: list[str], epochs: int, nets_dir: Path | None, rows:
         r = run_array(acfg, sim, qnet, x if sim != "icarus" else x[:24], network="breast_cancer_16", tag="bc16")
         rows.append(_net_row(r, "16-bit; "))
         _print_row(rows[-1])
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

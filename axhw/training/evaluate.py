@@ -1,4 +1,4 @@
-"""Evaluate a trained network on the integer hardware model (spec section 3: one chip per run).
+"""Evaluate a trained network on the integer hardware model (docs/training.md, "Evaluation": one chip per run).
 
 Accuracy and output loss come from :meth:`QuantizedNetwork.forward_int`, the golden model the RTL is
 checked against, so these numbers are what the generated hardware would produce. Under NTV every run draws

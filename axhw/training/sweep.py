@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from axhw.common.io import atomic_write_text
 from axhw.data.registry import APPLICATIONS
-from axhw.training.trainer import METHODS, TrainConfig
+from axhw.training.trainer import METHODS, Method, TrainConfig
 
 __all__ = [
     "EvalTask",
@@ -140,10 +140,12 @@ def run_tasks(tasks: Sequence[Task], root: str | Path, backend: Backend = "local
     root.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     unique = list({t.key: t for t in tasks}.values())
-    stages = [[t for t in unique if isinstance(t, TrainTask)], [t for t in unique if isinstance(t, EvalTask)]]
+    trains: list[Task] = [t for t in unique if isinstance(t, TrainTask)]
+    evals = [t for t in unique if isinstance(t, EvalTask)]
     # Evaluations of networks not in the list still need their training.
-    extra = {t.train.key: t.train for t in stages[1] if t.train.key not in {s.key for s in stages[0]}}
-    stages[0].extend(extra.values())
+    extra = {t.train.key: t.train for t in evals if t.train.key not in {s.key for s in trains}}
+    trains.extend(extra.values())
+    stages: list[Sequence[Task]] = [trains, evals]
     bar = tqdm(total=sum(len(s) for s in stages), desc="sweep", disable=not progress)
     for stage in stages:
         todo = []
@@ -217,7 +219,7 @@ class Experiment:
     """
 
     datasets: tuple[str, ...]
-    methods: tuple[str, ...] = ("bp", "act", "axtrain")
+    methods: tuple[Method, ...] = ("bp", "act", "axtrain")
     targets: tuple[Target, ...] = (Target(),)
     seeds: tuple[int, ...] = (0,)
     train: dict[str, Any] = field(default_factory=dict)
@@ -240,13 +242,13 @@ class Experiment:
             if d not in self.datasets:
                 raise ValueError(f"overrides for {d!r}, which is not among the datasets {', '.join(self.datasets)}")
 
-    def train_task(self, dataset: str, method: str, seed: int, target: Target | None = None) -> TrainTask:
-        hw = {} if method in ("bp", "act") or target is None else {
+    def train_task(self, dataset: str, method: Method, seed: int, target: Target | None = None) -> TrainTask:
+        hw: dict[str, Any] = {} if method in ("bp", "act") or target is None else {
             "multiplier": target.multiplier, "voltage_mv": target.voltage_mv}
         settings = {**self.train, **self.overrides.get(dataset, {})}
-        return TrainTask(TrainConfig(dataset=dataset, method=method, seed=seed, **hw, **settings))  # type: ignore[arg-type]
+        return TrainTask(TrainConfig(dataset=dataset, method=method, seed=seed, **hw, **settings))
 
-    def eval_task(self, dataset: str, method: str, seed: int, target: Target, on: Target | None = None) -> EvalTask:
+    def eval_task(self, dataset: str, method: Method, seed: int, target: Target, on: Target | None = None) -> EvalTask:
         """Evaluate the network trained for ``target`` (ignored by bp/act) on ``on`` (default: target)."""
         on = on or target
         return EvalTask(self.train_task(dataset, method, seed, target), on.multiplier, on.voltage_mv,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -349,7 +350,7 @@ def _checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, 
     }
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a checkpoint; a corrupt or foreign file gives a one-line ``ValueError``."""
     path = Path(path)
     if not path.exists():
@@ -434,7 +435,7 @@ def same_config(saved: Any, cfg: TrainConfig) -> bool:
     count as their defaults, so a finished run stays finished when :class:`TrainConfig` grows a field."""
     if not isinstance(saved, dict):
         return False
-    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default
                 for f in fields(TrainConfig)}
     return {**defaults, **saved} == asdict(cfg)
 

@@ -1,4 +1,4 @@
-"""Clean failures, found early (issue #11 item 3) and one vocabulary across the CLI (item 4).
+"""Clean failures, found early (:mod:`axhw.common.cli_checks`) and one vocabulary across the CLI.
 
 Every failure: exit status 2 (130 for Ctrl-C), one line on stderr naming what to do, no traceback, and no
 file left behind.

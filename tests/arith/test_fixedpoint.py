@@ -1,4 +1,4 @@
-"""Dynamic fixed point: rounding, saturation, bit views, calibration (spec section 1)."""
+"""Dynamic fixed point: rounding, saturation, bit views, calibration (docs/hardware-models.md, "Dynamic fixed point")."""
 
 import math
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from axhw.arith.intgemm import FLOAT32_EXACT_LIMIT, exact_float_dtype, exact_int_matmul
+from axhw.common import taken
 
 
 def python_matmul(a: torch.Tensor, b: torch.Tensor) -> list[list[int]]:
@@ -57,5 +58,7 @@ def test_chunked_float32_path_just_beyond_one_chunk():
     a = torch.randint(0, 2, (5, k), generator=g) * 2 * bound - bound  # +-bound: the largest partial sums
     b = torch.full((k, 3), bound)
     b[:, 1] = torch.randint(-bound, bound + 1, (k,), generator=g)
-    assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
-    assert exact_int_matmul(a.double(), b.double(), bound, bound).tolist() == python_matmul(a, b)
+    with taken.counting() as ran:
+        assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
+        assert exact_int_matmul(a.double(), b.double(), bound, bound).tolist() == python_matmul(a, b)
+    assert ran["arith.chunked_gemm"] == 2  # the chunked path, not one float64 GEMM

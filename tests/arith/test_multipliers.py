@@ -1,4 +1,4 @@
-"""Multiplier models against an obviously-correct scalar reference (spec section 2)."""
+"""Multiplier models against an obviously-correct scalar reference (docs/hardware-models.md, "Multipliers")."""
 
 import itertools
 
@@ -12,6 +12,7 @@ from axhw.arith.kernels import build as kernel_build
 from axhw.arith.kernels import lut as lutkernel
 from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier, error_stats
 from axhw.arith.registry import get_multiplier, multiplier_names
+from axhw.common import taken
 
 
 # --------------------------------------------------------------------------- scalar reference
@@ -262,6 +263,12 @@ def test_lut_matmul_paths_equal_elementwise(bits, signed, kind, path, monkeypatc
         table = torch.full((side, side), hi if kind == "max" else lo)
     m = lut_on_path(table, bits, signed, path, monkeypatch)
     olo, ohi = m.operand_range
+    with taken.counting() as ran:
+        _lut_shapes_equal_reference(m, g, olo, ohi)
+    assert ran["arith.lut_kernel"] == (len(LUT_SHAPES) if path != "torch" else 0)  # the path under test ran
+
+
+def _lut_shapes_equal_reference(m, g, olo, ohi):
     for mm, k, n in LUT_SHAPES:
         a = torch.randint(olo, ohi + 1, (mm, k), generator=g)
         b = torch.randint(olo, ohi + 1, (k, n), generator=g)
@@ -319,8 +326,11 @@ def test_lut_matmul_matches_models_on_bench_shape(model, path, monkeypatch):
     a = torch.randint(lo, hi + 1, (rows, 784), generator=g)
     b = torch.randint(lo, hi + 1, (784, 128), generator=g)
     a[0], b[:, 0] = lo, lo  # DRUM-2's saturating (min, min) pair, 784 times
-    assert torch.equal(m.matmul(a, b), model.matmul(a, b))
-    assert torch.equal(m.matmul(a[:, :100], b[:100, :77]), model.matmul(a[:, :100], b[:100, :77]))
+    with taken.counting() as ran:
+        got, got_small = m.matmul(a, b), m.matmul(a[:, :100], b[:100, :77])
+    assert ran["arith.lut_kernel"] == (2 if path != "torch" else 0)
+    assert torch.equal(got, model.matmul(a, b))
+    assert torch.equal(got_small, model.matmul(a[:, :100], b[:100, :77]))
 
 
 def test_lut_matmul_refuses_possible_int64_overflow(monkeypatch):
@@ -464,9 +474,11 @@ def test_drum2_matmul_min_pairs_both_paths_taken(monkeypatch):
     a = _with_minima((40, 300), 0.05, -128, 127, g)
     b = _with_minima((9, 300), 0.05, -128, 127, g).T  # (300, 9), not contiguous
     want = elementwise_sum(m, a, b)
-    for macs_per_pair in (0, 1 << 40):  # 0: always sparse; huge: always dense
+    for macs_per_pair, path in ((0, "arith.minmin_sparse"), (1 << 40, "arith.minmin_gemm")):  # forced
         monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", macs_per_pair)
-        assert torch.equal(m.matmul(a, b), want)
+        with taken.counting() as ran:
+            assert torch.equal(m.matmul(a, b), want)
+        assert set(ran) & {"arith.minmin_sparse", "arith.minmin_gemm"} == {path}, ran
 
 
 def test_drum2_matmul_min_pairs_single_pair_and_edges():
@@ -494,11 +506,14 @@ def test_drum2_conv2d_min_pairs_equal_reference(frac_a, frac_w, stride, padding,
     a = _with_minima((3, 4, 11, 10), frac_a, -128, 127, g)
     w = _with_minima((5, 4, 3, 4), frac_w, -128, 127, g)
     want = LUTMultiplier.from_multiplier(m).conv2d(a, w, stride=stride, padding=padding)
-    assert torch.equal(m.conv2d(a, w, stride=stride, padding=padding), want)
+    with taken.counting() as ran:
+        assert torch.equal(m.conv2d(a, w, stride=stride, padding=padding), want)
+    if frac_a and frac_w and macs_per_pair is not None:  # pairs exist: the forced correction ran
+        assert ran["arith.minmin_sparse" if macs_per_pair == 0 else "arith.minmin_gemm"] > 0, ran
     assert torch.equal(multipliers.Multiplier.conv2d(m, a, w, stride=stride, padding=padding), want)
 
 
-# --------------------------------------------------------------------------- compiled matmul (issue 15)
+# ------------------------------------------------------- compiled matmul (docs/hardware-models.md, "Multipliers")
 def _eager(m):
     """A copy of ``m`` whose matmul takes the torch path (the compiled one switched off)."""
     import copy
@@ -525,11 +540,36 @@ def test_compiled_matmul_equals_torch_path(m, shape, min_fraction):
     b = torch.randint(lo, hi + 1, (kk, nn), generator=g)
     a[torch.rand(a.shape, generator=g) < min_fraction] = lo
     b[torch.rand(b.shape, generator=g) < min_fraction] = lo
-    want = _eager(m).matmul(a, b)
+    with taken.counting() as eager_ran:
+        want = _eager(m).matmul(a, b)
+    assert eager_ran["arith.compiled_matmul"] == 0
     assert torch.equal(m.matmul(a, b), want)
     assert torch.equal(m.matmul(a.T.contiguous().T, b), want)  # non-contiguous operand
     if mm <= 7:
         assert torch.equal(want, m(a[:, :, None], b[None]).sum(1))
+
+
+@pytest.mark.parametrize(("m", "shape", "compiled"), [
+    (DRUM(3, 8), (7, 300, 5), True),    # |T| <= 160: 300 * 160**2 < 2**24, one float32 GEMM
+    (DRUM(3, 8), (33, 1024, 17), True),  # 1024 * 160**2 = 26.2M: 2 exact float32 chunks
+    (Exact(16), (4, 3000, 9), True),     # 3000 * 32768**2 = 3.2e12 < 2**53: one float64 GEMM
+    (DRUM(2, 8), (4, 3000, 9), False),   # minima everywhere, |T| = 192: 3000 * 192**2 needs 7 chunks > 4
+])
+def test_compiled_matmul_taken_where_it_applies(m, shape, compiled):
+    """The compiled matmul runs on the shapes it is built for (and hands the rest to the torch path)."""
+    from axhw.arith.kernels import fused as hwkernel
+    if not hwkernel.available():
+        pytest.skip("no C compiler: the compiled path is not built")
+    mm, kk, nn = shape
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randint(lo, hi + 1, (mm, kk), generator=g), torch.randint(lo, hi + 1, (kk, nn), generator=g)
+    if not compiled:
+        a[:], b[:] = lo, lo
+    with taken.counting() as ran:
+        got = m.matmul(a, b)
+    assert ran["arith.compiled_matmul"] == int(compiled), ran
+    assert torch.equal(got, _eager(m).matmul(a, b))
 
 
 def test_compiled_matmul_errors_and_fallbacks():

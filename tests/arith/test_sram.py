@@ -1,4 +1,4 @@
-"""NTV SRAM storage: the voltage model and the bit-flip process (spec section 3)."""
+"""NTV SRAM storage: the voltage model and the bit-flip process (docs/hardware-models.md, "NTV SRAM storage")."""
 
 import itertools
 import math

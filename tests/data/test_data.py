@@ -410,6 +410,15 @@ def _check_real(name: str, data_dir: Path) -> None:
     assert len(torch.unique(torch.cat([d.y_train, d.y_test]))) == present
     assert int(d.y_train.max()) < d.n_classes == DATASETS[name].n_classes
     assert torch.isfinite(d.x_train).all() and torch.isfinite(d.x_test).all()
+    if name == "mnist":  # pixels / 255: every value k/255 for an integer k in [0, 255] (the smaller test split)
+        k = d.x_test * 255
+        r = k.round()
+        assert int(r.min()) == 0 and int(r.max()) == 255 and float((k - r).abs().max()) < 1e-3
+    else:  # standardized with the training split's mean and (biased) std; a constant feature is only centred
+        x = d.x_train.double()
+        assert x.mean(0).abs().max() < 1e-5
+        std = x.std(0, unbiased=False)
+        assert torch.all(((std - 1).abs() < 1e-5) | (std < 1e-6))
 
 
 def _tools_missing() -> str | None:

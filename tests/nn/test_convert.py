@@ -10,6 +10,7 @@ import axhw
 from axhw.arith.fixedpoint import FixedPoint
 from axhw.arith.multipliers import DRUM, Exact, LUTMultiplier
 from axhw.arith.registry import get_multiplier
+from axhw.arith.sram import NTVStorage
 from axhw.golden.network import IntConv2d, QuantizedNetwork
 from axhw.nn import (
     ApproxConv2d,
@@ -249,6 +250,12 @@ def test_residual_cnn_converts_with_same_float_output():
     sample_chip(hw_model, torch.Generator().manual_seed(0))
     y = hw_model(x)
     assert y.shape == want.shape and torch.isfinite(y).all() and not torch.equal(y, want)
+    # the value: the integer golden model of the converted network, same multiplier and the same chip's flips
+    assert not hw_model.training
+    q = axhw.nn.to_quantized(hw_model)
+    codes = q.forward_int(q.quantize_input(x), get_multiplier("K2"), storage=NTVStorage(660),
+                          generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.round(torch.ldexp(y.double(), torch.tensor(q.output_fmt.frac))).long(), codes)
 
 
 def test_inplace_keeps_parameter_objects():

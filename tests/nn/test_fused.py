@@ -14,6 +14,7 @@ from axhw.arith.kernels import fused as hwkernel
 from axhw.arith.multipliers import DRUM
 from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NTVStorage
+from axhw.common import taken
 from axhw.nn import (
     ApproxConv2d,
     ApproxLinear,
@@ -46,10 +47,16 @@ def _run(model: nn.Module, x: torch.Tensor, fused: bool, seed: int, monkeypatch:
 
 
 def _assert_same(model: nn.Module, x: torch.Tensor, monkeypatch: pytest.MonkeyPatch, seed: int = 0,
-                 train: bool = True) -> torch.Tensor:
+                 train: bool = True, paths: tuple[str, ...] = ("nn.fused",)) -> torch.Tensor:
+    """Fused and eager runs agree on outputs, gradients and generator states, and the fused run really took
+    the fused ``paths`` (the eager run none of them): an equality test of a path that never ran proves nothing."""
     a, b = copy.deepcopy(model), copy.deepcopy(model)
-    out_f, grads_f, gens_f = _run(a, x, True, seed, monkeypatch, train)
-    out_e, grads_e, gens_e = _run(b, x, False, seed, monkeypatch, train)
+    with taken.counting() as fused_paths:
+        out_f, grads_f, gens_f = _run(a, x, True, seed, monkeypatch, train)
+    with taken.counting() as eager_paths:
+        out_e, grads_e, gens_e = _run(b, x, False, seed, monkeypatch, train)
+    assert all(fused_paths[p] > 0 for p in paths), (paths, fused_paths)
+    assert not any(k.startswith("nn.fused") for k in eager_paths), eager_paths
     assert torch.equal(out_f, out_e)
     assert all(torch.equal(u, v) for u, v in zip(grads_f, grads_e, strict=True))
     assert all(torch.equal(u, v) for u, v in zip(gens_f, gens_e, strict=True))
@@ -72,10 +79,28 @@ def _mlp(sizes: tuple[int, ...], hw: HardwareConfig, x: torch.Tensor, bias: bool
 @pytest.mark.parametrize("voltage", [1100.0, 660.0, 400.0])
 def test_linear_equals_eager(mult: str, voltage: float, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
-    x = torch.randn(16, 784)  # K = 784: two float32 chunks for the wide DRUM transforms
+    x = torch.randn(16, 784)  # K = 784: one exact float32 GEMM (chunking: test_chunked_gemm_equals_eager)
     model = _mlp((784, 32, 16, 10), HardwareConfig(mode="hardware", multiplier=mult, voltage_mv=voltage), x)
     _assert_same(model, x, monkeypatch)
     _assert_same(model, x * 3, monkeypatch, seed=5)  # inputs saturate
+
+
+@pytest.mark.parametrize("mult", ["exact", "K2", "K4"])
+def test_chunked_gemm_equals_eager(mult: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reductions too long for one exact float32 GEMM run in chunks. Calibration puts every layer's largest
+    code at |c| >= 64, so the largest transformed product is >= 64 * 64 and a reduction of K units of ``unit``
+    products exceeds float32's exact range (2**24) once K * unit * 4096 > 2**24: K = 8192 (linear), 512
+    channels x 3 x 3 (conv); at most 8 chunks (beyond: one float64 GEMM), which these shapes stay within."""
+    torch.manual_seed(10)
+    x = torch.randn(4, 8192)
+    # 1100 mV: no flips (a flipped sign bit makes a -128 code, T = 192 for K2, and 9 chunks: one float64 GEMM)
+    model = _mlp((8192, 8, 3), HardwareConfig(mode="hardware", multiplier=mult, voltage_mv=1100.0), x)
+    _assert_same(model, x, monkeypatch, paths=("nn.fused", "nn.fused.chunked"))
+    xc = torch.randn(2, 512, 4, 4)
+    conv = nn.Sequential(ApproxConv2d(512, 4, 3, padding=1))
+    set_hardware(conv, HardwareConfig(mode="hardware", multiplier=mult, voltage_mv=1100.0))
+    calibrate_model(conv, xc)
+    _assert_same(conv, xc, monkeypatch, paths=("nn.fused", "nn.fused.chunked"))
 
 
 @pytest.mark.parametrize("ste", [True, False])
@@ -94,7 +119,7 @@ def test_conv_equals_eager(mult: str, monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(4, 3, 12, 12)
     model = nn.Sequential(
         ApproxConv2d(3, 64, 3, padding=1), nn.ReLU(),
-        ApproxConv2d(64, 32, 3, stride=2, padding=(1, 2), dilation=(1, 2)), nn.ReLU(),  # two channel chunks
+        ApproxConv2d(64, 32, 3, stride=2, padding=(1, 2), dilation=(1, 2)), nn.ReLU(),
         ApproxConv2d(32, 16, 3, groups=4, bias=False), nn.ReLU(),
         nn.Flatten(), ApproxLinear(16 * 4 * 4, 10),
     )
@@ -109,19 +134,19 @@ def test_min_min_saturation_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(16, 40)
     model = _mlp((40, 24, 5), HardwareConfig(mode="hardware", multiplier="K2", voltage_mv=400.0), x)
     first = model[0]
-    with torch.no_grad():
-        first.weight[:, ::3] = first.weight.abs().max() * -1  # the most negative weight: code -128
+    with torch.no_grad():  # -0.5 is the largest |w| (init: |w| <= 1/sqrt(40)) and a power of two: code -128
+        first.weight[:, ::3] = -0.5
     x2 = x.clone()
     x2[:, ::2] = -1e3  # saturates to the minimum activation code
-    _assert_same(model, x2, monkeypatch)
+    _assert_same(model, x2, monkeypatch, paths=("nn.fused", "nn.fused.minmin"))
     conv = nn.Sequential(ApproxConv2d(2, 4, 3, padding=1))
     xc = torch.randn(2, 2, 6, 6)
     set_hardware(conv, HardwareConfig(mode="hardware", multiplier="K2", voltage_mv=660.0))
     calibrate_model(conv, xc)
-    with torch.no_grad():
-        conv[0].weight[:, :, 1, 1] = -conv[0].weight.abs().max()
+    with torch.no_grad():  # as above: |w| <= 1/sqrt(18) < 0.5, so -0.5 is code -128
+        conv[0].weight[:, :, 1, 1] = -0.5
     xc[:, :, ::2, 1::2] = -1e3
-    _assert_same(conv, xc, monkeypatch)
+    _assert_same(conv, xc, monkeypatch, paths=("nn.fused", "nn.fused.minmin"))
 
 
 def test_eval_chip_equals_forward_int(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,8 +17,10 @@ import torch
 from axhw.apps.cli import main
 from axhw.arith.multipliers import LUTMultiplier
 from axhw.power.flow.activity import SimConfig, simulate
+from axhw.power.flow.liberty import read_library
+from axhw.power.flow.sta import PowerConfig, resolve_annotation
 from axhw.power.flow.synth import synthesize
-from axhw.power.flow.tools import Toolchain
+from axhw.power.flow.tools import Toolchain, find_toolchain
 from axhw.power.multiplier.compute import measure_stream, mode_config
 from axhw.power.multiplier.operands import OperandStream, uniform_operands
 
@@ -70,7 +72,11 @@ def test_unsigned_circuit_is_synthesized_in_its_wrapper_and_matches_bit_for_bit(
     synth = synthesize(cfg)
     assert synth.top == "axhw_sm_otrunc8u" and synth.design["source_hash"] == cfg.info.source_hash
     assert cfg.info.source_hash[:12] in synth.config_id
-    assert synth.n_cells > 20 and synth.area_um2 > 0 and synth.leakage_nw > 0
+    assert synth.n_cells == sum(synth.cells.values()) > 20
+    # Yosys's area against the Liberty file's cell areas (liberty-parser), cell by cell; the leakage is checked
+    # against OpenSTA's below
+    lib = read_library(find_toolchain().liberty)
+    assert synth.area_um2 == pytest.approx(sum(n * lib.cells[c].area_um2 for c, n in synth.cells.items()), rel=1e-6)
     assert synthesize(cfg).key == synth.key  # cached
     res = simulate(synth, cfg, _corners_and_uniform(300, seed=4), SimConfig(timing=False))
     assert res.vectors == 169 + 300 and res.mismatches == 0, res.mismatch_lines
@@ -78,7 +84,11 @@ def test_unsigned_circuit_is_synthesized_in_its_wrapper_and_matches_bit_for_bit(
     assert synth.area_um2 < synthesize(mode_config("exact", 8)).area_um2
     power = measure_stream("otrunc8u", 8, uniform_operands(8, 300, seed=1))
     assert power.mismatches == 0 and power.area_um2 == synth.area_um2
-    assert power.measured.energy_pj > 0 and power.measured.method in ("instance", "pin", "vcd")
+    # energy per multiply: the measured total power over the 100 MHz multiply rate; OpenSTA's leakage total is
+    # the synthesis result's sum over the netlist's cells
+    assert power.measured.energy_pj == pytest.approx(power.measured.total_w / 100e6 * 1e12, rel=1e-12)
+    assert power.measured.leakage_w == pytest.approx(synth.leakage_nw * 1e-9, rel=1e-6)
+    assert power.measured.method == resolve_annotation(PowerConfig())
     assert power.as_dict()["circuit"] == {"name": "otrunc8u", "top": "otrunc8u", "variant": "signed",
                                           "core_signed": False, "source_hash": cfg.info.source_hash,
                                           "table_hash": cfg.info.table_hash}

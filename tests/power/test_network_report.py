@@ -1,5 +1,5 @@
-"""``axhw power report --network CKPT ...``: the minimum-power search on checkpoints the user trained (issue #13
-item 5: power report works on a ``--model`` checkpoint unchanged)."""
+"""``axhw power report --network CKPT ...``: the minimum-power search on checkpoints the user trained (docs/power.md,
+"CLI": power report works on a ``--model`` checkpoint unchanged)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Per-target AxTrain in the minimum-power search (issue 14): the shared act phase equals training from
-scratch, the search visits candidates cheapest first and stops at the first feasible one, a cached re-run
-trains nothing, an infeasible bound is a result; ApproxAnn's mixed power."""
+"""Per-target AxTrain in the minimum-power search (docs/power.md, "Minimum-power search"): the shared act
+phase equals training from scratch, the search visits candidates cheapest first and stops at the first
+feasible one, a cached re-run trains nothing, an infeasible bound is a result; ApproxAnn's mixed power."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ both (CI sets ``AXHW_REQUIRE_SIMULATORS=1``): a silently skipped RTL check would
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -65,6 +65,12 @@ def yosys_state_cells(files: list[str], top: str, flatten: bool = True) -> dict[
         assert found, res.stdout[-2000:]
         counts[key] = int(found[-1])
     return counts
+
+
+@pytest.fixture
+def state_cells() -> Callable[..., dict[str, int]]:
+    """:func:`yosys_state_cells` (a fixture: test modules cannot import one of several ``conftest`` modules)."""
+    return yosys_state_cells
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from conftest import yosys_state_cells
 
 from axhw.rtl.cli import add_parser
 from axhw.rtl.generate import (
@@ -245,18 +244,18 @@ def test_lint_clean_every_configuration(tmp_path: Path, verilator_exe: str) -> N
 @pytest.mark.parametrize(
     "cfg", [MultiplierConfig("drum", 8, 4, True), MultiplierConfig("exact", 8)], ids=lambda c: c.config_id
 )
-def test_yosys_synthesizes_without_latches_or_flipflops(cfg: MultiplierConfig, tmp_path: Path) -> None:
+def test_yosys_synthesizes_without_latches_or_flipflops(cfg: MultiplierConfig, tmp_path: Path, state_cells) -> None:
     """The multipliers are combinational: after synthesis no latch and no flip-flop cell is left."""
     files = [str(p) for p in write(cfg, tmp_path)]
-    assert yosys_state_cells(files, cfg.top) == {"latches": 0, "flipflops": 0}
+    assert state_cells(files, cfg.top) == {"latches": 0, "flipflops": 0}
 
 
-def test_state_cell_check_sees_latches_and_flipflops(tmp_path: Path) -> None:
+def test_state_cell_check_sees_latches_and_flipflops(tmp_path: Path, state_cells) -> None:
     """The check above can fail: an incomplete ``always @*`` (4 latches) and a register (4 flops) are counted."""
     src = tmp_path / "bad.v"
     src.write_text("module bad(input clk, input en, input [3:0] d, output reg [3:0] q, output reg [3:0] r);\n"
                    "  always @* if (en) q = d;\n  always @(posedge clk) r <= d;\nendmodule\n")
-    assert yosys_state_cells([str(src)], "bad") == {"latches": 4, "flipflops": 4}
+    assert state_cells([str(src)], "bad") == {"latches": 4, "flipflops": 4}
 
 
 # --- CLI and simulator discovery -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Generated multipliers against :mod:`axhw.arith.multipliers`, bit for bit, under Icarus and Verilator (spec 6).
+"""Generated multipliers against :mod:`axhw.arith.multipliers`, bit for bit, under Icarus and Verilator
+(how: :mod:`axhw.rtl.verify`).
 
 * 8-bit operands: every configuration exhaustively (DRUM k = 1..8 and exact, signed and unsigned). The
   default suite runs DRUM-3 signed; the full sweep is ``slow`` (``make test-all``).

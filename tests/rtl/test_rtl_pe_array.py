@@ -1,4 +1,5 @@
-"""The PE and the PE array against the integer golden model on a trained breast-cancer MLP (spec section 6).
+"""The PE and the PE array against the integer golden model on a trained breast-cancer MLP (docs/rtl.md,
+"Running a trained network").
 
 Default suite (under both simulators): the DRUM-K2 PE on real first-layer dot products and the DRUM-K2 array
 on real test samples (K2 has the multiplier's saturation corner), plus generation, lint, fit errors and a
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import yosys_state_cells
 
 import axhw.golden.network
 from axhw.golden.network import QuantizedNetwork
@@ -142,12 +142,12 @@ def test_one_module_per_file_and_literal_parameters() -> None:
         assert text.count("\nmodule ") == 1 and "parameter" not in text and "{{" not in text, name
 
 
-def test_yosys_synthesizes_pe(tmp_path: Path) -> None:
+def test_yosys_synthesizes_pe(tmp_path: Path, state_cells) -> None:
     """The PE synthesizes with registers (its accumulator and pipeline) and not a single latch."""
     files = generate_pe(small(2))
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    cells = yosys_state_cells([str(tmp_path / n) for n in files], "pe", flatten=False)
+    cells = state_cells([str(tmp_path / n) for n in files], "pe", flatten=False)
     assert cells["latches"] == 0 and cells["flipflops"] > 0, cells
 
 

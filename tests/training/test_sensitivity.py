@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -229,8 +230,24 @@ def test_frozen_layers_still_count() -> None:
         p.requires_grad_(False)
     s = sensitivity(model, x)
     assert_close(s, ref)
-    grads = torch.autograd.grad(s, [p for p in model.parameters() if p.requires_grad])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(s, trainable)
     assert all(torch.isfinite(g).all() for g in grads)
+    # the value: central differences of S (the frozen layer's terms included) along random directions of the
+    # trainable parameters
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        d = [torch.randn(p.shape, dtype=DT, generator=gen) for p in trainable]
+        vals = []
+        with torch.no_grad():
+            for sign in (1.0, -1.0):
+                for p, dp in zip(trainable, d, strict=True):
+                    p.add_(sign * 1e-6 * dp)
+                vals.append(float(sensitivity(model, x, create_graph=False)))
+                for p, dp in zip(trainable, d, strict=True):
+                    p.sub_(sign * 1e-6 * dp)
+        analytic = float(sum((g * dp).sum() for g, dp in zip(grads, d, strict=True)))
+        assert analytic == pytest.approx((vals[0] - vals[1]) / 2e-6, rel=1e-6)
 
 
 def test_map_rejects_other_layers() -> None:
@@ -360,6 +377,16 @@ def test_train_and_eval_modes() -> None:
     x = torch.randn(3, 1, 8, 8, dtype=DT)
     model.train()  # batch-statistics BN: defined with the statistics as constants (test_sensitivity_estimate)
     assert torch.isfinite(sensitivity(model, x))
+    # the value (dropout off, its mask aside): S of a copy whose BN holds this batch's mean and biased variance
+    # as constants, in eval mode (eq. 5 by brute force; the eval-mode path is checked against it below too)
+    no_drop = copy.deepcopy(model)
+    no_drop[5].eval()
+    frozen = copy.deepcopy(no_drop)
+    with torch.no_grad():
+        a = model[0](x)
+    frozen[1].running_mean, frozen[1].running_var = a.mean((0, 2, 3)), a.var((0, 2, 3), unbiased=False)
+    frozen[1].eval()
+    assert_close(sensitivity(no_drop, x), brute_per_sample(frozen, x).mean(), rtol=1e-9)
     model[1].eval()  # running statistics: samples independent again; Dropout stays in train mode
     torch.manual_seed(5)
     got = per_sample_sensitivity(model, x)
@@ -429,6 +456,8 @@ def test_gamma_state_roundtrip_is_json_and_resumes() -> None:
     assert b.state_dict() == a.state_dict()
     assert run(b, errors[4:]) == run(a, errors[4:])
     assert all(math.isfinite(v) for v in b.history)
+    # both remember the same errors: all seven fed in, or the last len(weights) of them
+    assert b.history == a.history == errors[-len(a.weights):]
 
 
 def test_gamma_validates() -> None:

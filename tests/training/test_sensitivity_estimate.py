@@ -418,3 +418,10 @@ def test_gradient_flows_like_a_loss() -> None:
     loss = F.mse_loss(out, torch.zeros_like(out)) + 0.1 * s
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    # the gradient of each term on its own (a plain forward for E, the same seeded draw for S) adds up to it
+    params = list(model.parameters())
+    g_e = torch.autograd.grad(F.mse_loss(model(x), torch.zeros_like(out)), params)
+    g_s = torch.autograd.grad(sensitivity(model, x, estimator="estimate", probes=1, generator=0), params)
+    for p, ge, gs in zip(params, g_e, g_s, strict=True):
+        torch.testing.assert_close(p.grad, ge + 0.1 * gs, rtol=1e-10, atol=1e-14)
+    assert not torch.equal(g_s[0], torch.zeros_like(g_s[0]))  # S really contributes

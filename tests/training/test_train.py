@@ -1,14 +1,25 @@
 """The trainer (bp, act, pas, axtrain), checkpoints, resume and hardware evaluation on breast cancer."""
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
 import torch
 
 from axhw.apps.cli import main
+from axhw.arith.registry import get_multiplier
+from axhw.arith.sram import NTVStorage
 from axhw.training.evaluate import evaluate
-from axhw.training.trainer import TrainConfig, load_checkpoint, quantized_from_checkpoint, train
+from axhw.training.trainer import (
+    TrainConfig,
+    config_from_dict,
+    integer_test_inputs,
+    load_checkpoint,
+    load_training_data,
+    quantized_from_checkpoint,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +75,16 @@ def test_evaluate_uses_integer_model(runs):
     assert exact.accuracy_std == 0 and len(exact.accuracies) == 5
     ntv = evaluate(d / "checkpoint.pt", "K1", 400, runs=5, seed=3)
     assert ntv.accuracy_mean < exact.accuracy_mean and ntv.accuracy_std > 0
+    # run r is one chip seeded seed + r: its accuracy recomputed from the integer network; mean and
+    # population std over the five runs
+    q, x_int = integer_test_inputs(ck)
+    y = load_training_data(config_from_dict(ck["config"])).y_test
+    for r in (0, 4):
+        out = q.forward_int(x_int, get_multiplier("K1"), storage=NTVStorage(400),
+                            generator=torch.Generator().manual_seed(3 + r))
+        assert ntv.accuracies[r] == float((out.argmax(1) == y).double().mean())
+    assert ntv.accuracy_mean == pytest.approx(statistics.fmean(ntv.accuracies), rel=1e-12)
+    assert ntv.accuracy_std == pytest.approx(statistics.pstdev(ntv.accuracies), rel=1e-12)
     assert evaluate(d / "checkpoint.pt", "K1", 400, runs=5, seed=3) == ntv  # seeded
 
 

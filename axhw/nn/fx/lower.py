@@ -247,7 +247,7 @@ def _calibrate_layers(model: nn.Module, x: Tensor) -> None:
     """Untraced models: every layer calibrates its own input and output (no format is shared)."""
     layers = approx_layers(model)
     seen: dict[int, tuple[Tensor, Tensor]] = {}
-    hooks = [layer.register_forward_hook(  # type: ignore[attr-defined]
+    hooks = [layer.register_forward_hook(
         lambda m, inp, out: seen.__setitem__(id(m), (inp[0].detach(), out.detach()))) for layer in layers]
     saved = _float_mode(model)
     was_training = model.training

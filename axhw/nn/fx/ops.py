@@ -23,7 +23,7 @@ AxTrain-act) the module is an ordinary batch normalization with batch statistics
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -169,7 +169,7 @@ class HardwareAvgPool2d(GraphOp):
         return f"{what}, mode={self.hw.mode}, fmt={self.fmt}"
 
 
-class _FoldedBN(HardwareAware):
+class _FoldedBN(HardwareAware, nn.modules.batchnorm._BatchNorm):
     """Batch normalization folded into the layer before it (module docstring): a normal batch norm in
     ``float`` mode, the identity in the integer modes (the layer already applied the fold)."""
 
@@ -177,29 +177,30 @@ class _FoldedBN(HardwareAware):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.hw.mode == "float":
-            return super().forward(x)  # type: ignore[misc]
+            return super().forward(x)
         return x
 
     @classmethod
-    def twin(cls, bn: nn.modules.batchnorm._BatchNorm, hw: HardwareConfig) -> nn.Module:
+    def twin(cls, bn: nn.modules.batchnorm._BatchNorm, hw: HardwareConfig) -> Self:
         """A folded batch norm holding ``bn``'s very parameters and statistics (same state-dict keys)."""
-        new = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,  # type: ignore[call-arg]
+        new = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
                   track_running_stats=bn.track_running_stats, device="meta")
-        new._parameters = bn._parameters  # type: ignore[attr-defined]
-        new._buffers = bn._buffers  # type: ignore[attr-defined]
-        new.train(bn.training)  # type: ignore[attr-defined]
+        new._parameters = bn._parameters
+        new._buffers = bn._buffers
+        new.train(bn.training)
         new.hw = hw
-        return new  # type: ignore[return-value]
+        return new
 
     def scale_shift(self) -> tuple[Tensor, Tensor]:
         """``(gamma / sqrt(running_var + eps), beta - running_mean * scale)`` per channel."""
-        bn: Any = self
-        scale = torch.rsqrt(bn.running_var + bn.eps)
-        if bn.weight is not None:
-            scale = bn.weight * scale
-        shift = -bn.running_mean * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias
+        mean, var = self.running_mean, self.running_var
+        assert mean is not None and var is not None  # folds need running statistics (trace checks it)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = self.weight * scale
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias
         return scale, shift
 
 

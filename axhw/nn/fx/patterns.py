@@ -198,7 +198,7 @@ def _flatten_node(node: fx.Node, mods: dict[str, nn.Module], meta: set[fx.Node])
     ``x.view(x.size(0), -1)``, ``x.reshape(-1, n)``..."""
     if node.op == "call_module":
         m = mods[str(node.target)]
-        return m.start_dim == 1 and m.end_dim == -1
+        return isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1
     if node.op == "call_method" and node.target in ("view", "reshape"):
         return _flatten_shape(node.args[1:], meta)
     return node_arg(node, 1, "start_dim", 0) == 1 and node_arg(node, 2, "end_dim", -1) == -1

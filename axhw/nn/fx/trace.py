@@ -193,12 +193,15 @@ def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) ->
     for node, layer in folds:
         path = str(node.target)
         bn = mods[path]
+        assert isinstance(bn, nn.modules.batchnorm._BatchNorm)  # what folds holds
         cls = FoldedBatchNorm2d if isinstance(bn, nn.BatchNorm2d) else FoldedBatchNorm1d
-        folded = bn if isinstance(bn, cls) else cls.twin(bn, hw)  # type: ignore[arg-type]
-        folded.set_hardware(hw)  # type: ignore[attr-defined]
+        folded = bn if isinstance(bn, cls) else cls.twin(bn, hw)
+        folded.set_hardware(hw)
         _set_submodule(model, path, folded)
         layer.fold_batchnorm(folded)
-        report.folded.append((path, str(node.args[0].target)))  # type: ignore[union-attr]
+        src = node.args[0]
+        assert isinstance(src, fx.Node)  # the layer's node (_fold_target)
+        report.folded.append((path, str(src.target)))
     for node in graph.nodes:  # module average pooling: swapped in place (same path, no parameters)
         if node.op == "call_module":
             m = mods[str(node.target)]
@@ -217,6 +220,7 @@ def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) ->
         report.ops.append((node.name, type(new).__name__))
         operands = node.args[0] if isinstance(new, HardwareCat) else node.args[:2] if isinstance(new, HardwareAdd) \
             else node.args[:1]
+        assert isinstance(operands, tuple | list)  # cat: its sequence of tensors (_graph_op)
         with graph.inserting_before(node):
             call = graph.call_module(name, tuple(operands))
         node.replace_all_uses_with(call)
@@ -248,7 +252,7 @@ def _avgpool_module(m: nn.Module, hw: HardwareConfig) -> HardwareAvgPool2d | Non
         return HardwareAvgPool2d("adaptive", hw=hw)
     if isinstance(m, nn.AvgPool2d) and m.padding in (0, (0, 0)) and not m.ceil_mode and m.divisor_override is None \
             and _int_or_pair(m.kernel_size):
-        return HardwareAvgPool2d("avg", m.kernel_size, m.stride or m.kernel_size, hw=hw)  # type: ignore[arg-type]
+        return HardwareAvgPool2d("avg", m.kernel_size, m.stride or m.kernel_size, hw=hw)
     return None
 
 

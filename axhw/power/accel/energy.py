@@ -1,4 +1,5 @@
-"""Accelerator-level energy per inference: the whole PE array on a real network run (issue #16, item 5).
+"""Accelerator-level energy per inference: the whole PE array on a real network run (docs/power.md,
+"Accelerator-level energy").
 
 Steps (each its own module, as the multiplier-only flow):
 
@@ -34,7 +35,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -109,7 +110,8 @@ def fit_array(mul: MultiplierConfig, qnet: QuantizedNetwork, pes: int = 16,
     Memory capacity sets SRAM leakage, so an array sized for MNIST would overstate a small network's.
     Raises :class:`NetworkDoesNotFit` for what growing memories cannot fix (word widths, operations).
     """
-    acfg = ArrayConfig(mul, pes=pes, **{k: 2 for k in DEFAULT_GEOMETRY if k != "pes"})
+    acfg = ArrayConfig(mul, pes=pes, max_fan_in=2, nbuf_depth=2, wbuf_depth=2, bbuf_depth=2, obuf_depth=2,
+                       imem_depth=2)  # every memory at its smallest, grown below
     for _ in range(32):
         try:
             compile_network(acfg, qnet, input_shape=input_shape)
@@ -171,6 +173,19 @@ def cell_energies(synth: ArraySynth, period_ns: float) -> dict[str, Any]:
 # --- storage ---------------------------------------------------------------------------------------------
 
 
+class _MemoryEnergy(TypedDict):
+    """One memory instance's share of :func:`storage_energy` (per inference)."""
+
+    module: str
+    voltage_mv: float
+    reads: float
+    writes: float
+    width: int
+    bits: int
+    dynamic_j: float
+    leakage_j: float
+
+
 def storage_energy(synth: ArraySynth, act: ArrayActivity, voltage_mv: float, cfg: AccelConfig,
                    tech: SRAMTechnology | None = None) -> dict[str, Any]:
     """SRAM energy per inference (J) of every memory instance at ``voltage_mv`` (scaled memories) or nominal.
@@ -180,7 +195,7 @@ def storage_energy(synth: ArraySynth, act: ArrayActivity, voltage_mv: float, cfg
     """
     tech = tech or SRAMTechnology()
     seconds = act.cycles / act.samples / (cfg.clock_mhz * 1e6)
-    per: dict[str, dict[str, float]] = {}
+    per: dict[str, _MemoryEnergy] = {}
     for m in memory_instances(synth):
         spec = synth.memories[m.module]
         v = voltage_mv if m.module in cfg.scaled_memories else tech.nominal_mv
@@ -192,7 +207,7 @@ def storage_energy(synth: ArraySynth, act: ArrayActivity, voltage_mv: float, cfg
                        "bits": spec.bits, "dynamic_j": dyn, "leakage_j": leak}
     by_module: dict[str, float] = {}
     for p in per.values():
-        by_module[str(p["module"])] = by_module.get(str(p["module"]), 0.0) + p["dynamic_j"] + p["leakage_j"]
+        by_module[p["module"]] = by_module.get(p["module"], 0.0) + p["dynamic_j"] + p["leakage_j"]
     return {"voltage_mv": float(voltage_mv), "total_j": sum(by_module.values()),
             "dynamic_j": sum(p["dynamic_j"] for p in per.values()),
             "leakage_j": sum(p["leakage_j"] for p in per.values()), "by_module": by_module}

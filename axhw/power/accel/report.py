@@ -215,11 +215,15 @@ def study_accelerator(d: dict[str, Any], cfg: AccelConfig, search: bool = False,
                 acc = {(p["mode"], float(p["voltage_mv"])): (p["accuracy"], p["accuracy_std"]) for p in net["points"]}
                 ck = net["checkpoint"]
                 cyc = measure(ck, study["modes"][0])["activity"]["cycles_per_inference"]
-                cands = accel_candidates(study["modes"], cfg.voltages,
-                                         lambda m, v, ck=ck: measure(ck, m)["totals"][f"{v:g}"]["total_j"],
-                                         cyc / (cfg.clock_mhz * 1e6))
-                out = first_feasible(cands, lambda c, acc=acc: acc[(c.mode, c.voltage_mv)], floor, "accel",
-                                     study["constraint_pp"])
+
+                def energy_j(m: str, v: float, ck: str = ck) -> float:
+                    return measure(ck, m)["totals"][f"{v:g}"]["total_j"]
+
+                def accuracy(c: Candidate, acc: dict[tuple[str, float], tuple[float, float]] = acc) -> tuple[float, float]:
+                    return acc[(c.mode, c.voltage_mv)]
+
+                cands = accel_candidates(study["modes"], cfg.voltages, energy_j, cyc / (cfg.clock_mhz * 1e6))
+                out = first_feasible(cands, accuracy, floor, "accel", study["constraint_pp"])
                 res = out.as_dict()
                 if out.chosen is not None:
                     res["point"] = row(label, "accel", {"mode": out.chosen.mode, "voltage_mv": out.chosen.voltage_mv,

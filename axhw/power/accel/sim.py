@@ -21,7 +21,6 @@ memory the table does not know (a new buffer of the array), cycles in which the 
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import subprocess
@@ -221,8 +220,7 @@ def _simulate_in(work: Path, synth: ArraySynth, acfg: ArrayConfig, qnet: Quantiz
     program = compile_network(acfg, qnet, input_shape=tuple(x_int.shape[1:]) if x_int.dim() == 4 else None)
     # The golden model first (a bad input fails before a long simulation), on the inputs as shaped (a conv
     # network reads (N, C, H, W)); the host interface takes them flattened, one row per sample.
-    ref_kw = {"program": program} if "program" in inspect.signature(reference_outputs).parameters else {}
-    expected = reference_outputs(qnet, x_int.to(torch.int64), mul or acfg.approx_model(), **ref_kw)
+    expected = reference_outputs(qnet, x_int.to(torch.int64), mul or acfg.approx_model(), program=program)
     x_int = x_int.to(torch.int64).flatten(1)
     for name, text in program.images.items():
         (work / name).write_text(text)

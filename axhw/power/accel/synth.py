@@ -94,8 +94,9 @@ def memory_specs(acfg: ArrayConfig) -> dict[str, MemorySpec]:
     out = {}
     for _name, template, ctx in array_files(acfg):
         if template == MEMORY_TEMPLATE:
-            m = str(ctx["module"])
-            out[m] = MemorySpec(m, int(ctx["width"]), int(ctx["depth"]), bool(ctx["write"]))  # type: ignore[call-overload]
+            m, width, depth = str(ctx["module"]), ctx["width"], ctx["depth"]
+            assert isinstance(width, int) and isinstance(depth, int)  # _mem's (a template context holds any value)
+            out[m] = MemorySpec(m, width, depth, bool(ctx["write"]))
     return out
 
 

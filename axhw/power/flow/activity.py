@@ -92,7 +92,10 @@ def vcd_activity(vcd: Path, n_cycles: int) -> dict[str, NetActivity]:
     since: dict[str, list[int]] = {}
     toggles: dict[str, list[int]] = {}
     high: dict[str, list[int]] = {}
-    t = t0 = None
+    # Times of the latest and the first time stamp. A token's ``data`` is the union of every kind's payload
+    # (pyvcd types it so); each kind is read through its typed accessor (``time_change``, ``var``, ...).
+    t = 0
+    t0: int | None = None
 
     def update(code: str, bits: list[int]) -> None:
         prev, start = last[code], since[code]
@@ -109,18 +112,18 @@ def vcd_activity(vcd: Path, n_cycles: int) -> dict[str, NetActivity]:
         for tok in tokenize(fh):
             kind = tok.kind
             if kind is TokenKind.CHANGE_TIME:
-                t = tok.data
+                t = tok.time_change
                 if t0 is None:
                     t0 = t
             elif kind is TokenKind.CHANGE_SCALAR:
-                code = tok.data.id_code
-                if code in last:
-                    v = tok.data.value
-                    update(code, [1 if v == "1" else 0 if v == "0" else -1])
+                sc = tok.scalar_change
+                if sc.id_code in last:
+                    update(sc.id_code, [1 if sc.value == "1" else 0 if sc.value == "0" else -1])
             elif kind is TokenKind.CHANGE_VECTOR:
-                code = tok.data.id_code
+                vc = tok.vector_change
+                code = vc.id_code
                 if code in last:
-                    v = tok.data.value
+                    v = vc.value
                     n = len(last[code])
                     if isinstance(v, int):
                         update(code, [(v >> i) & 1 for i in range(n)])
@@ -128,7 +131,7 @@ def vcd_activity(vcd: Path, n_cycles: int) -> dict[str, NetActivity]:
                         s = v.rjust(n, v[0] if v[0] in "xz" else "0")[-n:]
                         update(code, [1 if c == "1" else 0 if c == "0" else -1 for c in reversed(s)])
             elif kind is TokenKind.VAR:
-                d = tok.data
+                d = tok.var
                 if d.id_code in names:
                     continue  # an alias of a net already declared
                 ref = d.reference
@@ -139,7 +142,7 @@ def vcd_activity(vcd: Path, n_cycles: int) -> dict[str, NetActivity]:
                 names[d.id_code] = [ref] if n == 1 and d.bit_index is None else [f"{ref}[{lo + i}]" for i in range(n)]
                 last[d.id_code], since[d.id_code] = [-1] * n, [0] * n
                 toggles[d.id_code], high[d.id_code] = [0] * n, [0] * n
-    end = t if t is not None else 0
+    end = t
     start_t = t0 if t0 is not None else 0
     span = max(end - start_t, 1)
     out = {}

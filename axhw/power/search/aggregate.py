@@ -1,5 +1,6 @@
 """``power.json`` of a study: the earlier content (first seed, BP vs single-network AxTrain) plus the keys
-``per_target``, ``single_network``, ``approxann`` and ``pareto`` averaged over seeds (issue 14).
+``per_target``, ``single_network``, ``approxann`` and ``pareto`` averaged over seeds (docs/power.md,
+"Minimum-power search").
 
 Power changes are relative, ``100 * (P_method / P_BP - 1)`` (negative = saving), per seed at the same bound,
 then averaged over the seeds where both sides have a feasible point (the count is kept beside the mean).

@@ -42,7 +42,7 @@ def _describe(paths: Sequence[Path]) -> list[dict[str, Any]]:
     a missing, corrupt or foreign file is the one-line error of :func:`axhw.training.trainer.load_checkpoint`."""
     from axhw.training.trainer import config_from_dict, load_checkpoint
 
-    infos = []
+    infos: list[dict[str, Any]] = []
     for p in paths:
         cfg = config_from_dict(load_checkpoint(p)["config"])
         infos.append({"path": Path(p), "method": cfg.method, "dataset": cfg.dataset, "bits": cfg.bits,

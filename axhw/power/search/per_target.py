@@ -1,5 +1,5 @@
-"""Tables and plots of the per-target search (issue 14): per-target vs single-network AxTrain against BP,
-AxTrain vs ApproxAnn compute power, and the power-accuracy Pareto curves, for one ``power.json``
+"""Tables and plots of the per-target search (docs/power.md, "Minimum-power search"): per-target vs
+single-network AxTrain against BP, AxTrain vs ApproxAnn compute power, and the power-accuracy Pareto curves, for one ``power.json``
 (``power.md``, ``pareto.png``) and over data sets (``summary.md``, ``pareto.png``).
 
 The paper's numbers to compare with (section 5): compute power -41.57% and storage power -33.14% for AxTrain

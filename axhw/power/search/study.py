@@ -9,8 +9,8 @@ reference accuracy (the accurate implementation: exact multiplier, nominal volta
 a result (``None``), never an error. Three kinds of network are compared:
 
 * **BP** (hardware-agnostic): one network per seed, its whole grid evaluated.
-* **Per-target AxTrain** (the default, issue 14): AxTrain-pas is fine-tuning *for* a target, so every
-  visited candidate gets its own AxTrain network (act once, pas for that mode and voltage,
+* **Per-target AxTrain** (the default; docs/power.md, "Minimum-power search"): AxTrain-pas is fine-tuning
+  *for* a target, so every visited candidate gets its own AxTrain network (act once, pas for that mode and voltage,
   :mod:`axhw.power.search.targets`), candidates visited cheapest first (:mod:`axhw.power.search.grid`); the reference
   is the AxTrain network trained for the accurate implementation.
 * **Single-network AxTrain** (the earlier behaviour, reported beside): one AxTrain network trained for
@@ -25,15 +25,18 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from axhw.arith.sram import NOMINAL_MV
 from axhw.data.registry import APPLICATIONS
 from axhw.power.search.approxann import approxann_cached
-from axhw.power.search.grid import candidates, first_feasible
+from axhw.power.search.grid import Part, candidates, first_feasible
 from axhw.power.search.measure import Measurer
 from axhw.power.search.targets import Ledger, ResultCache, TargetNetworks, is_finished
 from axhw.power.sram_energy import SRAMTechnology, storage_bits, storage_power
+
+if TYPE_CHECKING:
+    from axhw.training.trainer import Method, TrainConfig
 
 __all__ = ["StudyConfig", "StudyResult", "check_modes", "choose", "choose_configurations", "measure_network",
            "power_change", "run_study"]
@@ -82,7 +85,7 @@ class StudyConfig:
     """
 
     dataset: str = "breast_cancer"
-    methods: tuple[str, ...] = ("bp", "axtrain")
+    methods: tuple[Method, ...] = ("bp", "axtrain")
     epochs: int = 30
     pas_epochs: int = 5
     target_multiplier: str = "K2"
@@ -126,10 +129,10 @@ class StudyConfig:
     def all_bounds(self) -> tuple[float, ...]:
         return tuple(sorted({*self.bounds, self.constraint_pp}))
 
-    def train_config(self, method: str, seed: int) -> Any:
+    def train_config(self, method: Method, seed: int) -> TrainConfig:
         from axhw.training.trainer import TrainConfig
 
-        return TrainConfig(dataset=self.dataset, method=method, epochs=self.epochs, seed=seed, bits=self.bits,  # type: ignore[arg-type]
+        return TrainConfig(dataset=self.dataset, method=method, epochs=self.epochs, seed=seed, bits=self.bits,
                            limit=self.limit, pas_epochs=self.pas_epochs, batch_size=self.batch_size)
 
 
@@ -229,11 +232,11 @@ def _per_target(cfg: StudyConfig, seed: int, nets: TargetNetworks, single: dict[
     bounds: dict[str, Any] = {}
     for b in cfg.all_bounds:
         floor = reference - b / 100.0
-        parts = ("compute", "storage", "joint") if b == cfg.constraint_pp and cfg.joint_per_target else \
+        parts: tuple[Part, ...] = ("compute", "storage", "joint") if b == cfg.constraint_pp and cfg.joint_per_target else \
             ("compute", "storage")
         row: dict[str, Any] = {"floor": floor}
         for part in parts:
-            out = first_feasible(candidates(part, cfg.modes, cfg.voltages, order_c, storage_w,  # type: ignore[arg-type]
+            out = first_feasible(candidates(part, cfg.modes, cfg.voltages, order_c, storage_w,
                                             NODE_SCALE_180_TO_65), accuracy, floor, part, b)
             row[part] = {**out.as_dict(), "point": point(out.chosen, part) if out.chosen is not None else None}
         bounds[str(b)] = row
@@ -305,9 +308,9 @@ def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, pro
             cks[method] = nets.checkpoint(cfg.target_multiplier, v)
         else:
             tcfg = cfg.train_config(method, seed)
-            out = root / f"{method}-e{cfg.epochs}-b{cfg.bits}"
-            ledger.note(f"{cfg.dataset}/s{seed}/{method}", trained=not is_finished(out, tcfg))
-            cks[method] = train_cached(tcfg, out, resume=True, progress=False)
+            run_dir = root / f"{method}-e{cfg.epochs}-b{cfg.bits}"
+            ledger.note(f"{cfg.dataset}/s{seed}/{method}", trained=not is_finished(run_dir, tcfg))
+            cks[method] = train_cached(tcfg, run_dir, resume=True, progress=False)
         networks[method] = measure_network(cfg, seed, method, cks[method], meas, progress)
     bp_ref = networks["bp"]["exact_nominal_accuracy"] if "bp" in networks else None
     choose_configurations(networks, cfg, bp_ref)

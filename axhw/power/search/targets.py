@@ -1,4 +1,5 @@
-"""AxTrain networks trained *for* each candidate configuration of the minimum-power search (issue 14).
+"""AxTrain networks trained *for* each candidate configuration of the minimum-power search (docs/power.md,
+"Minimum-power search").
 
 AxTrain (paper section 3) is AxTrain-act until E and S converge, then AxTrain-pas for a target: the pas
 forward pass runs the target's multiplier and the NTV flips of its SRAM voltage (eq. 12 STE backward). A

@@ -178,6 +178,8 @@ def make_sampler(
         raise ValueError(f"probes={probes!r} out of range: must be an integer >= 1")
     if estimator == "exact":
         return None
-    if isinstance(generator, int) and not isinstance(generator, bool):
+    if isinstance(generator, bool):
+        raise ValueError(f"generator={generator!r}: expected a torch.Generator, an integer seed or None")
+    if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
     return OutputSampler(probes, generator)

@@ -4,7 +4,7 @@ AxTrain-act (He et al., ISLPED 2018) trains with ``E_tot = E + gamma * S(w)`` (e
 
     S(w) = sum_k sum_{l,ij} |w_ij^l| |dO_k / dw_ij^l|                                   (eq. 5)
 
-is evaluated per sample and averaged over the batch (spec section 4). ``O`` are the network outputs as the
+is evaluated per sample and averaged over the batch (docs/sensitivity.md). ``O`` are the network outputs as the
 model's ``forward`` returns them (after the output nonlinearity, e.g. sigmoid) and the sum runs over every
 weight *and* bias of every :class:`torch.nn.Linear` and :class:`torch.nn.Conv2d` (subclasses included, so the
 project's ``ApproxLinear``/``ApproxConv2d`` count). The absolute value is taken per sample, per output and
@@ -366,6 +366,7 @@ def _terms(
             fused = (reduce == "sample" and isinstance(call.layer, nn.Conv2d) and call.layer.groups == 1
                      and call.a.dim() == 4 and all(uses[p] == 1 for _, p in params))
             if fused:
+                assert isinstance(call.layer, nn.Conv2d)  # fused is conv-only
                 terms = _conv_sample_terms(call.layer, call.a, delta)
                 result.update({p: terms[name] for name, p in params})
             for name, p in params:
@@ -468,7 +469,7 @@ def _sequential_sensitivity(mods: list[nn.Module], x: Tensor,
     h = x
     z_last: Tensor | None = None
     rev: list[tuple[str, Any]] = []  # reverse-step records, in forward order
-    layers: list[tuple[nn.Module, Tensor, int]] = []  # (layer, input a, index into rev)
+    layers: list[tuple[nn.Linear | nn.Conv2d, Tensor, int]] = []  # (layer, input a, index into rev)
     for m in mods:
         if isinstance(m, nn.Linear | nn.Conv2d):
             if isinstance(m, nn.Linear) and h.dim() != 2:
