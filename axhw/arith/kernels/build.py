@@ -31,7 +31,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -50,6 +51,7 @@ __all__ = [
     "compiler",
     "kernel_dir",
     "library_path_for",
+    "load_library",
     "parse_header",
     "pool",
     "sanitize",
@@ -329,6 +331,24 @@ class Kernel:
     def declarations(self) -> Header:
         """The parsed header (RuntimeError if it leaves the restricted format)."""
         return _parsed(self.text(self.header), self.header)
+
+
+def load_library(kernel: Kernel, build: Callable[[], Path], switch: str,
+                 unavailable: str) -> tuple[ctypes.CDLL | None, Header]:
+    """Build (on first use), load and bind a kernel: the library with every signature set from its header, and
+    the parsed header; None for the library, with one warning ``unavailable: <why>``, where there is no
+    compiler, the build fails, or ``$switch`` is ``0``. A header the parser refuses raises instead: that is a
+    bug of ours, not a reason to fall back."""
+    header = kernel.declarations()
+    if os.environ.get(switch, "1") == "0":
+        return None, header
+    try:
+        lib = ctypes.CDLL(str(build()))
+    except (OSError, RuntimeError) as exc:
+        warnings.warn(f"{unavailable}: {exc}", stacklevel=4)
+        return None, header
+    bind(lib, header)
+    return lib, header
 
 
 def pool(workers: int) -> ThreadPoolExecutor:

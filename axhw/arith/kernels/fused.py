@@ -41,16 +41,14 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import os
 import threading
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from axhw.arith.kernels.build import Kernel, bind, pool
+from axhw.arith.kernels.build import Kernel, load_library, pool
 
 __all__ = ["available", "build", "library_path"]
 
@@ -100,16 +98,9 @@ def _load() -> ctypes.CDLL | None:
     with _lock:
         if "lib" in _state:
             return _state["lib"]  # type: ignore[return-value]
-        lib = None
-        header = _KERNEL.declarations()  # outside the try: a header the parser refuses is a bug, not a fallback
-        if os.environ.get("AXHW_FAST_FORWARD", "1") != "0":
-            try:
-                lib = ctypes.CDLL(str(build()))
-            except (OSError, RuntimeError) as exc:
-                warnings.warn(f"fused hardware-forward kernels unavailable, using the eager path: {exc}",
-                              stacklevel=3)
+        lib, header = load_library(_KERNEL, build, "AXHW_FAST_FORWARD",
+                                   "fused hardware-forward kernels unavailable, using the eager path")
         if lib is not None:
-            bind(lib, header)  # argtypes and restype of every function, from fused.h
             _state["epi"] = header.structs["axhw_epi"]
         _state["lib"] = lib
         return lib

@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import os
 import threading
-import warnings
 from pathlib import Path
 
 import torch
 
-from axhw.arith.kernels.build import Kernel, bind, pool
+from axhw.arith.kernels.build import Kernel, load_library, pool
 
 __all__ = ["available", "backend", "build", "library_path", "lut_matmul"]
 
@@ -71,15 +69,8 @@ def _load() -> ctypes.CDLL | None:
     with _lock:
         if "lib" in _state:
             return _state["lib"]  # type: ignore[return-value]
-        lib = None
-        header = _KERNEL.declarations()  # outside the try: a header the parser refuses is a bug, not a fallback
-        if os.environ.get("AXHW_LUT_KERNEL", "1") != "0":
-            try:
-                lib = ctypes.CDLL(str(build()))
-            except (OSError, RuntimeError) as exc:
-                warnings.warn(f"LUT matmul kernel unavailable, using the torch path: {exc}", stacklevel=3)
+        lib, _ = load_library(_KERNEL, build, "AXHW_LUT_KERNEL", "LUT matmul kernel unavailable, using the torch path")
         if lib is not None:
-            bind(lib, header)  # argtypes and restype of every function, from lut.h
             _state["avx512"] = bool(lib.axhw_lut_avx512())
         _state["lib"] = lib
         return lib
