@@ -16,6 +16,7 @@ help:
 	@echo "make test-all  run every test, slow ones included"
 	@echo "make lint      ruff"
 	@echo "make typecheck  mypy on axhw/ (settings: [tool.mypy] in pyproject.toml)"
+	@echo "make mutate    mutation testing of the golden numerics, kill rate in bench/results/mutation.json"
 	@echo "make bench     benchmarks, JSON written under bench/results/"
 	@echo "make rtl-verify  generate and simulate every multiplier, the PE and the array on trained networks"
 	@echo "make power-report  synthesis, activity-based power and minimum-power configurations per dataset"
@@ -59,11 +60,18 @@ test-all: $(STAMP)
 	$(BIN)/pytest -m "" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check axhw tests bench sim
+	$(BIN)/ruff check axhw tests bench sim scripts
 
 .PHONY: typecheck
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Mutation testing of the golden numerics ([tool.mutmut] in pyproject.toml); resumable (mutmut keeps mutants/).
+.PHONY: mutate
+mutate: $(STAMP)
+	$(BIN)/pip install -q "mutmut==3.8.1"
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python scripts/mutation_report.py --out bench/results/mutation.json
 
 bench: $(STAMP)
 	@mkdir -p bench/results
