@@ -43,7 +43,7 @@ def set_hardware(model: nn.Module, hw: HardwareConfig, **changes: Any) -> None:
 @torch.no_grad()
 def calibrate_model(model: nn.Module, x: torch.Tensor) -> None:
     """Choose the fixed-point format of every value the hardware holds from what the float model computes
-    on ``x``, and link producers to consumers (:func:`axhw.nn.fx.trace.calibrate`): each layer's input format,
+    on ``x``, and link producers to consumers (:func:`axhw.nn.fx.lower.calibrate`): each layer's input format,
     its output format (the format its consumers read), and the formats of residual additions,
     concatenations and average pooling. For a chain of layers this is each layer's input format, with each
     layer's output format the next layer's input format."""
@@ -60,7 +60,7 @@ def sample_chip(model: nn.Module, generator: torch.Generator | None) -> None:
 
 
 def to_quantized(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedNetwork:
-    """Export a calibrated model to integers (:func:`axhw.nn.fx.trace.lower`): any ``torch.fx``-traceable model of
+    """Export a calibrated model to integers (:func:`axhw.nn.fx.lower.lower`): any ``torch.fx``-traceable model of
     hardware layers, ReLU, max and average pooling, flattening, residual addition and concatenation (and a
     final sigmoid/softmax, which is monotone: argmax and the hardware are unaffected). Anything else is an
     error naming the operation."""

@@ -4,9 +4,9 @@ Why: ``axhw power report --dataset`` trains its own BP and AxTrain networks of T
 their own model (``axhw train --model pkg.module:factory``, or a Table 1 network with their own options)
 wants the same answer for *those* checkpoints: which multiplier mode and SRAM voltage draw the least power
 while the accuracy stays within the bound. This runs the study's per-network measurement unchanged
-(:func:`axhw.power.search.study._network`: hardware-model accuracy over the mode x voltage grid, NTV as the mean
+(:func:`axhw.power.search.study.measure_network`: hardware-model accuracy over the mode x voltage grid, NTV as the mean
 over chip instances; gate-level multiplier power on the network's own operand stream; SRAM power of its
-stored bits) on each checkpoint, and the study's selection (:func:`axhw.power.search.study._select`) at the
+stored bits) on each checkpoint, and the study's selection (:func:`axhw.power.search.study.choose_configurations`) at the
 constraint and at every bound of the Pareto curve. Results are cached by checkpoint digest
 (:class:`axhw.power.search.targets.ResultCache`), so a re-run measures nothing again.
 
