@@ -115,3 +115,18 @@ def test_fake_quantize_is_the_stored_value():
     x = torch.tensor([0.03, 1.5, 100.0], dtype=torch.float32)
     y = fmt.fake_quantize(x)
     assert y.dtype == torch.float32 and y.tolist() == [0.0, 1.5, 127 / 16]  # 0.48 LSB rounds to 0; saturates
+
+
+def test_fake_quantize_keeps_float_dtypes_and_floats_integer_inputs():
+    fmt = FixedPoint(8, 4)
+    x64 = torch.tensor([0.03, 1.5], dtype=torch.float64)
+    assert fmt.fake_quantize(x64).dtype == torch.float64
+    got = fmt.fake_quantize(torch.tensor([3, 200]))  # integer tensors: float32 values of the stored codes
+    assert got.dtype == torch.float32 and got.tolist() == [3.0, 127 / 16]
+
+
+def test_with_frac_keeps_width_and_signedness_and_the_name_says_both():
+    u = FixedPoint(6, 2, signed=False)
+    assert u.with_frac(-1) == FixedPoint(6, -1, signed=False)
+    assert FixedPoint(8, 3).with_frac(5) == FixedPoint(8, 5)
+    assert str(u) == "ufix<6,2>" and str(FixedPoint(8, 3)) == "fix<8,3>"

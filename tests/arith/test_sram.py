@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from axhw.arith import sram
 from axhw.arith.fixedpoint import FixedPoint
 from axhw.arith.sram import ANCHORS_MV, NTVStorage, bernoulli_positions, flip_probability
 
@@ -20,6 +21,14 @@ def test_anchors_nominal_and_interpolation():
     volts = [400 + 10 * i for i in range(70)]
     ps = [flip_probability(v) for v in volts]
     assert all(x > y for x, y in itertools.pairwise(ps))
+
+
+def test_interpolation_is_log_linear_for_any_anchor_table(monkeypatch):
+    """The shipped anchors are one decade apart, where a wrong slope (the log step divided instead of
+    multiplied) gives the same numbers; a two-decade segment tells them apart."""
+    monkeypatch.setattr(sram, "ANCHORS_MV", ((400.0, 1e-1), (660.0, 1e-3), (850.0, 1e-4)))
+    assert flip_probability(465) == pytest.approx(10**-1.5)  # a quarter of 400..660 mV: -1 - 0.25 * 2 decades
+    assert flip_probability(1040) == pytest.approx(1e-5)  # the last segment's slope extended, 190 mV later
 
 
 @pytest.mark.parametrize("v", [399.9, 1100.1, -5, float("nan"), float("inf")])
