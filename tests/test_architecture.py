@@ -258,6 +258,19 @@ def test_old_script_paths_still_run() -> None:
         assert expect in proc.stdout + proc.stderr
 
 
+
+def test_old_convert_module_path_leaves_axhw_convert_callable() -> None:
+    """``import axhw.convert`` (the old module) binds the alias onto the package, where ``axhw.convert`` is the
+    public function: the alias converts when called."""
+    import subprocess
+
+    code = ("import warnings; warnings.simplefilter('ignore'); import axhw, axhw.convert; from torch import nn; "
+            "from axhw.nn import HardwareConfig; m, r = axhw.convert(nn.Sequential(nn.Linear(2, 2)), HardwareConfig()); "
+            "print(type(m[0]).__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ApproxLinear", proc.stderr
+
+
 if __name__ == "__main__":
     import json
 
