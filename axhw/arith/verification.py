@@ -26,6 +26,7 @@ import inspect
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from axhw.common.paths import cache_dir, resource_dir
 
 __all__ = [
     "SM_WRAP_TEMPLATE",
+    "CorruptRegistryWarning",
     "add_record",
     "coverage",
     "imported_coverage",
@@ -98,22 +100,53 @@ def wrapper_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def records(path: Path | None = None) -> list[dict[str, Any]]:
-    """All records (an unreadable registry reads as empty: it is a cache of evidence, not the evidence)."""
-    path = path or registry_path()
+class CorruptRegistryWarning(UserWarning):
+    """The verification registry could not be read; its records count as absent."""
+
+
+def _read(path: Path) -> list[dict[str, Any]] | None:
+    """The records in ``path``: [] when there is none, None when the file is there but unreadable."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return []
-    return list(data.get("records", [])) if isinstance(data, dict) else []
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("records", []), list):
+        return None
+    return list(data.get("records", []))
+
+
+def records(path: Path | None = None) -> list[dict[str, Any]]:
+    """All records. An unreadable registry reads as empty, with a :class:`CorruptRegistryWarning` naming it:
+    it is a cache of evidence (rerunning the checks rebuilds it), not the evidence, but nobody should lose
+    it without being told."""
+    path = path or registry_path()
+    found = _read(path)
+    if found is None:
+        warnings.warn(f"RTL verification registry {path} is unreadable (not axhw's JSON): its records count as "
+                      "absent; the next check keeps it as registry.json.corrupt and starts a new one",
+                      CorruptRegistryWarning, stacklevel=2)
+        return []
+    return found
 
 
 def add_record(entry: dict[str, Any], key: tuple[str, ...], path: Path | None = None) -> dict[str, Any]:
-    """Add ``entry``, replacing any record that agrees with it on every field in ``key`` (under a lock)."""
+    """Add ``entry``, replacing any record that agrees with it on every field in ``key`` (under a lock).
+
+    An unreadable registry is moved aside to ``<name>.corrupt`` (never silently overwritten) before the
+    new one is written."""
     path = path or registry_path()
     entry = {**entry, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with locked(path.with_suffix(".lock")):
-        kept = [r for r in records(path) if any(r.get(k) != entry.get(k) for k in key)]
+        found = _read(path)
+        if found is None:
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            warnings.warn(f"RTL verification registry {path} was unreadable: kept as {aside}, a new one started",
+                          CorruptRegistryWarning, stacklevel=2)
+            found = []
+        kept = [r for r in found if any(r.get(k) != entry.get(k) for k in key)]
         atomic_write_json({"records": [*kept, entry]}, path, indent=1)
     return entry
 
@@ -151,14 +184,14 @@ def imported_coverage(name: str, path: Path | None = None) -> tuple[bool, str]:
 
     info = circuit_info(name)
     table = current_table_hash(name)
-    how = f"run `axhw rtl verify --design {name}` (or re-import it with `axhw multipliers import ... --force`)"
+    how = f"run `axhw rtl verify --multiplier {name}` (or re-import it with `axhw multipliers import ... --force`)"
     now = current_source_hash(name)
     if now != info.source_hash:
         return False, (f"{name}: its stored Verilog changed since import (sha256 {now[:16]} != {info.source_hash[:16]}); "
                        f"the table no longer describes it: re-import it")
     if table != info.table_hash:
         return False, (f"{name}: its stored table changed since import (sha256 {table[:16]} != {info.table_hash[:16]}); "
-                       f"run `axhw rtl verify --design {name}` to see where it disagrees with the circuit, then re-import it")
+                       f"run `axhw rtl verify --multiplier {name}` to see where it disagrees with the circuit, then re-import it")
     wh = wrapper_hash()
     recs = [r for r in records(path) if r.get("kind") == "imported" and r.get("name") == name and r.get("ok")
             and r.get("source_hash") == info.source_hash and r.get("table_hash") == info.table_hash
@@ -214,8 +247,7 @@ def coverage(multiplier: Any, bits: int = 8, signed: bool = True, path: Path | N
         return False, f"{label}: no RTL for this multiplier; it is a software-only model"
     kind, k = design
     config_id = f"{kind}{f'_k{k}' if k is not None else ''}_{'s' if model.signed else 'u'}{model.bits}"
-    kopt = f" --k {k}" if k is not None else ""
-    how = (f"run `axhw rtl verify --design {kind} --bits {model.bits}{kopt}"
+    how = (f"run `axhw rtl verify --multiplier {'exact' if k is None else f'drum{k}'} --bits {model.bits}"
            f"{'' if model.signed else ' --unsigned'} --sim icarus` (works from an installed wheel)")
     recs = [r for r in records(path) if r.get("config_id") == config_id and r.get("ok")]
     if not recs:

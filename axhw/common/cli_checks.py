@@ -12,7 +12,12 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["OutDirError", "check_out_dir"]
+__all__ = ["DATA_DIR_DEFAULT", "DATA_DIR_HELP", "OutDirError", "check_out_dir"]
+
+#: Where data sets are cached when ``--data-dir`` is not given (:func:`axhw.data.registry.default_data_dir`).
+DATA_DIR_DEFAULT = "$AXHW_DATA, else data/ in the axhw cache: $AXHW_CACHE/data or ~/.cache/axhw/data"
+#: The help of every ``--data-dir``: one wording, naming both variables.
+DATA_DIR_HELP = f"dataset cache (default: {DATA_DIR_DEFAULT})"
 
 
 class OutDirError(ValueError):

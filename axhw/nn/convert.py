@@ -15,7 +15,12 @@ computes exactly what the original did. Everything else is decided up front, bef
   ``nn.MultiheadAttention``, ``nn.Conv1d``/``nn.Conv3d``, ``nn.Embedding``, a ``Linear`` subclass with
   its own ``forward``, a custom module with a raw ``nn.Parameter``...) is an error naming its path,
   unless the caller lists the path in ``keep_float``: then it (and everything under it) stays float and
-  the report says so.
+  the report says so;
+* a weight-free operation the integer network has no operation for (GELU, tanh, LayerNorm, a sigmoid
+  inside the network...; :func:`axhw.nn.fx.trace.float_parts`) runs in float between hardware layers: the
+  report lists it under ``float_ops`` (no integer export) unless ``keep_float`` names it (its module path,
+  or for a function or method call its graph node's name, as ``float_ops`` shows it), which records that
+  it is float on purpose (the trainer refuses a model with float operations it was not told to keep).
 
 The API shape follows IBM aihwkit's ``convert_to_analog``; the code is this project's own.
 """
@@ -31,7 +36,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from axhw.nn.config import HardwareConfig
-from axhw.nn.fx.trace import UNTRACED_ATTR, rewrite
+from axhw.nn.fx.trace import UNTRACED_ATTR, rewrite, type_name
 from axhw.nn.layers import ApproxConv2d, ApproxLinear, HardwareAware, HardwareLayer
 
 __all__ = ["ConversionReport", "convert"]
@@ -52,7 +57,8 @@ class ConversionReport:
     Attributes:
         converted: ``(path, original type)`` of every replaced layer, in module order, e.g.
             ``("features.0", "nn.Conv2d")``; the root's path is ``""``.
-        kept_float: paths the caller listed in ``keep_float`` (left as they were).
+        kept_float: what the caller listed in ``keep_float`` (left as it was): module paths and names of
+            float operations.
         already_hardware: paths of layers that were hardware-aware before (given the ``hw`` configuration).
     """
 
@@ -63,7 +69,8 @@ class ConversionReport:
     folded: list[tuple[str, str]] = field(default_factory=list)
     #: ``(node or path, module kind)`` of the additions, concatenations and average poolings made hardware-aware.
     graph_ops: list[tuple[str, str]] = field(default_factory=list)
-    #: Operations left float between hardware layers (no integer equivalent; ``to_quantized`` refuses them).
+    #: Operations left float between hardware layers that ``keep_float`` does not name, as ``name (op)``
+    #: (no integer equivalent; ``to_quantized`` refuses them, and so does the trainer unless they are kept).
     float_ops: list[str] = field(default_factory=list)
     #: Whether the model was traced (``graph=False``: layers only).
     traced: bool = True
@@ -91,9 +98,6 @@ def _plain(m: nn.Module, cls: type[nn.Module]) -> bool:
     return isinstance(m, cls) and type(m).forward is cls.forward
 
 
-def _type_name(m: nn.Module) -> str:
-    t = type(m)
-    return f"nn.{t.__name__}" if t.__module__.startswith("torch.nn") else f"{t.__module__}.{t.__qualname__}"
 
 
 def _convertible(m: nn.Module) -> bool:
@@ -135,8 +139,9 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
         inplace: modify ``model`` itself (converted layers keep its very parameter objects, so an
             optimizer built on it stays valid); False (default) converts a deep copy and leaves ``model``
             unchanged.
-        keep_float: dotted module paths (as in ``model.named_modules()``) to leave float, with everything
-            under them; each must exist.
+        keep_float: what stays float on purpose: dotted module paths (as in ``model.named_modules()``), each
+            with everything under it, and names of float operations (``gelu``, ``tanh_1``: a function or
+            method call, named as :attr:`ConversionReport.float_ops` shows it); each must exist.
         graph: trace the model (:mod:`axhw.nn.fx.trace`): fold batch norms and make additions, concatenations
             and average pooling hardware-aware. ``False`` converts the layers only (for models
             ``torch.fx`` cannot trace: each layer then calibrates its own formats, batch norms stay float
@@ -149,7 +154,8 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
 
     Raises:
         ValueError: a module computes with parameters and has no hardware equivalent (naming every such
-            path and the ``keep_float`` that would keep them float), an unknown ``keep_float`` path, an
+            path and the ``keep_float`` that would keep them float), a ``keep_float`` name that is no module
+            or float operation of the model, an
             uninitialized lazy layer, a model ``torch.fx`` cannot trace, or a batch norm that cannot be
             folded. Nothing is modified when it raises.
     """
@@ -161,23 +167,30 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
         raise TypeError(f"keep_float must be a list of paths, got the string {keep_float!r}")
     keep = list(dict.fromkeys(keep_float))
     paths = {name for name, _ in model.named_modules(remove_duplicate=False)}
-    unknown = [p for p in keep if p not in paths]
+    traced = graph and not (isinstance(model, HardwareLayer) or _convertible(model))
+    # the rest must name float operations of the traced graph (function calls, tensor attributes): checked
+    # by rewrite once the graph is known; a dotted name that is no tensor of the model cannot be one
+    tensors = {name for name, _ in (*model.named_parameters(remove_duplicate=False),
+                                    *model.named_buffers(remove_duplicate=False))}
+    kept_ops = [p for p in keep if p not in paths]
+    unknown = [p for p in kept_ops if not traced or ("." in p and p not in tensors)]
     if unknown:
         raise ValueError(f"keep_float names no module of the model: {', '.join(map(repr, unknown))}")
+    leaves = [p for p in keep if p in paths]
 
     report = ConversionReport(kept_float=keep)
     todo: list[tuple[str, nn.Module]] = []  # (path, module) to replace, in module order
     refused: list[tuple[str, nn.Module]] = []
 
     def plan(path: str, m: nn.Module) -> None:
-        if path in keep:
+        if path in leaves:
             return
         if isinstance(m, HardwareLayer):
             report.already_hardware.append(path)
             return
         if _convertible(m):
             if any(isinstance(p, UninitializedParameter) for p in m.parameters(recurse=False)):
-                raise ValueError(f"{path or '<root>'}: {_type_name(m)} is uninitialized (lazy): "
+                raise ValueError(f"{path or '<root>'}: {type_name(m)} is uninitialized (lazy): "
                                  "run one forward pass before convert")
             todo.append((path, m))
             return
@@ -191,25 +204,25 @@ def convert(model: nn.Module, hw: HardwareConfig, inplace: bool = False,
     plan("", model)
     if refused:
         names = [p or "<root>" for p, _ in refused]
-        what = ", ".join(f"{n}: {_type_name(m)}" for n, (_, m) in zip(names, refused, strict=True))
+        what = ", ".join(f"{n}: {type_name(m)}" for n, (_, m) in zip(names, refused, strict=True))
         one = len(refused) == 1
         raise ValueError(f"{what} {'has' if one else 'have'} no hardware equivalent; pass "
                          f"keep_float={[p for p, _ in refused]!r} to keep {'it' if one else 'them'} float")
 
-    traced = graph and not (isinstance(model, HardwareLayer) or _convertible(model))
     if inplace and traced:
         # tracing and batch-norm folding may still refuse the model: try them on a copy first, so that
         # nothing has changed when they raise
         memo: dict[int, Any] = {}  # deepcopy's: copies of every kind
         trial = copy.deepcopy(model, memo)
-        rewrite(_replace_layers(trial, [(p, memo[id(m)]) for p, m in todo], hw, ConversionReport()), hw, keep)
+        rewrite(_replace_layers(trial, [(p, memo[id(m)]) for p, m in todo], hw, ConversionReport()), hw, leaves,
+                kept_ops)
     if not inplace:
         memo = {}
         model = copy.deepcopy(model, memo)
         todo = [(p, memo[id(m)]) for p, m in todo]
     model = _replace_layers(model, todo, hw, report)
     if traced:
-        model, done = rewrite(model, hw, keep)
+        model, done = rewrite(model, hw, leaves, kept_ops)
         for m in model.modules():  # graph ops and folded batch norms of an earlier conversion too
             if isinstance(m, HardwareAware) and not isinstance(m, HardwareLayer):
                 m.set_hardware(hw)
@@ -228,7 +241,7 @@ def _replace_layers(model: nn.Module, todo: list[tuple[str, nn.Module]], hw: Har
     for path, m in todo:
         if id(m) not in twins:
             twins[id(m)] = _hardware_twin(m, hw)
-        report.converted.append((path, _type_name(m)))
+        report.converted.append((path, type_name(m)))
         if path == "":
             model = twins[id(m)]
         else:

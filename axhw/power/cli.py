@@ -2,12 +2,12 @@
 
 ``axhw.apps.cli`` wires it in with ``add_parser(subparsers)``; handlers return the exit status.
 
-    axhw power report --dataset breast_cancer [--constraint 2.0] [--quick] [--modes exact K2 NAME ...] \
+    axhw power report --dataset breast_cancer [--constraint 2.0] [--quick] [--multiplier exact K2 NAME ...] \
         [--seeds 0 1 2] [--single-network] [--bounds 0.5 1 2 4 6] --out build/power/breast_cancer
     axhw power synth --bits 8 16 --out build/power/synth
-    axhw power synth --design NAME [NAME ...] [--compare MODE ...] --out build/power/synth
+    axhw power synth --multiplier NAME [NAME ...] [--compare NAME ...] [--zero-delay] [--stages] --out build/power/synth
     axhw power summary --reports build/power/report [--out FOLDER]
-    axhw power accel --network CHECKPOINT [...] [--modes exact K2 ...] [--samples 2] --out build/power/accel
+    axhw power accel --network CHECKPOINT [...] [--multiplier exact K2 ...] [--samples 2] --out build/power/accel
 
 Every ``--out`` (and ``--work-dir``) is a folder, checked before any work (:func:`axhw.common.cli_checks.check_out_dir`);
 the default work folder is ``power/study`` in the user cache (:func:`axhw.common.paths.cache_dir`).
@@ -49,9 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rep.add_argument("--pairs", type=int, default=None, help="operand pairs simulated per mode (default 4096)")
     rep.add_argument("--reference", choices=("own", "bp"), default="own",
                      help="accuracy reference network (default own)")
-    rep.add_argument("--modes", nargs="+", action="extend", default=None, metavar="MODE",
-                     help="candidate multipliers of the search: exact, K1..K4, drum<k> and imported circuit names "
-                          "(axhw multipliers import); must include exact (default exact K4 K3 K2 K1, quick exact K4 K2)")
+    rep.add_argument("--multiplier", dest="modes", nargs="+", action="extend", default=None, metavar="NAME",
+                     help="candidate multipliers of the search, the names train takes: exact, K1..K4, drum<k> and "
+                          "imported circuits (axhw multipliers import); must include exact (default exact K4 K3 K2 "
+                          "K1, quick exact K4 K2)")
+    rep.add_argument("--modes", dest="modes", nargs="+", action="extend", help=argparse.SUPPRESS)  # old name
     rep.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                      help="training/evaluation seeds, results averaged over them (default 0 1 2, quick 0)")
     rep.add_argument("--single-network", action="store_true",
@@ -61,9 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                      help="allowed accuracy losses (pp) of the Pareto curves (default 0.5 1 2 4 6; --constraint is added)")
     rep.add_argument("--no-joint-search", action="store_true",
                      help="per-target AxTrain: search compute and storage only, not the joint (mode, voltage) grid")
-    rep.add_argument("--approxann-modes", nargs="*", default=None, metavar="MODE",
-                     help="ApproxAnn's approximate modes for its power comparison (default K2 K1, quick K2; "
-                          "none given: no ApproxAnn)")
+    rep.add_argument("--approxann-multiplier", dest="approxann_modes", nargs="*", default=None, metavar="NAME",
+                     help="ApproxAnn's approximate multipliers for its power comparison: K1..K4, drum<k> or imported "
+                          "names (default K2 K1, quick K2; none given: no ApproxAnn)")
+    rep.add_argument("--approxann-modes", dest="approxann_modes", nargs="*", help=argparse.SUPPRESS)  # old name
     rep.add_argument("--pas-epochs", type=int, default=None, help="AxTrain's pas epochs (default 5, quick 1)")
     rep.add_argument("--limit", type=int, default=None, help="training samples (a seeded stratified subset; default all)")
     rep.add_argument("--batch-size", type=int, default=None, help="training mini-batch (default 32)")
@@ -86,17 +89,27 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                       help="folder of reports, one subfolder per data set (default build/power/report)")
     summ.add_argument("--out", type=Path, default=None, help="output folder for summary.md (default: REPORTS)")
     summ.set_defaults(func=main_summary)
-    syn = sub.add_parser("synth", help="synthesize exact, DRUM-k and imported multipliers; area, leakage, power")
+    syn = sub.add_parser("synth", help="synthesize multipliers (exact, DRUM-k, imported): area, leakage, "
+                                       "energy per multiply")
     syn.add_argument("--bits", type=int, nargs="+", action="extend", default=None,
-                     help="operand widths (default 8 16)")
-    syn.add_argument("--design", nargs="+", action="extend", default=None, metavar="NAME",
-                     help="imported circuit(s) (axhw multipliers import) to synthesize as the PE instantiates them "
-                          "(an unsigned one inside its sign-magnitude wrapper); writes synth_<NAME>.json/.md. "
-                          "Alone, no --bits tables are made")
-    syn.add_argument("--compare", nargs="*", default=None, metavar="MODE",
-                     help="with --design: built-in rows of the same width beside it (default exact and "
-                          "drum<k> k = bits..1; none when given empty)")
+                     help="operand widths of the tables of exact and DRUM k = bits..1 (default 8 16); with "
+                          "--multiplier, the widths of its built-in names (default 8)")
+    syn.add_argument("--multiplier", nargs="+", action="extend", default=None, metavar="NAME",
+                     help="synthesize exactly these, any name train --multiplier takes: exact, K1..K4, drum<k>, "
+                          "imported circuits (axhw multipliers import; as the PE instantiates them); writes "
+                          "synth_<NAME>.json/.md, its row after the --compare rows of its width (and not the "
+                          "default tables)")
+    syn.add_argument("--design", dest="multiplier", nargs="+", action="extend", help=argparse.SUPPRESS)  # old name
+    syn.add_argument("--compare", nargs="*", default=None, metavar="NAME",
+                     help="with --multiplier: rows of the same width beside it (default exact and drum<k> k = "
+                          "bits..1, cached after the first run; none when given empty)")
     syn.add_argument("--pairs", type=int, default=2000, help="uniform operand pairs simulated per config (default 2000)")
+    syn.add_argument("--zero-delay", action="store_true",
+                     help="simulate without cell delays (no glitches): functional toggles only; the tables get a "
+                          "_zero_delay suffix")
+    syn.add_argument("--stages", action="store_true",
+                     help="also the toggles per multiply at each datapath stage (sign-magnitude, leading-one "
+                          "detector, segment mux, k x k multiplier, shifter, product), with and without cell delays")
     syn.add_argument("--out", type=Path, required=True, help="output folder: synth_<bits>bit.json/.md, pe_8bit.md, "
                                                              "synth_<NAME>.json/.md (required)")
     syn.add_argument("--quiet", action="store_true", help="no progress output")
@@ -116,8 +129,10 @@ def _add_accel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     acc.add_argument("--search", action="store_true",
                      help="with --report: also the minimum accelerator-energy configuration of BP and the single "
                           "AxTrain network under the report's accuracy floor")
-    acc.add_argument("--modes", nargs="+", default=["exact", "K4", "K3", "K2", "K1"], metavar="MODE",
-                     help="multipliers of the array: exact, K1..K4, drum<k> (default exact K4 K3 K2 K1)")
+    acc.add_argument("--multiplier", dest="modes", nargs="+", default=["exact", "K4", "K3", "K2", "K1"],
+                     metavar="NAME", help="multipliers of the array, the names train takes: exact, K1..K4, drum<k> "
+                                          "(default exact K4 K3 K2 K1)")
+    acc.add_argument("--modes", dest="modes", nargs="+", help=argparse.SUPPRESS)  # old name
     acc.add_argument("--voltages", type=float, nargs="+", default=[1100.0, 850.0, 660.0, 400.0], metavar="MV",
                      help="SRAM supplies of the parameter buffers (default 1100 850 660 400)")
     acc.add_argument("--samples", type=int, default=2, help="test samples simulated at gate level (default 2)")
@@ -296,77 +311,48 @@ def main_summary(args: argparse.Namespace) -> int:
 
 
 def main_synth(args: argparse.Namespace) -> int:
-    """``axhw power synth``: tables of area, leakage and power for exact and DRUM k = bits..1."""
-    from axhw.power.search.report import synthesis_table, write_synthesis_report
+    """``axhw power synth``: tables of area, leakage and energy per multiply (exact and DRUM k = bits..1, the
+    PE), or of the ``--multiplier`` names alone; exit 1 when a netlist disagrees with its model."""
+    from axhw.power.multiplier import synth_table as st
 
     try:
         out = check_out_dir(args.out)
-        if args.compare is not None and not args.design:
-            raise ValueError("--compare needs --design NAME (it picks the rows shown beside an imported circuit)")
+        if args.compare is not None and not args.multiplier:
+            raise ValueError("--compare needs --multiplier NAME (it picks the rows shown beside the named multipliers)")
+        if args.pairs < 1:
+            raise ValueError(f"--pairs must be >= 1, got {args.pairs}")
+        for bits in args.bits or ():
+            st.mode_config("exact", bits)  # e.g. "bits=0 out of range: valid range is 2..32"
+        named = st.resolve_names(args.multiplier, args.bits) if args.multiplier else []
+        for _, widths in named:  # comparison names resolve before any work too
+            for mode in args.compare or ():
+                for bits in widths:
+                    st.mode_config(st.canonical_name(mode), bits)
         find_toolchain()
-        if args.design:
-            designs = _design_tables(args, out)
-            if designs:
-                return designs
-            if not args.bits:
-                return 0
+        run = st.SynthRun(n_pairs=args.pairs, timing=not args.zero_delay, stages=args.stages,
+                          progress=not args.quiet)
+        status = 0
+        for name, widths in named:
+            rows = st.named_rows(name, widths, args.compare, run)
+            status = max(status, _show_table(st.write_rows(rows, out, f"synth_{name}{run.suffix}", run),
+                                             st.mismatch_errors(rows)))
+        if named:
+            return status
         for bits in args.bits or [8, 16]:
-            rows = synthesis_table(bits, n_pairs=args.pairs, progress=not args.quiet)
-            for path in write_synthesis_report(rows, out, f"synth_{bits}bit"):
-                print(path)
-            print((out / f"synth_{bits}bit.md").read_text())
-        print(pe_table(out))
-    except (ToolMissing, ValueError) as exc:
+            rows = st.measure_rows(bits, st.default_compare(bits), run, f"{bits}-bit table")
+            status = max(status, _show_table(st.write_rows(rows, out, f"synth_{bits}bit{run.suffix}", run),
+                                             st.mismatch_errors(rows)))
+        print(st.pe_table(out, progress=not args.quiet))
+    except (ToolMissing, ValueError, FileNotFoundError) as exc:
         return _fail(args, exc)
-    return 0
-
-
-def _design_tables(args: argparse.Namespace, out: Path) -> int:
-    """``synth --design``: one table per imported circuit (its row after the built-in rows of its width).
-
-    Returns 1 when a netlist disagrees with its circuit's table on any operand pair (else 0)."""
-    from axhw.arith import library
-    from axhw.power.multiplier.compute import mode_config
-    from axhw.power.search.report import synthesis_table, write_synthesis_report
-
-    infos = [library.circuit_info(name) for name in args.design]  # ValueError naming the library
-    for info in infos:  # every name resolves before any work
-        for mode in [*(args.compare or ()), info.name]:
-            mode_config(mode, info.bits)
-    status = 0
-    for info in infos:
-        if args.compare is None:  # today's rows of that width, then the circuit
-            rows = synthesis_table(info.bits, n_pairs=args.pairs, progress=not args.quiet, designs=(info.name,))
-        else:
-            modes = tuple(dict.fromkeys([*args.compare, info.name]))
-            rows = synthesis_table(info.bits, (), n_pairs=args.pairs, progress=not args.quiet, designs=modes,
-                                   exact=False)
-        for path in write_synthesis_report(rows, out, f"synth_{info.name}"):
-            print(path)
-        print((out / f"synth_{info.name}.md").read_text())
-        bad = [r for r in rows if r["mismatches"]]
-        for r in bad:
-            print(f"axhw power synth: error: {r['config_id']}: the netlist disagrees with the table on "
-                  f"{r['mismatches']} of {r['vectors']} operand pairs: {'; '.join(r.get('mismatch_lines', [])[:3])}",
-                  file=sys.stderr)
-            status = 1
     return status
 
 
-def pe_table(out: Path, max_fan_in: int = 64) -> str:
-    """Cells, area and leakage of the FlexFlow PE per multiplier mode (8-bit), written as ``pe_8bit.md``."""
-    from axhw.common.io import atomic_write_text
-    from axhw.common.tables import markdown_table
-    from axhw.power.flow.synth import synthesize_pe
-    from axhw.rtl.generate import MultiplierConfig
-    from axhw.rtl.pe import ArrayConfig
-
-    modes = [("exact", MultiplierConfig("exact", 8)), *[(f"K{k}", MultiplierConfig("drum", 8, k=k)) for k in (4, 3, 2, 1)]]
-    rows = []
-    for name, cfg in modes:
-        r = synthesize_pe(ArrayConfig(cfg, max_fan_in=max_fan_in))
-        rows.append([name, r.config_id, r.n_cells, f"{r.area_um2:.0f}", f"{r.leakage_nw:.1f}"])
-    text = (f"PE (multiplier, accumulator, controller, {max_fan_in}-word local memories as flip-flops), osu018:\n\n"
-            + markdown_table(["mode", "design", "cells", "area um2", "leakage nW"], rows) + "\n")
-    atomic_write_text(text, out / "pe_8bit.md")
-    return text
+def _show_table(paths: list[Path], errors: list[str]) -> int:
+    """Print a written ``power synth`` table (its paths, then the Markdown) and its error lines: 1 if any."""
+    for path in paths:
+        print(path)
+    print(paths[-1].read_text())
+    for line in errors:
+        print(f"axhw power synth: error: {line}", file=sys.stderr)
+    return 1 if errors else 0

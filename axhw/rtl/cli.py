@@ -3,11 +3,11 @@
 ``axhw.apps.cli`` wires it in with ``add_parser(subparsers)``; every subcommand sets ``func`` to a handler
 ``(args) -> int`` (the process exit status), so the top-level CLI runs ``sys.exit(args.func(args))``.
 
-    axhw rtl generate --design drum --bits 8 --k 3 --out build/rtl/drum_k3_s8
+    axhw rtl generate --multiplier drum3 --bits 8 --out build/rtl/drum_k3_s8
     axhw rtl simulators
-    axhw rtl verify --design drum --bits 8 --k 3 --sim icarus
-    axhw rtl generate --design array --bits 8 --k 2 --network build/nets/bc/checkpoint.pt --out build/rtl/bc
-    axhw rtl verify --design array --k 2 --network build/nets/lenet/checkpoint.pt --samples 100 --sim verilator
+    axhw rtl verify --multiplier K3 --bits 8 --sim icarus        # the names train takes: exact, K1..K4, drum<k>, ...
+    axhw rtl generate --design array --bits 8 --multiplier K2 --network build/nets/bc/checkpoint.pt --out build/rtl/bc
+    axhw rtl verify --design array --multiplier K2 --network build/nets/lenet/checkpoint.pt --samples 100 --sim verilator
     axhw rtl verify-all                      # = make rtl-verify
 """
 
@@ -43,17 +43,32 @@ __all__ = [
 _GEOMETRY: Final = ("pes", "max_fan_in", "nbuf_depth", "wbuf_depth", "bbuf_depth", "obuf_depth", "imem_depth")
 
 
+#: What ``--multiplier`` takes here, in the words of ``axhw train --multiplier``.
+MULTIPLIER_HELP = "multiplier: exact, K1..K4, drum<k> (k in 1..bits)"
+
+
+def _add_multiplier_argument(p: argparse.ArgumentParser, imported: bool) -> None:
+    """``--multiplier NAME``, the name ``train``/``evaluate`` take; the design follows from it. The old
+    ``--k`` stays as a hidden alias (``--design drum --k 2`` = ``--multiplier drum2``)."""
+    extra = ", or a circuit imported with `axhw multipliers import`" if imported else ""
+    p.add_argument("--multiplier", default=None, metavar="NAME",
+                   help=f"{MULTIPLIER_HELP}{extra}; with --design pe/array: the PEs' multiplier (default exact)")
+    p.add_argument("--k", type=int, default=None, help=argparse.SUPPRESS)
+
+
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--design", required=True, choices=sorted(DESIGNS), help="multiplier design")
+    _add_multiplier_argument(p, imported=False)
+    p.add_argument("--design", choices=sorted(DESIGNS), default=None,
+                   help="pe or array: the processing element or the PE array around the multiplier (default: the "
+                        "multiplier alone, as --multiplier names it)")
     p.add_argument("--bits", type=int, default=8, help=f"operand width, {MIN_BITS}..{MAX_BITS} (default 8)")
-    p.add_argument("--k", type=int, default=None, help="DRUM segment width, 1..bits (drum only)")
     p.add_argument("--unsigned", action="store_true", help="unsigned operands (default: two's complement)")
 
 
 def _add_array_arguments(p: argparse.ArgumentParser) -> None:
     from axhw.rtl.pe import DEFAULT_GEOMETRY
 
-    g = p.add_argument_group("pe / array (k set: DRUM-k PEs, k unset: exact PEs)")
+    g = p.add_argument_group("pe / array (--multiplier K2 or drum2: DRUM-2 PEs; default exact PEs)")
     for name in _GEOMETRY:
         g.add_argument(f"--{name.replace('_', '-')}", type=int, default=DEFAULT_GEOMETRY[name],
                        help=f"default {DEFAULT_GEOMETRY[name]}")
@@ -89,20 +104,24 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sims.set_defaults(func=main_simulators)
 
     ver = sub.add_parser("verify", help="simulate one configuration against the Python model (cocotb)")
-    ver.add_argument("--design", required=True, metavar="DESIGN",
-                     help="exact, drum, array (with --network), or a circuit imported with `axhw multipliers "
-                          "import` (axhw multipliers --names lists them)")
+    _add_multiplier_argument(ver, imported=True)
+    ver.add_argument("--design", default=None, metavar="DESIGN",
+                     help="array: a trained --network on the PE array (default: the multiplier alone, as "
+                          "--multiplier names it)")
     ver.add_argument("--bits", type=int, default=None,
                      help=f"operand width, {MIN_BITS}..{MAX_BITS} (default 8; imported circuits: their own)")
-    ver.add_argument("--k", type=int, default=None, help="DRUM segment width, 1..bits (drum only)")
     ver.add_argument("--unsigned", action="store_true", help="unsigned operands (default: two's complement)")
     ver.add_argument(
         "--sim", choices=SIMULATORS, action="append", help="simulator (repeatable; default: all)"
     )
-    ver.add_argument("--build-root", type=Path, default=None, help="build cache (default: build/sim)")
+    ver.add_argument("--build-root", type=Path, default=None,
+                     help="simulator build cache (default: sim/ in the axhw cache: $AXHW_SIM_BUILD, else "
+                          "$AXHW_CACHE/sim, ~/.cache/axhw/sim)")
+    ver.add_argument("--quiet", action="store_true", help="no progress output (results still print)")
     from axhw.rtl.pe import DEFAULT_GEOMETRY
 
-    net = ver.add_argument_group("--design array: a trained network on the PE array (k set: DRUM-k PEs, else exact)")
+    net = ver.add_argument_group("--design array: a trained network on the PE array (--multiplier K2 or drum2: "
+                                 "DRUM-2 PEs; default exact PEs)")
     net.add_argument("--network", type=Path, default=None,
                      help="training checkpoint (`axhw train` writes one) or QuantizedNetwork file")
     net.add_argument("--samples", type=int, default=10, help="test samples to simulate (default 10)")
@@ -122,8 +141,54 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return rtl
 
 
+def resolve_multiplier(args: argparse.Namespace, imported: bool = False) -> None:
+    """Turn ``--multiplier NAME`` into ``args.design`` and ``args.k`` (in place), the form the generators take.
+
+    ``NAME`` is any name ``axhw train --multiplier`` takes: ``exact``, ``K1..K4``, ``drum<k>`` and, where
+    ``imported``, a circuit of the multiplier library. With ``--design pe|array`` it picks the PEs'
+    multiplier (exact or DRUM-k: what the PE instantiates). The old spelling ``--design exact|drum [--k K]``
+    (and ``--design NAME`` for an imported circuit) still works; mixing both, or ``drum`` without ``--k``,
+    is a one-line ``ValueError``.
+    """
+    from axhw.arith import library
+    from axhw.arith.multipliers import K_PRESETS
+
+    name, design = args.multiplier, args.design
+    if name is None:
+        if design is None:
+            raise ValueError("say which multiplier: --multiplier exact, K1..K4, drum<k>"
+                             + (" or an imported circuit's name" if imported else ""))
+        if design == "drum" and args.k is None:
+            raise ValueError("--design drum needs --k K (1..bits); or say --multiplier drum<K> or K1..K4")
+        return
+    if args.k is not None:
+        raise ValueError(f"--k {args.k} and --multiplier {name} both name the multiplier: keep --multiplier")
+    if design not in (None, "pe", "array"):
+        raise ValueError(f"--design {design} and --multiplier {name} both name the multiplier: keep --multiplier "
+                         "(--design is for pe and array)")
+    key = name.strip()
+    if key.lower() == "exact":
+        k = None
+    elif key.upper() in K_PRESETS:
+        k = K_PRESETS[key.upper()]
+    elif key.lower().startswith("drum") and key[4:].isdigit():
+        k = int(key[4:])
+    elif imported and design is None and key in library.names():
+        args.design = key
+        return
+    else:
+        where = "the PE array's multipliers are exact or DRUM-k" if design in ("pe", "array") else ""
+        names = "exact, K1..K4, drum<k>" + (", " + ", ".join(library.names()) if imported and library.names() else "")
+        raise ValueError(f"unknown multiplier {name!r}" + (f" here ({where})" if where else "") +
+                         f": valid names are {names}")
+    args.k = k
+    if design is None:
+        args.design = "exact" if k is None else "drum"
+
+
 def config_from_args(args: argparse.Namespace) -> MultiplierConfig:
-    """The :class:`MultiplierConfig` the ``--design/--bits/--k/--unsigned`` options describe."""
+    """The :class:`MultiplierConfig` the ``--multiplier/--design/--bits/--unsigned`` options describe."""
+    resolve_multiplier(args)
     return MultiplierConfig(design=args.design, bits=args.bits, k=args.k, signed=not args.unsigned)
 
 
@@ -173,7 +238,8 @@ def main_simulators(args: argparse.Namespace) -> int:
 
 
 def verifiable_designs() -> list[str]:
-    """What ``rtl verify --design`` takes: the generated multipliers and every imported circuit."""
+    """What ``rtl verify`` takes besides ``--multiplier``'s names (the old ``--design`` spelling): the generated
+    multipliers and every imported circuit."""
     from axhw.arith import library
     return ["exact", "drum", *library.names()]
 
@@ -202,6 +268,10 @@ def main_verify(args: argparse.Namespace) -> int:
     from axhw.arith import library
     from axhw.rtl.verify import check
 
+    try:
+        resolve_multiplier(args, imported=True)
+    except ValueError as exc:
+        return _fail(args, exc)
     if args.design == "array" or getattr(args, "network", None) is not None:
         return main_verify_network(args)
     imported = args.design not in ("exact", "drum") and args.design in library.names()

@@ -8,14 +8,22 @@ Import (``axhw multipliers import FILE.v ... --top MODULE --bits N``), step by s
 2. find the top module and map its ports by name (``--ports a=A,b=B,p=O``; by default ``a``/``A``,
    ``b``/``B`` and ``p``/``P``/``o``/``O``/``y``/``Y``): ``a`` (the activation) and ``b`` (the weight) must be
    ``N``-bit inputs, ``p`` a ``2N``-bit output, exactly;
-3. render ``sim/import_tb.v.j2``, an exhaustive testbench that walks all ``2**(2N)`` operand pairs and
+3. check the design for combinational loops with Yosys (:func:`combinational_loop`; a loop is refused before
+   anything is simulated, since its simulation may never finish);
+4. render ``sim/import_tb.v.j2``, an exhaustive testbench that walks all ``2**(2N)`` operand pairs and
    writes the product words in hex (plus, for an unsigned circuit, those of the generated sign-magnitude
    wrapper ``rtl/sm_wrap.v.j2`` around it), compile it with Icarus (``iverilog``/``vvp``) or Verilator
-   (``verilator --binary``) and run it;
-4. parse the output into the ``(2**N, 2**N)`` table (:mod:`axhw.arith.library` layout), check the wrapper's
-   words against :func:`axhw.arith.library.sign_magnitude_table` of that table, measure the error statistics and
+   (``verilator --binary``) and run it under a watchdog that stops a simulation which writes no product for
+   :data:`STALL_SECONDS`;
+5. parse the output into the ``(2**N, 2**N)`` table (:mod:`axhw.arith.library` layout), refuse a reading
+   (signed or unsigned) that is worse than a constant-zero multiplier (:func:`check_signedness`: usually a
+   forgotten ``--unsigned``), check the wrapper's words against
+   :func:`axhw.arith.library.sign_magnitude_table` of that table, measure the error statistics and
    store everything in the library (atomically); record the exhaustive simulation in the verification
    registry (:mod:`axhw.arith.verification`), keyed by the sources' hash.
+
+Temporary folders (``$TMPDIR/axhw-import-*``) and simulator processes are removed on errors, Ctrl-C and
+SIGTERM alike (:class:`ImportTerminated`).
 
 Re-verification (``axhw rtl verify --design NAME``): :func:`verify_imported` simulates the stored sources
 through the cocotb golden-vector wrapper (``sim/mul_tb.v``, :func:`axhw.rtl.verify.check` with the stored
@@ -29,10 +37,12 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +56,15 @@ from axhw.common.paths import Resource, resource_dir
 from axhw.rtl.simulators import SIMULATORS, simulator_info
 
 __all__ = [
+    "ABSURD_MRE",
     "MAX_IMPORT_BITS",
+    "STALL_SECONDS",
     "CircuitImportError",
     "ImportResult",
+    "ImportTerminated",
     "ImportedConfig",
+    "check_signedness",
+    "combinational_loop",
     "import_circuit",
     "module_ports",
     "parse_port_map",
@@ -65,6 +80,121 @@ _DEFAULT_PORTS = {"a": ("a", "A"), "b": ("b", "B"), "p": ("p", "P", "o", "O", "y
 
 class CircuitImportError(ValueError):
     """A circuit cannot be imported (one line saying why); nothing was written to the library."""
+
+
+#: A reading of the simulated table (signed or unsigned) whose mean relative error exceeds this is refused
+#: (unless ``accept_error``). Why 1.0 (100 %): a "multiplier" that always outputs 0 scores exactly that
+#: (|0 - ab| / |ab| = 1 on every pair with a nonzero product), so a reading above it is on average farther from
+#: the product than no multiplier at all; no circuit worth importing does that, while a wrong signedness
+#: always does. Measured over all pairs: the intended reading of aggressive approximate circuits stays below
+#: (DRUM k=1 51 %; a broken array keeping only partial products of weight >= 12: 53 %; a signed product with
+#: 10 of its 16 bits cleared: 93 %), the wrong reading of every circuit tried is far above (exact 2-bit:
+#: 247 %/267 %, exact 8-bit: 712 % read unsigned, 1057 % read signed; DRUM, K1..K4, truncated and broken-array
+#: 8-bit circuits: >= 712 %). Both readings come from the one simulation: they interpret the same output words.
+ABSURD_MRE = 1.0
+
+#: The simulation watchdog: a simulation whose products file has not grown for this long is stopped as hung
+#: (a combinational loop Yosys could not see, a behavioural loop that never ends). Why 10 s: the testbench's
+#: output reaches the file in stdio blocks of 4 KiB, 400 to 800 products, and the slowest circuit measured
+#: (``tests/circuits/trunc8u.v``, behavioural loops) writes one block every 0.1 s; a circuit 100 times slower
+#: still makes progress in time, while a hang is reported after seconds instead of the 600 s cap.
+STALL_SECONDS = 10.0
+
+#: Cap on any one step (compile, run), progress or not: a simulation this slow is not a usable import.
+STEP_TIMEOUT_S = 600.0
+
+#: Yosys reads and checks the tests' circuits in 0.1 to 2 s; a design it cannot read in this time (or at all:
+#: its Verilog frontend is narrower than Icarus') is not checked for loops, and the watchdog remains the guard.
+LOOP_CHECK_TIMEOUT_S = 60.0
+
+
+class ImportTerminated(KeyboardInterrupt):
+    """SIGTERM arrived during :func:`import_circuit`: raised so that every temporary folder is removed and every
+    simulator process killed on the way out, as for Ctrl-C (a ``KeyboardInterrupt``, so that ``except
+    Exception`` does not swallow it); nothing was written to the library."""
+
+
+class _SignalGuard:
+    """Turns SIGTERM into :class:`ImportTerminated` (and SIGINT into ``KeyboardInterrupt``, as usual) while an
+    import runs, except inside :meth:`deferred` blocks (creating or removing a temporary folder, starting a
+    process, writing the library), where the signal is held and raised when the outermost such block ends:
+    an exception there would leak what the block guards.
+
+    Why: the default SIGTERM action kills the interpreter at once, so no ``finally`` runs: temporary folders
+    stayed in ``$TMPDIR`` and a hung simulator kept running. Ctrl-C already unwound, but could still land
+    between a fork and the line that records the child. Each handler is installed only from the main thread
+    and only over Python's default (a program with its own handler keeps it), and restored afterwards.
+    """
+
+    _DEFAULTS: tuple[tuple[int, Any], ...] = ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler))
+
+    def __init__(self) -> None:
+        self.depth = 0  # nesting of deferred() blocks
+        self.pending: int | None = None  # a signal that arrived inside a deferred() block
+        self.raised = False  # an exception was raised once; later signals are ignored while unwinding
+
+    def _fire(self, signum: int) -> None:
+        self.pending, self.raised = None, True
+        if signum == signal.SIGTERM:
+            raise ImportTerminated("terminated by SIGTERM")
+        raise KeyboardInterrupt
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            return
+        if self.depth:
+            self.pending = self.pending or signum
+            return
+        self._fire(signum)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Install the handlers for the block. A signal still held when the block ends (it came while the
+        library was written) is delivered again under the restored handler: the process ends (or raises) as it
+        would have, once the entry is complete."""
+        installed = {}
+        if threading.current_thread() is threading.main_thread():
+            installed = {sig: default for sig, default in self._DEFAULTS if signal.getsignal(sig) is default}
+        self.depth, self.pending, self.raised = 0, None, False
+        for sig in installed:
+            signal.signal(sig, self._handler)
+        try:
+            yield
+        finally:
+            for sig, default in installed.items():
+                signal.signal(sig, default)
+            if self.pending is not None and not self.raised:
+                os.kill(os.getpid(), self.pending)
+
+    @contextlib.contextmanager
+    def deferred(self, then_raise: bool = True) -> Iterator[None]:
+        """Hold signals during the block; after it, raise for one that arrived (or, with ``then_raise`` false,
+        keep holding it until :meth:`active` ends: the work is done, nothing to undo)."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if then_raise and not self.depth and self.pending is not None and not self.raised:
+            self._fire(self.pending)
+
+
+_SIGNALS = _SignalGuard()
+
+
+@contextlib.contextmanager
+def _tempdir(prefix: str) -> Iterator[Path]:
+    """``tempfile.TemporaryDirectory`` that neither leaks nor half-removes its folder when SIGTERM arrives while
+    it is being created or removed (see :class:`_SignalGuard`)."""
+    path: str | None = None
+    try:
+        with _SIGNALS.deferred():
+            path = tempfile.mkdtemp(prefix=prefix)
+        yield Path(path)
+    finally:
+        if path is not None:
+            with _SIGNALS.deferred():
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -153,9 +283,9 @@ def _parse_text(name: str, text: str, tmp: Path) -> Any:
             raise CircuitImportError(f"{name} does not parse as Verilog: {first.__cause__ or first}") from None
         src, pre = tmp / f"pre_{name}", tmp / f"pre_{name}.E"
         src.write_text(text)
-        out = subprocess.run([exe, "-E", "-o", str(pre), str(src)], capture_output=True, text=True, check=False)
-        if out.returncode != 0 or not pre.is_file():
-            raise CircuitImportError(f"{name} does not compile: {_first_error(out.stdout + out.stderr)}") from None
+        rc, log = _exec([exe, "-E", "-o", str(pre), str(src)], tmp, f"iverilog -E of {name}", timeout=60)
+        if rc != 0 or not pre.is_file():
+            raise CircuitImportError(f"{name} does not compile: {_first_error(log)}") from None
         try:
             return parse_verilog(pre.read_text(), name)
         except GeneratedRTLError as exc:
@@ -172,9 +302,9 @@ def module_ports(sources: Sequence[tuple[str, bytes]]) -> dict[str, list[Port]]:
     from pyverilog.vparser import ast as va
 
     modules: dict[str, list[Port]] = {}
-    with tempfile.TemporaryDirectory(prefix="axhw-import-parse-") as tmp:
+    with _tempdir("axhw-import-parse-") as tmp:
         for fname, data in sources:
-            ast = _parse_text(fname, data.decode("utf-8", errors="replace"), Path(tmp))
+            ast = _parse_text(fname, data.decode("utf-8", errors="replace"), tmp)
             for mod in ast.description.definitions:
                 if not isinstance(mod, va.ModuleDef):
                     continue
@@ -277,20 +407,133 @@ def wrapper_files(name: str, top: str, bits: int, signed: bool, ports: dict[str,
     return files
 
 
-def _run(cmd: list[str], cwd: Path, what: str, timeout: float = 600) -> str:
-    try:
-        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise CircuitImportError(f"{what} timed out after {timeout:.0f} s") from None
-    log = out.stdout + out.stderr
-    if out.returncode != 0:
+def _exec(cmd: list[str], cwd: Path, what: str, timeout: float | None = None,
+          progress: Path | None = None) -> tuple[int, str]:
+    """Run ``cmd`` in ``cwd``; return its exit status and output (stdout and stderr together).
+
+    The process gets a process group of its own, ended whole when the step ends early (timeout, stall, an
+    exception, Ctrl-C, SIGTERM): Verilator's ``make``/``g++`` and a hung ``vvp`` must not outlive the import.
+    Its ``TMPDIR`` is ``cwd`` (the import's temporary folder), so that what a killed compiler leaves
+    (``gcc``'s ``cc*.s``) goes with that folder; so is its ``HOME`` (Yosys writes its history there).
+    With ``progress`` (the products file), the watchdog stops the step when that file has not grown for
+    :data:`STALL_SECONDS`.
+
+    Raises:
+        CircuitImportError: ``timeout`` (default :data:`STEP_TIMEOUT_S`) passed or the step stalled.
+    """
+    timeout = STEP_TIMEOUT_S if timeout is None else timeout
+    log_path = cwd / f".axhw-step-{time.monotonic_ns()}.log"
+    proc: subprocess.Popen[bytes] | None = None
+    with open(log_path, "w+b") as log:
+        try:
+            with _SIGNALS.deferred():  # a Popen interrupted after its fork would leave the child unknown to us
+                proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True,
+                                        # HOME too: Yosys writes ~/.yosys_history on every run, scripts included
+                                        env={**os.environ, "TMPDIR": str(cwd), "HOME": str(cwd)})
+            start = last = time.monotonic()
+            size = -1
+            while True:
+                try:
+                    rc = proc.wait(timeout=0.05)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if now - start > timeout:
+                    raise CircuitImportError(f"{what} timed out after {timeout:.0f} s")
+                if progress is not None:
+                    grown = progress.stat().st_size if progress.exists() else 0
+                    if grown != size:
+                        size, last = grown, now
+                    elif now - last > STALL_SECONDS:
+                        raise CircuitImportError(_stall_message(what, progress))
+        finally:
+            if proc is not None and proc.poll() is None:
+                with _SIGNALS.deferred():
+                    _stop_group(proc)
+        log.seek(0)
+        return rc, log.read().decode("utf-8", errors="replace")
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """End the process group led by ``proc``: SIGTERM first, so that ``make`` and ``gcc`` remove their own
+    temporary files, then SIGKILL after a second if the leader is still there (a simulator spinning in a
+    zero-delay loop may not get to handle SIGTERM). Never waits long: at most 11 s, SIGKILL being prompt."""
+    for sig, grace in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+        if proc.poll() is not None:
+            return
+
+
+def _stall_message(what: str, progress: Path) -> str:
+    written = progress.read_bytes().count(b"\n") if progress.exists() else 0
+    return (f"{what} made no progress for {STALL_SECONDS:.0f} s ({written} products written) and was stopped: the "
+            "circuit never settles, through a combinational loop Yosys could not check or a behavioural loop that "
+            "never ends (e.g. a while loop in an always block); make every output a loop-free function of a and b")
+
+
+def _run(cmd: list[str], cwd: Path, what: str, timeout: float | None = None, progress: Path | None = None) -> str:
+    rc, log = _exec(cmd, cwd, what, timeout, progress)
+    if rc != 0:
         raise CircuitImportError(f"{what} failed: {_first_error(log)}")
     return log
 
 
+def combinational_loop(files: Sequence[str | os.PathLike[str]], top: str, cwd: Path) -> str | None:
+    """Check ``top`` (in ``files``, Verilog, relative to or inside ``cwd``) for combinational loops with Yosys.
+
+    Why before simulating: a loop that oscillates (e.g. ``t = ~(t & a[0])``) keeps Icarus busy at one simulation
+    time forever, so the import would only end at the watchdog; a loop that settles still makes products depend
+    on event order rather than on ``a`` and ``b``, and the power flow (Yosys, OpenSTA) cannot time it. A
+    combinational multiplier never needs one. The design is flattened (loops through submodules count) and
+    mapped to single-bit gates (``techmap``) before ``check``: word-level cells would report false loops such as
+    ``p = q ^ {7'b0, p[7]}``, where bit 0 depends on bit 7 only.
+
+    Returns:
+        ``None`` when there is no loop or Yosys is missing or cannot read the design (its Verilog frontend is
+        narrower than Icarus'; the simulation watchdog remains the guard), else a description: the loop's
+        named signals and source lines, e.g. ``"t (loop4.v:3)"``.
+    """
+    exe = shutil.which("yosys")
+    if exe is None:
+        return None
+    names = [Path(f).name for f in files]
+    quoted = " ".join('"' + str(f).replace("\\", "/") + '"' for f in files)
+    script = cwd / "loopcheck.ys"
+    # check before opt_clean (which drops a loop that drives no output, yet Icarus still evaluates it), and
+    # after it (the same loops, with the user's wire names instead of Yosys' internal ones).
+    script.write_text(f"read_verilog {quoted}\nhierarchy -top {top}\nproc\nflatten\ntechmap\ncheck\nopt_clean\n"
+                      "check\n")
+    try:
+        rc, log = _exec([exe, "-q", "-s", script.name], cwd, "yosys loop check", timeout=LOOP_CHECK_TIMEOUT_S)
+    except CircuitImportError:
+        return None
+    if rc != 0 or "found logic loop" not in log:
+        return None
+    wires: list[str] = []
+    lines: list[str] = []
+    for m in re.finditer(r"found logic loop in module \S+:\n((?:[ \t]+\S.*\n?)+)", log):
+        for item in m.group(1).splitlines():
+            kind, _, obj = item.strip().partition(" ")
+            if kind == "wire" and obj.startswith("\\"):
+                wires.append(obj[1:].replace(" ", ""))
+            for fname in names:
+                lines += [f"{fname}:{n}" for n in re.findall(re.escape(fname.replace(" ", "$20")) + r":(\d+)", obj)]
+    wires, lines = list(dict.fromkeys(wires)), list(dict.fromkeys(lines))
+    shown = ", ".join(wires[:8]) + (f" and {len(wires) - 8} more" if len(wires) > 8 else "")
+    where = ", ".join(lines[:8]) + (", ..." if len(lines) > 8 else "")
+    return f"{shown or 'internal signals'}{f' ({where})' if where else ''}"
+
+
 def simulate_table(sources: Sequence[tuple[str, bytes]], top: str, bits: int, signed: bool, ports: dict[str, str],
-                   simulator: str = "icarus", name: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-    """Simulate ``top`` over all operand pairs with ``simulator``.
+                   simulator: str = "icarus", name: str | None = None,
+                   check_loops: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """Simulate ``top`` over all operand pairs with ``simulator`` (after :func:`combinational_loop`, unless
+    ``check_loops`` is false; the simulation runs under the :data:`STALL_SECONDS` watchdog).
 
     Returns:
         ``(table, wrapped, seconds)``: the circuit's ``(2**bits, 2**bits)`` table (values by operand words),
@@ -309,13 +552,17 @@ def simulate_table(sources: Sequence[tuple[str, bytes]], top: str, bits: int, si
         top=top, bits=bits, pbits=2 * bits, wrap=wrap, wrap_module=f"axhw_sm_{name}",
         port_a=ports["a"], port_b=ports["b"], port_p=ports["p"])
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="axhw-import-") as tmp_s:
-        tmp = Path(tmp_s)
+    with _tempdir("axhw-import-") as tmp:
         (tmp / "src").mkdir()
         files = []
         for fname, data in sources:
             (tmp / "src" / fname).write_bytes(data)
             files.append(str(tmp / "src" / fname))
+        loop = combinational_loop([f"src/{fname}" for fname, _ in sources], top, tmp) if check_loops else None
+        if loop is not None:
+            raise CircuitImportError(
+                f"{top} has a combinational loop through {loop}, found by Yosys `check` before simulating (its "
+                "simulation could oscillate forever): make every output a loop-free function of a and b")
         for fname, text in {**({k: v for k, v in gen.items() if k.startswith("axhw_sm_")}),
                             "axhw_import_tb.v": tb}.items():
             (tmp / fname).write_text(text)
@@ -323,13 +570,13 @@ def simulate_table(sources: Sequence[tuple[str, bytes]], top: str, bits: int, si
         out = tmp / "products.hex"
         if simulator == "icarus":
             _run(["iverilog", "-o", "tb.vvp", "-s", TB_TOP, *files], tmp, f"iverilog compile of {top}")
-            _run(["vvp", "-n", "tb.vvp", f"+out={out}"], tmp, f"vvp simulation of {top}")
+            _run(["vvp", "-n", "tb.vvp", f"+out={out}"], tmp, f"vvp simulation of {top}", progress=out)
         else:
             exe = info.path or "verilator"
             _run([exe, "--binary", "-CFLAGS", "-fcoroutines", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--timescale", "1ns/1ps",
                   "--top-module", TB_TOP, "--Mdir", "obj", "-o", "Vtb", "--build-jobs", "2", *files],
                  tmp, f"verilator compile of {top}")
-            _run([str(tmp / "obj" / "Vtb"), f"+out={out}"], tmp, f"verilator simulation of {top}")
+            _run([str(tmp / "obj" / "Vtb"), f"+out={out}"], tmp, f"verilator simulation of {top}", progress=out)
         if not out.is_file():
             raise CircuitImportError(f"{simulator} simulation of {top} wrote no products")
         lines = out.read_text().split("\n")
@@ -364,6 +611,48 @@ def simulate_table(sources: Sequence[tuple[str, bytes]], top: str, bits: int, si
 # --- import --------------------------------------------------------------------------------------------------
 
 
+def _reading(words: torch.Tensor, bits: int, signed: bool) -> ErrorStats:
+    """Error statistics of the output ``words`` (indexed by operand words) read with ``signed`` operands and
+    product (two's complement) or unsigned ones: the same bits, two interpretations."""
+    pmask = 1 << (2 * bits)
+    values = torch.where(words >= pmask // 2, words - pmask, words) if signed else words
+    return error_stats(LUTMultiplier(values, bits, signed))
+
+
+def check_signedness(table: torch.Tensor, bits: int, signed: bool, top: str) -> None:
+    """Refuse a circuit whose declared reading (``signed`` or not) is absurd: mean relative error above
+    :data:`ABSURD_MRE`, worse than a multiplier that always outputs 0.
+
+    Why: a forgotten ``--unsigned`` (or a stray one) was accepted silently, with MRE above 1000 % in the library.
+    Both readings interpret the same simulated output words, so the other one costs no simulation: when it is
+    sensible (MRE at most :data:`ABSURD_MRE`) the message says which flag to use; when both are absurd, the
+    port map or the bit order is the likelier culprit. ``--accept-error`` skips this check.
+
+    Args:
+        table: the simulated table (:func:`simulate_table`; values in the declared reading).
+
+    Raises:
+        CircuitImportError: the declared reading is absurd.
+    """
+    words = table % (1 << (2 * bits))
+    own = _reading(words, bits, signed)
+    if own.mre <= ABSURD_MRE:
+        return
+    decl, other_kind = ("signed", "unsigned") if signed else ("unsigned", "signed")
+    head = (f"{top} read as {decl} has mean relative error {100 * own.mre:.1f} % (max {100 * own.max_re:.0f} %), "
+            f"worse than a multiplier that always outputs 0")
+    other = _reading(words, bits, not signed) if signed or bits >= 2 else None
+    if other is not None and other.mre <= ABSURD_MRE:
+        flag = "--unsigned" if signed else "--signed (the default; drop --unsigned)"
+        raise CircuitImportError(f"{head}, while read as {other_kind} it has {100 * other.mre:.2f} %: it is "
+                                 f"{'an' if signed else 'a'} {other_kind} circuit, so import it with {flag}, or pass "
+                                 f"--accept-error to import it as {decl} anyway")
+    both = f", and read as {other_kind} {100 * other.mre:.1f} %" if other is not None else ""
+    raise CircuitImportError(f"{head}{both}: check the port map (--ports: a, b the operands, p the product with "
+                             f"p[{2 * bits - 1}] its most significant bit) and the circuit, or pass --accept-error "
+                             "to import it anyway")
+
+
 @dataclass
 class ImportResult:
     """What :func:`import_circuit` did: the stored metadata, the statistics (the circuit as it is and, for an
@@ -378,12 +667,23 @@ class ImportResult:
 
 def import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int, signed: bool = True,
                    ports: dict[str, str] | str | None = None, name: str | None = None,
-                   simulator: str = "icarus", force: bool = False) -> ImportResult:
+                   simulator: str = "icarus", force: bool = False, accept_error: bool = False) -> ImportResult:
     """Import ``top`` from ``files`` into the multiplier library (see the module docstring).
+
+    ``accept_error`` imports a circuit whose declared reading is worse than a constant-zero multiplier
+    (:func:`check_signedness` refuses it otherwise).
 
     Raises:
         CircuitImportError: anything wrong with the input (one line); nothing is written then.
+        ImportTerminated: SIGTERM arrived (from the main thread); temporary files and processes are gone.
     """
+    with _SIGNALS.active():
+        return _import_circuit(files, top, bits, signed, ports, name, simulator, force, accept_error)
+
+
+def _import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int, signed: bool,
+                    ports: dict[str, str] | str | None, name: str | None, simulator: str, force: bool,
+                    accept_error: bool) -> ImportResult:
     from axhw import __version__
     from axhw.arith.verification import record_imported
     from axhw.rtl.simulators import simulator_info
@@ -410,6 +710,8 @@ def import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int,
     table, wrapped, seconds = simulate_table(sources, top, bits, signed, mapping, simulator, name)
     lo, hi = (-(1 << (2 * bits - 1)), (1 << (2 * bits - 1)) - 1) if signed else (0, (1 << 2 * bits) - 1)
     assert lo <= int(table.min()) and int(table.max()) <= hi
+    if not accept_error:
+        check_signedness(table, bits, signed, top)
     sim = simulator_info(simulator)
     draft = CircuitInfo(
         name=name, top=top, bits=bits, signed=signed, ports=mapping, sources=[n for n, _ in sources],
@@ -427,15 +729,16 @@ def import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int,
                 f"pairs (first: words a={i:#x}, b={j:#x}: RTL {int(wrapped[i, j])}, model {int(model.table[i, j])})")
         stats.append(error_stats(model))
     info = CircuitInfo(**{**draft.__dict__, "stats": stats[0].as_dict()})
-    try:
-        path = library.save(info, table, list(sources), force)
-    except ValueError as exc:
-        raise CircuitImportError(str(exc)) from None
-    recs = [record_imported(name, info.source_hash, info.table_hash, "raw", "import", simulator, sim.version,
-                            4**bits, 0, seconds)]
-    if wrapped is not None:
-        recs.append(record_imported(name, info.source_hash, info.table_hash, "signed", "import", simulator,
-                                    sim.version, 4**bits, 0, seconds))
+    with _SIGNALS.deferred(then_raise=False):  # the entry and its registry records: whole, then the signal
+        try:
+            path = library.save(info, table, list(sources), force)
+        except ValueError as exc:
+            raise CircuitImportError(str(exc)) from None
+        recs = [record_imported(name, info.source_hash, info.table_hash, "raw", "import", simulator, sim.version,
+                                4**bits, 0, seconds)]
+        if wrapped is not None:
+            recs.append(record_imported(name, info.source_hash, info.table_hash, "signed", "import", simulator,
+                                        sim.version, 4**bits, 0, seconds))
     return ImportResult(info, stats, path, seconds, recs)
 
 

@@ -28,6 +28,7 @@ import torch
 
 from axhw.arith.multipliers import Multiplier
 from axhw.common.io import locked
+from axhw.common.progress import note
 from axhw.golden.network import IntLinear, IntReLU, QuantizedNetwork, linear_int
 from axhw.rtl.generate import write_files
 from axhw.rtl.pe import ArrayConfig, generate_array, generate_pe
@@ -128,6 +129,8 @@ def build_design(
         runner = get_runner(simulator)
         runner.log.setLevel(logging.WARNING)
         try:
+            note(f"building {config_id} for {simulator} (once per design, cached in {bdir}; the 16-bit array "
+                 "takes about a minute with Verilator) ...")
             runner.build(
                 sources=sources,
                 hdl_toplevel=toplevel,
@@ -162,6 +165,7 @@ def _run(simulator: str, bdir: Path, run_dir: Path, module: str, toplevel: str, 
         test_command = runner._test_command
         runner._test_command = lambda: [["-vcd" if a == "-none" else a for a in cmd]  # type: ignore[method-assign]
                                         for cmd in test_command()]
+    note(f"simulating {toplevel} with {simulator} ...")
     t0 = time.perf_counter()
     with on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
         runner.test(

@@ -176,16 +176,19 @@ def step_cycles(acfg: ArrayConfig, plan: LayerPlan) -> int:
 
 
 def load_network(path: str | os.PathLike[str]) -> QuantizedNetwork:
-    """A :class:`QuantizedNetwork` file (``QuantizedNetwork.save``) or a training checkpoint."""
+    """A :class:`QuantizedNetwork` file (``QuantizedNetwork.save``) or a training checkpoint. A checkpoint
+    without an integer network (trained with float parts, ``--keep-float``) is refused with the integer
+    export's own one line naming those parts: the array has no float unit."""
     try:
         return QuantizedNetwork.load(path)
     except ValueError:
         from axhw.training.trainer import load_checkpoint, quantized_from_checkpoint
 
         try:
-            return quantized_from_checkpoint(load_checkpoint(path))
+            ck = load_checkpoint(path)
         except ValueError as exc:
             raise ValueError(f"{path}: neither a QuantizedNetwork file nor a training checkpoint ({exc})") from exc
+        return quantized_from_checkpoint(ck)
 
 
 def network_and_inputs(path: str | os.PathLike[str], samples: int) -> tuple[QuantizedNetwork, torch.Tensor]:

@@ -34,6 +34,7 @@ import torch
 from axhw.arith.multipliers import Multiplier, SeparableMultiplier
 from axhw.common.io import locked
 from axhw.common.paths import cache_dir, resource_dir
+from axhw.common.progress import note
 from axhw.rtl.generate import MultiplierConfig, write, write_files
 from axhw.rtl.simulators import SIMULATORS, setup_verilator
 
@@ -198,6 +199,7 @@ def build(cfg: CircuitConfig, simulator: str, build_root: Path | None = None) ->
         runner = get_runner(simulator)
         runner.log.setLevel(logging.WARNING)  # the build log goes to build.log
         try:
+            note(f"building {cfg.config_id} for {simulator} (once per configuration, cached in {bdir}) ...")
             runner.build(
                 sources=sources,
                 hdl_toplevel="mul_tb",
@@ -315,6 +317,7 @@ def run_vectors(
     t0 = time.perf_counter()
     runner = get_runner(simulator)
     runner.log.setLevel(logging.WARNING)  # the simulation log goes to sim.log
+    note(f"simulating {len(av)} vectors of {cfg.config_id} with {simulator} ...")
     with on_sys_path(SIM_DIR), contextlib.suppress(SystemExit):
         # Under pytest the runner calls sys.exit() when a cocotb test fails; the summary says why.
         runner.test(

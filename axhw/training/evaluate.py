@@ -3,12 +3,19 @@
 Accuracy and output loss come from :meth:`QuantizedNetwork.forward_int`, the golden model the RTL is
 checked against, so these numbers are what the generated hardware would produce. Under NTV every run draws
 one flip pattern (a chip instance), holds it for the whole test set, and runs are seeded ``seed + run``.
+The test set streams through in batches (:func:`axhw.training.trainer.integer_outputs`, bounded memory),
+with results equal bit for bit to one pass over the whole set.
+
+A network trained with float parts on purpose (``axhw train --keep-float``) has no integer network: it runs
+as the eval-mode hardware model instead, whose layers compute what the integer layers compute bit for bit
+(the same functions, the same chip draw), with the kept parts in float between them; the result names
+those parts (``float_parts``).
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +24,17 @@ import torch
 from axhw.arith.multipliers import Multiplier
 from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NTVStorage
+from axhw.nn import HardwareConfig
+from axhw.nn.fx.trace import float_parts
 from axhw.training.trainer import (
+    TrainConfig,
     config_from_dict,
+    hardware_model_accuracy,
+    integer_accuracy,
     load_checkpoint,
     load_training_data,
+    model_from_checkpoint,
     network_inputs,
-    output_loss,
     quantized_from_checkpoint,
 )
 
@@ -46,14 +58,38 @@ class EvalResult:
     accuracies: list[float]
     losses: list[float]
     rtl_coverage: dict[str, Any]
+    #: Parts that ran in float between the integer layers (``name (op)``, trained with ``--keep-float``);
+    #: empty: the whole network ran as the integer network.
+    float_parts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line naming the hardware the accuracy is of (``axhw evaluate`` prints it): the multiplier,
+        the voltage and, under NTV, the chips (seeds); without flips every chip is the same, so no spread."""
+        if NTVStorage(self.voltage_mv).flip_p > 0:
+            chips = (f", {self.runs} chips (seeds {self.seed}..{self.seed + self.runs - 1})" if self.runs > 1
+                     else f", chip seed {self.seed}")
+            acc, loss = (f"{self.accuracy_mean:.4f} +- {self.accuracy_std:.4f}",
+                         f"{self.loss_mean:.4f} +- {self.loss_std:.4f}")
+        else:
+            chips, acc, loss = " (no bit flips)", f"{self.accuracy_mean:.4f}", f"{self.loss_mean:.4f}"
+        return (f"{self.dataset} {self.method} | {self.multiplier} @ {self.voltage_mv:g} mV{chips}: "
+                f"hardware accuracy {acc}, output loss {loss}")
+
 
 def evaluate(checkpoint: str | Path, multiplier: str | Multiplier = "exact", voltage_mv: float = 1100.0, runs: int = 50,
-             seed: int = 0, data_dir: str | None = None, bias_bits: int | None = None) -> EvalResult:
-    """Hardware-model accuracy of a checkpoint under ``multiplier`` and SRAM ``voltage_mv``."""
+             seed: int = 0, data_dir: str | None = None, bias_bits: int | None = None,
+             allow_circuit_change: bool = False) -> EvalResult:
+    """Hardware-model accuracy of a checkpoint under ``multiplier`` and SRAM ``voltage_mv``.
+
+    A checkpoint trained for an imported circuit records that circuit's table hash; evaluating it by the
+    same name after the library's circuit was replaced is refused
+    (:func:`axhw.arith.library.check_circuit_unchanged`) unless ``allow_circuit_change``.
+    """
+    from axhw.arith.library import check_circuit_unchanged
+
     if runs < 1:
         raise ValueError(f"runs={runs} out of range: valid range is >= 1")
     ck = load_checkpoint(checkpoint)
@@ -61,20 +97,25 @@ def evaluate(checkpoint: str | Path, multiplier: str | Multiplier = "exact", vol
     if data_dir is not None:
         cfg = config_from_dict({**asdict(cfg), "data_dir": data_dir})
     mul = get_multiplier(multiplier, cfg.bits)
+    if not allow_circuit_change:
+        check_circuit_unchanged(ck.get("multiplier_circuit"), mul, str(checkpoint))
     storage = NTVStorage(voltage_mv)
-    qnet = quantized_from_checkpoint(ck, bias_bits)
-    data = load_training_data(cfg)
-    x = network_inputs(cfg, data.x_test)
-    x_int = qnet.quantize_input(x)
-    y = data.y_test
     n_runs = runs if storage.flip_p > 0 else 1  # without flips every run is the same chip
-    accs, losses = [], []
-    for r in range(n_runs):
-        out = qnet.forward_int(x_int, mul, storage=storage, generator=torch.Generator().manual_seed(seed + r))
-        assert isinstance(out, torch.Tensor)
-        logits = qnet.output_fmt.dequantize(out, torch.float64)
-        accs.append(float((out.argmax(1) == y).double().mean()))
-        losses.append(float(output_loss(torch.sigmoid(logits), y, cfg.loss)))
+    floats: list[str] = []
+    accs: list[float] = []
+    losses: list[float] = []
+    if cfg.keep_float:
+        floats, accs, losses = _runs_with_float_parts(ck, cfg, mul, voltage_mv, bias_bits, n_runs, seed)
+    else:
+        qnet = quantized_from_checkpoint(ck, bias_bits)
+        data = load_training_data(cfg)
+        x = network_inputs(cfg, data.x_test)
+        y = data.y_test
+        for r in range(n_runs):
+            # streamed in batches, one chip held for all of them: equal to one forward_int over the test set
+            acc, loss = integer_accuracy(qnet, x, y, mul, storage, torch.Generator().manual_seed(seed + r), cfg.loss)
+            accs.append(acc)
+            losses.append(loss)
     if n_runs < runs:
         accs, losses = accs * runs, losses * runs
     from axhw.arith.library import circuit_of
@@ -88,4 +129,22 @@ def evaluate(checkpoint: str | Path, multiplier: str | Multiplier = "exact", vol
         loss_mean=statistics.fmean(losses), loss_std=statistics.pstdev(losses), accuracies=accs, losses=losses,
         rtl_coverage={"multiplier": mul.name, "covered": covered, "message": message, "circuit": circuit,
                       "trained_for": ck.get("multiplier_circuit")},
+        float_parts=floats,
     )
+
+
+@torch.no_grad()
+def _runs_with_float_parts(ck: dict[str, Any], cfg: TrainConfig, mul: Multiplier, voltage_mv: float,
+                           bias_bits: int | None, n_runs: int, seed: int) -> tuple[list[str], list[float], list[float]]:
+    """Accuracy and loss of a network with parts kept float (module docstring): the eval-mode hardware model,
+    one chip per run drawn by :func:`axhw.nn.sample_chip` from ``seed + run`` (the draw order of
+    :meth:`QuantizedNetwork.stored_params`), on the sigmoid outputs the model itself ends in."""
+    hw = HardwareConfig(mode="hardware", multiplier=mul, bits=cfg.bits, voltage_mv=voltage_mv,
+                        bias_bits=bias_bits or cfg.bias_bits)
+    model = model_from_checkpoint(ck, hw).eval()
+    floats = [str(p) for p in float_parts(model)]
+    data = load_training_data(cfg)
+    x, y = network_inputs(cfg, data.x_test), data.y_test
+    runs = [hardware_model_accuracy(model, x, y, torch.Generator().manual_seed(seed + r), cfg.loss)
+            for r in range(n_runs)]
+    return floats, [a for a, _ in runs], [e for _, e in runs]

@@ -27,9 +27,11 @@ import torch
 from torch import nn
 
 from axhw.data.loaders import Dataset, stratified_subset
+from axhw.nn.fx.lower import INTEGER_OPS
+from axhw.nn.fx.trace import FloatPart, describe_parts, float_parts
 
-__all__ = ["check_outputs", "check_spec", "import_factory", "load_user_data", "normalize_args", "parse_model_args",
-           "user_model"]
+__all__ = ["check_float_parts", "check_outputs", "check_spec", "import_factory", "load_user_data", "normalize_args",
+           "normalize_keep_float", "parse_model_args", "user_model"]
 
 
 def check_spec(spec: str, what: str = "--model") -> tuple[str, str]:
@@ -114,6 +116,41 @@ def normalize_args(args: Any) -> dict[str, Any]:
         if not isinstance(k, str) or not k.isidentifier():
             raise ValueError(f"model_args key {k!r}: must be a keyword-argument name")
     return {k: norm(v, k) for k, v in args.items()}
+
+
+def normalize_keep_float(names: Any) -> list[str]:
+    """``--keep-float`` names as a sorted list without repeats (the order says nothing, so a config equals
+    itself whatever order they were given in and after a round trip through ``metrics.json``)."""
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise ValueError(f"keep_float must be a list of module paths or operation names, got {names!r}")
+    names = list(names)
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ValueError(f"keep_float holds {bad[0]!r}: expected module paths or operation names (e.g. act gelu)")
+    return sorted(set(names))
+
+
+def check_float_parts(model: nn.Module, what: str) -> list[FloatPart]:
+    """Refuse, before any training, a converted model whose float parts were not asked for: the integer
+    network (evaluation, RTL, power) has no operation for them, so the trained network would be accepted by
+    nothing. The check is the integer export's own (:func:`axhw.nn.fx.trace.float_parts`), so a model that
+    passes it exports, or runs in float exactly the parts ``keep_float`` names. Returns the kept parts.
+
+    Raises:
+        ValueError: one line naming every float part not in ``keep_float``, and the ``--keep-float`` that
+            would keep them float.
+    """
+    parts = float_parts(model)
+    other = [p for p in parts if not p.kept]
+    if other:
+        one = len(other) == 1
+        names = [p.name for p in other]
+        raise ValueError(f"{what}: {describe_parts(other)} {'has' if one else 'have'} no integer equivalent, so "
+                         f"nothing could evaluate or export the trained network: replace {'it' if one else 'them'} "
+                         f"by integer operations ({INTEGER_OPS}), or train {'it' if one else 'them'} in float on "
+                         f"purpose with --keep-float {' '.join(names)} (Python: keep_float={names!r}; evaluate then "
+                         "runs the float parts in float, and there is no integer export or RTL)")
+    return parts
 
 
 def user_model(spec: str, args: dict[str, Any] | None = None) -> nn.Module:

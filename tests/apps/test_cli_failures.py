@@ -99,6 +99,72 @@ def test_read_only_folder_fails_in_one_line_and_leaves_nothing(tmp_path, capsys)
     assert list(ro.iterdir()) == []
 
 
+def _run_with_read_only_cache(ro: Path, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``axhw argv`` with ``env`` set and ``ro`` made read-only (chmod for users, a private mount for root)."""
+    code = (f"import os, sys; os.environ.update({env!r}); from axhw.apps.cli import main; "
+            f"sys.exit(main({argv!r}))")
+    if os.geteuid() != 0:
+        ro.chmod(0o555)
+        try:
+            return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        finally:
+            ro.chmod(0o755)
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("running as root without unshare/mount: no way to make a read-only folder")
+    r = _read_only(ro, code)
+    if "mount" in r.stderr and r.returncode != 2:
+        pytest.skip(f"no private read-only mount here: {r.stderr.strip()}")
+    return r
+
+
+CIRCUIT = Path(__file__).resolve().parents[1] / "circuits" / "trunc8u.v"
+
+
+@pytest.mark.parametrize("argv", [
+    ["rtl", "verify", "--multiplier", "K2", "--bits", "4", "--sim", "icarus"],
+    ["multipliers", "import", str(CIRCUIT), "--top", "trunc8u", "--bits", "8", "--unsigned", "--name", "rocheck"],
+    ["power", "synth", "--bits", "4", "--pairs", "50", "--quiet"],  # --out below is writable: the cache is not
+    ["data", "fetch", "breast_cancer"],
+    # the compiled kernels of the hardware forward go to the cache: read-only is an error, not a silent slow path
+    ["train", "--dataset", "breast_cancer", "--method", "pas", "--multiplier", "K2", "--epochs", "1", "--quiet"],
+], ids=["rtl-verify", "multipliers-import", "power-synth", "data-fetch", "train"])
+def test_read_only_cache_is_one_line_naming_the_folder_and_the_variable(tmp_path, argv):
+    from axhw.data.registry import default_data_dir
+
+    ro = tmp_path / "cache"
+    ro.mkdir()
+    env = {"AXHW_CACHE": str(ro), "HOME": str(tmp_path / "home")}
+    for var in ("AXHW_SIM_BUILD", "AXHW_RTL_REGISTRY", "AXHW_MULTIPLIER_LIBRARY", "AXHW_KERNEL_DIR", "AXHW_DATA"):
+        env[var] = ""  # everything under AXHW_CACHE ...
+    if argv[0] == "train":
+        env["AXHW_DATA"] = str(default_data_dir())  # ... but the data, which train reads, not writes
+    out = tmp_path / "out"
+    r = _run_with_read_only_cache(ro, [*argv, *(["--out", str(out)] if argv[0] in ("power", "train") else [])], env)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and err.count("\n") == 0 and "Traceback" not in err, err
+    assert f"axhw {argv[0]}: error: cannot write axhw's cache folder {ro}" in err, err
+    assert f"point $AXHW_CACHE (now {ro}) at a writable folder" in err, err
+    assert list(ro.iterdir()) == [] and not out.exists()
+
+
+def test_unwritable_error_names_the_most_specific_variable(tmp_path, monkeypatch):
+    import errno
+
+    from axhw.common.writable import CacheNotWritableError, check_writable, mover_of, unwritable_error
+
+    monkeypatch.setenv("AXHW_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("AXHW_SIM_BUILD", str(tmp_path / "sim"))
+    assert mover_of(tmp_path / "sim" / "icarus") == "AXHW_SIM_BUILD"
+    assert mover_of(tmp_path / "c" / "power") == "AXHW_CACHE"
+    assert mover_of(tmp_path / "elsewhere") == "AXHW_CACHE"  # the whole cache moves with it
+    err = unwritable_error(OSError(errno.EROFS, "Read-only file system", str(tmp_path / "sim" / "x" / "f.so")))
+    assert isinstance(err, CacheNotWritableError) and "$AXHW_SIM_BUILD" in str(err)
+    assert unwritable_error(OSError(errno.ENOENT, "No such file", "x")) is None  # not a write problem
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CacheNotWritableError, match=r"is a file.*\$AXHW_CACHE"):
+        check_writable(tmp_path / "file" / "below")
+
+
 def test_check_out_dir_accepts_new_and_existing_folders_and_creates_nothing(tmp_path):
     assert check_out_dir(tmp_path) == tmp_path
     assert check_out_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
@@ -177,6 +243,27 @@ def test_ctrl_c_says_how_to_resume_and_metrics_follow_the_checkpoint(tmp_path, c
     assert main([*argv[:-2], "--epochs", "5", "--out", str(out), "--resume"]) == 130
     assert "interrupted after epoch 4 of 5" in capsys.readouterr().err
     assert _files(out) == ["checkpoint.pt"]
+
+
+def test_resume_with_nothing_to_resume_says_it_starts_from_epoch_1(tmp_path, capsys):
+    argv = [a for a in TRAIN if a != "--quiet"]
+    assert main([*argv, "--resume", "--out", str(tmp_path / "run")]) == 0
+    assert f"note: --resume: {tmp_path / 'run'} holds no run yet, so this one starts from epoch 1" in \
+        capsys.readouterr().err
+
+
+def test_out_of_range_training_options_are_named_with_their_values():
+    from axhw.training.trainer import TrainConfig
+
+    with pytest.raises(ValueError, match=r"out of range: epochs=0 \(must be >= 1\), lr=-1\.0 \(must be > 0\)$"):
+        TrainConfig(dataset="breast_cancer", method="bp", epochs=0, lr=-1.0)
+
+
+def test_ctrl_c_message_starts_on_its_own_line_when_progress_shows(tmp_path, capsys, monkeypatch):
+    _interrupt_after_saves(monkeypatch, 0)
+    assert main([*[a for a in TRAIN if a != "--quiet"], "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "\naxhw train: interrupted before the first epoch ended" in err, err
 
 
 def test_ctrl_c_in_the_first_epoch_leaves_nothing(tmp_path, capsys, monkeypatch):
@@ -288,6 +375,94 @@ def test_same_option_names_for_the_same_things():
     for name in ("train", "evaluate"):
         opts = {s for a in _command(name)._actions for s in a.option_strings}
         assert {"--multiplier", "--voltage", "--threads", "--out", "--quiet"} <= opts
+
+
+#: Old spellings that must still parse but no longer show in any help: one vocabulary is what users read.
+HIDDEN_ALIASES = ("--mode", "--modes", "--approxann-modes", "--k")
+
+
+def test_one_multiplier_vocabulary_and_counts_vs_lists_in_every_help():
+    shown: dict[str, list[str]] = {}
+    for name in ALL_COMMANDS:
+        for action in _command(name)._actions:
+            visible = action.help != argparse.SUPPRESS
+            for opt in action.option_strings:
+                if visible:
+                    shown.setdefault(opt, []).append(name)
+                if opt in HIDDEN_ALIASES:
+                    assert not visible, (name, opt)
+                if opt == "--seeds" and visible:  # lists are lists ...
+                    assert action.nargs in ("+", "*"), name
+                if opt.startswith("--n-"):  # ... and counts are counts
+                    assert action.nargs is None and action.type is int, (name, opt)
+                if visible and opt in ("--multiplier", "--approxann-multiplier"):
+                    assert "K1..K4" in action.help and "drum<k>" in action.help, (name, action.help)
+    named = {n for n in ALL_COMMANDS if any("--multiplier" in a.option_strings for a in _command(n)._actions)}
+    assert {"train", "evaluate", "approxann", "rtl verify", "rtl generate", "power report", "power accel"} <= named
+    assert "--design" not in [o for n in ("train", "evaluate") for a in _command(n)._actions for o in a.option_strings]
+
+
+def test_rtl_verify_takes_the_names_train_takes_and_old_spellings_still_work():
+    from axhw.rtl.cli import resolve_multiplier
+
+    verify = _command("rtl verify")
+
+    def resolved(*argv: str) -> tuple[object, object]:
+        args = verify.parse_args(list(argv))
+        resolve_multiplier(args, imported=True)
+        return args.design, args.k
+
+    assert resolved("--multiplier", "K2") == ("drum", 2)
+    assert resolved("--multiplier", "drum5") == ("drum", 5)
+    assert resolved("--multiplier", "exact") == ("exact", None)
+    assert resolved("--design", "drum", "--k", "3") == ("drum", 3)  # the old spelling, hidden
+    assert resolved("--design", "array", "--multiplier", "K1", "--network", "n.pt") == ("array", 1)
+    assert resolved("--design", "array", "--network", "n.pt", "--k", "2") == ("array", 2)
+    for argv, message in [(["--design", "drum"], "--design drum needs --k"),
+                          (["--multiplier", "K2", "--k", "3"], "both name the multiplier"),
+                          (["--design", "drum", "--multiplier", "K2"], "both name the multiplier"),
+                          (["--multiplier", "K9"], "unknown multiplier 'K9'"),
+                          (["--bits", "8"], "say which multiplier")]:
+        with pytest.raises(ValueError, match=message):
+            resolved(*argv)
+
+
+def test_rtl_verify_multiplier_names_run_end_to_end(capsys):
+    assert main(["rtl", "verify", "--multiplier", "K3", "--bits", "4", "--sim", "icarus", "--quiet"]) == 0
+    assert "drum_k3_s4 on icarus: 256 vectors" in capsys.readouterr().out
+    assert main(["rtl", "verify", "--design", "drum", "--bits", "4", "--sim", "icarus"]) == 2
+    assert "--design drum needs --k K" in _one_line_error(capsys, "rtl verify")
+
+
+def test_old_power_and_demo_spellings_parse_to_the_new_options():
+    report = _command("power report")
+    base = ["--dataset", "breast_cancer", "--out", "o"]
+    assert report.parse_args([*base, "--multiplier", "exact", "K2"]).modes == ["exact", "K2"]
+    assert report.parse_args([*base, "--modes", "exact", "K1"]).modes == ["exact", "K1"]
+    assert report.parse_args([*base, "--approxann-modes", "K2"]).approxann_modes == ["K2"]
+    assert report.parse_args([*base, "--approxann-multiplier", "K1"]).approxann_modes == ["K1"]
+    accel = _command("power accel")
+    assert accel.parse_args(["--network", "n.pt", "--multiplier", "K2", "--out", "o"]).modes == ["K2"]
+    assert accel.parse_args(["--network", "n.pt", "--modes", "K3", "--out", "o"]).modes == ["K3"]
+    demo = _command("demo")
+    assert demo.parse_args(["--n-seeds", "3"]).seeds == 3 and demo.parse_args(["--seeds", "4"]).seeds == 4
+
+
+def test_command_stubs_say_what_the_real_parsers_say():
+    from axhw.apps.cli import SUMMARIES
+
+    real = {a.dest: a.help for act in build_parser()._actions if isinstance(act, argparse._SubParsersAction)
+            for a in act._choices_actions}
+    assert real == SUMMARIES
+
+
+@pytest.mark.parametrize("argv", [["train", "--bogus"], ["--help"], ["evaluate"], ["nonsense"]])
+def test_argument_errors_and_help_answer_before_torch_is_imported(argv):
+    code = ("import sys\nfrom axhw.apps.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print('exit', e.code)\nprint('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().endswith("False"), (r.stdout[-300:], r.stderr[-300:])  # torch never loaded
+    assert ("exit 0" if argv == ["--help"] else "exit 2") in r.stdout
 
 
 def test_experiment_files_say_voltage_like_the_cli():

@@ -163,3 +163,30 @@ def test_train_and_evaluate_with_imported_circuit(lib: Path, tmp_path: Path) -> 
     # The same table as a LUTMultiplier object evaluates identically.
     lut = LUTMultiplier(get_multiplier("bam", 8).table, 8, name="bam-object")
     assert evaluate(tmp_path / "run" / "checkpoint.pt", lut, runs=1).accuracy_mean == r.accuracy_mean
+
+
+def test_replaced_circuit_of_the_same_name_is_refused_unless_allowed(lib: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from axhw.apps.cli import main
+    from axhw.training.evaluate import evaluate
+    from axhw.training.trainer import TrainConfig, train
+
+    _fake_import("bam", models.bam8u)
+    train(TrainConfig(method="axtrain", multiplier="bam", epochs=2, pas_epochs=1, limit=120, seed=0),
+          tmp_path / "run", progress=False)
+    ck = tmp_path / "run" / "checkpoint.pt"
+    before = evaluate(ck, "bam", runs=1)
+    other = _table(models.trunc8u)  # `multipliers import --force` of other Verilog under the same name
+    library.save(library.CircuitInfo(**{**library.circuit_info("bam").__dict__,
+                                        "table_hash": library.table_hash(other)}), other, [("bam.v", b"// t\n")],
+                 force=True)
+    with pytest.raises(library.CircuitChangedError, match=r"trained for circuit bam .* now a different circuit"):
+        evaluate(ck, "bam", runs=1)
+    assert main(["evaluate", "--checkpoint", str(ck), "--multiplier", "bam", "--runs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("axhw evaluate: error: ") and "--allow-circuit-change" in err
+    assert main(["evaluate", "--checkpoint", str(ck), "--multiplier", "bam", "--runs", "1",
+                 "--allow-circuit-change", "--quiet"]) == 0
+    assert "is not the circuit this network was trained for" in capsys.readouterr().err
+    assert evaluate(ck, "bam", runs=1, allow_circuit_change=True).accuracy_mean != before.accuracy_mean
+    evaluate(ck, "K2", runs=1)  # another multiplier, asked for by name, is a deliberate choice

@@ -22,6 +22,7 @@ from axhw.nn import (
     set_hardware,
 )
 from axhw.nn.convert import ConversionReport, convert
+from axhw.nn.fx.trace import float_parts
 
 
 def perturbed_lut(bits: int = 8) -> LUTMultiplier:
@@ -284,6 +285,9 @@ def test_lstm_is_an_error_naming_its_path_unless_kept_float():
     assert report.kept_float == ["encoder.rnn"] and "kept float: encoder.rnn" in str(report)
     assert [p for p, _ in report.converted] == ["encoder.embed", "head"]
     assert isinstance(hw_model.encoder.rnn, nn.LSTM) and torch.equal(hw_model(x), model(x))
+    # the LSTM and the items taken from its (out, (h, c)) are one float part, kept on purpose
+    assert report.float_ops == [] and all(p.kept for p in float_parts(hw_model))
+    assert [p.name for p in float_parts(hw_model)] == ["encoder.rnn", "getitem", "getitem_1"]
     # a whole subtree can stay float
     _, sub = convert(model, HardwareConfig(), keep_float=["encoder"])
     assert [p for p, _ in sub.converted] == ["head"]

@@ -1,6 +1,8 @@
 """axhw.nn.fx.trace, axhw.nn.fx.ops and axhw.nn.fx.patterns: graphs (residual addition, concatenation, average
 pooling, batch norm) in every mode, their integer networks, bit for bit, and the table that classifies their nodes."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,7 +37,7 @@ from axhw.nn.fx.patterns import (
     register_pattern,
     unregister_pattern,
 )
-from axhw.nn.fx.trace import modules_by_path, trace
+from axhw.nn.fx.trace import float_parts, modules_by_path, trace
 
 
 def settle_bn(model: nn.Module, x: torch.Tensor, steps: int = 3) -> nn.Module:
@@ -292,14 +294,74 @@ class Gelu(nn.Module):
 def test_unsupported_operation_runs_float_but_is_refused_by_to_quantized():
     torch.manual_seed(6)
     hw_model, report = convert(Gelu(), HardwareConfig(mode="quantized"))
-    # the one graph node, named by where torch defines the function the model calls (torch._C._nn.gelu in 2.x)
-    assert report.float_ops == [f"'gelu' ({F.gelu.__module__}.{F.gelu.__name__})"]
+    # the one graph node, by the name keep_float takes and what it calls (F.gelu, not torch._C._nn.gelu)
+    assert report.float_ops == ["gelu (F.gelu)"]
     assert "no integer export" in str(report)
-    with pytest.warns(UserWarning, match="'gelu'.*to_quantized refuses this model"):
+    with pytest.warns(UserWarning, match=r"gelu \(F\.gelu\).*to_quantized refuses this model.*keep_float=\['gelu'\]"):
         calibrate_model(hw_model, torch.randn(5, 3))
-    with pytest.raises(ValueError, match=r"^'gelu' .* has no integer equivalent: to_quantized supports") as exc:
+    with pytest.raises(ValueError, match=r"^gelu \(F\.gelu\) has no integer equivalent: .* supports linear") as exc:
         to_quantized(hw_model)
     assert "\n" not in str(exc.value)
+
+
+class Floats(nn.Module):
+    """Three float parts: a module (GELU), a function (tanh) and a sigmoid inside the network; one dead branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.act, self.b, self.c = nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.b(self.act(self.a(x)))
+        _ = torch.cos(h)  # dead: the output does not depend on it, nothing exports it
+        return self.c(torch.sigmoid(torch.tanh(h)))
+
+
+def test_float_parts_are_what_the_export_refuses():
+    """One classification: float_parts lists every live float node, the report names the same ones, and
+    lower refuses all of them in one line; a sigmoid inside the network is float, at the output it is not."""
+    model, report = convert(Floats(), HardwareConfig(mode="quantized"))
+    parts = float_parts(model)
+    assert [str(p) for p in parts] == ["act (nn.GELU)", "tanh (torch.tanh)", "sigmoid (torch.sigmoid)"]
+    assert not any(p.kept for p in parts) and report.float_ops == [str(p) for p in parts]
+    with pytest.warns(UserWarning, match="operations without an integer equivalent"):
+        calibrate_model(model, torch.randn(8, 3))
+    with pytest.raises(ValueError) as exc:
+        to_quantized(model)
+    assert str(exc.value).startswith("act (nn.GELU), tanh (torch.tanh), sigmoid (torch.sigmoid) have no integer "
+                                     "equivalent: the integer network, and the RTL that runs it, has no float unit")
+
+
+def test_keep_float_names_modules_and_operations():
+    model, report = convert(Floats(), HardwareConfig(mode="quantized"), keep_float=["act", "tanh"])
+    assert report.kept_float == ["act", "tanh"] and report.float_ops == ["sigmoid (torch.sigmoid)"]
+    assert [p.kept for p in float_parts(model)] == [True, True, False]
+    with pytest.warns(UserWarning, match=r"sigmoid \(torch\.sigmoid\) \(each layer"):  # kept parts: no warning
+        calibrate_model(model, torch.randn(8, 3))
+    model, report = convert(Floats(), HardwareConfig(mode="quantized"), keep_float=["act", "tanh", "sigmoid"])
+    assert report.float_ops == [] and all(p.kept for p in float_parts(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibrate_model(model, torch.randn(8, 3))
+    with pytest.raises(ValueError, match=r"^act \(nn\.GELU\), tanh \(torch\.tanh\), sigmoid \(torch\.sigmoid\) run in "
+                                         r"float on purpose \(keep_float, axhw train --keep-float\): the integer network, and the RTL"):
+        to_quantized(model)
+    # a name that is no float operation (relu is not in the graph; 'b' is a hardware layer, kept float it
+    # stays a plain Linear and becomes a float part itself)
+    with pytest.raises(ValueError, match=r"^keep_float names no module or float operation of the model: 'relu' "
+                                         r"\(its float operations: act \(nn\.GELU\)"):
+        convert(Floats(), HardwareConfig(), keep_float=["relu"])
+    model, _ = convert(Floats(), HardwareConfig(), keep_float=["b"])
+    assert "b (nn.Linear)" in [str(p) for p in float_parts(model) if p.kept]
+
+
+def test_kept_float_names_survive_inplace_and_refusals_change_nothing():
+    model = Floats()
+    with pytest.raises(ValueError, match="'cos'"):  # dead code is no float part of the model
+        convert(model, HardwareConfig(), inplace=True, keep_float=["cos"])
+    assert type(model.a) is nn.Linear  # nothing changed before the error
+    out, _ = convert(model, HardwareConfig(), inplace=True, keep_float=["act", "tanh", "sigmoid"])
+    assert all(p.kept for p in float_parts(out))
 
 
 class Branchy(nn.Module):

@@ -169,7 +169,7 @@ def test_power_synth_design_cli(library: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(["power", "synth", "--design", "otrunc8u", "--compare", "K9", "--out", str(out)]) == 2
     assert "unknown mode 'K9'" in capsys.readouterr().err
     assert main(["power", "synth", "--compare", "K2", "--out", str(out)]) == 2
-    assert "--compare needs --design" in capsys.readouterr().err
+    assert "--compare needs --multiplier" in capsys.readouterr().err
 
 
 def test_report_modes_are_checked_before_training(library: Path, tmp_path: Path,

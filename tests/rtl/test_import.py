@@ -1,10 +1,17 @@
 """Importing Verilog multipliers (axhw.rtl.imported): exhaustive simulation into the library, agreement with
 independent Python models of the tests' own circuits (tests/circuits), one-line errors on bad input, cocotb
-re-verification on both simulators, a negative control, and coverage invalidation."""
+re-verification on both simulators, a negative control, and coverage invalidation; the refusal of an absurd
+signedness, of combinational loops and of hung simulations, and clean-up on SIGTERM."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +22,15 @@ from axhw.arith import library
 from axhw.arith.multipliers import error_stats
 from axhw.arith.registry import get_multiplier
 from axhw.arith.verification import coverage
-from axhw.rtl.imported import CircuitImportError, import_circuit, verify_imported
+from axhw.rtl import imported
+from axhw.rtl.imported import (
+    CircuitImportError,
+    ImportTerminated,
+    check_signedness,
+    import_circuit,
+    simulate_table,
+    verify_imported,
+)
 
 CIRCUITS = Path(__file__).parents[1] / "circuits"
 sys.path.insert(0, str(CIRCUITS))
@@ -176,7 +191,7 @@ def test_rtl_verify_cli_lists_only_verifiable(lib: Path, capsys: pytest.CaptureF
     assert verifiable_designs() == ["exact", "drum"]
     import argparse
 
-    args = argparse.Namespace(design="pe", bits=None, k=None, unsigned=False, sim=["icarus"], build_root=None,
+    args = argparse.Namespace(design="pe", multiplier=None, bits=None, k=None, unsigned=False, sim=["icarus"], build_root=None,
                               rtl_command="verify")
     assert main_verify(args) == 2
     assert "valid designs are exact, drum" in capsys.readouterr().err
@@ -190,3 +205,219 @@ def test_reverify_on_both_simulators(lib: Path, simulator: str) -> None:
     assert [r.ok for r in results] == [True, True], [r.describe() for r in results]
     ok, msg = coverage("bam8u", 8)
     assert ok and f"cocotb re-verified on {simulator}" in msg
+
+
+# --- signedness, loops, hangs, SIGTERM -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def yosys() -> str:
+    """Yosys (the loop check), with the simulators' skip-or-fail policy (``AXHW_REQUIRE_SIMULATORS``)."""
+    exe = shutil.which("yosys")
+    if exe is None:
+        if os.environ.get("AXHW_REQUIRE_SIMULATORS", "") not in ("", "0"):
+            pytest.fail("yosys not on PATH (AXHW_REQUIRE_SIMULATORS is set)")
+        pytest.skip("yosys not on PATH (Debian: apt-get install yosys)")
+    return exe
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tempfile``'s folder for this test only, to see what an import leaves behind."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return tmp
+
+
+def test_check_signedness_criterion() -> None:
+    """Both readings come from one table; the bar is the constant-zero multiplier (MRE exactly 100 %)."""
+    words = torch.arange(16)
+    unsigned = words[:, None] * words[None, :]
+    check_signedness(unsigned, 4, False, "u")
+    with pytest.raises(CircuitImportError, match=r"u read as signed has mean relative error 529\.0 % .*read as "
+                                                 r"unsigned it has 0\.00 %: it is an unsigned circuit, so import it "
+                                                 r"with --unsigned, or pass --accept-error"):
+        check_signedness(unsigned, 4, True, "u")
+    values = torch.where(words >= 8, words - 16, words)
+    signed = values[:, None] * values[None, :]
+    check_signedness(signed, 4, True, "s")
+    with pytest.raises(CircuitImportError, match=r"s read as unsigned has mean relative error 378\.4 %.*it is a signed "
+                                                 r"circuit, so import it with --signed"):
+        check_signedness(signed, 4, False, "s")
+    zero = torch.zeros(16, 16, dtype=torch.int64)  # MRE exactly ABSURD_MRE in both readings: accepted
+    check_signedness(zero, 4, True, "z")
+    check_signedness(zero, 4, False, "z")
+    zero[1, 1] = 3  # and 1 * 1 = 3: just worse than constant zero, in both readings
+    with pytest.raises(CircuitImportError, match=r"^z read as unsigned has mean relative error 100\.4 % \(max 200 %\), "
+                                                 r"worse than .*, and read as signed 100\.4 %: check the port map"):
+        check_signedness(zero, 4, False, "z")
+
+
+def test_absurd_signedness_is_refused(lib: Path, icarus: str) -> None:
+    mul4u, mul4s, rev4 = CIRCUITS / "mul4u.v", CIRCUITS / "mul4s.v", CIRCUITS / "rev4.v"
+    with pytest.raises(CircuitImportError, match=r"mul4u read as signed has mean relative error 529\.0 %.*--unsigned"):
+        import_circuit([mul4u], "mul4u", 4, signed=True, simulator=icarus)  # a forgotten --unsigned
+    with pytest.raises(CircuitImportError, match=r"mul4s read as unsigned has mean relative error 378\.4 %.*--signed"):
+        import_circuit([mul4s], "mul4s", 4, signed=False, simulator=icarus)  # a stray --unsigned
+    with pytest.raises(CircuitImportError) as err:  # absurd either way: no signedness to suggest
+        import_circuit([rev4], "rev4", 4, signed=False, simulator=icarus)
+    msg = str(err.value)
+    assert "read as unsigned has mean relative error 431.7 % (max 12700 %), worse than" in msg and "read as signed 856.1 %" in msg
+    assert "check the port map" in msg and "--unsigned" not in msg and "--signed" not in msg and "\n" not in msg
+    assert library.names() == []
+    assert import_circuit([mul4u], "mul4u", 4, signed=False, simulator=icarus).stats[0].mre == 0
+    assert import_circuit([mul4s], "mul4s", 4, signed=True, simulator=icarus).stats[0].mre == 0
+    res = import_circuit([mul4u], "mul4u", 4, signed=True, name="mul4u_signed", simulator=icarus, accept_error=True)
+    assert res.stats[0].mre == pytest.approx(5.2904, abs=1e-4)  # on request, the absurd reading is kept
+    assert library.names() == ["mul4s", "mul4u", "mul4u_signed"]
+
+
+def test_cli_signedness_flags(lib: Path, icarus: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from axhw.apps.cli import main
+
+    base = ["multipliers", "import", str(CIRCUITS / "mul4u.v"), "--top", "mul4u", "--bits", "4"]
+    for flags in ([], ["--signed"]):
+        assert main([*base, *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("axhw multipliers: error: mul4u read as signed") and err.count("\n") == 1
+        assert "import it with --unsigned" in err
+    assert main([*base, "--signed", "--accept-error", "--json"]) == 0
+    assert '"signed": true' in capsys.readouterr().out
+    assert main([*base, "--unsigned", "--name", "m4u", "--json"]) == 0
+    assert '"signed": false' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*base, "--signed", "--unsigned"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_combinational_loop_is_refused_before_simulating(lib: Path, icarus: str, yosys: str, private_tmp: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imported, "STALL_SECONDS", 20.0)  # the refusal must not come from the watchdog
+    started: list[list[str]] = []  # commands run through subprocess.Popen (by the import or by version probes)
+    real_popen = subprocess.Popen
+
+    def spy(cmd: list[str], *args: object, **kw: object) -> subprocess.Popen:
+        started.append(cmd)
+        return real_popen(cmd, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(imported.subprocess, "Popen", spy)
+    t0 = time.monotonic()
+    with pytest.raises(CircuitImportError, match=r"^loop4 has a combinational loop through t, u_inv\.x "
+                                                 r"\(loop4\.v:11, loop4\.v:5\), found by Yosys"):
+        import_circuit([CIRCUITS / "loop4.v"], "loop4", 4, signed=False, simulator=icarus)
+    assert time.monotonic() - t0 < 30
+    assert [Path(c[0]).name for c in started if "tb.vvp" in c or Path(c[0]).name == "yosys"] == ["yosys"], started
+    assert library.names() == [] and not list(private_tmp.glob("axhw-import*"))
+    # A loop only in a word-level netlist (bit 7 feeds bit 0, nothing feeds bit 7) is no loop: imported.
+    import_circuit([CIRCUITS / "xorfb4.v"], "xorfb4", 4, signed=False, simulator=icarus)
+    q = torch.arange(16)[:, None] * torch.arange(16)
+    assert torch.equal(get_multiplier("xorfb4", 4, signed=False).table, q ^ (q >> 7))
+
+
+def test_watchdog_stops_a_simulation_that_never_finishes(lib: Path, icarus: str, private_tmp: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imported, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(imported, "STEP_TIMEOUT_S", 20.0)  # the cap, should the watchdog fail
+    procs: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def spy(*args: object, **kw: object) -> subprocess.Popen:
+        procs.append(real_popen(*args, **kw))  # type: ignore[call-overload]
+        return procs[-1]
+
+    monkeypatch.setattr(imported.subprocess, "Popen", spy)
+    t0 = time.monotonic()
+    try:
+        # A behavioural loop that never ends (Yosys cannot read it, so only the watchdog can stop it).
+        with pytest.raises(CircuitImportError, match=r"^vvp simulation of spin4 made no progress for 1 s \(0 "
+                                                     r"products written\) and was stopped"):
+            import_circuit([CIRCUITS / "spin4.v"], "spin4", 4, signed=False, simulator=icarus)
+        # An oscillating combinational loop, with the Yosys check skipped.
+        data = (CIRCUITS / "loop4.v").read_bytes()
+        with pytest.raises(CircuitImportError, match=r"^vvp simulation of loop4 made no progress for 1 s"):
+            simulate_table([("loop4.v", data)], "loop4", 4, False, {"a": "a", "b": "b", "p": "p"}, icarus,
+                           check_loops=False)
+        assert time.monotonic() - t0 < 30
+        vvp = [p for p in procs if Path(str(p.args[0])).name == "vvp"]
+        assert len(vvp) == 2 and all(p.returncode is not None for p in vvp)  # stopped and reaped (vvp exits 0
+        # on SIGTERM)
+        assert library.names() == [] and not list(private_tmp.glob("axhw-import*"))
+    finally:
+        for p in procs:  # started by this test; never left running, whatever the outcome
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_sigterm_during_a_held_step_is_raised_after_it() -> None:
+    from axhw.rtl.imported import _SIGNALS
+
+    # The guard installs itself only over Python's defaults (an application's own handler wins); another
+    # test of this session may have left one (Ray installs a SIGTERM handler), so start from the default.
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        reached = False
+        with pytest.raises(ImportTerminated), _SIGNALS.active():
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # else the kill below ends pytest
+            with _SIGNALS.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                reached = True  # held: the block finishes (a folder is created or removed whole)
+        assert reached and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _vvp_pids(under: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and cmd and Path(cmd[0].decode()).name == "vvp" and str(under).encode() in b" ".join(cmd):
+            pids.append(int(proc.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the simulator process through /proc")
+def test_sigterm_mid_simulation_removes_temporaries_and_kills_the_simulator(tmp_path: Path, icarus: str) -> None:
+    """A real ``axhw multipliers import`` process, sent SIGTERM while its simulation runs (spin4 never ends)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "AXHW_MULTIPLIER_LIBRARY": str(tmp_path / "lib"),
+           "AXHW_RTL_REGISTRY": str(tmp_path / "registry.json")}
+    proc = subprocess.Popen([sys.executable, "-m", "axhw.apps.cli", "multipliers", "import", str(CIRCUITS / "spin4.v"),
+                             "--top", "spin4", "--bits", "4", "--unsigned"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    vvp: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not vvp and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            vvp = _vvp_pids(tmp)
+        assert vvp, f"no simulation started: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert list(tmp.glob("axhw-import-*"))  # the simulation's folder exists now
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143, err
+        assert err.strip().endswith("terminated by SIGTERM; nothing imported, temporary files removed"), err
+        assert not [p.name for p in tmp.iterdir() if p.name.startswith("axhw-")]
+        assert not [pid for pid in vvp if _alive(pid)]
+        assert not (tmp_path / "lib").exists() or not list((tmp_path / "lib").iterdir())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in vvp:  # started by this test (through axhw); never left running, whatever the outcome
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -13,7 +13,7 @@ from axhw.rtl.registry import coverage, record, records
 def test_coverage_follows_records_and_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "reg.json"
     ok, msg = coverage("K3", 8, path=path)
-    assert not ok and "axhw rtl verify --design drum --bits 8 --k 3" in msg and "--sim icarus" in msg
+    assert not ok and "axhw rtl verify --multiplier drum3 --bits 8" in msg and "--sim icarus" in msg
     cfg = MultiplierConfig("drum", 8, 3)
     record(cfg, "icarus", "Icarus 11", 1000, True, 0, path=path)
     assert not coverage("K3", 8, path=path)[0]  # not exhaustive
@@ -40,3 +40,16 @@ def test_passing_check_leaves_a_record(icarus: str, tmp_path: Path, monkeypatch:
     (rec,) = records()
     assert rec["config_id"] == "drum_k3_s8" and rec["exhaustive"] and rec["simulator"] == "icarus"
     assert coverage("K3", 8)[0]
+
+
+def test_corrupt_registry_is_reported_and_kept_aside_not_silently_reset(tmp_path: Path) -> None:
+    from axhw.arith.verification import CorruptRegistryWarning
+
+    path = tmp_path / "reg.json"
+    path.write_text('{"records": [{"config_id": "drum_k3_s8", truncated')
+    with pytest.warns(CorruptRegistryWarning, match=r"reg\.json is unreadable"):
+        assert records(path) == []
+    with pytest.warns(CorruptRegistryWarning, match=r"kept as .*reg\.json\.corrupt"):
+        record(MultiplierConfig("drum", 8, 3), "icarus", "Icarus 11", 65536, True, 0, path=path)
+    assert (tmp_path / "reg.json.corrupt").read_text().endswith("truncated")  # the old bytes, untouched
+    assert [r["config_id"] for r in records(path)] == ["drum_k3_s8"]  # and a readable new registry

@@ -4,6 +4,7 @@ power flow's operands) working on it."""
 
 import json
 import sys
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from axhw.apps.cli import main
 from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NTVStorage
 from axhw.nn import approx_layers, sample_chip
-from axhw.training.evaluate import evaluate
+from axhw.training import trainer
+from axhw.training.evaluate import _runs_with_float_parts, evaluate
 from axhw.training.factories import import_factory, parse_model_args
 from axhw.training.trainer import (
     TrainConfig,
@@ -87,7 +89,7 @@ def test_checkpoint_round_trip_and_integer_network_bit_for_bit(runs):
     x, y = network_inputs(cfg, data.x_test), data.y_test
     assert x.shape[1:] == (1, 8, 8)  # --data keeps its own shape
     float_model = model_from_checkpoint(ck)
-    assert _accuracy(float_model, x, y) == json.loads((d / "metrics.json").read_text())["test_accuracy"]
+    assert _accuracy(float_model, x, y) == json.loads((d / "metrics.json").read_text())["test_accuracy_float"]
     # eval-mode hardware forward (one chip at 660 mV) == forward_int, at the head's accumulator
     hw_model = model_from_checkpoint(ck, cfg.pas_hardware()).eval()
     sample_chip(hw_model, torch.Generator().manual_seed(7))
@@ -208,3 +210,92 @@ def test_resume_of_a_user_model_continues_identically(tmp_path):
     train(replace(cfg, epochs=1), tmp_path / "part", progress=False)
     resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
     assert resumed["history"] == full["history"]
+
+
+GELU = ["--model", "user_models:gelu_mlp", "--data", "user_models:separable", "--method", "axtrain", "--epochs", "2",
+        "--pas-epochs", "1", "--multiplier", "K2", "--batch-size", "32", "--lr", "0.01", "--threads", "1"]
+
+
+def test_float_only_op_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    """A GELU and a tanh between layers: one line naming both and the --keep-float that keeps them, before
+    any data is loaded; the run already in --out (overwritten with --force) is left as it was."""
+    def no_data(cfg):
+        raise AssertionError("the data was loaded: the refusal came too late")
+
+    monkeypatch.setattr(trainer, "load_training_data", no_data)
+    (tmp_path / "checkpoint.pt").write_bytes(b"an earlier run")
+    assert main(["train", *GELU, "--out", str(tmp_path), "--force", "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and not out, err
+    assert err.startswith("axhw train: error: --model user_models:gelu_mlp: act (nn.GELU), tanh (torch.tanh) have "
+                          "no integer equivalent, so nothing could evaluate or export the trained network")
+    assert "with --keep-float act tanh (" in err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"an earlier run" and not (tmp_path / "metrics.json").exists()
+    # keeping one of the two is not enough: the other is named
+    assert main(["train", *GELU, "--keep-float", "act", "--out", str(tmp_path / "one"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "tanh (torch.tanh) has no integer equivalent" in err and "--keep-float tanh (" in err
+    assert not (tmp_path / "one" / "checkpoint.pt").exists()
+    # a name that is in neither the model's modules nor its float operations
+    assert main(["train", *GELU, "--keep-float", "act", "gleu", "--out", str(tmp_path / "typo"), "--quiet"]) == 2
+    assert "keep_float names no module or float operation of the model: 'gleu' (its float operations: act " \
+           "(nn.GELU), tanh (torch.tanh))" in capsys.readouterr().err
+
+
+def test_keep_float_trains_evaluates_with_float_parts_and_the_rtl_refuses(tmp_path, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", *GELU, "--keep-float", "tanh", "act", "--out", str(tmp_path)]) == 0
+    assert not [w for w in caught if "integer equivalent" in str(w.message)]  # a note, not raw warnings
+    out = capsys.readouterr().out
+    assert "note: act (nn.GELU), tanh (torch.tanh) run in float (--keep-float)" in out
+    ck_path = tmp_path / "checkpoint.pt"
+    ck = load_checkpoint(ck_path)
+    assert ck["config"]["keep_float"] == ["act", "tanh"]  # recorded, sorted
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["keep_float"] == ["act", "tanh"]
+    # evaluate: the float parts in a printed line and in the JSON
+    assert main(["evaluate", "--checkpoint", str(ck_path), "--multiplier", "K2", "--voltage", "660", "--runs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "float parts (--keep-float): act (nn.GELU), tanh (torch.tanh) ran in float between the integer layers" in out
+    r = json.loads((tmp_path / "eval_drum2_660mV.json").read_text())
+    assert r["float_parts"] == ["act (nn.GELU)", "tanh (torch.tanh)"] and r["runs"] == 2
+    assert 0.0 <= r["accuracy_mean"] <= 1.0 and len(set(r["accuracies"])) >= 1
+    # the integer export and the RTL: one line naming the parts, the same line for both
+    with pytest.raises(ValueError) as exc:
+        quantized_from_checkpoint(ck)
+    line = str(exc.value)
+    assert line.startswith("act (nn.GELU), tanh (torch.tanh) run in float on purpose (keep_float, axhw train "
+                           "--keep-float): the integer network, and the RTL that runs it, has no float unit")
+    for argv in (["rtl", "verify", "--design", "array", "--network", str(ck_path)],
+                 ["rtl", "generate", "--design", "array", "--network", str(ck_path), "--out", str(tmp_path / "rtl")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"axhw {argv[0]} {argv[1]}: error: {line}\n", err
+    assert not (tmp_path / "rtl").exists()
+
+
+def test_float_part_evaluation_is_the_integer_network_where_there_are_none(runs):
+    """The hardware-model path evaluate takes for --keep-float networks, run on an integer network: the same
+    accuracies as forward_int (same chips, K2 at 660 mV) and the same losses up to float32."""
+    ck_path = runs["axtrain"] / "checkpoint.pt"
+    ck = load_checkpoint(ck_path)
+    cfg = config_from_dict(ck["config"])
+    want = evaluate(ck_path, "K2", 660, runs=3, seed=3)
+    floats, accs, losses = _runs_with_float_parts(ck, cfg, get_multiplier("K2"), 660.0, None, 3, 3)
+    assert floats == [] and want.float_parts == []
+    assert accs == want.accuracies and len(set(accs)) > 1  # three different chips
+    assert losses == pytest.approx(want.losses, rel=1e-5)
+
+
+def test_keep_float_in_the_config():
+    cfg = TrainConfig(dataset="toy", data="user_models:separable", model="user_models:gelu_mlp",
+                      keep_float=("tanh", "act", "tanh"))
+    assert cfg.keep_float == ["act", "tanh"]
+    hash(cfg)
+    saved = json.loads(json.dumps(asdict(cfg)))
+    assert same_config(saved, cfg) and config_from_dict(saved) == cfg
+    assert same_config({k: v for k, v in saved.items() if k != "keep_float"}, replace(cfg, keep_float=[]))
+    with pytest.raises(ValueError, match="keep_float without model: --keep-float names parts of your --model"):
+        TrainConfig(keep_float=["act"])
+    with pytest.raises(ValueError, match="keep_float must be a list"):
+        TrainConfig(dataset="toy", data="user_models:separable", model="user_models:gelu_mlp", keep_float="act")

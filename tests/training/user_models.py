@@ -28,6 +28,24 @@ def tiny_resnet(channels: int = 4, classes: int = 3) -> nn.Module:
     return TinyResNet(channels, classes)
 
 
+class GeluMLP(nn.Module):
+    """Two float-only operations between two linear layers: a GELU module (path ``act``) and a functional
+    tanh (graph node ``tanh``); the integer network has neither."""
+
+    def __init__(self, hidden: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc2(torch.tanh(self.act(self.fc1(torch.flatten(x, 1))))))
+
+
+def gelu_mlp(hidden: int = 8, classes: int = 3) -> nn.Module:
+    return GeluMLP(hidden, classes)
+
+
 def separable(n_train: int = 240, n_test: int = 60, classes: int = 3):
     """1x8x8 images whose class is a bright quadrant plus noise: separable, seeded, deterministic."""
     g = torch.Generator().manual_seed(0)

@@ -39,6 +39,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from axhw.common.writable import unwritable_error
+
 __all__ = [
     "SANITIZE_FLAGS",
     "WARNING_FLAGS",
@@ -338,13 +340,21 @@ def load_library(kernel: Kernel, build: Callable[[], Path], switch: str,
     """Build (on first use), load and bind a kernel: the library with every signature set from its header, and
     the parsed header; None for the library, with one warning ``unavailable: <why>``, where there is no
     compiler, the build fails, or ``$switch`` is ``0``. A header the parser refuses raises instead: that is a
-    bug of ours, not a reason to fall back."""
+    bug of ours, not a reason to fall back. So does a kernel folder that cannot be written
+    (:class:`~axhw.common.writable.CacheNotWritableError`, naming the folder and the variable that moves it)."""
     header = kernel.declarations()
     if os.environ.get(switch, "1") == "0":
         return None, header
     try:
         lib = ctypes.CDLL(str(build()))
-    except (OSError, RuntimeError) as exc:
+    except OSError as exc:
+        # An unwritable kernel folder is the user's to fix (one line naming it), not a reason to run slowly.
+        error = unwritable_error(exc)
+        if error is not None:
+            raise error from None
+        warnings.warn(f"{unavailable}: {exc}", stacklevel=4)
+        return None, header
+    except RuntimeError as exc:
         warnings.warn(f"{unavailable}: {exc}", stacklevel=4)
         return None, header
     bind(lib, header)

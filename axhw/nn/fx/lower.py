@@ -63,10 +63,22 @@ from axhw.nn.fx.patterns import (
     meta_nodes,
     node_arg,
 )
-from axhw.nn.fx.trace import UNTRACED_ATTR, call_order, modules_by_path, node_desc, trace
+from axhw.nn.fx.trace import (
+    UNTRACED_ATTR,
+    FloatPart,
+    call_order,
+    describe_parts,
+    float_parts,
+    modules_by_path,
+    node_desc,
+    trace,
+)
 from axhw.nn.layers import HardwareAware, HardwareLayer, approx_layers
 
-__all__ = ["calibrate", "hardware_formats", "load_hardware_formats", "lower"]
+__all__ = ["INTEGER_OPS", "calibrate", "export_refusal", "hardware_formats", "load_hardware_formats", "lower"]
+
+#: What the integer network (and the RTL, which runs it) computes, for messages.
+INTEGER_OPS = "linear, conv2d, ReLU, max/average pooling, flatten, residual addition and concatenation"
 
 
 # --------------------------------------------------------------------------- calibration
@@ -225,10 +237,13 @@ def calibrate(model: nn.Module, x: Tensor) -> None:
                                  "flatten to (batch, features) has an integer equivalent")
         elif kind == FOLD and isinstance(mods[str(node.target)], FoldedBatchNorm1d) and values[node].dim() != 2:
             raise ValueError(f"{node.target!r}: a BatchNorm1d folds into a Linear on (batch, features) only")
-    floats = [node_desc(n) for n, k in dom.kind.items() if k == FLOAT and n.op != "placeholder"]
+    # the parts kept float on purpose (convert's keep_float) were asked for: no warning about them
+    floats = [p for p in float_parts(model, graph=graph) if not p.kept]
     if floats:
         warnings.warn(f"operations without an integer equivalent run in float between hardware layers: "
-                      f"{', '.join(floats)} (each layer is exact; to_quantized refuses this model)", stacklevel=3)
+                      f"{describe_parts(floats)} (each layer is exact; to_quantized refuses this model; "
+                      f"convert(..., keep_float={[p.name for p in floats]!r}) keeps them float on purpose)",
+                      stacklevel=3)
 
 
 def _need(fmt: FixedPoint | None, node: fx.Node) -> FixedPoint:
@@ -310,9 +325,24 @@ _JOINS = (ADD, CAT)
 _PASSES_THROUGH = (IDENTITY, FOLD, MONOTONE)
 
 
+def export_refusal(parts: list[FloatPart]) -> str:
+    """Why a model with float parts has no integer network, in one line naming every part: those kept
+    float on purpose (``keep_float``) and those without an integer equivalent."""
+    kept = [p for p in parts if p.kept]
+    other = [p for p in parts if not p.kept]
+    why = []
+    if other:
+        why.append(f"{describe_parts(other)} {'has' if len(other) == 1 else 'have'} no integer equivalent")
+    if kept:
+        why.append(f"{describe_parts(kept)} {'runs' if len(kept) == 1 else 'run'} in float on purpose "
+                   "(keep_float, axhw train --keep-float)")
+    return (f"{' and '.join(why)}: the integer network, and the RTL that runs it, has no float unit; it "
+            f"supports {INTEGER_OPS}")
+
+
 def lower(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedNetwork:
     """The integer network of a calibrated model (module docstring); an unsupported node is a one-line
-    ``ValueError`` naming it."""
+    ``ValueError`` naming it (every float part at once: :func:`export_refusal`)."""
     if isinstance(model, HardwareLayer):
         model = nn.Sequential(model)
     graph = trace(model)
@@ -325,6 +355,9 @@ def lower(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedN
     result = out_node.args[0]
     if not isinstance(result, fx.Node):
         raise ValueError(f"model returns a {type(result).__name__}: to_quantized needs one output tensor")
+    floats = float_parts(model, graph=graph)
+    if floats:
+        raise ValueError(export_refusal(floats))
     live: set[fx.Node] = set()
     stack = [result]
     while stack:
@@ -349,9 +382,6 @@ def lower(model: nn.Module, meta: dict[str, object] | None = None) -> QuantizedN
         if kind == META:
             continue
         args = [a for a in _flat_args(node) if a in value]
-        if kind == FLOAT:
-            raise ValueError(f"{node_desc(node)} has no integer equivalent: to_quantized supports linear, conv2d, "
-                             "ReLU, max/average pooling, flatten, residual addition and concatenation")
         if not args:
             raise ValueError(f"{node_desc(node)} reads no tensor of the network")
         src = args[0]

@@ -11,7 +11,10 @@ holds. This module:
 * **rewrites** it for :func:`axhw.convert`: additions, concatenations and average pooling written in the
   model's ``forward`` become the modules of :mod:`axhw.nn.fx.ops` (so the hardware-mode forward computes their
   integer semantics), and every batch norm right after a layer is folded into that layer; a batch norm that
-  cannot be folded is an error.
+  cannot be folded is an error;
+* names its **float parts** (:func:`float_parts`): the live nodes the integer network has no operation for,
+  one definition for the export's refusal, the calibration's warning and the trainer's check before
+  training, each marked kept when the caller's ``keep_float`` asked for it.
 
 :mod:`axhw.nn.fx.lower` then chooses every value's format (:func:`axhw.nn.fx.lower.calibrate`) and lowers the
 graph to a :class:`~axhw.golden.network.QuantizedNetwork` (:func:`axhw.nn.fx.lower.lower`).
@@ -38,17 +41,26 @@ from axhw.nn.layers import HardwareAware, HardwareLayer, approx_layers
 
 __all__ = [
     "FLOAT_LEAVES_ATTR",
+    "KEEP_FLOAT_ATTR",
     "UNTRACED_ATTR",
+    "FloatPart",
     "GraphRewrite",
     "call_order",
+    "describe_parts",
+    "float_nodes",
+    "float_parts",
     "modules_by_path",
     "node_desc",
     "rewrite",
     "trace",
+    "type_name",
 ]
 
 #: Attribute :func:`rewrite` leaves on a converted model: module paths traced as opaque float leaves.
 FLOAT_LEAVES_ATTR = "_axhw_float_leaves"
+#: Attribute :func:`rewrite` leaves on a converted model: every name its ``keep_float`` listed (module paths
+#: and float operations), so that the float parts a caller asked for are told apart from the rest.
+KEEP_FLOAT_ATTR = "_axhw_keep_float"
 #: Attribute marking a model converted with ``graph=False`` (not traced: no integer export).
 UNTRACED_ATTR = "_axhw_untraced"
 
@@ -105,6 +117,113 @@ def node_desc(node: fx.Node) -> str:
     return f"{node.name!r} ({mod + '.' if mod and mod != '_operator' else ''}{name})"
 
 
+def type_name(m: nn.Module) -> str:
+    """A module's type as messages name it: ``nn.GELU`` for torch's own, ``pkg.module.Class`` for others."""
+    t = type(m)
+    return f"nn.{t.__name__}" if t.__module__.startswith("torch.nn") else f"{t.__module__}.{t.__qualname__}"
+
+
+# --------------------------------------------------------------------------- float parts
+@dataclass(frozen=True)
+class FloatPart:
+    """One operation of a traced model that the integer network has no operation for: it runs in float
+    between hardware layers (:func:`float_parts`)."""
+
+    name: str
+    """What ``keep_float`` takes to keep it float on purpose: the module path of a module call or of a tensor
+    attribute read in ``forward``, else the graph node's name (``gelu``, ``gelu_1``, ``tanh``)."""
+    op: str
+    """What it computes, for messages: ``nn.GELU``, ``F.gelu``, ``.tanh()``..."""
+    kept: bool
+    """Listed in ``keep_float`` (by its name or a module path above it), or an item taken from a kept part's
+    output (an LSTM's ``out, state``)."""
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.op})"
+
+
+def describe_parts(parts: Iterable[FloatPart]) -> str:
+    """``act (nn.GELU), gelu (F.gelu)``: the parts as one line."""
+    return ", ".join(map(str, parts))
+
+
+def _live(graph: fx.Graph) -> set[fx.Node]:
+    """Nodes the graph's output depends on (the rest is never exported)."""
+    live: set[fx.Node] = set()
+    stack = [n for n in graph.nodes if n.op == "output"]
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(n.all_input_nodes)
+    return live
+
+
+def float_nodes(graph: fx.Graph, mods: dict[str, nn.Module]) -> list[fx.Node]:
+    """The live nodes, in graph order, that the integer network has no operation for: of kind :data:`FLOAT`
+    in the pattern table, or a sigmoid/softmax anywhere but at the output. The one definition of "no integer
+    export": :func:`axhw.nn.fx.lower.lower` refuses exactly these, :func:`axhw.nn.fx.lower.calibrate` warns
+    about them and the trainer refuses them before training (unless kept float)."""
+    meta = meta_nodes(graph)
+    live = _live(graph)
+    return [node for node in graph.nodes if node in live and node.op not in ("placeholder", "output") and (
+        (kind := classify(node, mods, meta)) == FLOAT or (kind == MONOTONE and not feeds_output(node, mods, meta)))]
+
+
+def _part_name(node: fx.Node) -> str:
+    return str(node.target) if node.op in ("call_module", "get_attr") else node.name
+
+
+def _part_op(node: fx.Node, mods: dict[str, nn.Module]) -> str:
+    target = node.target
+    if node.op == "call_module":
+        return type_name(mods[str(target)])
+    if node.op == "get_attr":
+        return "a tensor attribute read in forward"
+    if node.op == "call_method":
+        return f".{target}()"
+    name = getattr(target, "__name__", str(target))
+    for prefix, namespace in (("F.", F), ("torch.", torch), ("operator.", operator)):
+        if getattr(namespace, name, None) is target:
+            return prefix + name
+    mod = getattr(target, "__module__", None)
+    return f"{mod}.{name}" if mod else name
+
+
+def _under(path: str, keep: tuple[str, ...]) -> bool:
+    return any(p == "" or path == p or path.startswith(p + ".") for p in keep)
+
+
+def float_parts(model: nn.Module, keep: Iterable[str] | None = None, graph: fx.Graph | None = None) -> list[FloatPart]:
+    """The operations of a converted model that run in float between hardware layers (:func:`float_nodes`),
+    each once, with whether the caller kept it float on purpose.
+
+    Args:
+        model: a model :func:`axhw.convert` returned (traced).
+        keep: the ``keep_float`` names; None: those :func:`axhw.convert` recorded on the model.
+        graph: the model's traced graph (None: :func:`trace` it).
+
+    Raises:
+        ValueError: the model cannot be traced (as :func:`trace`).
+    """
+    graph = trace(model) if graph is None else graph
+    mods = modules_by_path(model)
+    kept_names = tuple(getattr(model, KEEP_FLOAT_ATTR, ())) if keep is None else tuple(keep)
+    parts: dict[tuple[str, str], FloatPart] = {}
+    kept_nodes: set[fx.Node] = set()
+    for node in float_nodes(graph, mods):
+        kept = (_under(str(node.target), kept_names) if node.op in ("call_module", "get_attr")
+                else node.name in kept_names)
+        # an item of a kept part's output (out, (h, c) = self.lstm(x)) belongs to that part
+        kept = kept or (node.op == "call_function" and node.target is operator.getitem and bool(node.args)
+                        and node.args[0] in kept_nodes)
+        if kept:
+            kept_nodes.add(node)
+        part = FloatPart(_part_name(node), _part_op(node, mods), kept)
+        parts.setdefault((part.name, part.op), part)
+    return list(parts.values())
+
+
 def _int_or_pair(v: Any) -> bool:
     return isinstance(v, int) or (isinstance(v, tuple | list) and len(v) == 2 and all(isinstance(i, int) for i in v))
 
@@ -156,15 +275,19 @@ def _fold_target(node: fx.Node, mods: dict[str, nn.Module]) -> tuple[fx.Node, Ha
     return src, layer
 
 
-def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) -> tuple[nn.Module, GraphRewrite]:
+def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = (),
+            kept_ops: Iterable[str] = ()) -> tuple[nn.Module, GraphRewrite]:
     """Make a converted model's graph hardware-aware (module docstring); ``model`` already has its
-    hardware layers. Returns the model (a ``GraphModule`` sharing ``model``'s modules when its ``forward``
-    had to change, else ``model`` itself with its batch norms folded) and what was done.
+    hardware layers. ``leaves``: module paths kept float (traced as opaque calls); ``kept_ops``: names of
+    float operations kept float on purpose (:attr:`FloatPart.name`). Returns the model (a ``GraphModule``
+    sharing ``model``'s modules when its ``forward`` had to change, else ``model`` itself with its batch
+    norms folded) and what was done.
 
     Raises:
-        ValueError: the model is not traceable, or a batch norm cannot be folded (naming it and why).
+        ValueError: the model is not traceable, a batch norm cannot be folded (naming it and why), or a
+            name in ``kept_ops`` is no float operation of the rewritten model.
     """
-    leaves = tuple(leaves)
+    leaves, kept_ops = tuple(leaves), tuple(kept_ops)
     graph = trace(model, leaves)
     mods = modules_by_path(model)
     meta = meta_nodes(graph)
@@ -210,9 +333,7 @@ def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) ->
                 _set_submodule(model, str(node.target), swap)
                 report.ops.append((str(node.target), "HardwareAvgPool2d"))
     if not replaced and call_order(graph, mods) == [id(m) for m in approx_layers(model)]:
-        _note_float_ops(model, graph, report, leaves)
-        if leaves:
-            setattr(model, FLOAT_LEAVES_ATTR, leaves)
+        _note_float_ops(model, graph, report, leaves, kept_ops)
         return model, report
     for node, new in replaced:
         name = f"axhw_{node.name}"
@@ -226,9 +347,7 @@ def rewrite(model: nn.Module, hw: HardwareConfig, leaves: Iterable[str] = ()) ->
         node.replace_all_uses_with(call)
         graph.erase_node(node)
     gm = _graph_module(model, graph, new_modules)
-    _note_float_ops(gm, gm.graph, report, leaves)
-    if leaves:
-        setattr(gm, FLOAT_LEAVES_ATTR, leaves)
+    _note_float_ops(gm, gm.graph, report, leaves, kept_ops)
     return gm, report
 
 
@@ -316,10 +435,17 @@ def _get_attr(model: nn.Module, path: str) -> Any:
     return obj
 
 
-def _note_float_ops(model: nn.Module, graph: fx.Graph, report: GraphRewrite, leaves: tuple[str, ...]) -> None:
-    mods = modules_by_path(model)
-    meta = meta_nodes(graph)
-    for node in graph.nodes:
-        kind = classify(node, mods, meta)
-        if kind == FLOAT or (kind == MONOTONE and not feeds_output(node, mods, meta)):
-            report.float_ops.append(node_desc(node))
+def _note_float_ops(model: nn.Module, graph: fx.Graph, report: GraphRewrite, leaves: tuple[str, ...],
+                    kept_ops: tuple[str, ...]) -> None:
+    """Record the float parts the caller did not keep float, check every kept name, and mark the model."""
+    parts = float_parts(model, (*leaves, *kept_ops), graph)
+    unknown = [name for name in kept_ops if name not in {p.name for p in parts}]
+    if unknown:
+        have = f"its float operations: {describe_parts(parts)}" if parts else "it has no float operations"
+        raise ValueError(f"keep_float names no module or float operation of the model: {', '.join(map(repr, unknown))} "
+                         f"({have})")
+    report.float_ops = [str(p) for p in parts if not p.kept]
+    if leaves:
+        setattr(model, FLOAT_LEAVES_ATTR, leaves)
+    if leaves or kept_ops:
+        setattr(model, KEEP_FLOAT_ATTR, (*leaves, *kept_ops))

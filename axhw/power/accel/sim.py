@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from axhw.arith.multipliers import Multiplier
+from axhw.common.progress import note
 from axhw.golden.network import QuantizedNetwork
 from axhw.power.accel.synth import ArraySynth
 from axhw.power.flow.liberty import read_library
@@ -249,6 +250,8 @@ def _simulate_in(work: Path, synth: ArraySynth, acfg: ArrayConfig, qnet: Quantiz
     if comp.returncode != 0:
         raise RuntimeError(f"iverilog failed in {work}: {comp.stderr.strip()[-2000:]}")
     t1 = time.perf_counter()
+    note(f"simulating the {acfg.config_id} gate-level netlist on {x_int.shape[0]} input(s) "
+         f"({'with' if timing else 'without'} cell delays; minutes per image for LeNet-5) ...")
     run = subprocess.run([tc.vvp, "-n", "accel.vvp"], cwd=work, capture_output=True, text=True)
     t2 = time.perf_counter()
     if run.returncode != 0 or "AXHW_ACCEL_DONE" not in run.stdout:

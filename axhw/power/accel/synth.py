@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from axhw.common.io import atomic_dir, locked
+from axhw.common.progress import step
 from axhw.power.flow.liberty import read_library
 from axhw.power.flow.synth import SynthConfig, run_yosys
 from axhw.power.flow.templates import render, template_text
@@ -160,7 +161,8 @@ def synthesize_array(acfg: ArrayConfig, sc: SynthConfig | None = None) -> ArrayS
     with locked(root / f".{acfg.config_id}.lock"):
         if sc.use_cache and (entry / "result.json").is_file():
             return _load(entry)
-        with atomic_dir(entry) as tmp:
+        with step(f"synthesizing the {acfg.config_id} array with Yosys (once per design, cached in {root})"), \
+                atomic_dir(entry) as tmp:
             _build(tmp, files, keep, mem_files, memories, acfg, sc, tc, key)
     return _load(entry)
 

@@ -28,7 +28,7 @@ from axhw.rtl.generate import MultiplierConfig
 if TYPE_CHECKING:
     from axhw.rtl.imported import ImportedConfig
 
-__all__ = ["NetActivity", "SimConfig", "SimResult", "simulate", "vcd_activity"]
+__all__ = ["NetActivity", "SimConfig", "SimResult", "simulate", "vcd_activity", "vectors_sha256"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,14 @@ def _hex_vectors(cfg: MultiplierConfig | ImportedConfig, stream: OperandStream) 
     digits = (width + 3) // 4
     return [f"{(((ai & m1) << (3 * bits)) | ((bi & m1) << (2 * bits)) | (pi & m2)):0{digits}x}"
             for ai, bi, pi in zip(a.tolist(), b.tolist(), p.tolist(), strict=True)]
+
+
+def vectors_sha256(cfg: MultiplierConfig | ImportedConfig, stream: OperandStream) -> str:
+    """SHA-256 of the testbench vectors: the operands in order and the products expected of them, so a
+    cached measurement keyed by it changes with the stream and with the model (an imported table) alike."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(_hex_vectors(cfg, stream)).encode()).hexdigest()
 
 
 def vcd_activity(vcd: Path, n_cycles: int) -> dict[str, NetActivity]:

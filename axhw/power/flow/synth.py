@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,11 +50,16 @@ class SynthConfig:
         abc_script: ABC script passed to ``abc -liberty ... -script`` (area-oriented by default).
         cache_dir: cache root; one subdirectory per (design, parameters, tools, library, script) key.
         use_cache: reuse a cached result whose key matches.
+        keep_nets: named nets of the top module kept through synthesis (Yosys ``keep``), so that their
+            activity can be read from a gate-level simulation: measurement only
+            (:mod:`axhw.power.multiplier.stages`). They stay nets of the netlist, but are no cut points:
+            ABC may still duplicate logic across them, and a few more cells (+5 % at 8-bit DRUM-6) remain.
     """
 
     abc_script: str = AREA_ABC_SCRIPT
     cache_dir: Path = field(default_factory=default_cache)
     use_cache: bool = True
+    keep_nets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,13 +107,20 @@ def _cache_key(design: dict[str, Any], rtl: dict[str, str], sc: SynthConfig, tc:
         "versions": tc.versions,
         "library": tc.library_sha256,
     }
+    if sc.keep_nets:  # only then: the keys of every ordinary synthesis stay what they were
+        payload["keep_nets"] = {"nets": list(sc.keep_nets), "write_verilog": _KEEP_WRITE_FLAG}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def run_yosys(tc: Toolchain, script: Path, log: Path, cwd: Path) -> None:
-    """Run a Yosys script; a failure is a ``RuntimeError`` with the end of Yosys's error output."""
-    proc = subprocess.run([tc.yosys, "-q", "-l", str(log), "-s", str(script)], cwd=cwd, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL)
+    """Run a Yosys script; a failure is a ``RuntimeError`` with the end of Yosys's error output.
+
+    Yosys writes ``$HOME/.yosys_history`` on every run, scripts included; axhw writes nothing outside its
+    cache and ``--out``, so Yosys runs with a throw-away ``HOME``.
+    """
+    with tempfile.TemporaryDirectory(prefix="axhw-yosys-home-") as home:
+        proc = subprocess.run([tc.yosys, "-q", "-l", str(log), "-s", str(script)], cwd=cwd, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, env={**os.environ, "HOME": home})
     if proc.returncode != 0:
         raise RuntimeError(f"yosys failed on {script}: {proc.stderr.strip()[-2000:]}")
 
@@ -150,6 +164,27 @@ def synthesize(cfg: MultiplierConfig | ImportedConfig, sc: SynthConfig | None = 
     return _synthesize(cfg.rtl_files(), cfg.top, cfg.config_id, design, sc)
 
 
+#: The ``write_verilog`` flag of a synthesis with kept nets (see :func:`_keep_nets`; part of its cache key).
+_KEEP_WRITE_FLAG = "-simple-lhs"
+
+
+def _keep_nets(script: str, top: str, nets: tuple[str, ...]) -> str:
+    """``script`` with ``setattr -set keep 1`` on ``nets`` of ``top`` right before ``synth``, the first pass
+    that may merge or rename them (a net the design lacks selects nothing: Yosys only warns), and with
+    ``write_verilog -simple-lhs``: a kept net that aliases a port or a constant is otherwise written as a
+    concatenation assignment, which OpenSTA's Verilog reader rejects. Edits of the rendered script rather
+    than of ``synth.ys.j2``, so the template, and with it every ordinary synthesis's cache key, stays."""
+    if not nets:
+        return script
+    anchor = re.search(r"^synth\b", script, re.M)
+    writer = re.search(r"^write_verilog\b", script, re.M)
+    if anchor is None or writer is None:
+        raise RuntimeError("synth.ys.j2 has no 'synth' or 'write_verilog' line to keep nets around")
+    lines = "".join(f"setattr -set keep 1 {top}/w:{net}\n" for net in nets)
+    return (script[:anchor.start()] + lines + script[anchor.start():writer.end()] + f" {_KEEP_WRITE_FLAG}"
+            + script[writer.end():])
+
+
 def _synthesize(rtl: dict[str, str], top: str, config_id: str, design: dict[str, Any],
                 sc: SynthConfig | None) -> SynthResult:
     sc = sc or SynthConfig()
@@ -165,9 +200,9 @@ def _synthesize(rtl: dict[str, str], top: str, config_id: str, design: dict[str,
         src.mkdir()
         for name, text in rtl.items():
             (src / name).write_text(text)
-        (tmp / "synth.ys").write_text(render(
+        (tmp / "synth.ys").write_text(_keep_nets(render(
             "synth.ys.j2", sources=[f"rtl/{n}" for n in sorted(rtl)], top=top, liberty=tc.liberty,
-            abc_script=sc.abc_script, netlist="netlist.v"))
+            abc_script=sc.abc_script, netlist="netlist.v"), top, sc.keep_nets))
         run_yosys(tc, tmp / "synth.ys", tmp / "synth.log", tmp)
         (tmp / "netjson.ys").write_text(render(
             "netjson.ys.j2", liberty=tc.liberty, netlist="netlist.v", top=top, json="netlist.json"))

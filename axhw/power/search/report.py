@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from axhw.common.io import atomic_write, atomic_write_text
-from axhw.power.flow.synth import SynthConfig
-from axhw.power.multiplier.compute import measure_stream, mode_config
-from axhw.power.multiplier.operands import uniform_operands
 from axhw.power.search.per_target import pareto_plot, report_sections, summary_sections
 
-__all__ = ["summary_markdown", "synthesis_table", "write_report", "write_summary", "write_synthesis_report"]
+__all__ = ["summary_markdown", "write_report", "write_summary"]
 
 #: Fig. 9's label for the networks of ``power.json``'s ``networks`` (the first seed).
 _NET_LABEL = {"bp": "bp", "axtrain": "axtrain (single network)"}
@@ -124,42 +121,6 @@ def write_report(d: dict[str, Any], out_dir: str | Path) -> list[Path]:
     if "pareto" in d:
         paths.append(out / "pareto.png")
         pareto_plot({d["config"]["dataset"]: d}, paths[-1])
-    return paths
-
-
-def synthesis_table(bits: int, ks: tuple[int, ...] | None = None, n_pairs: int = 2000, seed: int = 0,
-                    synth_cfg: SynthConfig | None = None, progress: bool = False,
-                    designs: tuple[str, ...] = (), exact: bool = True) -> list[dict[str, Any]]:
-    """Every DRUM-k (k = ``bits``..1 by default) and exact at ``bits``: synthesis, and power on a uniform
-    operand stream (data-free reference), measured and vectorless.
-
-    ``designs``: further mode names appended as rows, typically imported library circuits of width ``bits``
-    (each synthesized as the PE instantiates it, :func:`axhw.power.multiplier.compute.mode_config`; the row's
-    ``circuit`` says which); ``exact=False`` and ``ks=()`` leave the default built-in rows out."""
-    from tqdm.auto import tqdm
-
-    ks = ks if ks is not None else tuple(range(min(bits, 8), 0, -1))
-    modes = [*(["exact"] if exact else []), *[f"drum{k}" for k in ks], *designs]
-    stream = uniform_operands(bits, n_pairs, seed)
-    rows = []
-    for mode in tqdm(modes, desc=f"synthesis {bits}-bit", disable=not progress):
-        mode_config(mode, bits)
-        rows.append(measure_stream(mode, bits, stream, synth_cfg).as_dict())
-    return rows
-
-
-def write_synthesis_report(rows: list[dict[str, Any]], out_dir: str | Path, name: str) -> list[Path]:
-    """``name.json`` and ``name.md`` for :func:`synthesis_table` rows."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lines = ["| config | cells | area um2 | leakage nW | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['config_id']} | {r['n_cells']} | {r['area_um2']:.0f} | {r['leakage_nw']:.2f} | {r['vectors']} "
-                     f"| {r['mismatches']} | {r['measured']['energy_pj']:.2f} | {r['vectorless']['energy_pj']:.2f} |")
-    paths = [out / f"{name}.json", out / f"{name}.md"]
-    atomic_write_text(json.dumps(rows, indent=2, default=str), paths[0])
-    atomic_write_text("\n".join(lines) + "\n", paths[1])
     return paths
 
 

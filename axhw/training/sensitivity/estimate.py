@@ -54,10 +54,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from axhw.training.options import ESTIMATORS  # defined without torch, for the command line
+
 __all__ = ["ESTIMATORS", "PROPOSALS", "OutputSampler", "make_sampler"]
 
-#: How S(w) is computed: exactly (all K outputs) or by the unbiased estimate of this module.
-ESTIMATORS: tuple[str, ...] = ("exact", "estimate")
 #: Inclusion probabilities of the sampled outputs: uniform, or proportional to the tail Jacobian (mixed).
 PROPOSALS: tuple[str, ...] = ("uniform", "tail")
 
