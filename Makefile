@@ -83,6 +83,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_sram.py --out bench/results/sram.json
 	$(BIN)/python bench/bench_train.py --out bench/results/train.json
 	$(BIN)/python bench/bench_act.py --out bench/results/act.json
+	$(BIN)/python bench/bench_reproducible.py --out bench/results/reproducible.json
 
 rtl-verify: $(STAMP)
 	$(BIN)/axhw rtl verify-all

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from axhw import __version__
+from axhw.common import reproducible
 from axhw.common.cli_checks import DATA_DIR_DEFAULT, DATA_DIR_HELP, check_out_dir
 from axhw.common.progress import notes
 from axhw.common.runtime import tune_allocator
@@ -38,6 +39,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-gate-level", action="store_true",
                    help="skip the gate-level multiplier power (synthesis and simulation of every mode)")
     p.add_argument("--models-only", action="store_true", help="only the hardware-model tables (no training)")
+    reproducible.add_option(p, True)
     p.add_argument("--out", default=None,
                    help="where the demo's trained networks go (default: demo/ in the axhw cache, ~/.cache/axhw)")
 
@@ -220,6 +222,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        help="continue the run in OUT/checkpoint.pt (same options; --epochs may grow)")
     again.add_argument("--force", action="store_true", help="overwrite a run already in OUT (default: refuse)")
     _add_threads(p)
+    reproducible.add_option(p, False)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
@@ -335,6 +338,7 @@ def _add_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--workers", type=int, default=None, help="process pool size (default: CPU count)")
     p.add_argument("--out", required=True, help="output folder: accuracy.json, accuracy.md, cache/ (required)")
+    reproducible.add_option(p, False)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
@@ -406,6 +410,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (ray backend; default: a local instance)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--out", required=True, help="output folder: figures, data, summary.md, cache/ (required)")
+    reproducible.add_option(p, True)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
@@ -445,6 +450,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="local process pool size (default: CPU count)")
     p.add_argument("--address", default=None, help="Ray cluster address (ray backend; default: a local instance)")
     p.add_argument("--out", required=True, help="output folder: results.json, results.csv, cache/ (required)")
+    reproducible.add_option(p, False)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     def run(args: argparse.Namespace) -> int:
@@ -536,6 +542,10 @@ def _set_threads(threads: int | None) -> int:
     n = _cpu_count() if threads is None else threads
     if n < 1:
         raise ValueError(f"--threads {n} out of range: valid range is >= 1")
+    if reproducible.active():  # the reduction order across threads decides float results: one thread
+        if threads is not None and threads > 1:
+            print(f"note: --reproducible runs float math on one thread (--threads {threads} ignored)", file=sys.stderr)
+        n = 1
     torch.set_num_threads(n)
     return n
 
@@ -649,6 +659,28 @@ def _one_line_warnings(command: str) -> None:
     warnings.formatwarning = fmt
 
 
+def _reproducible_mode(args: argparse.Namespace) -> None:
+    """Apply reproducible mode (:mod:`axhw.common.reproducible`) when ``--reproducible`` (or, without the
+    option, ``$AXHW_REPRODUCIBLE``) says so, before the command imports torch; ``--no-reproducible`` also
+    switches it off for the command's child processes."""
+    flag = getattr(args, "reproducible", None)
+    explicit = flag is not None or os.environ.get(reproducible.VARIABLE, "").strip() != ""
+    on = reproducible.requested(flag) if explicit else getattr(args, "reproducible_default", False)
+    if not on:
+        if flag is False:
+            os.environ[reproducible.VARIABLE] = "0"
+        return
+    torch = sys.modules.get("torch")
+    if not explicit and torch is not None and torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        # On by default, in a Python process that loaded torch already (a notebook, a test): it cannot be
+        # switched on any more, so the command goes on without it; metrics.json's `runtime` says so. Asked
+        # for explicitly, it is an error instead (reproducible.apply).
+        return
+    replaced = reproducible.apply()
+    if replaced and not getattr(args, "quiet", False):
+        print(f"note: --reproducible replaced {', '.join(replaced)}", file=sys.stderr)
+
+
 def _keep_writes_in_cache() -> None:
     """Point the libraries that write into ``$HOME`` on their own at the axhw cache (unless the user chose).
 
@@ -684,6 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out = check_out_dir(args.out)
         for folder in _cache_folders_written(args):  # and so are the cache folders it will write
             check_writable(folder)
+        _reproducible_mode(args)
         with notes(not getattr(args, "quiet", False)):  # long steps say what they do (axhw.common.progress)
             return handler(args)
     except (ValueError, OverflowError, FileNotFoundError) as exc:

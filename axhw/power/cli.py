@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from axhw.common import reproducible
 from axhw.common.cli_checks import check_out_dir
 from axhw.common.paths import cache_dir
 from axhw.power.flow.tools import ToolMissing, find_toolchain
@@ -76,6 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                           "$AXHW_CACHE or ~/.cache/axhw)")
     rep.add_argument("--out", type=Path, required=True, help="output folder: power.json, power.md, power.png (required)")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
+    reproducible.add_option(rep, True)  # a power report's choices are published numbers
     rep.add_argument("--accel", action="store_true",
                      help="also the accelerator-level energy per inference (whole PE array at gate level, memories "
                           "as SRAM) of the chosen configurations (axhw.power.accel.energy)")

@@ -23,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from axhw.common import reproducible
 from axhw.common.io import atomic_write_text
 from axhw.data.registry import APPLICATIONS
 from axhw.training.trainer import METHODS, Method, TrainConfig
@@ -70,7 +71,10 @@ class TrainTask:
 
     @property
     def key(self) -> str:
-        return _key("train", {"config": asdict(self.config)})
+        # Reproducible mode changes the float rounding, so its runs are other runs (the key of a run without
+        # it is what it always was: existing caches stay valid).
+        extra = {"reproducible": True} if reproducible.requested() else {}
+        return _key("train", {"config": asdict(self.config), **extra})
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ def _execute(task: Task, out: str, checkpoint: str | None) -> dict[str, Any]:
     Paths come from the driver: keys are computed once there, so a worker never hashes a different
     code version (e.g. a source file edited while the sweep runs).
     """
+    if reproducible.requested():  # inherited from the driver (spawned workers, Ray's runtime_env)
+        reproducible.apply()
     import torch
 
     from axhw.common.runtime import tune_allocator
@@ -175,6 +181,8 @@ def _dispatch(todo: list[Task], root: Path, backend: Backend, workers: int | Non
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         remote = ray.remote(_execute)
+        if reproducible.requested():  # Ray workers do not inherit the driver's environment
+            remote = remote.options(runtime_env={"env_vars": {**reproducible.ENV, reproducible.VARIABLE: "1"}})
         refs = {remote.remote(*_job(root, t)): t.key for t in todo}
         pending = list(refs)
         while pending:

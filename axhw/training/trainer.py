@@ -30,6 +30,7 @@ from axhw.arith.fixedpoint import FixedPoint
 from axhw.arith.multipliers import Exact, Multiplier
 from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NOMINAL_MV, NTVStorage
+from axhw.common import reproducible
 from axhw.common.io import atomic_torch_save, atomic_write_json
 from axhw.data.registry import APPLICATIONS
 from axhw.golden.network import IntConv2d, QuantizedNetwork
@@ -59,6 +60,7 @@ __all__ = [
     "build_training_model",
     "config_diff",
     "describe_target",
+    "finished_here",
     "hardware_model_accuracy",
     "hardware_target",
     "integer_accuracy",
@@ -602,9 +604,18 @@ def train_cached(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, pr
     checkpoint path. ``resume`` continues an interrupted run of the same configuration."""
     out_dir = Path(out_dir)
     metrics = out_dir / "metrics.json"
-    if not (metrics.is_file() and same_config(json.loads(metrics.read_text()).get("config"), cfg)):
+    if not (metrics.is_file() and finished_here(json.loads(metrics.read_text()), cfg)):
         train(cfg, out_dir, resume=resume, progress=progress)
     return out_dir / "checkpoint.pt"
+
+
+def finished_here(metrics: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Whether a run's ``metrics.json`` is a finished run of ``cfg`` that this process may reuse: the same
+    configuration (:func:`same_config`) and, in reproducible mode, trained in reproducible mode too (a run
+    without it rounds differently; one from before the mode existed counts as without)."""
+    if not same_config(metrics.get("config"), cfg):
+        return False
+    return not reproducible.requested() or bool((metrics.get("runtime") or {}).get("reproducible"))
 
 
 def same_config(saved: Any, cfg: TrainConfig) -> bool:
@@ -776,6 +787,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         "hardware_target": target,
         "final_phase": state.phase,
         "history": state.history,
+        # What decided the float rounding: reproducible mode, torch's CPU dispatch, threads (the last run's,
+        # for a resumed one); axhw.common.reproducible.
+        "runtime": reproducible.describe(),
     }
     atomic_write_json(metrics, metrics_path)
     return metrics

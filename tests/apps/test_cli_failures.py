@@ -427,7 +427,8 @@ def test_rtl_verify_takes_the_names_train_takes_and_old_spellings_still_work():
             resolved(*argv)
 
 
-def test_rtl_verify_multiplier_names_run_end_to_end(capsys):
+def test_rtl_verify_multiplier_names_run_end_to_end(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AXHW_RTL_REGISTRY", str(tmp_path / "registry.json"))  # not the user's registry
     assert main(["rtl", "verify", "--multiplier", "K3", "--bits", "4", "--sim", "icarus", "--quiet"]) == 0
     assert "drum_k3_s4 on icarus: 256 vectors" in capsys.readouterr().out
     assert main(["rtl", "verify", "--design", "drum", "--bits", "4", "--sim", "icarus"]) == 2

@@ -103,8 +103,13 @@ class ResultCache:
 
 def is_finished(out_dir: Path, cfg: TrainConfig) -> bool:
     """Whether ``out_dir`` holds a finished run of exactly ``cfg`` (what :func:`~axhw.training.trainer.train_cached` reuses)."""
+    from axhw.training.trainer import finished_here
+
     metrics = out_dir / "metrics.json"
-    return metrics.is_file() and json.loads(metrics.read_text()).get("config") == asdict(cfg)
+    if not metrics.is_file():
+        return False
+    saved = json.loads(metrics.read_text())
+    return saved.get("config") == asdict(cfg) and finished_here(saved, cfg)
 
 
 class TargetNetworks:
