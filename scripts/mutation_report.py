@@ -4,8 +4,10 @@ Why a script: mutmut's own ``results`` lists mutants one by one; the rate a revi
 killed, survivors listed") needs the tally by module and the survivors' names in one file that can be
 committed beside the results.
 
-Counted as killed: the tests failed (exit 1) or timed out; survived: the tests passed (exit 0); not covered:
-no test ran the mutated function (exit 33). ``rate = killed / (killed + survived + not covered)``.
+Verdicts are mutmut's own (``mutmut.stats.status_by_exit_code``). Counted as killed: the tests failed,
+timed out, crashed, or the type checker caught the mutant; survived: the tests passed; not covered: no test
+ran the mutated function; suspicious and not-yet-run mutants are listed apart.
+``rate = killed / (killed + survived + not covered)``.
 """
 
 from __future__ import annotations
@@ -16,23 +18,36 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-KILLED = {1, 3, 36, 37}  # failed, segfault-like, timeout, type check
-SURVIVED = {0}
-NOT_COVERED = {33}
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+SURVIVED = {"survived"}
+NOT_COVERED = {"no tests"}
+NOT_RUN = {"not checked", "check was interrupted by user", "skipped"}
+
+
+def verdict(exit_code: int | None) -> str:
+    """killed / survived / not_covered / not_run / suspicious, from mutmut's status of ``exit_code``."""
+    from mutmut.stats import status_by_exit_code
+
+    status = status_by_exit_code[exit_code]
+    for name, group in (("killed", KILLED), ("survived", SURVIVED), ("not_covered", NOT_COVERED),
+                        ("not_run", NOT_RUN)):
+        if status in group:
+            return name
+    return "suspicious"
 
 
 def tally(root: Path) -> dict[str, object]:
     modules: dict[str, dict[str, object]] = {}
     for meta in sorted(root.rglob("*.meta")):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        c = Counter("killed" if v in KILLED else "survived" if v in SURVIVED else "not_covered" if v in NOT_COVERED
-                    else "not_run" for v in codes.values())
-        survivors = sorted(k for k, v in codes.items() if v in SURVIVED | NOT_COVERED)
+        verdicts = {k: verdict(v) for k, v in codes.items()}
+        c = Counter(verdicts.values())
+        survivors = sorted(k for k, v in verdicts.items() if v in ("survived", "not_covered", "suspicious"))
         modules[str(meta.relative_to(root)).removesuffix(".meta")] = {**c, "mutants": len(codes),
                                                                        "survivors": survivors}
     tot: Counter[str] = Counter()
     for m in modules.values():
-        tot.update({k: v for k, v in m.items() if k in ("killed", "survived", "not_covered", "not_run")})
+        tot.update({k: v for k, v in m.items() if k in ("killed", "survived", "not_covered", "not_run", "suspicious")})
     judged = tot["killed"] + tot["survived"] + tot["not_covered"]
     return {"total": dict(tot), "kill_rate": tot["killed"] / judged if judged else None, "modules": modules}
 
@@ -51,7 +66,8 @@ def main() -> int:
     t = rep["total"]
     rate = rep["kill_rate"]
     print(f"mutants {sum(t.values())}: killed {t.get('killed', 0)}, survived {t.get('survived', 0)}, "
-          f"not covered {t.get('not_covered', 0)}, not run {t.get('not_run', 0)}; kill rate "
+          f"not covered {t.get('not_covered', 0)}, suspicious {t.get('suspicious', 0)}, not run "
+          f"{t.get('not_run', 0)}; kill rate "
           f"{'n/a' if rate is None else f'{100 * rate:.1f}%'} -> {args.out}")
     return 0
 
