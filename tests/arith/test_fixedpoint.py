@@ -130,3 +130,29 @@ def test_with_frac_keeps_width_and_signedness_and_the_name_says_both():
     assert u.with_frac(-1) == FixedPoint(6, -1, signed=False)
     assert FixedPoint(8, 3).with_frac(5) == FixedPoint(8, 5)
     assert str(u) == "ufix<6,2>" and str(FixedPoint(8, 3)) == "fix<8,3>"
+
+
+def test_calibrate_range_errors_say_exactly_what_is_wrong() -> None:
+    """Mutants the first full mutation run left alive: a small negative end (between -1 and 0), the exact
+    one-line messages."""
+    import re
+
+    from axhw.arith.fixedpoint import calibrate_range
+
+    with pytest.raises(ValueError, match="^" + re.escape("unsigned format cannot cover negative values; use "
+                                                         "signed=True") + "$"):
+        calibrate_range(-0.5, 1.0, 8, signed=False)
+    assert calibrate_range(0.0, 1.0, 8, signed=False) == FixedPoint(8, 7, False)  # 0 is not negative
+    with pytest.raises(ValueError, match=r"^calibrate needs a non-empty tensor of finite values$"):
+        calibrate_range(float("nan"), 1.0, 8)
+
+
+def test_words_are_int64_and_their_errors_name_words() -> None:
+    fmt = FixedPoint(8, 4, True)
+    codes = torch.tensor([-128, -1, 0, 127], dtype=torch.int32)
+    words = fmt.to_words(codes)
+    assert words.dtype == torch.int64 and words.tolist() == [128, 255, 0, 127]
+    back = fmt.from_words(words.to(torch.int32))
+    assert back.dtype == torch.int64 and back.tolist() == [-128, -1, 0, 127]
+    with pytest.raises(ValueError, match=r"^words "):
+        fmt.from_words(torch.tensor([256]))

@@ -62,3 +62,24 @@ def test_chunked_float32_path_just_beyond_one_chunk():
         assert exact_int_matmul(a, b, bound, bound).tolist() == python_matmul(a, b)
         assert exact_int_matmul(a.double(), b.double(), bound, bound).tolist() == python_matmul(a, b)
     assert ran["arith.chunked_gemm"] == 2  # the chunked path, not one float64 GEMM
+
+
+def test_exact_int_matmul_shapes_dtypes_and_overflow_message() -> None:
+    """Mutants the first full mutation run left alive: one operand 1-D, int64 results on the empty and
+    the float32 paths, the exact overflow message (and its boundary: exactly 2**62 is refused)."""
+    import re
+
+    from axhw.arith.intgemm import exact_int_matmul
+
+    with pytest.raises(ValueError, match=re.escape("matmul needs (M, K) @ (K, N) matrices, got (3,) @ (3, 2)")):
+        exact_int_matmul(torch.ones(3, dtype=torch.int64), torch.ones(3, 2, dtype=torch.int64), 1, 1)
+    empty = exact_int_matmul(torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0, 3, dtype=torch.int64), 5, 5)
+    assert empty.dtype == torch.int64 and empty.shape == (2, 3) and not empty.any()
+    small = exact_int_matmul(torch.tensor([[3, -2]]), torch.tensor([[5], [7]]), 3, 7)
+    assert small.dtype == torch.int64 and small.tolist() == [[1]]
+    half = 1 << 31
+    with pytest.raises(OverflowError, match="^" + re.escape(
+            "matmul result may exceed the int64 range (|sum| up to 4.61e+18 >= 2**62); use narrower operands or "
+            "split the reduction dimension") + "$"):
+        exact_int_matmul(torch.full((1, 1), half, dtype=torch.int64), torch.full((1, 1), half, dtype=torch.int64),
+                         half, half)  # exactly 2**62

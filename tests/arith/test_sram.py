@@ -107,3 +107,32 @@ def test_bernoulli_positions_sorted_unique_and_rate():
     assert abs(pos.numel() - 20_000) < 5 * math.sqrt(20_000)
     with pytest.raises(ValueError, match="valid range"):
         bernoulli_positions(10, 0.0)
+
+
+def test_bernoulli_positions_are_pinned_for_a_seed_and_every_index_at_certainty() -> None:
+    """The flip positions are part of the reference definition (a seed names a chip in every study), so their
+    exact values for a seed are pinned; p near 1 makes every index a success, which an off-by-one start or a
+    wrong running position cannot fake (mutants the first full mutation run left alive)."""
+    from axhw.arith.sram import bernoulli_positions
+
+    assert bernoulli_positions(300, 0.05, torch.Generator().manual_seed(1)).tolist() == [
+        1, 6, 12, 16, 32, 35, 48, 73, 90, 104, 118, 126, 151, 161, 163, 166, 186, 191, 206, 231, 282]
+    assert bernoulli_positions(40, 0.5, torch.Generator().manual_seed(2)).tolist() == [
+        3, 4, 6, 8, 12, 14, 15, 16, 18, 19, 20, 22, 24, 27, 29, 30, 35, 36, 39]
+    assert bernoulli_positions(1000, 1 - 1e-12, torch.Generator().manual_seed(0)).tolist() == list(range(1000))
+    assert bernoulli_positions(3, 1 - 1e-12, torch.Generator().manual_seed(0)).tolist() == [0, 1, 2]
+
+
+def test_bernoulli_positions_consume_the_generator_as_pinned_and_refuse_p_outside_0_1() -> None:
+    """Each chip's layers draw from one generator in turn, so how many uniforms a call consumes decides the
+    next call's flips: pinned here through the call after it."""
+    from axhw.arith.sram import bernoulli_positions
+
+    g = torch.Generator().manual_seed(3)
+    bernoulli_positions(200, 0.05, g)
+    assert bernoulli_positions(200, 0.05, g).tolist() == [9, 30, 48, 55, 57, 80, 91, 118, 139, 149, 176, 185, 193]
+    bernoulli_positions(37, 0.3, g)
+    assert bernoulli_positions(37, 0.3, g).tolist() == [3, 5, 9, 13, 17, 20, 21, 22, 23, 25, 26, 29, 33, 35]
+    for p in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"^p={p!r} out of range: valid range is \(0, 1\)$"):
+            bernoulli_positions(10, p)
