@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--initial-step", type=float, default=0.25, help="first round's share of neurons (default 0.25)")
     p.add_argument("--lr", type=float, default=5e-4, help="retraining learning rate (default 5e-4)")
     p.add_argument("--max-rounds", type=int, default=40, help="most search rounds (default 40)")
-    p.add_argument("--accept-split", choices=("test", "train"), default="test",
+    p.add_argument("--accept-split", choices=("test", "val", "train"), default="test",
                    help="split the bound is enforced on (default test)")
     p.add_argument("--seed", type=int, default=0, help="seed of retraining and flips (default 0)")
     p.add_argument("--data-dir", default=None, help="dataset cache (default: as trained, else " + DATA_DIR_DEFAULT + ")")

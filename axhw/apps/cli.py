@@ -157,6 +157,10 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+#: ``--ntv-words`` choices: which parameter words sit in the NTV memory (``HardwareConfig.ntv_biases``).
+NTV_WORDS = ("weights", "weights+biases")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from axhw.data.registry import APPLICATIONS
     from axhw.training.options import ESTIMATORS, METHODS
@@ -211,10 +215,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of split, init, batch order and flips (default 0)")
     p.add_argument("--bits", type=int, default=8, help="weight and activation word length (default 8)")
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: 2 x bits)")
+    p.add_argument("--bias-word", choices=("fit", "fixed"), default="fit",
+                   help="fit: each layer's bias word drops the high-order bits its biases do not use (lossless; "
+                        "paper section 3.2); fixed: every bias word is --bias-bits wide (default fit)")
+    p.add_argument("--ntv-words", choices=NTV_WORDS, default="weights+biases",
+                   help="parameter words stored in the NTV memory, where they flip: weights+biases (the paper's "
+                        "parameters) or weights (biases in reliable memory at nominal voltage; default "
+                        "weights+biases)")
     p.add_argument("--saturation-ste", action=argparse.BooleanOptionalAction, default=True,
                    help="pas: no gradient through outputs the hardware clamped (default; --no-saturation-ste "
                         "keeps eq. 12 alone, as the paper states it)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training samples (default: all)")
+    p.add_argument("--val-fraction", type=float, default=0.0,
+                   help="hold this share of the training samples out as a seeded, stratified validation split, "
+                        "never trained on (evaluate --split val scores it; default 0: none)")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--out", required=True, help="output folder: checkpoint.pt, metrics.json (required)")
     again = p.add_mutually_exclusive_group()
@@ -251,8 +265,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                           voltage_mv=args.voltage, epochs=args.epochs, pas_epochs=pas_epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, bits=args.bits,
                           bias_bits=args.bias_bits, saturation_ste=args.saturation_ste, pas_lr=args.pas_lr,
-                          act_warmup=args.act_warmup, limit=args.limit, data_dir=args.data_dir,
-                          sensitivity=args.sensitivity, probes=args.probes, gamma0=args.gamma0,
+                          bias_word=args.bias_word, ntv_biases=args.ntv_words == "weights+biases",
+                          act_warmup=args.act_warmup, limit=args.limit, val_fraction=args.val_fraction,
+                          data_dir=args.data_dir, sensitivity=args.sensitivity, probes=args.probes, gamma0=args.gamma0,
                           d_gamma=args.d_gamma, error_bound=args.error_bound, keep_float=args.keep_float)
         _set_threads(args.threads)
         if args.resume and not ck_path.exists() and not args.quiet:
@@ -290,6 +305,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first chip; run r uses seed + r (default 0)")
     p.add_argument("--data-dir", default=None, help="dataset cache (default: as trained, else " + DATA_DIR_DEFAULT + ")")
     p.add_argument("--bias-bits", type=int, default=None, help="stored bias word width (default: as trained)")
+    p.add_argument("--bias-word", choices=("fit", "fixed"), default=None,
+                   help="fit: bias words sized to each layer's biases; fixed: --bias-bits wide (default: as trained)")
+    p.add_argument("--ntv-words", choices=NTV_WORDS, default=None,
+                   help="parameter words in the NTV memory: weights+biases, or weights (biases at nominal "
+                        "voltage; default: as trained)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="samples scored: the test split (default) or the validation split the network was trained "
+                        "with (axhw train --val-fraction)")
     p.add_argument("--allow-circuit-change", action="store_true",
                    help="evaluate on an imported circuit that replaced (multipliers import --force) the one of the "
                         "same name this network was trained for (default: refuse)")
@@ -306,14 +329,16 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         out = Path(args.out) if args.out is not None else check_out_dir(Path(args.checkpoint).parent, "--out (default)")
         _set_threads(args.threads)
         r = evaluate(args.checkpoint, args.multiplier, args.voltage, args.runs, args.seed, args.data_dir,
-                     bias_bits=args.bias_bits, allow_circuit_change=args.allow_circuit_change)
+                     bias_bits=args.bias_bits, allow_circuit_change=args.allow_circuit_change, split=args.split,
+                     bias_word=args.bias_word,
+                     ntv_biases=None if args.ntv_words is None else args.ntv_words == "weights+biases")
         trained, now = r.rtl_coverage.get("trained_for"), r.rtl_coverage.get("circuit")
         if args.allow_circuit_change and trained and now and trained.get("name") == now.get("name") and \
                 trained.get("table_hash") != now.get("table_hash"):
             print(f"note: {now['name']} is not the circuit this network was trained for (table "
                   f"{str(trained.get('table_hash'))[:12]} then, {now['table_hash'][:12]} now; "
                   "--allow-circuit-change)", file=sys.stderr)
-        path = out / f"eval_{r.multiplier}_{r.voltage_mv:g}mV.json"
+        path = out / f"eval_{r.multiplier}_{r.voltage_mv:g}mV{'' if r.split == 'test' else '_val'}.json"
         atomic_write_text(json.dumps(r.as_dict(), indent=2), path)
         print(f"{r.summary()} -> {path}")
         if r.float_parts:

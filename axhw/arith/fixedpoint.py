@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["MAX_BITS", "FixedPoint", "calibrate", "calibrate_range", "check_codes"]
+__all__ = ["MAX_BITS", "FixedPoint", "calibrate", "calibrate_range", "check_codes", "fit_width"]
 
 #: Widest word supported. Codes are held in int64 and shifted by up to ``bits``, so 62 is the hard limit;
 #: it covers the 48-bit accumulators that 16-bit operands need (multipliers stop at 32-bit operands).
@@ -51,6 +51,31 @@ def check_codes(codes: torch.Tensor, lo: int, hi: int, what: str = "codes") -> N
         raise ValueError(
             f"{what} out of range: found [{int(cmin)}, {int(cmax)}], valid range is [{lo}, {hi}]"
         )
+
+
+def fit_width(codes: torch.Tensor, max_bits: int) -> int:
+    """The narrowest two's-complement word (at least 2 bits, at most ``max_bits``) that holds every code.
+
+    This is how a stored word drops the high-order bits its values never use (paper section 3.2: "unnecessary
+    high order bits that do not affect accuracy should be eliminated to confine the effect of the noise"),
+    the word-length counterpart of dynamic fixed point's per-tensor ``frac``: the hardware layers size each
+    layer's bias word with it (:attr:`axhw.nn.HardwareConfig.bias_word`), from the bias codes at the
+    accumulator scale, so the codes themselves, and clean inference, are unchanged. Codes that need more
+    than ``max_bits`` are an error (they were to be saturated to ``max_bits`` first).
+
+    >>> fit_width(torch.tensor([-129, 5]), 16), fit_width(torch.tensor([0, 0]), 16)
+    (9, 2)
+    >>> fit_width(torch.tensor([127]), 16), fit_width(torch.tensor([-128]), 16), fit_width(torch.tensor([128]), 16)
+    (8, 8, 9)
+    """
+    if not 2 <= max_bits <= MAX_BITS:
+        raise ValueError(f"max_bits={max_bits} out of range: valid range is [2, {MAX_BITS}]")
+    check_codes(codes, -(1 << (max_bits - 1)), (1 << (max_bits - 1)) - 1)
+    if codes.numel() == 0:
+        return 2
+    lo, hi = (int(v) for v in torch.aminmax(codes))
+    # a code c >= 0 needs c.bit_length() + 1 bits (sign bit); c < 0 needs (~c).bit_length() + 1 = (-c - 1)'s
+    return max(2, (~lo).bit_length() + 1 if lo < 0 else 2, hi.bit_length() + 1 if hi > 0 else 2)
 
 
 @dataclass(frozen=True)

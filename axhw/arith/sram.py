@@ -145,7 +145,7 @@ class NTVStorage:
         return _mask_from_positions(pos, n_words, bits).view(shape)
 
     def corrupt_all(self, codes: list[torch.Tensor], fmts: list[FixedPoint],
-                    generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                    generator: torch.Generator | None = None, slots: list[int] | None = None) -> list[torch.Tensor]:
         """:meth:`corrupt` of several tensors stored one after another (a layer's weights, then its biases)
         with *one* draw: their words form one flat Bernoulli sequence, tensor after tensor, word-major
         within each (bit ``b`` of word ``w`` of tensor ``t`` is trial ``offset_t + w * bits_t + b``).
@@ -154,17 +154,31 @@ class NTVStorage:
         are the same i.i.d. coin flips, half the random-number calls. The training-time hardware forward (:mod:`axhw.nn.fused`),
         :meth:`axhw.golden.network.IntLinear.stored` (hence ``forward_int`` and ``sample_chip``) all draw this way,
         so equal seeds give equal chips everywhere. For a single tensor the stream is :meth:`corrupt`'s.
+
+        ``slots`` (one per tensor, each >= its word width): the draw gives every word of tensor ``t`` a slot of
+        ``slots[t]`` trials and the word keeps the flips of its slot's low ``fmt.bits`` trials (its stored bits;
+        the rest are bits that are not stored, and their coin flips land nowhere). The stored bits still flip
+        i.i.d. with ``p``, and the stream no longer depends on the word width: two networks whose bias words
+        have different widths (``HardwareConfig.bias_word``) meet the same chips on the bits both store (common
+        random numbers; docs/hardware-models.md).
         """
         for c, fmt in zip(codes, fmts, strict=True):
             check_codes(c, fmt.qmin, fmt.qmax)
+        widths = [fmt.bits for fmt in fmts] if slots is None else list(slots)
+        if len(widths) != len(codes) or any(w < fmt.bits for w, fmt in zip(widths, fmts, strict=True)):
+            raise ValueError(f"slots {slots} must give one width per tensor, each at least its word width")
         if self.flip_p == 0.0:
             return [c.clone() for c in codes]
-        sizes = [c.numel() * fmt.bits for c, fmt in zip(codes, fmts, strict=True)]
+        sizes = [c.numel() * w for c, w in zip(codes, widths, strict=True)]
         pos = self.flip_positions(sum(sizes), generator)
         out: list[torch.Tensor] = []
         offset = 0
-        for c, fmt, size in zip(codes, fmts, sizes, strict=True):
+        for c, fmt, size, w in zip(codes, fmts, sizes, widths, strict=True):
             mine = pos[(pos >= offset) & (pos < offset + size)] - offset if len(codes) > 1 else pos
+            if w != fmt.bits:  # keep the stored (low) bits of each slot, renumbered word-major at fmt.bits
+                bit = mine % w
+                keep = bit < fmt.bits
+                mine = (mine[keep] // w) * fmt.bits + bit[keep]
             out.append(self._apply(c, fmt, _mask_from_positions(mine, c.numel(), fmt.bits).view(c.shape)))
             offset += size
         return out

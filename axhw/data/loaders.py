@@ -4,6 +4,12 @@ Protocol (paper section 4.1 and ``docs/spec.md`` section 4): 80 % train / 20 % t
 seeded; features standardized with the mean and standard deviation of the training split only (so nothing
 about the test set leaks into training), constant features keeping std 1.
 
+A **validation split** (``val_fraction`` > 0) is carved from the training data: seeded, stratified, after the
+``limit`` subset, before standardization (the statistics come from what is left to train on). Every choice a
+study makes (the minimum-power configuration, accuracy bounds, ApproxAnn's switches) is made on it, and the
+test split only scores what was chosen, so test-set noise cannot pick the winner (docs/power.md, "Selection on
+validation data").
+
 MNIST instead keeps its standard 60,000 / 10,000 split (LeCun et al.; what every MNIST number refers to) and
 scales pixels to ``[0, 1]`` by ``/255`` rather than per-pixel standardization: border pixels are almost
 always 0, so their z-scores would reach the hundreds and waste the fixed-point input range of the hardware
@@ -27,6 +33,7 @@ from axhw.data.registry import APPLICATIONS, DATASETS, DataError, check_file, da
 __all__ = [
     "MNIST_DIR_ENV",
     "Dataset",
+    "carve_validation",
     "load",
     "status",
     "stratified_subset",
@@ -54,6 +61,8 @@ class Dataset:
         mean: per-feature offset subtracted from the raw features.
         std: per-feature scale the centred features were divided by.
         class_names: one name per class index.
+        x_val: ``(V, *feature_shape)`` float32, carved from the training data (``V = 0`` without a validation split).
+        y_val: ``(V,)`` int64.
     """
 
     name: str
@@ -66,6 +75,21 @@ class Dataset:
     mean: torch.Tensor
     std: torch.Tensor
     class_names: tuple[str, ...]
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` of ``train``, ``val`` or ``test``.
+
+        Raises:
+            DataError: ``val`` asked of a data set without a validation split.
+        """
+        if name not in ("train", "val", "test"):
+            raise DataError(f"unknown split {name!r}: valid splits are 'train', 'val', 'test'")
+        x, y = getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+        if name == "val" and len(y) == 0:
+            raise DataError(f"{self.name} has no validation split: train with val_fraction > 0 (--val-fraction)")
+        return x, y
 
     @property
     def n_features(self) -> int:
@@ -134,6 +158,35 @@ def stratified_subset(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray
     return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
 
 
+def carve_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices of a seeded, stratified split of ``y`` with ``fraction`` held out.
+
+    Stratified where every class has at least two samples (else a seeded random split), at least one sample
+    on each side. The validation stream is seeded apart from the train/test split and the ``limit`` subset
+    (``seed + 2``) so adding a validation split does not move the test split.
+
+    >>> tr, va = carve_validation(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 0.25, 0)
+    >>> sorted(np.bincount(np.array([0, 0, 0, 0, 1, 1, 1, 1])[va]).tolist()), len(tr)
+    ([1, 1], 6)
+    """
+    n = len(y)
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"val_fraction={fraction} out of range: must be in (0, 1) (0 means no validation split)")
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    if n < 2:
+        raise DataError(f"{n} training sample(s): too few to carve a validation split from")
+    idx = np.arange(n)
+    n_cls = len(np.unique(y))
+    if np.bincount(y).min(initial=n) >= 2 and n_cls <= n_val <= n - n_cls:
+        from sklearn.model_selection import train_test_split
+
+        tr, va = train_test_split(idx, test_size=n_val, stratify=y, random_state=seed + 2, shuffle=True)
+    else:
+        perm = np.random.default_rng(seed + 2).permutation(n)
+        tr, va = perm[n_val:], perm[:n_val]
+    return np.sort(np.asarray(tr)), np.sort(np.asarray(va))
+
+
 def _standardize(x_tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = x_tr.mean(axis=0)
     std = x_tr.std(axis=0)
@@ -159,7 +212,7 @@ def _raw(name: str, data_dir: Path, mnist_dir: str | os.PathLike[str] | None) ->
 
 def load(name: str, seed: int = 0, data_dir: str | os.PathLike[str] | None = None, test_fraction: float = 0.2,
          *, flat: bool | None = None, limit: int | None = None, test_limit: int | None = None,
-         mnist_dir: str | os.PathLike[str] | None = None) -> Dataset:
+         mnist_dir: str | os.PathLike[str] | None = None, val_fraction: float = 0.0) -> Dataset:
     """Load a data set offline and split, scale and convert it for training.
 
     Args:
@@ -174,6 +227,8 @@ def load(name: str, seed: int = 0, data_dir: str | os.PathLike[str] | None = Non
         test_limit: keep at most this many test samples (seeded, stratified).
         mnist_dir: folder with the user's own standard MNIST IDX files (raw or ``.gz``); default
             ``$AXHW_MNIST_DIR``, else the fetched cache.
+        val_fraction: share of the (``limit``-ed) training samples held out as the validation split
+            (:func:`carve_validation`); 0: none.
 
     Raises:
         DataError: unknown name, bad arguments, or data not available offline (the message names the
@@ -195,6 +250,10 @@ def load(name: str, seed: int = 0, data_dir: str | os.PathLike[str] | None = Non
         x_tr, y_tr, x_te, y_te = x[tr], y[tr], x[te], y[te]
     keep = stratified_subset(y_tr, limit, seed)
     x_tr, y_tr = x_tr[keep], y_tr[keep]
+    x_va, y_va = x_tr[:0], y_tr[:0]
+    if val_fraction:
+        tr, va = carve_validation(y_tr, val_fraction, seed)
+        x_tr, y_tr, x_va, y_va = x_tr[tr], y_tr[tr], x_tr[va], y_tr[va]
     keep = stratified_subset(y_te, test_limit, seed + 1)
     x_te, y_te = x_te[keep], y_te[keep]
     if info.name == "mnist":
@@ -220,6 +279,8 @@ def load(name: str, seed: int = 0, data_dir: str | os.PathLike[str] | None = Non
         mean=torch.from_numpy(mean.astype(np.float32)).reshape(shape),
         std=torch.from_numpy(std.astype(np.float32)).reshape(shape),
         class_names=classes,
+        x_val=tensor(x_va),
+        y_val=torch.from_numpy(np.ascontiguousarray(y_va, np.int64)),
     )
 
 

@@ -153,6 +153,9 @@ class IntLinear:
     kind: str = field(default="linear", init=False)
     #: Values read (0: network input, i + 1: op i's output); None: the previous value (a chain).
     inputs: tuple[int, ...] | None = field(default=None, kw_only=True)
+    #: Whether the bias words sit in the NTV memory with the weights (they flip with them), or in reliable
+    #: memory at the nominal supply (:attr:`axhw.nn.HardwareConfig.ntv_biases`). Files without it: True.
+    bias_in_ntv: bool = field(default=True, kw_only=True)
 
     def __post_init__(self) -> None:
         # The stored bias word: the accumulator's scale (frac) in a word of its own width, by default the
@@ -162,6 +165,8 @@ class IntLinear:
             self.bias_fmt = self.acc_fmt
         if self.bias_fmt.frac != self.acc_fmt.frac or self.bias_fmt.bits > self.acc_fmt.bits:
             raise ValueError(f"bias format {self.bias_fmt} must have the accumulator's frac and at most its width")
+        if not isinstance(self.bias_in_ntv, bool):
+            raise ValueError(f"bias_in_ntv must be True or False, got {self.bias_in_ntv!r}")
         if self.approx_neurons is not None:
             mask = torch.as_tensor(self.approx_neurons)
             if mask.dtype != torch.bool or mask.shape != (self.weight.shape[0],):
@@ -177,11 +182,19 @@ class IntLinear:
     def stored(self, storage: NTVStorage | None, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) codes read back from ``storage``: weight words, then bias words (``bias_fmt``), one
         fresh flip pattern drawn in one pass for both (:meth:`NTVStorage.corrupt_all`, the draw the fused
-        hardware forward of :mod:`axhw.nn.fused` makes too); clean codes without storage or at p = 0."""
+        hardware forward of :mod:`axhw.nn.fused` makes too; each bias word drawn in an ``acc_fmt.bits``-wide
+        slot of which its ``bias_fmt.bits`` low bits are stored, so the chip is the same for every bias width);
+        clean codes without storage or at p = 0.
+        Biases not in the NTV memory (:attr:`bias_in_ntv` False) come back clean and the draw covers the
+        weight words only."""
         if storage is None or storage.flip_p == 0:
             return self.weight, self.bias
         assert self.bias_fmt is not None
-        w, b = storage.corrupt_all([self.weight, self.bias], [self.weight_fmt, self.bias_fmt], generator)
+        if not self.bias_in_ntv:
+            return storage.corrupt_all([self.weight], [self.weight_fmt], generator)[0], self.bias
+        # each bias word in an accumulator-wide slot of the draw: the chip does not depend on the bias width
+        w, b = storage.corrupt_all([self.weight, self.bias], [self.weight_fmt, self.bias_fmt], generator,
+                                   slots=[self.weight_fmt.bits, self.acc_fmt.bits])
         return w, b
 
     def accumulate(self, a: torch.Tensor, mul: Multiplier, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -487,6 +500,8 @@ class QuantizedNetwork:
                 del d["inputs"]  # a chain: the file older versions wrote
             elif "inputs" in d:
                 d["inputs"] = list(d["inputs"])
+            if d.get("bias_in_ntv", False) is True:
+                del d["bias_in_ntv"]  # biases in NTV memory: the file older versions wrote
             if "in_fmts" in d:
                 d["in_fmts"] = [asdict(f) for f in d["in_fmts"]]
             d["kind"] = op.kind

@@ -12,7 +12,8 @@ training step of a small network (dispatch-bound). This path computes the same i
   (:mod:`axhw.arith.kernels.fused`), in float32 holding small integers (exact), no int64 copies;
 * the flips of a layer's weights and biases in one draw (:meth:`axhw.arith.sram.NTVStorage.corrupt_all`, the
   draw :meth:`axhw.golden.network.IntLinear.stored` makes too, so ``forward_int`` and ``sample_chip`` see the same
-  chips for the same seeds);
+  chips for the same seeds), the bias words in the width :meth:`axhw.nn.HardwareConfig.bias_word_bits` gives and
+  only when they sit in the NTV memory (:attr:`axhw.nn.HardwareConfig.ntv_biases`);
 * one exact float GEMM / convolution of transformed operands (float32 in reduction chunks whose partial
   sums stay below 2**24 by the operands' actual largest ``|T|``, the argument of :mod:`axhw.arith.intgemm`), then
   one compiled epilogue: bias, accumulator saturation, re-quantization, dequantization, saturation mask;
@@ -64,8 +65,14 @@ ConvOptions = tuple[tuple[int, int], tuple[int, int], tuple[int, int], int]
 
 @functools.lru_cache(maxsize=1024)
 def _layer_formats(act: FixedPoint, wf: FixedPoint, acc_bits: int, bias_bits: int) -> tuple[FixedPoint, FixedPoint]:
+    """The accumulator format and the widest bias format (``bias_bits``, the codes' saturation range)."""
     accf = FixedPoint(acc_bits, act.frac + wf.frac)
     return accf, FixedPoint(bias_bits, accf.frac)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bias_format(bits: int, frac: int) -> FixedPoint:
+    return FixedPoint(bits, frac)
 
 
 def _clipped_grad(grad_out: torch.Tensor, live: torch.Tensor | None) -> torch.Tensor:
@@ -180,7 +187,7 @@ def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | N
         wf = calibrate_range(float(lo), float(hi), hw.bits)
     else:
         wf = calibrate(wd, hw.bits, mode=hw.calibration, percentile=hw.percentile)
-    accf, bf = _layer_formats(act, wf, hw.acc_bits, hw.bias_bits)
+    accf, bmax = _layer_formats(act, wf, hw.acc_bits, hw.bias_bits)
     fmt = layer.out_fmt if layer.out_fmt is not None else accf
     shift = accf.frac - fmt.frac
     conv = _conv_options(layer) if isinstance(layer, nn.Conv2d) else None  # None: a linear layer
@@ -199,6 +206,7 @@ def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | N
         wcodes = chip[0].to(torch.int32)
         bcodes = chip[1].to(torch.int32)
         tw, nmin_w, max_w = hwkernel.transform(wcodes, op_lo, table)
+        bf = bmax  # held codes were stored in at most bias_bits: a valid bound on |bias| below
     else:
         # quantize and transform in one pass (weights are finite: calibration checked them)
         codes, tw, _, nmin_w, max_w = hwkernel.quantize_transform(wd, wf.frac, wf.qmin, wf.qmax, table, True)
@@ -207,13 +215,23 @@ def fused_forward(layer: HardwareLayerLike, x: torch.Tensor) -> torch.Tensor | N
         if bias is None:
             bcodes = torch.zeros(n_out, dtype=torch.int32)
         else:
-            bcodes = _quantize(bias.detach().contiguous(), bf, "biases")
+            bcodes = _quantize(bias.detach().contiguous(), bmax, "biases")
+        # the stored bias word: HardwareConfig.bias_word's width, the eager path's (HardwareLayer._int_fields)
+        bf = bmax if hw.bias_word == "fixed" else _bias_format(hw.bias_word_bits(bcodes), accf.frac)
         storage = hw.storage()
         if storage is not None:  # flip the stored words, re-transforming only the flipped ones
             n_w = wcodes.numel() * wf.bits
-            pos = storage.flip_positions(n_w + n_out * bf.bits, layer.generator)
+            # biases at nominal voltage: not in the draw; in NTV: one accumulator-wide slot each, of which the
+            # stored word's low bf.bits flip (NTVStorage.corrupt_all's slots: the chip is the same for any width)
+            n_b = n_out * accf.bits if hw.ntv_biases else 0
+            pos = storage.flip_positions(n_w + n_b, layer.generator)
             j, dmin, max_f = hwkernel.flip(wcodes, wf.bits, pos, 0, 0, (tw, table, op_lo))
-            hwkernel.flip(bcodes, bf.bits, pos, j, n_w)
+            if hw.ntv_biases and j < pos.numel():
+                rel = pos[j:] - n_w
+                bit = rel % accf.bits
+                keep = bit < bf.bits
+                bpos = ((rel[keep] // accf.bits) * bf.bits + bit[keep]).contiguous()
+                hwkernel.flip(bcodes, bf.bits, bpos, 0, 0)
             nmin_w, max_w = nmin_w + dmin, max(max_w, max_f)  # an upper bound stays a valid bound
 
     # ---- activations: quantize and transform in one pass

@@ -65,6 +65,7 @@ class _IntFields(TypedDict):
     acc_fmt: FixedPoint
     out_fmt: FixedPoint | None
     bias_fmt: FixedPoint
+    bias_in_ntv: bool
     approx_neurons: torch.Tensor | None
 
 
@@ -147,10 +148,14 @@ class HardwareLayer(HardwareAware):
         assert weight is not None
         wf = calibrate(weight, self.hw.bits, mode=self.hw.calibration, percentile=self.hw.percentile)
         accf = FixedPoint(self.hw.acc_bits, self.act_fmt.frac + wf.frac)
-        bf = FixedPoint(self.hw.bias_bits, accf.frac)
         b = bias if bias is not None else torch.zeros(weight.shape[0], device=weight.device)
-        return {"weight": wf.quantize(weight), "bias": bf.quantize(b), "act_fmt": self.act_fmt,
+        # codes saturate to the widest word (bias_bits); the stored word is then as wide as they need
+        # (HardwareConfig.bias_word: "fit" drops the unused high-order bits, losslessly)
+        bcodes = FixedPoint(self.hw.bias_bits, accf.frac).quantize(b)
+        bf = FixedPoint(self.hw.bias_word_bits(bcodes), accf.frac)
+        return {"weight": wf.quantize(weight), "bias": bcodes, "act_fmt": self.act_fmt,
                 "weight_fmt": wf, "acc_fmt": accf, "out_fmt": self.out_fmt, "bias_fmt": bf,
+                "bias_in_ntv": self.hw.ntv_biases,
                 "approx_neurons": None if self.approx_neurons is None else self.approx_neurons.clone()}
 
     def int_layer(self) -> IntLinear:

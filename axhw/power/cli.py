@@ -3,7 +3,8 @@
 ``axhw.apps.cli`` wires it in with ``add_parser(subparsers)``; handlers return the exit status.
 
     axhw power report --dataset breast_cancer [--constraint 2.0] [--quick] [--multiplier exact K2 NAME ...] \
-        [--seeds 0 1 2] [--single-network] [--bounds 0.5 1 2 4 6] --out build/power/breast_cancer
+        [--seeds 0 1 2] [--single-network] [--bounds 0.5 1 2 4 6] [--backend ray [--address ADDR]] \
+        [--workers N] --out build/power/breast_cancer
     axhw power synth --bits 8 16 --out build/power/synth
     axhw power synth --multiplier NAME [NAME ...] [--compare NAME ...] [--zero-delay] [--stages] --out build/power/synth
     axhw power summary --reports build/power/report [--out FOLDER]
@@ -46,8 +47,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rep.add_argument("--constraint", type=float, default=2.0, help="allowed accuracy loss, pp (default 2.0)")
     rep.add_argument("--quick", action="store_true", help="reduced run: few epochs, 5 NTV runs, 3 modes, 2 voltages")
     rep.add_argument("--epochs", type=int, default=None, help="training epochs (default 30, quick 4)")
-    rep.add_argument("--runs", type=int, default=None, help="NTV runs per evaluation (default 50)")
+    rep.add_argument("--runs", type=int, default=None,
+                     help="NTV chip instances per evaluation, the same chips for every network (default 200)")
     rep.add_argument("--pairs", type=int, default=None, help="operand pairs simulated per mode (default 4096)")
+    rep.add_argument("--bias-word", choices=("fit", "fixed"), default=None,
+                     help="bias words: each layer's narrowest (fit, default) or --bias-bits wide (fixed, the earlier "
+                          "model); docs/hardware-models.md")
+    rep.add_argument("--ntv-words", choices=("weights+biases", "weights"), default=None,
+                     help="which words sit in the NTV memory: weights and biases (default, the paper's parameters) or "
+                          "weights only (biases at nominal voltage)")
+    rep.add_argument("--bits", type=int, default=None,
+                     help="word length of weights, activations and the multipliers: 8 (default) or 16, where DRUM's "
+                          "own paper evaluates it (name the modes: --multiplier exact drum4 drum6 drum8 ...)")
     rep.add_argument("--reference", choices=("own", "bp"), default="own",
                      help="accuracy reference network (default own)")
     rep.add_argument("--multiplier", dest="modes", nargs="+", action="extend", default=None, metavar="NAME",
@@ -56,7 +67,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                           "K1, quick exact K4 K2)")
     rep.add_argument("--modes", dest="modes", nargs="+", action="extend", help=argparse.SUPPRESS)  # old name
     rep.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
-                     help="training/evaluation seeds, results averaged over them (default 0 1 2, quick 0)")
+                     help="training/evaluation seeds, paired between BP and AxTrain, results averaged over them with "
+                          "95%% bootstrap intervals (default 0..9, quick 0)")
+    rep.add_argument("--val-fraction", type=float, default=None,
+                     help="share of the training samples held out as the validation split every choice is made on; "
+                          "test accuracy is reported for what was chosen (default 0.2; 0: choose on the test split, "
+                          "the earlier behaviour)")
     rep.add_argument("--single-network", action="store_true",
                      help="only the single AxTrain network trained for K2 and the conservative voltage (the earlier, "
                           "cheaper search); default: AxTrain trained for every visited candidate, single network beside it")
@@ -77,6 +93,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                           "$AXHW_CACHE or ~/.cache/axhw)")
     rep.add_argument("--out", type=Path, required=True, help="output folder: power.json, power.md, power.png (required)")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
+    rep.add_argument("--backend", choices=("local", "ray"), default="local",
+                     help="where the seeds run: local (default: one after another here, or --workers processes) "
+                          "or ray (a Ray cluster, --address; pip install 'axhw[ray]'); same power.json but the cost")
+    rep.add_argument("--address", default=None,
+                     help="with --backend ray: the cluster (e.g. auto, ray://host:10001; default: a local Ray)")
+    rep.add_argument("--workers", type=int, default=None,
+                     help="seeds at a time (local default 1: in this process; ray default: all seeds at once)")
     reproducible.add_option(rep, True)  # a power report's choices are published numbers
     rep.add_argument("--accel", action="store_true",
                      help="also the accelerator-level energy per inference (whole PE array at gate level, memories "
@@ -86,10 +109,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                           "accelerator-level energy (the accelerator-level objective)")
     rep.add_argument("--accel-samples", type=int, default=2, help="test samples of the --accel simulation (default 2)")
     rep.set_defaults(func=main_report)
-    summ = sub.add_parser("summary", help="one BP vs AxTrain table over every report under a directory")
+    summ = sub.add_parser("summary", help="one BP vs AxTrain table over every report under a directory, with 95% "
+                                          "intervals and the readings of the bound against the paper's averages")
     summ.add_argument("--reports", type=Path, default=Path("build/power/report"),
                       help="folder of reports, one subfolder per data set (default build/power/report)")
-    summ.add_argument("--out", type=Path, default=None, help="output folder for summary.md (default: REPORTS)")
+    summ.add_argument("--out", type=Path, default=None,
+                      help="output folder for summary.md, summary.json and pareto.png (default: REPORTS)")
     summ.set_defaults(func=main_summary)
     syn = sub.add_parser("synth", help="synthesize multipliers (exact, DRUM-k, imported): area, leakage, "
                                        "energy per multiply")
@@ -196,7 +221,10 @@ def main_report(args: argparse.Namespace) -> int:
                                  ("bounds", tuple(args.bounds) if args.bounds else None),
                                  ("approxann_modes", tuple(args.approxann_modes) if args.approxann_modes is not None
                                   else None), ("pas_epochs", args.pas_epochs), ("limit", args.limit),
-                                 ("batch_size", args.batch_size)) if v is not None}
+                                 ("batch_size", args.batch_size), ("val_fraction", args.val_fraction),
+                                 ("bits", args.bits), ("bias_word", args.bias_word),
+                                 ("ntv_biases", None if args.ntv_words is None else args.ntv_words != "weights"))
+               if v is not None}
     if (args.dataset is None) == (args.network is None):
         return _fail(args, ValueError("give --dataset (train and compare its networks) or --network CHECKPOINT ..."
                                       " (measure trained checkpoints), not both"))
@@ -204,6 +232,12 @@ def main_report(args: argparse.Namespace) -> int:
         return _fail(args, ValueError("--accel-search needs --accel"))
     if args.network is not None and args.accel:
         return _fail(args, ValueError("--accel goes with --dataset; for checkpoints use axhw power accel --network"))
+    if args.network is not None and (args.backend != "local" or args.workers is not None):
+        return _fail(args, ValueError("--backend and --workers spread a study's seeds: they go with --dataset"))
+    if args.address is not None and args.backend != "ray":
+        return _fail(args, ValueError("--address names a Ray cluster: add --backend ray"))
+    if args.workers is not None and args.workers < 1:
+        return _fail(args, ValueError(f"--workers {args.workers}: give 1 or more"))
     if args.network is not None:
         return _network_report(args, changes)
     if args.single_network:
@@ -225,7 +259,8 @@ def main_report(args: argparse.Namespace) -> int:
         # One thread, as the sweep workers: numbers independent of the machine's core count, and no
         # oversubscription on a busy machine (measured here: 2 threads on 2 loaded cores made an act epoch 25x slower).
         torch.set_num_threads(1)
-        result = study_dict(run_study(cfg, progress=not args.quiet))
+        result = study_dict(run_study(cfg, progress=not args.quiet, backend=args.backend, address=args.address,
+                                      workers=args.workers))
         _add_accel_result(args, result)
     except (ToolMissing, ValueError) as exc:
         return _fail(args, exc)
@@ -237,7 +272,7 @@ def main_report(args: argparse.Namespace) -> int:
 
 #: ``power report`` options that train networks: meaningless with ``--network`` (its networks are trained).
 _TRAINING_OPTIONS = ("epochs", "pas_epochs", "limit", "batch_size", "approxann_modes", "single_network",
-                     "no_joint_search")
+                     "no_joint_search", "val_fraction", "bias_word", "ntv_words", "bits")
 
 
 def _network_report(args: argparse.Namespace, changes: dict[str, object]) -> int:
@@ -300,7 +335,8 @@ def _accel_of_report(args: argparse.Namespace, cfg: AccelConfig, out: Path) -> i
 
 
 def main_summary(args: argparse.Namespace) -> int:
-    """``axhw power summary``: the cross-data-set table of ``power.json`` files (no tools needed)."""
+    """``axhw power summary``: the cross-data-set table of ``power.json`` files (no tools needed); the fidelity
+    numbers (readings of the bound, intervals, inside/outside the paper's averages) also in ``summary.json``."""
     from axhw.power.search.report import write_summary
 
     try:

@@ -20,7 +20,9 @@ published measurements, each cited where it is defined. Technology assumptions (
 * Flip-rate/voltage anchors are those of :mod:`axhw.arith.sram` (Dreslinski et al. 2010 via the paper).
 
 Storage power of a network: every multiply reads one weight word (``bits`` bits) from SRAM at the MAC rate,
-and every stored parameter bit (weights and biases) leaks all the time.
+and every stored parameter bit (weights and biases) leaks all the time: at the NTV supply, except bias words
+kept in reliable memory (``HardwareConfig.ntv_biases=False``), which leak at the nominal supply
+(:func:`storage_bits_split`, ``storage_power(..., nominal_bits=...)``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from axhw.arith.sram import NOMINAL_MV, VOLTAGE_RANGE_MV
 from axhw.golden.network import QuantizedNetwork
 
 __all__ = ["SRAMTechnology", "StoragePower", "leakage_per_bit_w", "read_energy_per_bit_j", "storage_bits",
-           "storage_power"]
+           "storage_bits_split", "storage_power"]
 
 #: Thermal voltage kT/q at 300 K, in V.
 THERMAL_VOLTAGE = 0.02585
@@ -95,17 +97,32 @@ def leakage_per_bit_w(voltage_mv: float, tech: SRAMTechnology | None = None) -> 
 def storage_bits(qnet: QuantizedNetwork) -> tuple[int, int]:
     """(stored parameter bits, weight words: one read of every weight per inference).
 
-    Weights are stored in their word format, biases in theirs (:attr:`IntLinear.bias_fmt`). The second
-    number equals the multiplies per inference of a fully-connected network only; a convolution reuses each
-    weight once per output pixel (:meth:`QuantizedNetwork.multiplies_per_inference` counts the products).
+    Weights are stored in their word format, biases in theirs (:attr:`IntLinear.bias_fmt`, per layer). The
+    first number counts every parameter bit wherever it is stored (:func:`storage_bits_split` tells the NTV
+    bits from those kept at nominal voltage). The second number equals the multiplies per inference of a
+    fully-connected network only; a convolution reuses each weight once per output pixel
+    (:meth:`QuantizedNetwork.multiplies_per_inference` counts the products).
     """
-    bits = 0
-    reads = 0
+    ntv, nominal, reads = storage_bits_split(qnet)
+    return ntv + nominal, reads
+
+
+def storage_bits_split(qnet: QuantizedNetwork) -> tuple[int, int, int]:
+    """(parameter bits in the NTV memory, bits kept in reliable memory at nominal voltage, weight words).
+
+    Weight words are always in the NTV memory; a layer's bias words (``bias.numel() * bias_fmt.bits``) are
+    there too unless the layer keeps them at nominal voltage (:attr:`IntLinear.bias_in_ntv` False,
+    ``HardwareConfig.ntv_biases``), so their leakage is charged at the nominal supply
+    (``storage_power(..., nominal_bits=...)``). The weight words are :func:`storage_bits`' second number.
+    """
+    ntv = nominal = reads = 0
     for layer in qnet.layers:
         assert layer.bias_fmt is not None
-        bits += layer.weight.numel() * layer.weight_fmt.bits + layer.bias.numel() * layer.bias_fmt.bits
+        bias_bits = layer.bias.numel() * layer.bias_fmt.bits
+        ntv += layer.weight.numel() * layer.weight_fmt.bits + (bias_bits if layer.bias_in_ntv else 0)
+        nominal += 0 if layer.bias_in_ntv else bias_bits
         reads += layer.weight.numel()
-    return bits, reads
+    return ntv, nominal, reads
 
 
 @dataclass(frozen=True)
@@ -122,13 +139,22 @@ class StoragePower:
 
 
 def storage_power(voltage_mv: float, stored_bits: int, word_bits: int, mac_rate_hz: float,
-                  tech: SRAMTechnology | None = None) -> StoragePower:
-    """Storage power: one ``word_bits`` weight read per multiply at ``mac_rate_hz``, plus leakage.
+                  tech: SRAMTechnology | None = None, nominal_bits: int = 0) -> StoragePower:
+    """Storage power: one ``word_bits`` weight read per multiply at ``mac_rate_hz``, plus the leakage of
+    ``stored_bits`` at ``voltage_mv`` and of ``nominal_bits`` (parameters kept in reliable memory, e.g. biases
+    with ``ntv_biases=False``: :func:`storage_bits_split`) at the nominal supply.
 
     >>> p = storage_power(660, 50_000, 8, 100e6)
     >>> p.total_w < storage_power(1100, 50_000, 8, 100e6).total_w
     True
+    >>> storage_power(660, 0, 8, 0, nominal_bits=10).leakage_w == 10 * leakage_per_bit_w(1100)
+    True
     """
+    if stored_bits < 0 or nominal_bits < 0:
+        raise ValueError(f"stored_bits={stored_bits}, nominal_bits={nominal_bits}: bit counts must be >= 0")
+    tech = tech or SRAMTechnology()
     dyn = mac_rate_hz * word_bits * read_energy_per_bit_j(voltage_mv, tech)
     leak = stored_bits * leakage_per_bit_w(voltage_mv, tech)
+    if nominal_bits:
+        leak += nominal_bits * leakage_per_bit_w(tech.nominal_mv, tech)
     return StoragePower(float(voltage_mv), dyn, leak)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from axhw.data.loaders import Dataset, stratified_subset
+from axhw.data.loaders import Dataset, carve_validation, stratified_subset
 from axhw.nn.fx.lower import INTEGER_OPS
 from axhw.nn.fx.trace import FloatPart, describe_parts, float_parts
 
@@ -168,10 +168,11 @@ def user_model(spec: str, args: dict[str, Any] | None = None) -> nn.Module:
 _FIELDS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def load_user_data(spec: str, seed: int = 0, limit: int | None = None) -> Dataset:
+def load_user_data(spec: str, seed: int = 0, limit: int | None = None, val_fraction: float = 0.0) -> Dataset:
     """Call the data factory ``spec`` and check what it returns: ``x_*`` float tensors (or arrays) of one
     sample shape, ``y_*`` 1-D integer class indices >= 0 of the same lengths. ``limit`` keeps a seeded,
-    stratified subset of the training samples (as :func:`axhw.data.load` does). The inputs are used as
+    stratified subset of the training samples and ``val_fraction`` holds a validation split out of them (as
+    :func:`axhw.data.load` does). The inputs are used as
     given: no scaling, no reshaping (the model sees ``x_train[i]``'s shape)."""
     raw = import_factory(spec, "--data")()
     if isinstance(raw, tuple | list) and len(raw) == 4:
@@ -206,11 +207,16 @@ def load_user_data(spec: str, seed: int = 0, limit: int | None = None) -> Datase
     keep = torch.from_numpy(stratified_subset(y_tr.numpy(), limit, seed))
     x_tr, y_tr = x_tr[keep], y_tr[keep]
     n_classes = int(max(int(y_tr.max()), int(t["y_test"].max()))) + 1
+    x_va, y_va = x_tr[:0], y_tr[:0]
+    if val_fraction:  # carved from the training samples, as axhw.data.load does
+        tr, va = (torch.from_numpy(i) for i in carve_validation(y_tr.numpy(), val_fraction, seed))
+        x_tr, y_tr, x_va, y_va = x_tr[tr], y_tr[tr], x_tr[va], y_tr[va]
     shape = tuple(x_tr.shape[1:])
     return Dataset(name=spec, x_train=x_tr.contiguous(), y_train=y_tr.contiguous(),
                    x_test=t["x_test"].float().contiguous(), y_test=t["y_test"].long().contiguous(),
                    n_classes=n_classes, feature_shape=shape, mean=torch.zeros(shape), std=torch.ones(shape),
-                   class_names=tuple(str(i) for i in range(n_classes)))
+                   class_names=tuple(str(i) for i in range(n_classes)), x_val=x_va.contiguous(),
+                   y_val=y_va.contiguous())
 
 
 @torch.no_grad()

@@ -16,12 +16,12 @@ import hashlib
 import json
 import os
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from axhw.common import reproducible
 from axhw.common.io import atomic_write_text
@@ -34,10 +34,12 @@ __all__ = [
     "TrainTask",
     "code_version",
     "load_experiment",
+    "run_parallel",
     "run_tasks",
 ]
 
 Backend = Literal["local", "ray"]
+R = TypeVar("R")
 
 
 @cache
@@ -171,7 +173,35 @@ def run_tasks(tasks: Sequence[Task], root: str | Path, backend: Backend = "local
 
 def _dispatch(todo: list[Task], root: Path, backend: Backend, workers: int | None,
               address: str | None) -> Iterable[tuple[str, dict[str, Any]]]:
-    if not todo:
+    # Ray schedules every task at once (``workers`` sizes only the local pool, as it always has).
+    jobs = [_job(root, t) for t in todo]
+    for i, res in run_parallel(_execute, jobs, backend, workers if backend == "local" else None, address):
+        yield todo[i].key, res
+
+
+def _call(fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)`` in a worker, in the driver's reproducible mode (spawned workers inherit the variables,
+    Ray workers get them through ``runtime_env``; applied before ``fn``'s work imports torch)."""
+    if reproducible.requested():
+        reproducible.apply()
+    return fn(*args)
+
+
+def run_parallel(fn: Callable[..., R], jobs: Sequence[tuple[Any, ...]], backend: Backend = "local",
+                 workers: int | None = None, address: str | None = None) -> Iterator[tuple[int, R]]:
+    """Run ``fn(*job)`` for every job; yield ``(index of the job, result)`` as each one finishes.
+
+    ``fn`` and the jobs must be picklable (a module-level function, plain data). Backends: ``local`` runs
+    in this process when ``workers`` (default: the CPU count) or the number of jobs is 1, else in a pool of
+    spawned processes (fresh interpreters: nothing of the driver's torch state leaks in); ``ray`` submits
+    to an existing Ray instance, or to ``ray.init(address=address)`` when none is running, at most
+    ``workers`` jobs at a time (None: all). Workers run in the driver's reproducible mode. The order of
+    completion varies: callers index results by the job's position, never by arrival.
+
+    Raises:
+        ValueError: an unknown backend, or the ray backend without Ray installed.
+    """
+    if not jobs:
         return
     if backend == "ray":
         try:
@@ -180,26 +210,30 @@ def _dispatch(todo: list[Task], root: Path, backend: Backend, workers: int | Non
             raise ValueError("the ray backend needs Ray: pip install 'axhw[ray]' (or pip install ray)") from exc
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(_execute)
+        remote = ray.remote(_call)
         if reproducible.requested():  # Ray workers do not inherit the driver's environment
             remote = remote.options(runtime_env={"env_vars": {**reproducible.ENV, reproducible.VARIABLE: "1"}})
-        refs = {remote.remote(*_job(root, t)): t.key for t in todo}
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield refs[done[0]], ray.get(done[0])
+        limit = len(jobs) if workers is None else max(1, workers)
+        queue = list(enumerate(jobs))
+        refs: dict[Any, int] = {}
+        while queue or refs:
+            while queue and len(refs) < limit:
+                i, job = queue.pop(0)
+                refs[remote.remote(fn, *job)] = i
+            done, _ = ray.wait(list(refs), num_returns=1)
+            yield refs.pop(done[0]), ray.get(done[0])
         return
     if backend != "local":
         raise ValueError(f"unknown backend {backend!r}: valid backends are 'local', 'ray'")
     n = workers or os.cpu_count() or 1
-    if n == 1 or len(todo) == 1:
-        for t in todo:
-            yield t.key, _execute(*_job(root, t))
+    if n == 1 or len(jobs) == 1:
+        for i, job in enumerate(jobs):
+            yield i, fn(*job)
         return
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(max_workers=min(n, len(todo)), mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_execute, *_job(root, t)): t.key for t in todo}
+    with ProcessPoolExecutor(max_workers=min(n, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        futs = {pool.submit(_call, fn, *job): i for i, job in enumerate(jobs)}
         for f in as_completed(futs):
             yield futs[f], f.result()
 

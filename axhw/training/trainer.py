@@ -30,7 +30,7 @@ from axhw.arith.fixedpoint import FixedPoint
 from axhw.arith.multipliers import Exact, Multiplier
 from axhw.arith.registry import get_multiplier
 from axhw.arith.sram import NOMINAL_MV, NTVStorage
-from axhw.common import reproducible
+from axhw.common import numerics, reproducible
 from axhw.common.io import atomic_torch_save, atomic_write_json
 from axhw.data.registry import APPLICATIONS
 from axhw.golden.network import IntConv2d, QuantizedNetwork
@@ -65,6 +65,7 @@ __all__ = [
     "hardware_target",
     "integer_accuracy",
     "integer_batch_size",
+    "integer_correct",
     "integer_outputs",
     "integer_test_inputs",
     "load_checkpoint",
@@ -73,6 +74,7 @@ __all__ = [
     "output_loss",
     "phase_for",
     "same_config",
+    "split_record",
     "targets_hardware",
     "train",
     "train_cached",
@@ -123,7 +125,13 @@ class TrainConfig:
             gradients come from a noisy forward (fresh bit flips every pass).
         seed: seeds the data split, initialisation, batch order and bit flips.
         bits: weight and activation word length.
-        bias_bits: stored bias word width (None: ``2 * bits``, see :class:`axhw.nn.HardwareConfig`).
+        bias_bits: stored bias word width (None: ``2 * bits``, see :class:`axhw.nn.HardwareConfig`); under
+            ``bias_word="fit"`` the widest a layer's bias word may be.
+        bias_word: ``fit`` (default): each layer's bias word drops the high-order bits its biases do not use
+            (paper section 3.2); ``fixed``: every bias word is ``bias_bits`` wide (before this field existed).
+            See :class:`axhw.nn.HardwareConfig` and docs/hardware-models.md, "NTV SRAM storage".
+        ntv_biases: whether biases are stored in the NTV memory with the weights and flip with them (default
+            True, the paper's parameters W), or in reliable memory at nominal voltage (``False``).
         gamma0, d_gamma, error_bound: adaptive gamma of AxTrain-act (section 3.1.3); the error is the
             epoch's training error rate, so ``error_bound`` is an error-rate bound. The paper gives no
             values; measured on MNIST-MLP (5,000 samples, 6 epochs), gamma0 = 1e-3 keeps BP's accuracy
@@ -138,6 +146,12 @@ class TrainConfig:
             is always exact.
         probes: outputs sampled per sample by the ``estimate`` (>= 1; cost grows with it, variance falls).
         limit: use at most this many training samples, a seeded stratified subset (quick runs; None = all).
+        val_fraction: share of the training samples held out as a seeded, stratified validation split
+            (:func:`axhw.data.loaders.carve_validation`), never trained on: every selection a study makes (the
+            minimum-power configuration, accuracy bounds, ApproxAnn's switches) is made on it, and the test
+            split scores what was chosen (docs/power.md, "Selection on validation data"). 0 (plain ``axhw
+            train``): no validation split, all training samples train. Recorded in the checkpoint, so a run
+            with another split is never reused or mixed in.
         data_dir: dataset cache directory (None = default).
     """
 
@@ -154,6 +168,8 @@ class TrainConfig:
     seed: int = 0
     bits: int = 8
     bias_bits: int | None = None
+    bias_word: Literal["fit", "fixed"] = "fit"
+    ntv_biases: bool = True
     gamma0: float = 1e-3
     d_gamma: float = 5e-4
     error_bound: float = 0.02
@@ -163,6 +179,7 @@ class TrainConfig:
     sensitivity: Literal["exact", "estimate"] = "exact"
     probes: int = 1
     limit: int | None = None
+    val_fraction: float = 0.0
     data_dir: str | None = None
     model: str | None = None
     # hash=False: a dict does not hash; configs that differ only here still compare unequal
@@ -201,6 +218,9 @@ class TrainConfig:
             raise ValueError(f"pas_epochs={self.pas_epochs} out of range: valid range is [1, epochs-1={self.epochs - 1}] "
                              f"(axtrain's last pas_epochs epochs are pas): lower pas_epochs or raise epochs to "
                              f"{self.pas_epochs + 1} or more")
+        if not 0.0 <= self.val_fraction <= 0.5:
+            raise ValueError(f"val_fraction={self.val_fraction} out of range: valid range is [0, 0.5] (0: no "
+                             "validation split)")
         if self.act_warmup < 0:
             raise ValueError(f"act_warmup={self.act_warmup} out of range: must be >= 0")
         if self.sensitivity not in ESTIMATORS:
@@ -213,7 +233,8 @@ class TrainConfig:
 
     def pas_hardware(self) -> HardwareConfig:
         return HardwareConfig(mode="hardware", multiplier=self.multiplier, bits=self.bits, voltage_mv=self.voltage_mv,
-                              bias_bits=self.bias_bits, saturation_ste=self.saturation_ste)
+                              bias_bits=self.bias_bits, saturation_ste=self.saturation_ste,
+                              bias_word=self.bias_word, ntv_biases=self.ntv_biases)
 
 
 def output_loss(out: torch.Tensor, y: torch.Tensor, kind: str = "mse") -> torch.Tensor:
@@ -236,8 +257,22 @@ def load_training_data(cfg: TrainConfig) -> Any:
     from axhw.data import load
 
     if cfg.data is not None:
-        return load_user_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
-    return load(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir, limit=cfg.limit)
+        return load_user_data(cfg.data, seed=cfg.seed, limit=cfg.limit, val_fraction=cfg.val_fraction)
+    return load(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir, limit=cfg.limit, val_fraction=cfg.val_fraction)
+
+
+def split_record(cfg: TrainConfig, data: Any) -> dict[str, Any]:
+    """Sizes of the train / validation / test splits of ``data`` and a SHA-256 (16 hex) of the validation
+    samples and labels (``None`` without a validation split): what ``metrics.json`` records of the split."""
+    import hashlib
+
+    digest = None
+    if len(data.y_val):
+        h = hashlib.sha256(data.x_val.contiguous().numpy().tobytes())
+        h.update(data.y_val.contiguous().numpy().tobytes())
+        digest = h.hexdigest()[:16]
+    return {"val_fraction": cfg.val_fraction, "train": len(data.y_train), "val": len(data.y_val),
+            "test": len(data.y_test), "val_digest": digest}
 
 
 def build_training_model(cfg: TrainConfig) -> nn.Module:
@@ -425,9 +460,18 @@ def integer_accuracy(qnet: QuantizedNetwork, x: torch.Tensor, y: torch.Tensor, m
     """Accuracy and output error E (on the sigmoid of the output accumulator) of the integer network on
     ``(x, y)`` with one chip (:func:`integer_outputs`): one run of ``axhw evaluate``, and ``axhw train``'s
     hardware accuracy."""
+    correct, err = integer_correct(qnet, x, y, multiplier, storage, generator, loss, batch_size)
+    return float(correct.double().mean()), err
+
+
+def integer_correct(qnet: QuantizedNetwork, x: torch.Tensor, y: torch.Tensor, multiplier: Multiplier,
+                    storage: NTVStorage | None = None, generator: torch.Generator | None = None,
+                    loss: str = "mse", batch_size: int | None = None) -> tuple[torch.Tensor, float]:
+    """:func:`integer_accuracy` per sample: which samples one chip classifies right (bool, ``(N,)``) and the
+    output error E. Paired tests compare two configurations sample by sample (docs/power.md)."""
     out = integer_outputs(qnet, x, multiplier, storage, generator, batch_size)
     logits = qnet.output_fmt.dequantize(out, torch.float64)
-    return float((out.argmax(1) == y).double().mean()), float(output_loss(torch.sigmoid(logits), y, loss))
+    return out.argmax(1) == y, float(output_loss(torch.sigmoid(logits), y, loss))
 
 
 def hardware_target(cfg: TrainConfig) -> dict[str, Any]:
@@ -481,7 +525,7 @@ def _hardware_accuracy(ck: dict[str, Any], cfg: TrainConfig, x: torch.Tensor, y:
     chip = torch.Generator().manual_seed(cfg.seed)
     if cfg.keep_float:
         hw = HardwareConfig(mode="hardware", multiplier=cfg.multiplier, bits=cfg.bits, voltage_mv=cfg.voltage_mv,
-                            bias_bits=cfg.bias_bits)
+                            bias_bits=cfg.bias_bits, bias_word=cfg.bias_word, ntv_biases=cfg.ntv_biases)
         acc, _ = hardware_model_accuracy(model_from_checkpoint(ck, hw).eval(), x, y, chip, cfg.loss)
         return acc
     acc, _ = integer_accuracy(quantized_from_checkpoint(ck), x, y, mul, NTVStorage(cfg.voltage_mv), chip, cfg.loss)
@@ -574,9 +618,24 @@ def model_from_checkpoint(ck: dict[str, Any], hw: HardwareConfig | None = None) 
     return model
 
 
+#: What a field means when a saved configuration (a checkpoint, a ``metrics.json``) predates it: what the code
+#: did before the field existed, which is not always today's default. A run trained on the whole training split
+#: (before validation splits) or with 16-bit bias words in the NTV memory is read back as exactly that, so it is
+#: never mixed in silently with runs of the new defaults: it is labelled by its own configuration and not reused
+#: where another one is asked for (:func:`same_config`).
+LEGACY_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0, "bias_word": "fixed", "ntv_biases": True}
+
+
+def _with_legacy(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with every field it lacks and :data:`LEGACY_DEFAULTS` names set to its legacy value."""
+    return {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in d}, **d}
+
+
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` of a saved configuration; fields it lacks take their legacy meaning
+    (:data:`LEGACY_DEFAULTS`), else today's default."""
     names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in d.items() if k in names})
+    return TrainConfig(**{k: v for k, v in _with_legacy(d).items() if k in names})
 
 
 #: Fields a resumed run may change: the length of the run, and where the data cache lives.
@@ -591,11 +650,16 @@ def config_diff(saved: TrainConfig, requested: TrainConfig) -> list[str]:
             for name in a if name not in RESUMABLE_CHANGES and a[name] != b[name]]
 
 
-def quantized_from_checkpoint(ck: dict[str, Any], bias_bits: int | None = None) -> QuantizedNetwork:
-    """The integer network of a checkpoint; ``bias_bits`` overrides the stored bias word width."""
+def quantized_from_checkpoint(ck: dict[str, Any], bias_bits: int | None = None,
+                              bias_word: Literal["fit", "fixed"] | None = None,
+                              ntv_biases: bool | None = None) -> QuantizedNetwork:
+    """The integer network of a checkpoint; ``bias_bits``, ``bias_word`` and ``ntv_biases`` override the
+    stored bias word width, how it is sized and where it is stored (None: as trained)."""
     cfg = config_from_dict(ck["config"])
-    model = model_from_checkpoint(ck, HardwareConfig(mode="quantized", bits=cfg.bits,
-                                                     bias_bits=bias_bits or cfg.bias_bits))
+    model = model_from_checkpoint(ck, HardwareConfig(
+        mode="quantized", bits=cfg.bits, bias_bits=bias_bits or cfg.bias_bits,
+        bias_word=cfg.bias_word if bias_word is None else bias_word,
+        ntv_biases=cfg.ntv_biases if ntv_biases is None else ntv_biases))
     return to_quantized(model, meta={"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed})
 
 
@@ -620,12 +684,13 @@ def finished_here(metrics: dict[str, Any], cfg: TrainConfig) -> bool:
 
 def same_config(saved: Any, cfg: TrainConfig) -> bool:
     """Whether ``saved`` (a config read back from ``metrics.json``) is ``cfg``; fields newer than the file
-    count as their defaults, so a finished run stays finished when :class:`TrainConfig` grows a field."""
+    count as their legacy meaning (:data:`LEGACY_DEFAULTS`) or else their defaults, so a finished run stays
+    finished when :class:`TrainConfig` grows a field that does not change what it trained."""
     if not isinstance(saved, dict):
         return False
     defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default
                 for f in fields(TrainConfig)}
-    return {**defaults, **saved} == asdict(cfg)
+    return {**defaults, **_with_legacy(saved)} == asdict(cfg)
 
 
 def integer_test_inputs(ck: dict[str, Any]) -> tuple[QuantizedNetwork, torch.Tensor]:
@@ -787,9 +852,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         "hardware_target": target,
         "final_phase": state.phase,
         "history": state.history,
+        # Which samples trained, which validate (the study's selections) and which test: counts and a digest
+        # of the validation samples, so a run on another split is recognized (docs/power.md).
+        "split": split_record(cfg, data),
         # What decided the float rounding: reproducible mode, torch's CPU dispatch, threads (the last run's,
         # for a resumed one); axhw.common.reproducible.
         "runtime": reproducible.describe(),
+        "numerics": numerics.describe(),  # which numerics code produced it (axhw.common.numerics)
     }
     atomic_write_json(metrics, metrics_path)
     return metrics

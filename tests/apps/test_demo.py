@@ -54,6 +54,22 @@ def test_gain_line_states_the_gate_level_choice():
     assert "multiplier exact vs K1, 2000 vs 800 uW (+150%, gate level)" in gain_line(res)
 
 
+def test_choices_are_made_on_the_validation_split_and_report_test_accuracy():
+    res = _result(0.612, 0.834)
+    # Validation says AxTrain's 660 mV point is infeasible (floor 0.97 - 0.02 = 0.95 > 0.90) while the test split
+    # would have allowed it (0.96): the choice follows validation, the reported accuracy is the test one.
+    res.val_accuracy = {label: {s: dict(a) for s, a in seeds.items()} for label, seeds in res.accuracy.items()}
+    for s in (0, 1):
+        res.val_accuracy["AxTrain"][s][("exact", 660.0)] = 0.90
+    assert res.selection_split == "val"
+    assert res.min_power("AxTrain")["voltage_mv"] == 1100.0
+    res.val_accuracy["AxTrain"][0][("exact", 660.0)] = res.val_accuracy["AxTrain"][1][("exact", 660.0)] = 0.955
+    c = res.min_power("AxTrain")
+    assert c["voltage_mv"] == 660.0 and c["val_accuracy"] == 0.955 and c["accuracy"] == 0.96
+    res.val_accuracy = {}
+    assert res.selection_split == "test" and res.min_power("AxTrain")["voltage_mv"] == 660.0
+
+
 def test_gain_line_follows_the_numbers_also_when_axtrain_loses():
     line = gain_line(_result(0.70, 0.65, bp660=0.97, ax660=0.90))
     assert "accuracy 0.650 vs 0.700" in line and "-5.0 points" in line and "ahead on 0/2 seeds" in line
@@ -79,7 +95,7 @@ def test_tiny_demo_emits_steps_in_order_and_ends_with_the_gain_line(tmp_path, on
                                                          blocks[2])}
     assert f"accuracy {means['AxTrain']} vs {means['BP']}" in last
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "axtrain-exact-400mV-e2-s0-b8", "bp-exact-1100mV-e2-s0-b8"]
+        "axtrain-exact-400mV-e2-s0-b8-v0.2", "bp-exact-1100mV-e2-s0-b8-v0.2"]
     # A second run reuses the trained networks and gives the same numbers.
     assert run_demo(tmp_path, config=TINY, emit=None, rtl=False, gate_level=False).splitlines()[-1] == last
 
@@ -90,7 +106,7 @@ def test_cli_demo_writes_to_the_cache_by_default(tmp_path, monkeypatch, capsys, 
     assert main(["demo", "--epochs", "2", "--seeds", "1", "--runs", "2", "--no-rtl", "--no-gate-level"]) == 0
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1].startswith("Measured gain, AxTrain vs BP (breast cancer, 400 mV SRAM")
-    assert (tmp_path / "cache" / "demo" / "bp-exact-1100mV-e2-s0-b8" / "checkpoint.pt").is_file()
+    assert (tmp_path / "cache" / "demo" / "bp-exact-1100mV-e2-s0-b8-v0.2" / "checkpoint.pt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing in the current directory
 
 

@@ -136,3 +136,21 @@ def test_bernoulli_positions_consume_the_generator_as_pinned_and_refuse_p_outsid
     for p in (0.0, 1.0, 1.5, -0.1):
         with pytest.raises(ValueError, match=rf"^p={p!r} out of range: valid range is \(0, 1\)$"):
             bernoulli_positions(10, p)
+
+
+def test_corrupt_all_slots_keep_the_low_bits_and_refuse_narrow_slots() -> None:
+    """A word in a wider slot keeps the flips of the slot's low bits (its stored bits); at p = 1 every stored bit
+    flips and nothing above; a slot narrower than its word is refused."""
+    st = NTVStorage(p=1.0)
+    codes = torch.tensor([5, -3, 0])
+    fmt = FixedPoint(4, 0)
+    (got,) = st.corrupt_all([codes], [fmt], torch.Generator().manual_seed(0), slots=[32])
+    assert got.tolist() == fmt.from_words(fmt.to_words(codes) ^ 0xF).tolist()  # all 4 stored bits, no more
+    half = NTVStorage(p=0.5)
+    a = half.corrupt_all([codes, codes], [fmt, FixedPoint(8, 0)], torch.Generator().manual_seed(1), slots=[4, 16])
+    b = half.corrupt_all([codes, codes], [fmt, FixedPoint(6, 0)], torch.Generator().manual_seed(1), slots=[4, 16])
+    assert torch.equal(a[0], b[0])  # the stream does not depend on the second word's width
+    assert ((FixedPoint(8, 0).to_words(a[1]) ^ FixedPoint(8, 0).to_words(codes)) & 0x3F).tolist() == \
+        (FixedPoint(6, 0).to_words(b[1]) ^ FixedPoint(6, 0).to_words(codes)).tolist()
+    with pytest.raises(ValueError, match="at least its word width"):
+        st.corrupt_all([codes], [fmt], None, slots=[3])

@@ -69,6 +69,14 @@ def test_quick_breast_cancer_report(toolchain: Toolchain, tmp_path: Path) -> Non
         assert all(c["mismatches"] == 0 for c in net["compute"].values())
         assert net["compute"]["K2"]["measured"]["total_w"] < net["compute"]["exact"]["measured"]["total_w"]
         assert set(net["chosen"]) == {"floor", "compute", "storage", "joint"}
+        # chosen on the validation split (a seeded 20% of the training samples), test accuracy carried beside
+        assert net["chosen"]["floor"] == net["exact_nominal_accuracy"] - cfg.constraint_pp / 100.0
+        assert all(len(p["accuracies"]) == cfg.runs and len(p["test_accuracies"]) == cfg.runs for p in net["points"])
+        assert any(p["accuracy"] != p["test_accuracy"] for p in net["points"])  # two different sample sets
+        for part, key in (("compute", "compute_w"), ("storage", "storage_w")):
+            pool = [p for p in net["points"] if (p["voltage_mv"] == 1100.0 if part == "compute" else p["mode"] == "exact")]
+            assert net["chosen"][part] == choose(pool, key, net["chosen"]["floor"])
+    assert cfg.selection_split == "val" and d["config"]["val_fraction"] == 0.2
     # Operand streams of different networks give different power.
     bp, ax = d["networks"]["bp"]["compute"]["exact"], d["networks"]["axtrain"]["compute"]["exact"]
     assert bp["measured"]["total_w"] != ax["measured"]["total_w"]

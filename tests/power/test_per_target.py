@@ -108,6 +108,18 @@ def test_quick_per_target_study_end_to_end_and_cached_rerun(toolchain: object, t
         assert [v["order_w"] for v in vis] == sorted(v["order_w"] for v in vis)
         assert all(not v["feasible"] for v in vis[:-1]) and vis[-1]["feasible"] == (search[part]["point"] is not None)
     assert len(d["pareto"]["compute"]["per_target"]) == 3
+    # every reading of the bound searched per target, each floor from its own reference and rule
+    seed0 = d["per_target"]["search"]["0"]
+    own, bp = seed0["accurate_implementation_accuracy"], d["per_seed_networks"]["0"]["bp"]["exact_nominal_accuracy"]
+    rd = seed0["readings"]
+    assert sorted(rd) == ["bp-pp", "bp-relative", "own-pp", "own-relative"]
+    assert rd["own-pp"]["floor"] == pytest.approx(own - 0.02) and rd["own-relative"]["floor"] == pytest.approx(own * 0.98)
+    assert rd["bp-pp"]["floor"] == pytest.approx(bp - 0.02) and rd["bp-relative"]["floor"] == pytest.approx(bp * 0.98)
+    assert rd["own-pp"]["compute"]["point"] == search["compute"]["point"]  # the study's own reading: the same search
+    for name, row in rd.items():
+        pt = row["storage"]["point"]
+        assert pt is None or (pt["accuracy"] >= row["floor"] - 1e-12 and pt["test_accuracy"] is not None), name
+    assert d["readings"]["by_reading"]["bp-relative"]["per_target"]["searched_parts"] == ["compute", "storage"]
     assert d["cost"]["this_run"]["trainings_run"] > 0
     paths = write_report(d, tmp_path / "out")
     assert (tmp_path / "out" / "pareto.png") in paths and "Per-target search" in markdown(d)

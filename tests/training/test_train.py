@@ -169,12 +169,16 @@ def test_resume_with_other_config_and_nan_loss_are_clear_errors(tmp_path):
 
 def test_narrow_bias_words_confine_ntv_damage(runs):
     d, _ = runs["bp"]
-    clean16 = evaluate(d / "checkpoint.pt", "exact", 1100, runs=1)
-    clean32 = evaluate(d / "checkpoint.pt", "exact", 1100, runs=1, bias_bits=32)
+    clean16 = evaluate(d / "checkpoint.pt", "exact", 1100, runs=1, bias_word="fixed")
+    clean32 = evaluate(d / "checkpoint.pt", "exact", 1100, runs=1, bias_bits=32, bias_word="fixed")
     assert clean16.accuracy_mean == clean32.accuracy_mean  # the trained biases fit the default 16-bit words
-    wide = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1, bias_bits=32)
-    narrow = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1)
+    wide = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1, bias_bits=32, bias_word="fixed")
+    narrow = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1, bias_word="fixed")
     assert narrow.accuracy_mean > wide.accuracy_mean
+    # "fit" words (the default) are sized to the biases, not to bias_bits: the same chips at 16 and 32
+    fit16 = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1)
+    fit32 = evaluate(d / "checkpoint.pt", "exact", 660, runs=20, seed=1, bias_bits=32)
+    assert fit16.accuracies == fit32.accuracies
 
 
 def test_pas_lr_applies_to_pas_epochs_only(tmp_path):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from axhw.power.search.measure import Measurer
 from axhw.power.search.targets import ResultCache, file_digest
@@ -40,15 +40,17 @@ def mixed_power(fraction: float, p_mode: float, p_exact: float) -> float:
 
 
 def approxann_cached(ck: Path, mode: str, bound_pp: float, seed: int, retrain_epochs: int, cache: ResultCache,
-                     measurer: Measurer, source: str) -> dict[str, Any]:
-    """ApproxAnn on checkpoint ``ck`` with ``mode`` within ``bound_pp`` points, and its compute power.
+                     measurer: Measurer, source: str, accept_split: Literal["test", "val"] = "test") -> dict[str, Any]:
+    """ApproxAnn on checkpoint ``ck`` with ``mode`` within ``bound_pp`` points, and its compute power. The bound
+    is enforced on ``accept_split`` (the study's selection split: ``val`` where the network has one).
 
     Returns the search's counts and accuracies (no per-round trace) with ``power_w``, ``p_mode_w`` and
     ``p_exact_w``; cached under the checkpoint's SHA-256 and the search settings.
     """
     from axhw.approxann.search import ApproxAnnConfig, run_approxann
 
-    aa = ApproxAnnConfig(mode=mode, bound=bound_pp, seed=seed, retrain_epochs=retrain_epochs)
+    aa = ApproxAnnConfig(mode=mode, bound=bound_pp, seed=seed, retrain_epochs=retrain_epochs,
+                         accept_split=accept_split)
     payload = {"checkpoint": file_digest(ck), "config": asdict(aa)}
     hit = cache.get("approxann", payload)
     if hit is None:

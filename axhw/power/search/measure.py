@@ -35,22 +35,26 @@ class Measurer:
     timing: bool
     runs: int
 
-    def accuracy(self, ck: Path, mode: str, voltage_mv: float, seed: int) -> dict[str, float]:
-        """Mean and std accuracy and loss over ``runs`` chip instances (NTV) of ``ck`` under (mode, voltage)."""
+    def accuracy(self, ck: Path, mode: str, voltage_mv: float, seed: int, split: str = "test") -> dict[str, Any]:
+        """Mean and std accuracy and loss over ``runs`` chip instances (NTV) of ``ck`` under (mode, voltage), on
+        the ``test`` or the ``val`` split, with every chip's accuracy (``accuracies``: chip ``r`` is seeded
+        ``seed + r`` for every network, so two networks of one architecture meet the same chips: common random
+        numbers for paired comparisons)."""
         from axhw.arith.library import circuit_of
         from axhw.arith.registry import get_multiplier
 
         payload = {"checkpoint": file_digest(ck), "mode": mode, "circuit": circuit_of(get_multiplier(mode, self.bits)),
-                   "voltage_mv": float(voltage_mv), "runs": self.runs, "seed": seed}
+                   "voltage_mv": float(voltage_mv), "runs": self.runs, "seed": seed, "split": split}
         hit = self.cache.get("eval", payload)
         if hit is not None:
             return hit
         from axhw.training.evaluate import evaluate
 
-        r = evaluate(ck, mode, voltage_mv, runs=self.runs, seed=seed)
+        r = evaluate(ck, mode, voltage_mv, runs=self.runs, seed=seed, split=split)
         self.ledger.evaluations += 1
         return self.cache.put("eval", payload, {"accuracy_mean": r.accuracy_mean, "accuracy_std": r.accuracy_std,
-                                                "loss_mean": r.loss_mean, "loss_std": r.loss_std})
+                                                "loss_mean": r.loss_mean, "loss_std": r.loss_std,
+                                                "accuracies": r.accuracies, "correct_counts": r.correct_counts})
 
     def compute(self, ck: Path, mode: str, seed: int, source: str) -> dict[str, Any]:
         """Gate-level power of ``mode`` on the operand stream of ``ck`` (``ComputePower.as_dict()``).

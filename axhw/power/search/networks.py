@@ -10,6 +10,9 @@ stored bits) on each checkpoint, and the study's selection (:func:`axhw.power.se
 constraint and at every bound of the Pareto curve. Results are cached by checkpoint digest
 (:class:`axhw.power.search.targets.ResultCache`), so a re-run measures nothing again.
 
+Choices are made on the checkpoints' validation split where they all hold the same one (``axhw train
+--val-fraction``), else on the test split, and ``power.json`` says which (``selection_split``).
+
 The reference accuracy is each network's own at the exact multiplier and nominal voltage (``own``), or, with
 ``reference="bp"``, that of the one checkpoint trained with ``--method bp`` (the paper's comparison: the
 accuracy bound is taken from the hardware-agnostic network).
@@ -46,7 +49,7 @@ def _describe(paths: Sequence[Path]) -> list[dict[str, Any]]:
     for p in paths:
         cfg = config_from_dict(load_checkpoint(p)["config"])
         infos.append({"path": Path(p), "method": cfg.method, "dataset": cfg.dataset, "bits": cfg.bits,
-                      "model": cfg.model, "data": cfg.data})
+                      "model": cfg.model, "data": cfg.data, "val_fraction": cfg.val_fraction})
     if len({str(i["path"].resolve()) for i in infos}) != len(infos):
         raise ValueError("the same checkpoint is given twice: give each --network once")
     keys = {(i["dataset"], i["data"], i["bits"]) for i in infos}
@@ -69,7 +72,11 @@ def prepare(checkpoints: Sequence[str | Path], cfg: StudyConfig) -> tuple[list[d
     if not checkpoints:
         raise ValueError("give at least one --network CHECKPOINT")
     infos = _describe([Path(c) for c in checkpoints])
-    cfg = cfg.copy(dataset=infos[0]["dataset"], bits=infos[0]["bits"])
+    # Choices on the validation split when every checkpoint holds one (axhw train --val-fraction), else on the
+    # test split, labelled (config.val_fraction = 0, "selection_split": "test" in power.json).
+    val = {float(i["val_fraction"]) for i in infos}
+    cfg = cfg.copy(dataset=infos[0]["dataset"], bits=infos[0]["bits"],
+                   val_fraction=val.pop() if len(val) == 1 else 0.0)
     if "exact" not in cfg.modes or NOMINAL_MV not in cfg.voltages:
         raise ValueError("modes must include 'exact' and voltages must include the nominal 1100 mV (the reference)")
     if cfg.constraint_pp < 0 or any(b < 0 for b in cfg.bounds):
@@ -101,6 +108,7 @@ def network_study(checkpoints: Sequence[str | Path], cfg: StudyConfig, progress:
         networks[info["label"]] = net
     choose_configurations(networks, cfg, networks[bp[0]["label"]]["exact_nominal_accuracy"] if bp else None)
     out: dict[str, Any] = {"config": config_dict(cfg), "source": "networks", "networks": networks,
+                           "selection_split": cfg.selection_split,
                            "node_scale_180_to_65": NODE_SCALE_180_TO_65,
                            "cost": {"this_run": ledger.as_dict()}}
     if bp and len(networks) > 1:  # every other network's power change against BP's, at the chosen points

@@ -7,8 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from axhw.common.io import atomic_write, atomic_write_text
-from axhw.power.search.per_target import pareto_plot, report_sections, summary_sections
+from axhw.common.io import atomic_write, atomic_write_json, atomic_write_text
+from axhw.power.search.per_target import (
+    fidelity,
+    pareto_plot,
+    report_sections,
+    shown_accuracy,
+    summary_sections,
+)
 
 __all__ = ["summary_markdown", "write_report", "write_summary"]
 
@@ -27,7 +33,8 @@ def _chosen(c: dict[str, Any] | None, key: str, label: str) -> str:
         return "no feasible point"
     what = c["mode"] if label == "compute" else f"{c['voltage_mv']:g} mV" if label == "storage" else \
         f"{c['mode']} @ {c['voltage_mv']:g} mV"
-    return f"{what}: {c[key] * 1e6:.1f} uW (acc {100 * c['accuracy']:.2f}%)"
+    acc, label = shown_accuracy(c)  # the test accuracy where the choice was made on validation data
+    return f"{what}: {c[key] * 1e6:.1f} uW ({label} {100 * acc:.2f}%)"
 
 
 def markdown(d: dict[str, Any]) -> str:
@@ -73,13 +80,15 @@ def markdown(d: dict[str, Any]) -> str:
             lines.append(f"| {m} | {mode} | {c['n_cells']} | {c['area_um2']:.0f} | {c['vectors']} | {c['mismatches']} | "
                          f"{c['measured']['energy_pj']:.2f} | {c['vectorless']['energy_pj']:.2f} | "
                          f"{c['measured']['mean_toggles']:.3f} |")
+    test = any(p.get("test_accuracy") is not None for net in d["networks"].values() for p in net["points"])
     lines += ["", "## Accuracy grid (mean over NTV runs) and power", "",
-              "| network | mode | V (mV) | accuracy % | std | compute uW | storage uW | joint uW (65 nm) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| network | mode | V (mV) | accuracy % | std | " + ("test accuracy % | " if test else "")
+              + "compute uW | storage uW | joint uW (65 nm) |", "|---|---|---|---|---|---|---|---|" + ("---|" if test else "")]
     for m, net in d["networks"].items():
         for p in net["points"]:
+            t = "" if not test else ("n/a | " if p.get("test_accuracy") is None else f"{100 * p['test_accuracy']:.2f} | ")
             lines.append(f"| {m} | {p['mode']} | {p['voltage_mv']:g} | {100 * p['accuracy']:.2f} | "
-                         f"{100 * p['accuracy_std']:.2f} | {p['compute_w'] * 1e6:.1f} | {p['storage_w'] * 1e6:.2f} | "
+                         f"{100 * p['accuracy_std']:.2f} | {t}{p['compute_w'] * 1e6:.1f} | {p['storage_w'] * 1e6:.2f} | "
                          f"{p['joint_w'] * 1e6:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -115,7 +124,10 @@ def write_report(d: dict[str, Any], out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "power.json", out / "power.md", out / "power.png"]
-    atomic_write_text(json.dumps(d, indent=2, default=str), paths[0])
+    from axhw.common.numerics import describe  # which numerics produced it (tests/common/test_numerics.py)
+
+    atomic_write_text(json.dumps({**d, "numerics": d.get("numerics") or describe()}, indent=2, default=str),
+                      paths[0])
     atomic_write_text(markdown(d), paths[1])
     atomic_write(paths[2], lambda tmp: plot(d, Path(tmp)))
     if "pareto" in d:
@@ -124,12 +136,13 @@ def write_report(d: dict[str, Any], out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def summary_markdown(reports: dict[str, dict[str, Any]]) -> str:
-    """One table over data sets from their ``power.json`` dictionaries: BP vs AxTrain at the chosen points.
+def summary_markdown(reports: dict[str, dict[str, Any]], fid: dict[str, Any] | None = None) -> str:
+    """One table over data sets from their ``power.json`` dictionaries: BP vs AxTrain at the chosen points, and
+    the fidelity table (``fid``: :func:`~axhw.power.search.per_target.fidelity`, computed when not given).
 
     The mean reductions only average data sets where both sides have a feasible point.
     """
-    lines = ["# Minimum-power configurations, all data sets (Fig. 9)", "", *summary_sections(reports),
+    lines = ["# Minimum-power configurations, all data sets (Fig. 9)", "", *summary_sections(reports, fid),
              "## Single-network AxTrain vs BP, first seed (the earlier table)", "",
              "| data set | NTV runs | exact acc BP / AxTrain | compute BP -> AxTrain | change | "
              "storage BP -> AxTrain | change | joint change |", "|---|---|---|---|---|---|---|---|"]
@@ -156,15 +169,17 @@ def summary_markdown(reports: dict[str, dict[str, Any]]) -> str:
 
 
 def write_summary(report_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Read every ``report_dir/*/power.json`` and write the cross-data-set table (default ``summary.md``)."""
-    from axhw.common.io import atomic_write_text
-
+    """Read every ``report_dir/*/power.json`` and write the cross-data-set table (default ``summary.md``) and,
+    beside it, ``summary.json``: the fidelity table's numbers (:func:`~axhw.power.search.per_target.fidelity`)."""
     report_dir = Path(report_dir)
     reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(report_dir.glob("*/power.json"))}
     if not reports:
         raise ValueError(f"no */power.json under {report_dir}: run `axhw power report` first")
     path = Path(out) if out is not None else report_dir / "summary.md"
-    atomic_write_text(summary_markdown(reports), path)
+    reps = {k: v for k, v in reports.items() if "single_network" in v}  # the reports summary_sections reads
+    fid = fidelity(reps)
+    atomic_write_text(summary_markdown(reports, fid), path)
+    atomic_write_json(fid, path.with_name("summary.json"))
     if any("pareto" in r for r in reports.values()):
         pareto_plot(reports, path.parent / "pareto.png")
     return path

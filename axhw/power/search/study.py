@@ -30,10 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from axhw.arith.sram import NOMINAL_MV
 from axhw.data.registry import APPLICATIONS
 from axhw.power.search.approxann import approxann_cached
+from axhw.power.search.bound import READINGS, parse_reading
+from axhw.power.search.bound import floor as bound_floor
 from axhw.power.search.grid import Part, candidates, first_feasible
 from axhw.power.search.measure import Measurer
+from axhw.power.search.stats import paired_test
 from axhw.power.search.targets import Ledger, ResultCache, TargetNetworks, is_finished
-from axhw.power.sram_energy import SRAMTechnology, storage_bits, storage_power
+from axhw.power.sram_energy import SRAMTechnology, storage_bits_split, storage_power
 
 if TYPE_CHECKING:
     from axhw.training.trainer import Method, TrainConfig
@@ -63,12 +66,18 @@ class StudyConfig:
             same footing (accuracy through :func:`~axhw.arith.registry.get_multiplier`, power from their own
             synthesized netlist, sign-magnitude wrapped when unsigned); must include ``exact`` (the reference).
         voltages: SRAM supplies searched (mV).
-        runs: NTV runs per evaluation (chip instances; the paper's 50).
+        runs: NTV runs per evaluation (chip instances; the paper's 50). Chip ``r`` is seeded ``seed + r`` for every
+            network, so BP and AxTrain meet the same chips (common random numbers: their difference is not
+            blurred by chip-to-chip luck). 200 by default (the paper's 50 is cheap to exceed on Table 1's small
+            networks); every chip's accuracy is kept in ``power.json`` (``accuracies``), so the spread of the
+            chip mean can be read off.
         constraint_pp: allowed accuracy loss in percentage points (the paper's 2) of the headline tables.
         reference: ``own`` (each method's accurate implementation) or ``bp`` (BP's, for every network).
         bits: word length (multiplier width).
         n_pairs: operand pairs simulated per (network, mode).
-        seeds: training, evaluation and sampling seeds (results per seed, changes averaged over seeds).
+        seeds: training, evaluation and sampling seeds (results per seed, changes averaged over seeds with a
+            bootstrap 95% interval); BP and AxTrain of one seed share the data split and the chips (paired). 10 by
+            default: with 3, a data set's mean change had a standard error of ~20 points.
         search: ``per_target`` (AxTrain trained for every visited candidate; single-network beside it) or
             ``single`` (only the single network: the earlier, cheaper behaviour).
         bounds: allowed accuracy losses (pp) of the Pareto curves; ``constraint_pp`` is always added.
@@ -81,6 +90,15 @@ class StudyConfig:
         clock_mhz: multiply rate for power (one MAC per cycle; SRAM reads one weight word per MAC).
         timing: gate-level simulation with cell delays (glitches) or zero-delay.
         limit: training-sample limit (quick runs, MNIST subsets).
+        val_fraction: share of the training samples held out (seeded, stratified) as the validation split on
+            which every choice is made: feasibility against the floor, the reference accuracy the floor is
+            computed from, the per-target search's stopping point, ApproxAnn's switches. The test split only
+            scores what was chosen (each point's ``test_accuracy``). 0: the earlier behaviour, choosing on the
+            test split (labelled ``selection_split: test`` in power.json).
+        bias_word, ntv_biases: how biases are stored (:class:`axhw.nn.HardwareConfig`; docs/hardware-models.md,
+            "Bias words"): in their layer's narrowest word (``fit``, the default) or in ``bias_bits`` words, and in
+            the NTV memory with the weights (default) or at nominal voltage. Every network of the study is trained
+            and evaluated so; the storage power charges bias bits outside the NTV memory at nominal voltage.
         work_dir: training checkpoints, cached measurements and simulation scratch.
     """
 
@@ -92,12 +110,12 @@ class StudyConfig:
     target_voltage_mv: float | None = None
     modes: tuple[str, ...] = ("exact", "K4", "K3", "K2", "K1")
     voltages: tuple[float, ...] = (1100.0, 850.0, 660.0, 400.0)
-    runs: int = 50
+    runs: int = 200
     constraint_pp: float = 2.0
     reference: Literal["own", "bp"] = "own"
     bits: int = 8
     n_pairs: int = 4096
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = tuple(range(10))
     search: Literal["per_target", "single"] = "per_target"
     bounds: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 6.0)
     joint_per_target: bool = True
@@ -107,6 +125,9 @@ class StudyConfig:
     clock_mhz: float = 100.0
     timing: bool = True
     limit: int | None = None
+    val_fraction: float = 0.2
+    bias_word: Literal["fit", "fixed"] = "fit"
+    ntv_biases: bool = True
     work_dir: Path = Path("build/power/study")
 
     @classmethod
@@ -126,6 +147,11 @@ class StudyConfig:
         return self.seeds[0]
 
     @property
+    def selection_split(self) -> Literal["val", "test"]:
+        """The split every choice is made on: ``val`` with a validation split, else ``test``."""
+        return "val" if self.val_fraction else "test"
+
+    @property
     def all_bounds(self) -> tuple[float, ...]:
         return tuple(sorted({*self.bounds, self.constraint_pp}))
 
@@ -133,7 +159,8 @@ class StudyConfig:
         from axhw.training.trainer import TrainConfig
 
         return TrainConfig(dataset=self.dataset, method=method, epochs=self.epochs, seed=seed, bits=self.bits,
-                           limit=self.limit, pas_epochs=self.pas_epochs, batch_size=self.batch_size)
+                           limit=self.limit, pas_epochs=self.pas_epochs, batch_size=self.batch_size,
+                           val_fraction=self.val_fraction, bias_word=self.bias_word, ntv_biases=self.ntv_biases)
 
 
 def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[str, Any] | None:
@@ -149,36 +176,55 @@ def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[s
 
 
 def measure_network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Measurer, progress: bool) -> dict[str, Any]:
-    """One network's whole grid: accuracy per (mode, voltage), compute power per mode, storage per voltage."""
+    """One network's whole grid: accuracy per (mode, voltage) on the selection split (``accuracy``, what choices
+    read) and on the test split (``test_accuracy``, what is reported), compute power per mode, storage per
+    voltage."""
     from tqdm.auto import tqdm
 
     from axhw.training.trainer import integer_test_inputs, load_checkpoint
 
     qnet, x_int = integer_test_inputs(load_checkpoint(ck))
-    stored = storage_bits(qnet)[0]
+    stored, nominal, _ = storage_bits_split(qnet)  # biases outside the NTV memory leak at nominal voltage
     multiplies = qnet.multiplies_per_inference(x_int)  # convolutions: once per output pixel
     grid = [(m, v) for m in cfg.modes for v in cfg.voltages]
-    acc = {}
+    acc, test = {}, {}
     for m, v in tqdm(grid, desc=f"{cfg.dataset} s{seed} {method} accuracy", disable=not progress, leave=False):
-        acc[(m, v)] = meas.accuracy(ck, m, v, seed)
+        acc[(m, v)] = meas.accuracy(ck, m, v, seed, cfg.selection_split)
+        test[(m, v)] = meas.accuracy(ck, m, v, seed) if cfg.selection_split != "test" else acc[(m, v)]
     compute = {m: meas.compute(ck, m, seed, f"{cfg.dataset}/{method}")
                for m in tqdm(cfg.modes, desc=f"{cfg.dataset} s{seed} {method} gate-level power",
                              disable=not progress, leave=False)}
     tech = SRAMTechnology()
-    storage = {v: storage_power(v, stored, cfg.bits, cfg.clock_mhz * 1e6, tech) for v in cfg.voltages}
+    storage = {v: storage_power(v, stored, cfg.bits, cfg.clock_mhz * 1e6, tech, nominal_bits=nominal)
+               for v in cfg.voltages}
     points = []
     for m, v in grid:
         c, s = compute[m]["measured"]["total_w"], storage[v].total_w
-        points.append({"mode": m, "voltage_mv": v, "accuracy": acc[(m, v)]["accuracy_mean"],
-                       "accuracy_std": acc[(m, v)]["accuracy_std"], "compute_w": c, "storage_w": s,
-                       "joint_w": c * NODE_SCALE_180_TO_65 + s})
+        points.append({"mode": m, "voltage_mv": v, **_accuracies(acc[(m, v)], test[(m, v)], acc[("exact", NOMINAL_MV)],
+                                                                 cfg.runs), "compute_w": c,
+                       "storage_w": s, "joint_w": c * NODE_SCALE_180_TO_65 + s})
     return {
-        "method": method, "checkpoint": str(ck), "stored_bits": stored, "multiplies_per_inference": multiplies,
+        "method": method, "checkpoint": str(ck), "stored_bits": stored, "nominal_bits": nominal, "multiplies_per_inference": multiplies,
         "exact_nominal_accuracy": acc[("exact", NOMINAL_MV)]["accuracy_mean"],
+        "exact_nominal_test_accuracy": test[("exact", NOMINAL_MV)]["accuracy_mean"],
         "points": points, "compute": compute,
         "storage": {str(v): {"dynamic_w": s.dynamic_w, "leakage_w": s.leakage_w, "total_w": s.total_w}
                     for v, s in storage.items()},
     }
+
+
+def _accuracies(sel: dict[str, Any], test: dict[str, Any], ref: dict[str, Any], runs: int) -> dict[str, Any]:
+    """A point's accuracies: ``accuracy`` (mean over chips on the selection split, what :func:`choose` reads)
+    with its std, per-chip values and sample count, and the same on the test split (``test_*``, what is
+    reported); ``vs_reference``: the paired test of this point against the reference (the accurate
+    implementation ``ref``) on the selection split's samples and chips (:func:`axhw.power.search.stats.paired_test`),
+    for choices that hinge on a few samples."""
+    counts, ref_counts = sel.get("correct_counts"), ref.get("correct_counts")
+    paired = paired_test(ref_counts, counts, runs) if counts is not None and ref_counts is not None else None
+    return {"accuracy": sel["accuracy_mean"], "accuracy_std": sel["accuracy_std"],
+            "accuracies": sel.get("accuracies"), "n_samples": None if counts is None else len(counts),
+            "vs_reference": paired, "test_accuracy": test["accuracy_mean"],
+            "test_accuracy_std": test["accuracy_std"], "test_accuracies": test.get("accuracies")}
 
 
 def _select(net: dict[str, Any], floor: float, parts: tuple[str, ...] = ("compute", "storage", "joint")) -> dict[str, Any]:
@@ -195,8 +241,8 @@ def choose_configurations(networks: dict[str, dict[str, Any]], cfg: StudyConfig,
     for net in networks.values():
         ref = bp_ref if cfg.reference == "bp" and bp_ref is not None else net["exact_nominal_accuracy"]
         net["reference_accuracy"] = ref
-        net["chosen"] = _select(net, ref - cfg.constraint_pp / 100.0)
-        net["by_bound"] = {str(b): _select(net, ref - b / 100.0, ("compute", "storage")) for b in cfg.all_bounds}
+        net["chosen"] = _select(net, bound_floor(ref, cfg.constraint_pp))
+        net["by_bound"] = {str(b): _select(net, bound_floor(ref, b), ("compute", "storage")) for b in cfg.all_bounds}
 
 
 def power_change(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
@@ -210,38 +256,56 @@ def _per_target(cfg: StudyConfig, seed: int, nets: TargetNetworks, single: dict[
                 meas: Measurer) -> dict[str, Any]:
     """Per-target AxTrain: for every bound, each part searched cheapest first, training what it visits."""
     ref_ck = nets.checkpoint("exact", NOMINAL_MV)
-    ref = meas.accuracy(ref_ck, "exact", NOMINAL_MV, seed)
+    split = cfg.selection_split
+    ref = meas.accuracy(ref_ck, "exact", NOMINAL_MV, seed, split)
     reference = ref["accuracy_mean"] if cfg.reference == "own" else bp_ref
     order_c = {m: single["compute"][m]["measured"]["total_w"] for m in cfg.modes}
     storage_w = {float(v): s["total_w"] for v, s in single["storage"].items()}
 
     def accuracy(c: Any) -> tuple[float, float]:
-        r = meas.accuracy(nets.checkpoint(c.mode, c.voltage_mv), c.mode, c.voltage_mv, seed)
+        r = meas.accuracy(nets.checkpoint(c.mode, c.voltage_mv), c.mode, c.voltage_mv, seed, split)
         return r["accuracy_mean"], r["accuracy_std"]
 
     def point(c: Any, part: str) -> dict[str, Any]:
         ck = nets.checkpoint(c.mode, c.voltage_mv)
-        acc = meas.accuracy(ck, c.mode, c.voltage_mv, seed)
+        acc = meas.accuracy(ck, c.mode, c.voltage_mv, seed, split)
+        test = meas.accuracy(ck, c.mode, c.voltage_mv, seed) if split != "test" else acc
         comp = meas.compute(ck, c.mode, seed, f"{cfg.dataset}/axtrain-{c.mode}-{c.voltage_mv:g}mV")["measured"]["total_w"] \
             if part != "storage" else None
         s = storage_w[c.voltage_mv]
-        return {"mode": c.mode, "voltage_mv": c.voltage_mv, "accuracy": acc["accuracy_mean"],
-                "accuracy_std": acc["accuracy_std"], "compute_w": comp, "storage_w": s,
+        return {"mode": c.mode, "voltage_mv": c.voltage_mv, **_accuracies(acc, test, ref, cfg.runs), "compute_w": comp,
+                "storage_w": s,
                 "joint_w": None if comp is None else comp * NODE_SCALE_180_TO_65 + s, "checkpoint": str(ck)}
 
-    bounds: dict[str, Any] = {}
-    for b in cfg.all_bounds:
-        floor = reference - b / 100.0
-        parts: tuple[Part, ...] = ("compute", "storage", "joint") if b == cfg.constraint_pp and cfg.joint_per_target else \
-            ("compute", "storage")
+    def search(floor: float, b: float, parts: tuple[Part, ...]) -> dict[str, Any]:
         row: dict[str, Any] = {"floor": floor}
         for part in parts:
             out = first_feasible(candidates(part, cfg.modes, cfg.voltages, order_c, storage_w,
                                             NODE_SCALE_180_TO_65), accuracy, floor, part, b)
             row[part] = {**out.as_dict(), "point": point(out.chosen, part) if out.chosen is not None else None}
-        bounds[str(b)] = row
+        return row
+
+    bounds: dict[str, Any] = {}
+    for b in cfg.all_bounds:
+        parts: tuple[Part, ...] = ("compute", "storage", "joint") if b == cfg.constraint_pp and cfg.joint_per_target else \
+            ("compute", "storage")
+        bounds[str(b)] = search(bound_floor(reference, b), b, parts)
+    # Every reading of the paper's "maximum 2% degradation to accurate implementation" at constraint_pp
+    # (docs/power.md, "Readings of the bound"): whose accurate implementation (AxTrain's own, or BP's) and points
+    # or relative. Candidates already trained for another bound are reused (TargetNetworks caches per target).
+    refs = {"own": ref["accuracy_mean"], "bp": bp_ref}
+    readings: dict[str, Any] = {}
+    for name in READINGS:
+        whose, kind = parse_reading(name)
+        if refs[whose] != refs[whose]:  # NaN: no BP network in this study
+            continue
+        floor = bound_floor(refs[whose], cfg.constraint_pp, kind)
+        readings[name] = {"reference_accuracy": refs[whose], **search(floor, cfg.constraint_pp, ("compute", "storage"))}
+    ref_test = meas.accuracy(ref_ck, "exact", NOMINAL_MV, seed) if split != "test" else ref
     return {"reference_accuracy": reference, "reference_network": str(ref_ck),
-            "accurate_implementation_accuracy": ref["accuracy_mean"], "bounds": bounds}
+            "accurate_implementation_accuracy": ref["accuracy_mean"],
+            "accurate_implementation_test_accuracy": ref_test["accuracy_mean"], "bounds": bounds,
+            "readings": readings}
 
 
 def _approxann(cfg: StudyConfig, seed: int, pretrained: dict[str, Path], meas: Measurer) -> dict[str, Any]:
@@ -251,7 +315,7 @@ def _approxann(cfg: StudyConfig, seed: int, pretrained: dict[str, Path], meas: M
         by_bound: dict[str, Any] = {}
         for b in (cfg.all_bounds if pre == "bp" else (cfg.constraint_pp,)):
             runs = {m: approxann_cached(ck, m, b, seed, cfg.approxann_retrain_epochs, meas.cache, meas,
-                                        f"{cfg.dataset}/{pre}") for m in cfg.approxann_modes}
+                                        f"{cfg.dataset}/{pre}", cfg.selection_split) for m in cfg.approxann_modes}
             best = min(runs, key=lambda m: runs[m]["power_w"])
             by_bound[str(b)] = {"modes": runs, "best": best, "power_w": runs[best]["power_w"]}
         out[pre] = by_bound
@@ -284,10 +348,15 @@ def _check(cfg: StudyConfig) -> None:
         raise ValueError("modes must include 'exact' and voltages must include the nominal 1100 mV (the reference)")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise ValueError(f"seeds={list(cfg.seeds)}: give one or more distinct seeds")
+    if not 0.0 <= cfg.val_fraction <= 0.5:
+        raise ValueError(f"val_fraction={cfg.val_fraction} out of range: valid range is [0, 0.5] (0: choose on the "
+                         "test split, the earlier behaviour)")
     if cfg.constraint_pp < 0 or any(b < 0 for b in cfg.bounds):
         raise ValueError(f"accuracy bounds must be >= 0 percentage points, got {cfg.constraint_pp} and {list(cfg.bounds)}")
     if cfg.search not in ("per_target", "single"):
         raise ValueError(f"unknown search {cfg.search!r}: valid searches are 'per_target', 'single'")
+    if cfg.reference == "bp" and "bp" not in cfg.methods:
+        raise ValueError("reference 'bp' reads BP's accurate implementation: methods must include 'bp'")
     if cfg.search == "per_target" and "axtrain" not in cfg.methods:
         raise ValueError("search 'per_target' trains AxTrain: methods must include 'axtrain'")
     check_modes(cfg.modes, cfg.bits)
@@ -340,15 +409,25 @@ class StudyResult:
 
 
 
-def run_study(cfg: StudyConfig, progress: bool = True) -> StudyResult:
-    """Train the networks (reused when present), measure accuracy and power, search minimum-power modes."""
+def run_study(cfg: StudyConfig, progress: bool = True, backend: Literal["local", "ray"] = "local",
+              address: str | None = None, workers: int | None = None) -> StudyResult:
+    """Train the networks (reused when present), measure accuracy and power, search minimum-power modes.
+
+    By default the seeds run one after another in this process. ``backend="ray"`` (Ray at ``address``) or
+    ``workers`` > 1 spread them over worker processes (:mod:`axhw.power.search.backend`): the same results,
+    merged in seed order; only the cost fields differ."""
     _check(cfg)
     ledger = Ledger()
     meas = Measurer(ResultCache(Path(cfg.work_dir) / "results"), ledger, cfg.bits, cfg.n_pairs, cfg.clock_mhz,
                     cfg.timing, cfg.runs)
     result = StudyResult(cfg)
-    for seed in cfg.seeds:
-        result.per_seed[seed] = _seed_study(cfg, seed, ledger, meas, progress)
+    if backend == "local" and workers in (None, 1):
+        for seed in cfg.seeds:
+            result.per_seed[seed] = _seed_study(cfg, seed, ledger, meas, progress)
+    else:
+        from axhw.power.search.backend import run_seeds
+
+        result.per_seed = run_seeds(cfg, ledger, backend, address, workers, progress, seed_study=_seed_study)
     result.cost = _cumulative_cost(cfg, ledger.as_dict())
     return result
 

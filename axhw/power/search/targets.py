@@ -80,24 +80,30 @@ class Ledger:
 
 class ResultCache:
     """JSON results (evaluations, power measurements) under ``root/<kind>/<key>.json``; keys hash the
-    checkpoint's bytes and every setting, so a stale entry can never be read for a retrained network."""
+    checkpoint's bytes, every setting and the numerics stamp (:func:`axhw.common.numerics.stamp`, or
+    ``numerics`` when given), so a stale entry can never be read for a retrained network or changed numerics."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, numerics: str | None = None) -> None:
+        from axhw.common.numerics import stamp
+
         self.root = Path(root)
+        self.numerics = numerics if numerics is not None else stamp()
+
+    def _keyed(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps({**payload, "numerics": self.numerics}, default=str))
 
     def path(self, kind: str, payload: dict[str, Any]) -> Path:
-        return self.root / kind / f"{_short_hash(payload)}.json"
+        return self.root / kind / f"{_short_hash(self._keyed(payload))}.json"
 
     def get(self, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         p = self.path(kind, payload)
         if not p.is_file():
             return None
         saved = json.loads(p.read_text())
-        return saved["result"] if saved.get("payload") == json.loads(json.dumps(payload, default=str)) else None
+        return saved["result"] if saved.get("payload") == self._keyed(payload) else None
 
     def put(self, kind: str, payload: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-        atomic_write_json({"payload": json.loads(json.dumps(payload, default=str)), "result": result},
-                          self.path(kind, payload))
+        atomic_write_json({"payload": self._keyed(payload), "result": result}, self.path(kind, payload))
         return result
 
 
