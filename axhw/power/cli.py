@@ -8,7 +8,7 @@
     axhw power synth --bits 8 16 --out build/power/synth
     axhw power synth --multiplier NAME [NAME ...] [--compare NAME ...] [--zero-delay] [--stages] --out build/power/synth
     axhw power summary --reports build/power/report [--out FOLDER]
-    axhw power accel --network CHECKPOINT [...] [--multiplier exact K2 ...] [--samples 2] --out build/power/accel
+    axhw power accel --network CHECKPOINT [...] [--multiplier exact K2 ...] [--samples 2] [--engine icarus|verilator|model] --out build/power/accel
 
 Every ``--out`` (and ``--work-dir``) is a folder, checked before any work (:func:`axhw.common.cli_checks.check_out_dir`);
 the default work folder is ``power/study`` in the user cache (:func:`axhw.common.paths.cache_dir`).
@@ -108,6 +108,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                      help="with --accel: also choose BP's and the single AxTrain network's configuration by "
                           "accelerator-level energy (the accelerator-level objective)")
     rep.add_argument("--accel-samples", type=int, default=2, help="test samples of the --accel simulation (default 2)")
+    _engine_option(rep, "--engine")
     rep.set_defaults(func=main_report)
     summ = sub.add_parser("summary", help="one BP vs AxTrain table over every report under a directory, with 95% "
                                           "intervals and the readings of the bound against the paper's averages")
@@ -167,9 +168,19 @@ def _add_accel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     acc.add_argument("--pairs", type=int, default=4096,
                      help="operand pairs of the multiplier-only energy shown beside (default 4096; 0: skip)")
     acc.add_argument("--zero-delay", action="store_true", help="simulate without cell delays (no glitches)")
+    _engine_option(acc, "--engine")
     acc.add_argument("--out", type=Path, required=True, help="output folder: accel.json, accel.md (required)")
     acc.add_argument("--quiet", action="store_true", help="no progress output")
     acc.set_defaults(func=main_accel)
+
+
+def _engine_option(parser: argparse.ArgumentParser, flag: str) -> None:
+    parser.add_argument(flag, dest="engine", choices=("icarus", "verilator", "model"), default="icarus",
+                        help="how the array's activity is obtained: icarus (gate level with cell delays, the "
+                             "reference; minutes per sample), verilator (gate level, zero-delay: no glitches; "
+                             "seconds per sample after a build of 1-3 min, cached), model (no simulation: action "
+                             "counts x energies calibrated on Icarus runs of small networks; under a second after "
+                             "calibration; default icarus)")
 
 
 def main_accel(args: argparse.Namespace) -> int:
@@ -187,8 +198,8 @@ def main_accel(args: argparse.Namespace) -> int:
         if args.samples < 1:
             raise ValueError("--samples must be >= 1")
         find_toolchain()
-        cfg = AccelConfig(pes=args.pes, samples=args.samples, timing=not args.zero_delay,
-                          voltages=tuple(args.voltages))
+        cfg = AccelConfig(pes=args.pes, samples=args.samples, timing=not args.zero_delay and args.engine == "icarus",
+                          voltages=tuple(args.voltages), engine=args.engine)
         if args.report is not None:
             return _accel_of_report(args, cfg, out)
         nets = {}
@@ -230,6 +241,8 @@ def main_report(args: argparse.Namespace) -> int:
                                       " (measure trained checkpoints), not both"))
     if args.accel_search and not args.accel:
         return _fail(args, ValueError("--accel-search needs --accel"))
+    if args.engine != "icarus" and not args.accel:
+        return _fail(args, ValueError("--engine chooses how --accel measures the array: it needs --accel"))
     if args.network is not None and args.accel:
         return _fail(args, ValueError("--accel goes with --dataset; for checkpoints use axhw power accel --network"))
     if args.network is not None and (args.backend != "local" or args.workers is not None):
@@ -314,7 +327,9 @@ def _add_accel_result(args: argparse.Namespace, result: dict[str, object]) -> No
     from axhw.power.accel.energy import AccelConfig
     from axhw.power.accel.report import study_accelerator
 
-    result["accelerator"] = study_accelerator(result, AccelConfig(samples=args.accel_samples, timing=not args.zero_delay),
+    cfg = AccelConfig(samples=args.accel_samples, timing=not args.zero_delay and args.engine == "icarus",
+                      engine=args.engine)
+    result["accelerator"] = study_accelerator(result, cfg,
                                               search=args.accel_search, progress=not args.quiet)
 
 

@@ -244,6 +244,14 @@ def test_cli_accel_search_needs_accel(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(err) == 1 and "--accel-search needs --accel" in err[0]
 
 
+def test_cli_engine_needs_accel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from axhw.apps.cli import main
+
+    assert main(["power", "report", "--dataset", "breast_cancer", "--engine", "model", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--engine" in err[0] and "--accel" in err[0]
+
+
 @pytest.mark.slow
 def test_cli_accel_on_a_trained_checkpoint(toolchain: Toolchain, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,6 +271,16 @@ def test_cli_accel_on_a_trained_checkpoint(toolchain: Toolchain, tmp_path: Path,
     assert d["activity"]["mismatches"] == 0 and d["multiplier_only"]["mismatches"] == 0
     assert set(d["totals"]) == {"1100", "660"}
     assert "multiplier-only flow" in (out / "accel.md").read_text()
+    # the same network on the Verilator engine: the same schedule and accesses, zero-delay switching
+    vout = tmp_path / "accel-vl"
+    assert main(["power", "accel", "--network", str(tmp_path / "bp" / "checkpoint.pt"), "--multiplier", "K2",
+                 "--samples", "1", "--pes", "2", "--pairs", "0", "--engine", "verilator", "--out", str(vout),
+                 "--quiet"]) == 0
+    v = json.loads((vout / "accel.json").read_text())["networks"]["bp"]["modes"]["K2"]
+    assert v["activity"]["mismatches"] == 0 and v["settings"]["engine"] == "verilator"
+    assert v["activity"]["cycles"] == d["activity"]["cycles"] and v["storage"]["1100"] == d["storage"]["1100"]
+    assert 0 < v["logic_j"]["multipliers"] < d["logic_j"]["multipliers"]  # no glitches
+    assert "Verilator, zero-delay" in (vout / "accel.md").read_text()
 
 
 @pytest.fixture(scope="module")

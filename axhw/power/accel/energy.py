@@ -27,12 +27,12 @@ the report's joint power; stated, not measured), and the logic alone at osu018.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import subprocess
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -42,19 +42,26 @@ import torch
 from axhw.common.io import atomic_write_json
 from axhw.common.paths import cache_dir
 from axhw.golden.network import QuantizedNetwork
-from axhw.power.accel.sim import ArrayActivity, leaf_cells, memory_instances, simulate_array, unit_of
+from axhw.power.accel.sim import (
+    ArrayActivity,
+    leaf_cells,
+    memory_instances,
+    simulate_array,
+    testbench,
+    unit_of,
+)
 from axhw.power.accel.synth import ArraySynth, synthesize_array
 from axhw.power.flow.sta import instance_rows
 from axhw.power.flow.synth import SynthConfig
-from axhw.power.flow.templates import render, template_text
+from axhw.power.flow.templates import render
 from axhw.power.flow.tools import batch_args, find_toolchain
 from axhw.power.sram_energy import SRAMTechnology, leakage_per_bit_w, read_energy_per_bit_j
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
 from axhw.rtl.program import NetworkDoesNotFit, compile_network
 
-__all__ = ["UNITS", "AccelConfig", "AccelEnergy", "accelerator_energy", "cell_energies", "fit_array",
-           "storage_energy"]
+__all__ = ["UNITS", "AccelConfig", "AccelEnergy", "accelerator_energy", "array_for", "cell_energies", "fit_array",
+           "gate_level_activity", "storage_and_totals", "storage_energy"]
 
 #: The split of the logic energy (:func:`axhw.power.accel.sim.unit_of`).
 UNITS = ("multipliers", "adders", "requantization", "control")
@@ -82,6 +89,10 @@ class AccelConfig:
             (Horowitz, ISSCC 2014) is a 64-bit access of an 8 KB array, without a read/write split.
         use_cache: reuse a stored activity (simulation) for identical inputs.
         cache_root: folder of stored activities (default ``power/accel`` in the axhw cache).
+        engine: ``icarus`` (gate level, cell delays with ``timing``: the reference), ``verilator`` (gate level,
+            zero-delay, compiled once per netlist; its toggles are also given scaled by the calibrated
+            per-unit glitch factors) or ``model`` (no simulation: action counts x calibrated energies,
+            :mod:`axhw.power.accel.model`).
     """
 
     pes: int = DEFAULT_GEOMETRY["pes"]
@@ -94,6 +105,7 @@ class AccelConfig:
     write_read_ratio: float = 1.0
     use_cache: bool = True
     cache_root: Path | None = None
+    engine: str = "icarus"
 
     @property
     def store(self) -> Path:
@@ -134,12 +146,18 @@ def _instances(out: str, marker: str) -> dict[str, tuple[float, float]]:
             for name, (internal, switching, leakage) in instance_rows(out, marker).items()}
 
 
+@functools.lru_cache(maxsize=8)
+def _read_json(path: str, _mtime: int) -> dict[str, Any]:
+    """A stored JSON file, parsed once per process and version (callers only read it)."""
+    return json.loads(Path(path).read_text())
+
+
 def cell_energies(synth: ArraySynth, period_ns: float) -> dict[str, Any]:
     """Per leaf cell (order of :func:`leaf_cells`): energy per output toggle (J), clock energy per cycle (J),
     leakage (W); plus the critical path (ns). Cached beside the netlist."""
     path = Path(synth.netlist).parent / f"cell_energies_{period_ns:g}ns.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return _read_json(str(path), path.stat().st_mtime_ns)
     tc = find_toolchain()
     script = render("accel_power.tcl.j2", liberty=tc.liberty, netlist=synth.sta_netlist, top=synth.top,
                     period_ns=period_ns)
@@ -249,15 +267,19 @@ class AccelEnergy:
         return asdict(self)
 
 
-def _key(synth: ArraySynth, program_images: dict[str, str], x_int: torch.Tensor, mode: str,
+def _key(synth: ArraySynth, acfg: ArrayConfig, program_images: dict[str, str], x_int: torch.Tensor, mode: str,
          cfg: AccelConfig) -> str:
     h = hashlib.sha256()
     h.update(synth.key.encode())
     h.update(json.dumps(program_images, sort_keys=True).encode())
     h.update(x_int.to(torch.int64).numpy().tobytes())
     settings = {k: v for k, v in asdict(cfg).items() if k in ("period_ns", "timing")}
-    h.update(json.dumps({"mode": mode, "testbench": template_text("accel_tb.v.j2"), **settings},
-                        sort_keys=True).encode())
+    if cfg.engine != "icarus":  # keys of the Icarus activities stay as they were
+        settings["engine"] = cfg.engine
+    # the testbench as rendered for this engine: edits that leave it unchanged (the other engine's branch,
+    # comments outside it) keep the stored activities
+    tb = testbench(synth, acfg, cfg.period_ns, two_state=cfg.engine == "verilator")
+    h.update(json.dumps({"mode": mode, "testbench": tb, **settings}, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -277,32 +299,73 @@ def accelerator_energy(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, c
     >>> e.activity["mismatches"], 0 < e.totals["1100"]["multiplier_share"] < 1  # doctest: +SKIP
     (0, True)
     """
-    from axhw.power.multiplier.compute import mode_config
     from axhw.power.search.study import NODE_SCALE_180_TO_65
 
     cfg = cfg or AccelConfig()
+    if cfg.engine == "model":
+        raise ValueError("accelerator_energy simulates (engine icarus or verilator); the model engine is "
+                         "axhw.power.accel.model.model_energy, and axhw.power.accel.engines.energy_per_inference "
+                         "takes any engine")
+    synth, acfg, act, x = gate_level_activity(qnet, x_int, mode, cfg, synth_cfg, work_dir)
+    return _energy(synth, acfg, act, mode, cfg, qnet, x, NODE_SCALE_180_TO_65)
+
+
+def array_for(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, cfg: AccelConfig,
+              synth_cfg: SynthConfig | None = None) -> tuple[ArraySynth, ArrayConfig]:
+    """The array fitted to ``qnet`` with multiplier ``mode``, synthesized (cached)."""
+    from axhw.power.multiplier.compute import mode_config
+
     mcfg = mode_config(mode, qnet.layers[0].act_fmt.bits)
     if not isinstance(mcfg, MultiplierConfig):
         raise ValueError(f"mode {mode!r}: the array instantiates generated multipliers only (exact, DRUM)")
     shape = tuple(x_int.shape[1:]) if x_int.dim() == 4 else None  # a conv network's (C, H, W)
     acfg = fit_array(mcfg, qnet, cfg.pes, shape)
-    synth = synthesize_array(acfg, synth_cfg)
+    return synthesize_array(acfg, synth_cfg), acfg
+
+
+def gate_level_activity(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, cfg: AccelConfig,
+                        synth_cfg: SynthConfig | None = None, work_dir: Path | None = None,
+                        synth: tuple[ArraySynth, ArrayConfig] | None = None,
+                        ) -> tuple[ArraySynth, ArrayConfig, ArrayActivity, torch.Tensor]:
+    """The gate-level run of the first ``cfg.samples`` rows of ``x_int`` on ``mode``'s array (``cfg.engine``:
+    ``icarus`` or ``verilator``), stored and reused; checked against ``forward_int``. ``synth``: an array to
+    run on instead of the one fitted to ``qnet`` (calibration runs share one array)."""
+    if cfg.engine not in ("icarus", "verilator"):
+        raise ValueError(f"engine {cfg.engine!r} does not simulate; the gate-level engines are icarus, verilator")
+    syn, acfg = synth if synth is not None else array_for(qnet, x_int, mode, cfg, synth_cfg)
+    shape = tuple(x_int.shape[1:]) if x_int.dim() == 4 else None
     x = x_int.to(torch.int64)[: cfg.samples]  # as shaped: the golden model of a conv network reads (N, C, H, W)
     program = compile_network(acfg, qnet, input_shape=shape)
-    store = cfg.store / f"{acfg.config_id}-{_key(synth, program.images, x.flatten(1), mode, cfg)[:20]}.json"
+    store = cfg.store / f"{acfg.config_id}-{_key(syn, acfg, program.images, x.flatten(1), mode, cfg)[:20]}.json"
     act: ArrayActivity | None = None
     if cfg.use_cache and store.is_file():
         act = ArrayActivity(**json.loads(store.read_text()))
     if act is None:
-        t0 = time.perf_counter()
-        act = simulate_array(synth, acfg, qnet, x, period_ns=cfg.period_ns, timing=cfg.timing, work_dir=work_dir)
-        act.sim_seconds = time.perf_counter() - t0
+        timing = cfg.timing and cfg.engine == "icarus"
+        # sim_seconds: the simulation alone; compile_seconds: the testbench's build (0 when cached)
+        act = simulate_array(syn, acfg, qnet, x, period_ns=cfg.period_ns, timing=timing, work_dir=work_dir,
+                             engine=cfg.engine)
         if act.mismatches:
             raise ValueError(f"mode {mode}: the gate-level array disagrees with forward_int on {act.mismatches} of "
                              f"{act.outputs_compared} outputs (first: sample, layer, neuron, expected, got = "
                              f"{act.first_bad}): its energy would be meaningless")
         atomic_write_json(asdict(act), store, indent=None)
-    return _energy(synth, acfg, act, mode, cfg, qnet, x, NODE_SCALE_180_TO_65)
+    return syn, acfg, act, x
+
+
+def storage_and_totals(synth: ArraySynth, act: ArrayActivity, cfg: AccelConfig, units: dict[str, float],
+                       node_scale: float) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
+    """Per voltage of ``cfg``: :func:`storage_energy` and the totals of :class:`AccelEnergy` (logic per unit
+    ``units`` at osu018, scaled to the SRAM's node by ``node_scale``, plus storage)."""
+    storage = {f"{v:g}": storage_energy(synth, act, v, cfg) for v in cfg.voltages}
+    totals = {}
+    for v, s in storage.items():
+        mul = units["multipliers"] * node_scale
+        other = (units["adders"] + units["requantization"] + units["control"]) * node_scale
+        total = mul + other + s["total_j"]
+        totals[v] = {"total_j": total, "multipliers_j": mul, "adders_requant_control_j": other,
+                     "storage_j": s["total_j"], "multiplier_share": mul / total if total else 0.0}
+    return storage, totals
 
 
 def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str, cfg: AccelConfig,
@@ -321,14 +384,7 @@ def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str,
     units = {u: 0.0 for u in UNITS}
     for m, e in modules.items():
         units[unit_of(m)] += e
-    storage = {f"{v:g}": storage_energy(synth, act, v, cfg) for v in cfg.voltages}
-    totals = {}
-    for v, s in storage.items():
-        mul = units["multipliers"] * node_scale
-        other = (units["adders"] + units["requantization"] + units["control"]) * node_scale
-        total = mul + other + s["total_j"]
-        totals[v] = {"total_j": total, "multipliers_j": mul, "adders_requant_control_j": other,
-                     "storage_j": s["total_j"], "multiplier_share": mul / total if total else 0.0}
+    storage, totals = storage_and_totals(synth, act, cfg, units, node_scale)
     activity = {k: getattr(act, k) for k in ("samples", "cycles", "busy_cycles", "outputs_compared", "mismatches",
                                             "sim_seconds", "compile_seconds", "period_ns", "timing",
                                             "fallback_reads")}

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from axhw.common.io import atomic_write_json, atomic_write_text
-from axhw.power.accel.energy import AccelConfig, accelerator_energy
+from axhw.power.accel.energy import AccelConfig
+from axhw.power.accel.engines import energy_per_inference
 from axhw.power.search.grid import Candidate
 
 __all__ = ["accel_candidates", "markdown", "measure_network", "section", "write_accel_report"]
@@ -39,7 +40,7 @@ def measure_network(checkpoint: str | Path, modes: Sequence[str], cfg: AccelConf
     for mode in modes:
         t0 = time.perf_counter()
         with torch.no_grad():
-            e = accelerator_energy(qnet, x_int, mode, cfg).as_dict()
+            e = energy_per_inference(qnet, x_int, mode, cfg).as_dict()
             if n_pairs:
                 c = network_compute_power(qnet, x_int, mode, qnet.layers[0].act_fmt.bits, n_pairs, seed,
                                           str(checkpoint))
@@ -68,9 +69,16 @@ def section(nets: Mapping[str, dict[str, Any]], title: str = "Accelerator-level 
     if first is None:
         return "\n".join([*lines, "(nothing measured)", ""])
     s = first["settings"]
+    engine = s.get("engine", "icarus")
+    how = {"icarus": f"gate level (osu018, Icarus{' with cell delays' if s['timing'] else ', zero-delay'}), "
+                     f"{first['activity']['samples']} test samples, outputs checked against forward_int",
+           "verilator": f"gate level (osu018, Verilator, zero-delay: no glitches), {first['activity']['samples']} "
+                        "test samples, outputs checked against forward_int",
+           "model": f"action-count model (axhw.power.accel.model: no simulation; switching energies calibrated on "
+                    f"Icarus runs with cell delays of small networks), {first['activity']['samples']} test samples"
+           }[engine]
     lines += [
-        f"Whole PE array ({first['config_id']}), gate level (osu018, Icarus{' with cell delays' if s['timing'] else ''}"
-        f"), {first['activity']['samples']} test samples, outputs checked against forward_int; logic scaled to 65 nm "
+        f"Whole PE array ({first['config_id']}), {how}; logic scaled to 65 nm "
         f"by {first['node_scale']:.3f}; memories as SRAM (65 nm model; voltage-scaled: {', '.join(s['scaled_memories'])}"
         f"; the rest at 1.1 V); leakage over the inference at {s['clock_mhz']:g} MHz. uJ per inference.",
         "",
@@ -93,7 +101,8 @@ def section(nets: Mapping[str, dict[str, Any]], title: str = "Accelerator-level 
             lj, ck, a = e["logic_j"], e["logic_clock_j"], e["activity"]
             rows.append([label, mode, _uj(lj["multipliers"]), _uj(lj["adders"]), _uj(lj["requantization"]),
                          _uj(lj["control"]), _uj(sum(ck.values())), f"{a['cycles_per_inference']:.0f}",
-                         f"{a['toggles_per_cycle']:.0f}", f"{a['outputs_compared']}/{a['mismatches']}",
+                         f"{a['toggles_per_cycle']:.0f}" if "toggles_per_cycle" in a else "-",
+                         f"{a['outputs_compared']}/{a['mismatches']}" if a["outputs_compared"] else "-",
                          f"{a['sim_seconds']:.0f}", f"{e.get('wall_s', 0):.0f}"])
     lines.append(markdown_table(["network", "mode", "multipliers", "adders", "requant", "control", "of which clock",
                                  "cycles/inference", "toggles/cycle", "outputs/mismatches", "sim s", "wall s"], rows))
@@ -171,7 +180,7 @@ def study_accelerator(d: dict[str, Any], cfg: AccelConfig, search: bool = False,
                 t0 = time.perf_counter()
                 qnet, x_int = integer_test_inputs(load_checkpoint(ck))
                 with torch.no_grad():
-                    e = accelerator_energy(qnet, x_int, mode, cfg).as_dict()
+                    e = energy_per_inference(qnet, x_int, mode, cfg).as_dict()
                 e["wall_s"] = time.perf_counter() - t0
                 cache[(ck, mode)] = e
                 if progress:

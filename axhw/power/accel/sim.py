@@ -21,6 +21,7 @@ memory the table does not know (a new buffer of the array), cycles in which the 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -42,8 +43,8 @@ from axhw.power.flow.tools import find_toolchain
 from axhw.rtl.pe import ArrayConfig, generate_array
 from axhw.rtl.program import compile_network
 
-__all__ = ["READ_ENABLES", "ArrayActivity", "LeafCell", "MemoryInstance", "leaf_cells", "memory_instances",
-           "simulate_array", "unit_of"]
+__all__ = ["ENGINES", "READ_ENABLES", "ArrayActivity", "LeafCell", "MemoryInstance", "leaf_cells", "memory_instances",
+           "memory_sources", "simulate_array", "testbench", "unit_of"]
 
 #: memory module -> its read enable, relative to the memory's parent instance (``{parent}``) or to the top:
 #: the consumer's signal that takes the read data in that cycle.
@@ -95,12 +96,24 @@ class MemoryInstance:
     aw: int
 
 
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
 def _esc(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name) else f"\\{name} "
+    return name if _PLAIN.fullmatch(name) else f"\\{name} "
 
 
 def _walk(synth: ArraySynth) -> tuple[list[LeafCell], list[tuple[str, str]], dict[str, Any]]:
-    mods = json.loads(Path(synth.netlist_json).read_text())["modules"]
+    """The flattened hierarchy; parsed once per netlist file and process (the model engine asks several times
+    per network, and parsing a 16-PE array's JSON takes ~0.4 s)."""
+    path = Path(synth.netlist_json)
+    return _walk_file(str(path), path.stat().st_mtime_ns, synth.top, tuple(sorted(synth.memories)))
+
+
+@functools.lru_cache(maxsize=16)
+def _walk_file(netlist_json: str, _mtime: int, top: str, memories: tuple[str, ...]
+               ) -> tuple[list[LeafCell], list[tuple[str, str]], dict[str, Any]]:
+    mods = json.loads(Path(netlist_json).read_text())["modules"]
     lib = read_library(find_toolchain().liberty)
     cells: list[LeafCell] = []
     mems: list[tuple[str, str]] = []
@@ -108,7 +121,7 @@ def _walk(synth: ArraySynth) -> tuple[list[LeafCell], list[tuple[str, str]], dic
     def visit(module: str, prefix: str) -> None:
         for inst, c in mods[module]["cells"].items():
             path = f"{prefix}{_esc(inst)}"
-            if c["type"] in synth.memories:
+            if c["type"] in memories:
                 mems.append((path, c["type"]))
             elif c["type"] in lib.cells:
                 outs = [p for p, d in c["port_directions"].items() if d == "output"]
@@ -120,13 +133,13 @@ def _walk(synth: ArraySynth) -> tuple[list[LeafCell], list[tuple[str, str]], dic
             else:
                 raise RuntimeError(f"instance {path} of unknown module {c['type']}")
 
-    visit(synth.top, "")
+    visit(top, "")
     return cells, mems, mods
 
 
 def leaf_cells(synth: ArraySynth) -> list[LeafCell]:
     """Every standard cell of the array, hierarchy flattened, in a fixed order."""
-    return _walk(synth)[0]
+    return list(_walk(synth)[0])
 
 
 def _exists(mods: dict[str, Any], top: str, path: str, memories: set[str]) -> bool:
@@ -186,35 +199,66 @@ class ArrayActivity:
     period_ns: float = 50.0
     timing: bool = True
     fallback_reads: list[str] = field(default_factory=list)
+    engine: str = "icarus"
 
 
 def _signed(word: int, width: int) -> int:
     return word - (1 << width) if word >> (width - 1) else word
 
 
+#: Gate-level engines: ``icarus`` (cell delays with ``timing``, the reference: glitches counted) and ``verilator``
+#: (zero-delay, compiled once per netlist: :mod:`axhw.power.accel.vbuild`).
+ENGINES: tuple[str, ...] = ("icarus", "verilator")
+
+
 def simulate_array(synth: ArraySynth, acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor,
                    mul: Multiplier | None = None, *, period_ns: float = 50.0, timing: bool = True,
-                   work_dir: Path | None = None, vcd_scope: str | None = None) -> ArrayActivity:
+                   work_dir: Path | None = None, vcd_scope: str | None = None,
+                   engine: str = "icarus") -> ArrayActivity:
     """Run ``x_int`` (input codes, one row per sample) through ``qnet`` on the gate-level array.
 
     ``mul`` is the reference multiplier of the comparison (default: the array's own model). ``vcd_scope``
     (an instance path such as ``u_pe0.u_mul``; one sample, with ``work_dir``): also dump that scope's nets
-    over the counted window to ``work_dir/dump.vcd``, to check the counters against a VCD.
+    over the counted window to ``work_dir/dump.vcd``, to check the counters against a VCD. ``engine``: one of
+    :data:`ENGINES`; Verilator is zero-delay (``timing`` must be False).
 
     Raises:
-        ToolMissing: Icarus or the cell models are missing.
+        ToolMissing: Icarus, Verilator or the cell models are missing.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: the gate-level engines are {', '.join(ENGINES)}")
+    if engine == "verilator" and timing:
+        raise ValueError("the verilator engine is zero-delay: pass timing=False (cell delays need --engine icarus)")
+    if engine == "verilator" and vcd_scope is not None:
+        raise ValueError("vcd_scope is an Icarus feature (the Verilator model is built without tracing)")
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
-        return _simulate_in(work_dir, synth, acfg, qnet, x_int, mul, period_ns, timing, vcd_scope)
+        return _simulate_in(work_dir, synth, acfg, qnet, x_int, mul, period_ns, timing, vcd_scope, engine)
     if vcd_scope is not None:
         raise ValueError("vcd_scope needs a work_dir to keep the VCD in")
     with tempfile.TemporaryDirectory(prefix="axhw-accel-sim-") as tmp:
-        return _simulate_in(Path(tmp), synth, acfg, qnet, x_int, mul, period_ns, timing, None)
+        return _simulate_in(Path(tmp), synth, acfg, qnet, x_int, mul, period_ns, timing, None, engine)
+
+
+def testbench(synth: ArraySynth, acfg: ArrayConfig, period_ns: float = 50.0, vcd_scope: str | None = None,
+              two_state: bool = False) -> str:
+    """The rendered testbench of ``synth``'s array: the same for every network that fits it (sizes and inputs
+    are plusargs), so a compiled model is reused."""
+    w = acfg.widths()
+    return render("accel_tb.v.j2", cells=[f"{c.path}.{c.out_pin}" for c in leaf_cells(synth)],
+                  memories=memory_instances(synth), naw=w["naw"], oaw=w["oaw"], bits=acfg.bits, acc=acfg.acc_bits,
+                  half_period_ns=period_ns / 2, vcd_scope=vcd_scope, vcd="dump.vcd", two_state=two_state)
+
+
+def memory_sources(synth: ArraySynth, acfg: ArrayConfig) -> dict[str, str]:
+    """The generated RTL files of the array's memories (behavioural in simulation)."""
+    return {name: text for name, text in generate_array(acfg).items()
+            if any(re.search(rf"^\s*module\s+{m}\b", text, re.M) for m in synth.memories)}
 
 
 def _simulate_in(work: Path, synth: ArraySynth, acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor,
-                 mul: Multiplier | None, period_ns: float, timing: bool, vcd_scope: str | None) -> ArrayActivity:
+                 mul: Multiplier | None, period_ns: float, timing: bool, vcd_scope: str | None,
+                 engine: str) -> ArrayActivity:
     from axhw.rtl.netverify import reference_outputs
 
     tc = find_toolchain()
@@ -225,37 +269,45 @@ def _simulate_in(work: Path, synth: ArraySynth, acfg: ArrayConfig, qnet: Quantiz
     x_int = x_int.to(torch.int64).flatten(1)
     for name, text in program.images.items():
         (work / name).write_text(text)
-    files = generate_array(acfg)
     mems = memory_instances(synth)
-    mem_sources = []
-    for name, text in files.items():
-        if any(re.search(rf"^\s*module\s+{m}\b", text, re.M) for m in synth.memories):
-            (work / name).write_text(text)
-            mem_sources.append(name)
+    sources = memory_sources(synth, acfg)
     cells = leaf_cells(synth)
     bits, mask = acfg.bits, (1 << acfg.bits) - 1
     (work / "inputs.hex").write_text("".join(f"{v & mask:0{(bits + 3) // 4}x}\n" for v in x_int.flatten().tolist()))
     dlo, dhi = program.hidden_span
-    w = acfg.widths()
-    (work / "accel_tb.v").write_text(render(
-        "accel_tb.v.j2", n_inputs=program.n_inputs, n_outputs=program.n_outputs, samples=x_int.shape[0],
-        cells=[f"{c.path}.{c.out_pin}" for c in cells], memories=mems, naw=w["naw"], oaw=w["oaw"], bits=bits,
-        acc=acfg.acc_bits, half_period_ns=period_ns / 2, dlo=dlo, dhi=dhi, inputs="inputs.hex", dump="dump.hex",
-        counts="counts.txt", vcd_scope=vcd_scope, vcd="dump.vcd"))
-    flags = ["-gspecify"] if timing else []
+    plusargs = [f"+nin={program.n_inputs}", f"+nout={program.n_outputs}", f"+nsamp={x_int.shape[0]}",
+                f"+dlo={dlo}", f"+dhi={dhi}", "+inputs=inputs.hex", "+dump=dump.hex", "+counts=counts.txt"]
+    tb = testbench(synth, acfg, period_ns, vcd_scope, two_state=engine == "verilator")
     t0 = time.perf_counter()
-    comp = subprocess.run([tc.iverilog, "-g2005", *flags, "-s", "accel_tb", "-o", "accel.vvp", "accel_tb.v",
-                           str(synth.netlist), *mem_sources, str(tc.cell_models)], cwd=work, capture_output=True,
-                          text=True)
-    if comp.returncode != 0:
-        raise RuntimeError(f"iverilog failed in {work}: {comp.stderr.strip()[-2000:]}")
+    if engine == "verilator":
+        from axhw.power.accel.vbuild import verilator_build
+
+        exe, _ = verilator_build({"accel_tb.v": tb, **sources}, [Path(synth.netlist), Path(tc.cell_models)])
+        cmd = [str(exe), *plusargs]
+    elif vcd_scope is not None:  # a one-off build with the VCD dump compiled in
+        for name, text in sources.items():
+            (work / name).write_text(text)
+        (work / "accel_tb.v").write_text(tb)
+        flags = ["-gspecify"] if timing else []
+        comp = subprocess.run([tc.iverilog, "-g2005", *flags, "-s", "accel_tb", "-o", "accel.vvp", "accel_tb.v",
+                               str(synth.netlist), *sources, str(tc.cell_models)], cwd=work, capture_output=True,
+                              text=True)
+        if comp.returncode != 0:
+            raise RuntimeError(f"iverilog failed in {work}: {comp.stderr.strip()[-2000:]}")
+        cmd = [tc.vvp, "-n", "accel.vvp", *plusargs]
+    else:
+        from axhw.power.accel.vbuild import icarus_build
+
+        vvp, _ = icarus_build({"accel_tb.v": tb, **sources}, [Path(synth.netlist), Path(tc.cell_models)], timing)
+        cmd = [tc.vvp, "-n", str(vvp), *plusargs]
     t1 = time.perf_counter()
-    note(f"simulating the {acfg.config_id} gate-level netlist on {x_int.shape[0]} input(s) "
-         f"({'with' if timing else 'without'} cell delays; minutes per image for LeNet-5) ...")
-    run = subprocess.run([tc.vvp, "-n", "accel.vvp"], cwd=work, capture_output=True, text=True)
+    note(f"simulating the {acfg.config_id} gate-level netlist on {x_int.shape[0]} input(s) with {engine} "
+         f"({'with' if timing else 'without'} cell delays"
+         f"{'; minutes per image for LeNet-5' if engine == 'icarus' else ''}) ...")
+    run = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     t2 = time.perf_counter()
     if run.returncode != 0 or "AXHW_ACCEL_DONE" not in run.stdout:
-        raise RuntimeError(f"vvp failed in {work}: {(run.stdout + run.stderr).strip()[-2000:]}")
+        raise RuntimeError(f"{engine} run failed in {work}: {(run.stdout + run.stderr).strip()[-2000:]}")
     counts = (work / "counts.txt").read_text().split("\n")
     head = dict(line.split() for line in counts[:2])
     toggles = [0] * len(cells)
@@ -297,4 +349,4 @@ def _simulate_in(work: Path, synth: ArraySynth, acfg: ArrayConfig, qnet: Quantiz
         samples=n, cycles=int(head["cycles"]), busy_cycles=int(head["busy_cycles"]), toggles=toggles, reads=reads,
         writes=writes, outputs_compared=compared, mismatches=mismatches, first_bad=first_bad,
         sim_seconds=t2 - t1, compile_seconds=t1 - t0, period_ns=period_ns, timing=timing,
-        fallback_reads=[m.path for m in mems if m.read_enable is None])
+        fallback_reads=[m.path for m in mems if m.read_enable is None], engine=engine)
