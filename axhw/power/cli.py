@@ -198,7 +198,7 @@ def main_accel(args: argparse.Namespace) -> int:
         if args.samples < 1:
             raise ValueError("--samples must be >= 1")
         find_toolchain()
-        cfg = AccelConfig(pes=args.pes, samples=args.samples, timing=not args.zero_delay and args.engine == "icarus",
+        cfg = AccelConfig(pes=args.pes, samples=args.samples, timing=not args.zero_delay,
                           voltages=tuple(args.voltages), engine=args.engine)
         if args.report is not None:
             return _accel_of_report(args, cfg, out)
@@ -327,7 +327,7 @@ def _add_accel_result(args: argparse.Namespace, result: dict[str, object]) -> No
     from axhw.power.accel.energy import AccelConfig
     from axhw.power.accel.report import study_accelerator
 
-    cfg = AccelConfig(samples=args.accel_samples, timing=not args.zero_delay and args.engine == "icarus",
+    cfg = AccelConfig(samples=args.accel_samples, timing=not args.zero_delay,
                       engine=args.engine)
     result["accelerator"] = study_accelerator(result, cfg,
                                               search=args.accel_search, progress=not args.quiet)

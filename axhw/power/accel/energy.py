@@ -276,6 +276,7 @@ def _key(synth: ArraySynth, acfg: ArrayConfig, program_images: dict[str, str], x
     settings = {k: v for k, v in asdict(cfg).items() if k in ("period_ns", "timing")}
     if cfg.engine != "icarus":  # keys of the Icarus activities stay as they were
         settings["engine"] = cfg.engine
+        settings["timing"] = False  # Verilator is zero-delay whatever was asked
     # the testbench as rendered for this engine: edits that leave it unchanged (the other engine's branch,
     # comments outside it) keep the stored activities
     tb = testbench(synth, acfg, cfg.period_ns, two_state=cfg.engine == "verilator")
