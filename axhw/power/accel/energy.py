@@ -90,9 +90,10 @@ class AccelConfig:
         use_cache: reuse a stored activity (simulation) for identical inputs.
         cache_root: folder of stored activities (default ``power/accel`` in the axhw cache).
         engine: ``icarus`` (gate level, cell delays with ``timing``: the reference), ``verilator`` (gate level,
-            zero-delay, compiled once per netlist; its toggles are also given scaled by the calibrated
-            per-unit glitch factors) or ``model`` (no simulation: action counts x calibrated energies,
-            :mod:`axhw.power.accel.model`).
+            zero-delay, compiled once per netlist: no glitches, so its switching energy is lower; docs/power.md,
+            "Engines", gives the measured ratios per unit) or ``model`` (no simulation: action counts x
+            calibrated energies, :mod:`axhw.power.accel.model`, through
+            :func:`axhw.power.accel.engines.energy_per_inference`).
     """
 
     pes: int = DEFAULT_GEOMETRY["pes"]
