@@ -6,7 +6,7 @@ program (:mod:`axhw.rtl.program`) and the golden model (``forward_int``), with n
 
 * **cycles** of the counted window: the input load (one host write per input word), the start pulse and the
   sequencer's busy cycles (:func:`axhw.rtl.program.step_cycles`, the RTL's exact schedule), one more for the
-  HALT fetch; equal to the simulated count (``tests/power/test_accel_model.py``);
+  HALT fetch; equal to the simulated count (``tests/power/test_accel_engines.py``);
 * **memory accesses** per memory module (per instance for the PEs' local memories), counted the way the
   simulation counts them (:data:`axhw.power.accel.sim.READ_ENABLES`), equal to the simulated counts;
 * **data-dependent switching**: the multiplier's operand and product streams, the accumulator's partial sums
@@ -23,7 +23,7 @@ program (:mod:`axhw.rtl.program`) and the golden model (``forward_int``), with n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -84,11 +84,6 @@ class Actions:
     writes: dict[str, float]
     features: dict[str, float]
     samples: int
-    lanes: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def _layer_of(qnet: QuantizedNetwork, plan: LayerPlan) -> IntLinear:
@@ -131,9 +126,9 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
     reads = {m: 0.0 for m in ("array_wbuf", "array_nbuf", "array_bbuf", "array_obuf", "array_imem", "pe_nlm",
                               "pe_wlm")}
     writes = dict.fromkeys(reads, 0.0)
-    f = dict.fromkeys(("mul_in_hd", "mul_a_hd", "mul_w_hd", "mul_out_hd", "mul_pp_hd", "wbuf_hd", "nbuf_hd", "products", "acc_hd", "acc_clears", "rq_writes", "rq_in_hd",
-                       "rq_out_hd", "loadw_cycles", "loadn_cycles", "pixels", "pool_outputs", "pool_reads",
-                       "steps", "input_words"), 0.0)
+    f = dict.fromkeys(("mul_in_hd", "mul_out_hd", "mul_pp_hd", "wbuf_hd", "nbuf_hd", "products", "acc_hd",
+                       "acc_clears", "rq_writes", "rq_in_hd", "rq_out_hd", "loadw_cycles", "loadn_cycles", "pixels",
+                       "pool_outputs", "pool_reads", "input_words"), 0.0)
     # per lane, one stream of (activation, weight, product) and one of partial sums, over the whole inference
     a_seq: list[torch.Tensor] = []
     w_seq: list[torch.Tensor] = []
@@ -145,7 +140,6 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
     writes["array_nbuf"] += program.n_inputs * n
     f["input_words"] = program.n_inputs * n
     for li, plan in enumerate(program.layers):
-        f["steps"] += n
         out = outs[li]
         groups = -(-plan.fan_out // pes)
         pix, fi = plan.pixels, plan.fan_in
@@ -214,8 +208,7 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
     mask = (1 << 62) - 1
     if a_seq:
         a_all, w_all, p_all, s_all = (torch.cat(s, dim=1) for s in (a_seq, w_seq, p_seq, s_seq))
-        f["mul_a_hd"], f["mul_w_hd"] = hamming(a_all & mask, bits), hamming(w_all & mask, bits)
-        f["mul_in_hd"] = f["mul_a_hd"] + f["mul_w_hd"]
+        f["mul_in_hd"] = hamming(a_all & mask, bits) + hamming(w_all & mask, bits)
         f["mul_out_hd"] = hamming(p_all & mask, pbits)
         tr = getattr(mul, "transform", None)  # separable multipliers (exact, DRUM): the operands the core sees
         ta, tw = (tr(a_all), tr(w_all)) if callable(tr) else (a_all, w_all)
@@ -228,5 +221,5 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
     per = 1.0 / n
     return Actions(cycles=cycles * per, reads={k: v * per for k, v in reads.items()},
                    writes={k: v * per for k, v in writes.items()}, features={k: v * per for k, v in f.items()},
-                   samples=n, lanes=pes)
+                   samples=n)
 

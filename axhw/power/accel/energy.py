@@ -61,7 +61,7 @@ from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
 from axhw.rtl.program import NetworkDoesNotFit, compile_network
 
 __all__ = ["UNITS", "AccelConfig", "AccelEnergy", "accelerator_energy", "array_for", "cell_energies", "fit_array",
-           "gate_level_activity", "storage_and_totals", "storage_energy"]
+           "fitted_array", "gate_level_activity", "storage_and_totals", "storage_energy"]
 
 #: The split of the logic energy (:func:`axhw.power.accel.sim.unit_of`).
 UNITS = ("multipliers", "adders", "requantization", "control")
@@ -275,7 +275,7 @@ def _key(synth: ArraySynth, acfg: ArrayConfig, program_images: dict[str, str], x
     h.update(json.dumps(program_images, sort_keys=True).encode())
     h.update(x_int.to(torch.int64).numpy().tobytes())
     settings = {k: v for k, v in asdict(cfg).items() if k in ("period_ns", "timing")}
-    if cfg.engine != "icarus":  # keys of the Icarus activities stay as they were
+    if cfg.engine != "icarus":  # Icarus keys carry no engine field (activities stored before engines existed)
         settings["engine"] = cfg.engine
         settings["timing"] = False  # Verilator is zero-delay whatever was asked
     # the testbench as rendered for this engine: edits that leave it unchanged (the other engine's branch,
@@ -312,16 +312,21 @@ def accelerator_energy(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, c
     return _energy(synth, acfg, act, mode, cfg, qnet, x, NODE_SCALE_180_TO_65)
 
 
-def array_for(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, cfg: AccelConfig,
-              synth_cfg: SynthConfig | None = None) -> tuple[ArraySynth, ArrayConfig]:
-    """The array fitted to ``qnet`` with multiplier ``mode``, synthesized (cached)."""
+def fitted_array(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, pes: int) -> ArrayConfig:
+    """:func:`fit_array` for multiplier ``mode`` (``exact``, ``K1``..``K4``, ``drum<k>``) and the inputs' shape."""
     from axhw.power.multiplier.compute import mode_config
 
     mcfg = mode_config(mode, qnet.layers[0].act_fmt.bits)
     if not isinstance(mcfg, MultiplierConfig):
         raise ValueError(f"mode {mode!r}: the array instantiates generated multipliers only (exact, DRUM)")
     shape = tuple(x_int.shape[1:]) if x_int.dim() == 4 else None  # a conv network's (C, H, W)
-    acfg = fit_array(mcfg, qnet, cfg.pes, shape)
+    return fit_array(mcfg, qnet, pes, shape)
+
+
+def array_for(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, cfg: AccelConfig,
+              synth_cfg: SynthConfig | None = None) -> tuple[ArraySynth, ArrayConfig]:
+    """The array fitted to ``qnet`` with multiplier ``mode``, synthesized (cached)."""
+    acfg = fitted_array(qnet, x_int, mode, cfg.pes)
     return synthesize_array(acfg, synth_cfg), acfg
 
 

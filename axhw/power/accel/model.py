@@ -14,8 +14,8 @@ for axhw's array, with the energies taken from the array's own netlist and gate-
   the Hamming distances of its data streams, fitted by non-negative least squares to the switching energy of
   gate-level runs (Icarus with cell delays, so glitches are in the coefficients) of small calibration networks
   (:func:`calibration_networks`: written for this purpose, seeded, none of them a network the model is
-  validated on). The multipliers' coefficients are fitted per multiplier mode (each mode is a different
-  circuit); the other units' once, over every run.
+  validated on). The multipliers' and accumulators' coefficients are fitted per multiplier mode
+  (:data:`PER_MODE`); the other units' once, over every run.
 
 The calibration is stored in the axhw cache, keyed by the synthesis settings and the calibration set; the
 validation against gate level on networks not used for calibration is ``bench/bench_accel_engines.py``
@@ -46,11 +46,12 @@ from axhw.power.accel.energy import (
     AccelEnergy,
     array_for,
     cell_energies,
+    fitted_array,
     gate_level_activity,
     storage_and_totals,
 )
 from axhw.power.accel.sim import ArrayActivity, leaf_cells, memory_instances, unit_of
-from axhw.power.accel.synth import ArraySynth
+from axhw.power.accel.synth import ArraySynth, synthesize_array
 from axhw.power.flow.synth import SynthConfig
 from axhw.rtl.pe import ArrayConfig
 from axhw.rtl.program import compile_network
@@ -137,18 +138,16 @@ def calibration_networks(samples: int = 2) -> dict[str, tuple[QuantizedNetwork, 
 # --- per-unit energies of a gate-level run -------------------------------------------------------------------
 
 
-def unit_energies(synth: ArraySynth, act: ArrayActivity) -> dict[str, dict[str, float]]:
+def unit_energies(synth: ArraySynth, act: ArrayActivity, clock_mhz: float = AccelConfig.clock_mhz
+                  ) -> dict[str, dict[str, float]]:
     """Per unit, per inference: ``switching`` (toggles x energy per toggle), ``clock`` and ``leakage`` (J), from
-    a gate-level activity and the netlist's per-cell energies (100 MHz leakage time, as the gate-level
-    engines)."""
+    a gate-level activity and the netlist's per-cell energies (leakage over the cycles at ``clock_mhz``)."""
     ce = cell_energies(synth, act.period_ns)
-    out = {u: {"switching": 0.0, "clock": 0.0, "leakage": 0.0} for u in UNITS}
-    n = act.samples
+    out: dict[str, dict[str, float]] = _static(synth, act.cycles / act.samples, clock_mhz, act.period_ns)
+    for u in out.values():
+        u["switching"] = 0.0
     for i, c in enumerate(leaf_cells(synth)):
-        u = out[unit_of(c.module)]
-        u["switching"] += act.toggles[i] / n * ce["toggle_j"][i]
-        u["clock"] += act.cycles / n * ce["clock_j"][i]
-        u["leakage"] += ce["leakage_w"][i] * act.cycles / n / 100e6
+        out[unit_of(c.module)]["switching"] += act.toggles[i] / act.samples * ce["toggle_j"][i]
     return out
 
 
@@ -216,23 +215,11 @@ def shared_array(nets: dict[str, tuple[QuantizedNetwork, torch.Tensor]], mode: s
                  synth_cfg: SynthConfig | None = None) -> tuple[ArraySynth, ArrayConfig]:
     """One array (every memory as deep as the deepest network needs) that runs all of ``nets``: one synthesis
     and one compiled testbench per mode for the whole calibration set."""
-    fitted = [_fit(q, x, mode, cfg) for q, x in nets.values()]
+    fitted = [fitted_array(q, x, mode, cfg.pes) for q, x in nets.values()]
     depths = {f: max(getattr(a, f) for a in fitted) for f in ("max_fan_in", "nbuf_depth", "wbuf_depth", "bbuf_depth",
                                                               "obuf_depth", "imem_depth")}
     acfg = fitted[0].copy(**depths)
-    from axhw.power.accel.synth import synthesize_array
-
     return synthesize_array(acfg, synth_cfg), acfg
-
-
-def _fit(qnet: QuantizedNetwork, x: torch.Tensor, mode: str, cfg: AccelConfig) -> ArrayConfig:
-    from axhw.power.accel.energy import fit_array
-    from axhw.power.multiplier.compute import mode_config
-    from axhw.rtl.generate import MultiplierConfig
-
-    mcfg = mode_config(mode, qnet.layers[0].act_fmt.bits)
-    assert isinstance(mcfg, MultiplierConfig)
-    return fit_array(mcfg, qnet, cfg.pes, tuple(x.shape[1:]) if x.dim() == 4 else None)
 
 
 def _nnls(rows: list[list[float]], target: list[float]) -> list[float]:
@@ -248,8 +235,6 @@ def _nnls(rows: list[list[float]], target: list[float]) -> list[float]:
 
 
 def _calibration_key(modes: tuple[str, ...], cfg: AccelConfig, synth_cfg: SynthConfig | None, samples: int) -> str:
-    from axhw.power.accel.sim import testbench  # noqa: F401  (the testbench enters through the activity keys)
-
     h = hashlib.sha256()
     h.update(json.dumps({"v": CALIBRATION_VERSION, "modes": sorted(modes), "pes": cfg.pes, "samples": samples,
                          "timing": cfg.timing, "engine": cfg.engine, "period": cfg.period_ns,

@@ -4,8 +4,8 @@ shared by every run.
 Why Verilator beside Icarus: the Icarus run with cell delays is the reference (glitches counted), but it costs
 minutes per MNIST-MLP sample and half an hour per LeNet-5 image. Verilator compiles the same testbench, the
 same osu018 netlist and the same cell models (their UDP tables included) into a zero-delay C++ model that runs
-the inference in seconds; docs/power.md ("Engines") gives the measured speeds and the per-unit ratio of
-toggles with delays to zero-delay toggles that the model engine applies.
+the inference in seconds; docs/power.md ("Engines") gives the measured speeds and, per unit, the ratio of
+switching with cell delays to zero-delay switching (what the Verilator engine leaves out: glitches).
 
 Icarus compiles too: elaborating the 16-PE array's testbench (one toggle counter per cell, ~18,000) takes
 1-2 minutes, longer than simulating a small network on it, so its ``.vvp`` is cached the same way
