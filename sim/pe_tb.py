@@ -13,11 +13,18 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge
+from cocotb.triggers import RisingEdge, Timer
 
 
 def _word(value: int, width: int) -> int:
     return value & ((1 << width) - 1)
+
+
+async def _next_cycle(dut) -> None:
+    """A quarter period after the next rising edge: inputs driven here are stable at the falling edge, where
+    the PE's clock gate samples its enable (``start``), and at the rising edge, where the registers take them."""
+    await RisingEdge(dut.clk)
+    await Timer(500, unit="ps")
 
 
 @cocotb.test()
@@ -34,17 +41,17 @@ async def pe_dot_products(dut) -> None:
     dut.rst.value = 1
     for _ in range(2):
         await RisingEdge(dut.clk)
-    await FallingEdge(dut.clk)
+    await _next_cycle(dut)
     dut.rst.value = 0
     results = []
     cycles = 0
     for sample in job["samples"]:
         acts = sample["a"]
         dut.n_we.value = 1
-        for j, a in enumerate(acts):  # drive on falling edges, sampled on the rising edge
+        for j, a in enumerate(acts):  # driven a quarter period after a rising edge
             dut.n_addr.value = j
             dut.n_data.value = _word(a, bits)
-            await FallingEdge(dut.clk)
+            await _next_cycle(dut)
         dut.n_we.value = 0
         out = []
         for row, bias, mode in sample["rows"]:
@@ -52,18 +59,18 @@ async def pe_dot_products(dut) -> None:
             for j, w in enumerate(row):
                 dut.w_addr.value = j
                 dut.w_data.value = _word(w, bits)
-                await FallingEdge(dut.clk)
+                await _next_cycle(dut)
             dut.w_we.value = 0
             dut.len.value = len(row)
             dut.bias.value = _word(bias, bias_bits)
             if job["dual"]:
                 dut.mode.value = int(mode)
             dut.start.value = 1
-            await FallingEdge(dut.clk)
+            await _next_cycle(dut)
             dut.start.value = 0
             n = 0
             while not int(dut.done.value):
-                await FallingEdge(dut.clk)
+                await _next_cycle(dut)
                 n += 1
                 assert n <= len(row) + 4, "PE did not finish"
             cycles += n + 1

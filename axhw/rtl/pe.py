@@ -303,13 +303,14 @@ def _mem(
 
 
 def pe_files(acfg: ArrayConfig) -> list[tuple[str, str, dict[str, object]]]:
-    """Files of one PE: top ``pe``, controller, accumulator, the two local memories, the multiplier(s)."""
+    """Files of one PE: top ``pe``, controller, accumulator, clock gate, the two local memories, the multiplier(s)."""
     ctx = _context(acfg)
     bits = acfg.bits
     files = [
         ("pe.v", "pe.v.j2", ctx),
         ("pe_ctrl.v", "pe_ctrl.v.j2", ctx),
         ("pe_acc.v", "pe_acc.v.j2", ctx),
+        ("clock_gate.v", "clock_gate.v.j2", ctx),
         _mem("pe_nlm", "PE neuron local memory (the layer's input vector)", bits, acfg.max_fan_in, True, None, ctx),
         _mem("pe_wlm", "PE weight local memory (one output neuron's weights)", bits, acfg.max_fan_in, True, None,
              ctx),
@@ -399,7 +400,7 @@ def generate_pe(acfg: ArrayConfig, template_dir: Path = TEMPLATE_DIR) -> dict[st
     """Render, parse and port-check one PE (top ``pe``).
 
     >>> sorted(generate_pe(ArrayConfig(MultiplierConfig("exact", 8), max_fan_in=64)))[:3]
-    ['mul_exact_s8.v', 'pe.v', 'pe_acc.v']
+    ['clock_gate.v', 'mul_exact_s8.v', 'pe.v']
     """
     files = _render(pe_files(acfg), template_dir)
     check_files(files, "pe", pe_ports(acfg), what="design 'pe'")

@@ -21,7 +21,7 @@ from axhw.golden.network import IntConv2d, IntFlatten, IntLinear, IntMaxPool2d, 
 from axhw.power.accel.actions import action_counts, hamming
 from axhw.power.accel.energy import UNITS, AccelConfig, accelerator_energy, fit_array, gate_level_activity
 from axhw.power.accel.model import FEATURES, calibrate, calibration_networks, model_energy, unit_energies
-from axhw.power.accel.sim import leaf_cells, memory_instances, simulate_array
+from axhw.power.accel.sim import clock_domains, leaf_cells, memory_instances, simulate_array
 from axhw.power.accel.synth import synthesize_array
 from axhw.power.accel.vbuild import verilator_build
 from axhw.power.flow.synth import SynthConfig
@@ -83,11 +83,21 @@ def test_action_counts_equal_the_simulated_counts(toolchain: Toolchain, synth_cf
     a = action_counts(acfg, qnet, x)
     assert a.cycles * a.samples == act.cycles
     mems = memory_instances(synth)
-    assert {m.module for m in mems} == set(a.reads)
+    assert {m.path if m.module.startswith("pe_") else m.module for m in mems} == set(a.reads)
     for m in mems:
-        assert a.reads[m.module] * a.samples == act.reads[m.path], m.path
-        assert a.writes[m.module] * a.samples == act.writes[m.path], m.path
-    assert a.features["products"] == sum(a.reads[m] for m in ("pe_nlm",)) * acfg.pes
+        reads, writes = a.accesses(m.path, m.module)
+        assert reads * a.samples == act.reads[m.path], m.path
+        assert writes * a.samples == act.writes[m.path], m.path
+    assert a.features["products"] == sum(a.reads[f"u_pe{p}.u_nlm"] for p in range(acfg.pes))
+    # clock gates: the cycles each lets through, from the schedule, are the gate-level run's (its AND's
+    # output toggles / 2; a sample's window ends on the edge of the HALT fetch, whose pulse counts half);
+    # the idle lane of each layer's last group (5 and 3 outputs on 2 PEs) is off
+    enabled = clock_domains(synth).enabled_cycles(act.toggles)
+    assert set(enabled) == set(a.gated) == {"u_pe0.u_cg", "u_pe1.u_cg", "u_seq.u_cg_fields"}
+    for g, cycles in enabled.items():
+        assert a.gated[g] * a.samples == pytest.approx(cycles, abs=0.5 * a.samples), g
+    assert a.gated["u_pe1.u_cg"] < a.gated["u_pe0.u_cg"]
+    assert a.writes["u_pe1.u_wlm"] < a.writes["u_pe0.u_wlm"] and a.reads["u_pe1.u_nlm"] < a.reads["u_pe0.u_nlm"]
     if net == "cnn":
         assert a.features["pool_reads"] == 3 * 3 * 3 * 4 and a.features["pool_outputs"] == 27
 

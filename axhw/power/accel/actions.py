@@ -23,7 +23,7 @@ program (:mod:`axhw.rtl.program`) and the golden model (``forward_int``), with n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -74,9 +74,13 @@ class Actions:
 
     Attributes:
         cycles: clock cycles of the counted window (input load to done).
-        reads, writes: per memory module (``array_wbuf``...; the PEs' ``pe_nlm``/``pe_wlm``: per PE).
+        reads, writes: per memory module (``array_wbuf``...), or per instance where instances differ (the PEs'
+            local memories ``u_pe3.u_nlm``: idle lanes are not loaded); :meth:`accesses` looks either up.
         features: the data-dependent and schedule counts the energy model prices (see the module docstring).
         samples: inputs averaged over.
+        gated: per clock gate instance (``u_pe3.u_cg``, ``u_seq.u_cg_fields``), the cycles it lets the clock
+            through (rtl/clock_gate.v.j2): a PE's while it starts, computes and finishes (``fan_in + 2`` per output
+            pixel of each group in which its lane is on), the instruction fields' in FETCH.
     """
 
     cycles: float
@@ -84,6 +88,12 @@ class Actions:
     writes: dict[str, float]
     features: dict[str, float]
     samples: int
+    gated: dict[str, float] = field(default_factory=dict)
+
+    def accesses(self, path: str, module: str) -> tuple[float, float]:
+        """(reads, writes) per inference of the memory instance ``path`` of ``module``."""
+        key = path if path in self.reads else module
+        return self.reads.get(key, 0.0), self.writes.get(key, 0.0)
 
 
 def _layer_of(qnet: QuantizedNetwork, plan: LayerPlan) -> IntLinear:
@@ -123,17 +133,20 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
     n, pes, bits = x_int.shape[0], acfg.pes, acfg.bits
     w = acfg.widths()
     aw, pbits, acc = w["aw"], w["pbits"], w["acc"]
-    reads = {m: 0.0 for m in ("array_wbuf", "array_nbuf", "array_bbuf", "array_obuf", "array_imem", "pe_nlm",
-                              "pe_wlm")}
+    reads = {m: 0.0 for m in ("array_wbuf", "array_nbuf", "array_bbuf", "array_obuf", "array_imem")}
+    for p in range(pes):
+        reads[f"u_pe{p}.u_nlm"] = reads[f"u_pe{p}.u_wlm"] = 0.0
     writes = dict.fromkeys(reads, 0.0)
+    gated = {f"u_pe{p}.u_cg": 0.0 for p in range(pes)}
     f = dict.fromkeys(("mul_in_hd", "mul_out_hd", "mul_pp_hd", "wbuf_hd", "nbuf_hd", "products", "acc_hd",
                        "acc_clears", "rq_writes", "rq_in_hd", "rq_out_hd", "loadw_cycles", "loadn_cycles", "pixels",
                        "pool_outputs", "pool_reads", "input_words"), 0.0)
-    # per lane, one stream of (activation, weight, product) and one of partial sums, over the whole inference
-    a_seq: list[torch.Tensor] = []
-    w_seq: list[torch.Tensor] = []
-    p_seq: list[torch.Tensor] = []
-    s_seq: list[torch.Tensor] = []
+    # per lane, one stream of (activation, weight, product) and one of partial sums over the whole inference,
+    # over the groups in which the lane has an output channel (an idle lane's operands hold: idle lanes off)
+    a_seq: list[list[torch.Tensor]] = [[] for _ in range(pes)]
+    w_seq: list[list[torch.Tensor]] = [[] for _ in range(pes)]
+    p_seq: list[list[torch.Tensor]] = [[] for _ in range(pes)]
+    s_seq: list[list[torch.Tensor]] = [[] for _ in range(pes)]
     rq_in: list[torch.Tensor] = []
     rq_out: list[torch.Tensor] = []
     cur = x_int.flatten(1)
@@ -158,15 +171,20 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         wpad[: plan.fan_out] = wmat
         bias = torch.zeros(groups * pes, dtype=torch.int64)
         bias[: plan.fan_out] = layer.bias.to(torch.int64)
-        # memories (per sample; the PEs' local memories per PE)
-        reads["array_wbuf"] += groups * fi * n
-        writes["pe_wlm"] += groups * fi * n
+        # lane p has an output channel in group g (the sequencer's pe_lanes)
+        on = (torch.arange(groups)[None, :] * pes + torch.arange(pes)[:, None]) < plan.fan_out  # (P, G)
         single = pix == 1
         gathered_groups = 1 if single else groups  # single-pixel layers gather once, then compute behind LOADW
+        # memories (per sample; the PEs' local memories per PE instance: idle lanes are not loaded)
+        reads["array_wbuf"] += groups * fi * n
+        for p in range(pes):
+            g_on = int(on[p].sum())
+            writes[f"u_pe{p}.u_wlm"] += g_on * fi * n
+            writes[f"u_pe{p}.u_nlm"] += (int(on[p, 0]) if single else g_on) * pix * fi * n
+            reads[f"u_pe{p}.u_nlm"] += g_on * pix * fi * n
+            reads[f"u_pe{p}.u_wlm"] += g_on * pix * fi * n
+            gated[f"u_pe{p}.u_cg"] += g_on * pix * (fi + 2) * n  # start, fan_in products, done
         reads["array_nbuf"] += float(inside.sum()) * gathered_groups * n
-        writes["pe_nlm"] += gathered_groups * pix * fi * n
-        reads["pe_nlm"] += groups * pix * fi * n
-        reads["pe_wlm"] += groups * pix * fi * n
         reads["array_bbuf"] += groups * pix * n
         if plan.last:
             writes["array_obuf"] += plan.out_size * n
@@ -175,8 +193,8 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         f["loadw_cycles"] += groups * fi * n
         f["loadn_cycles"] += gathered_groups * pix * fi * n
         f["pixels"] += groups * pix * n
-        f["products"] += groups * pix * fi * n * pes
-        f["acc_clears"] += groups * pix * n * pes
+        f["products"] += plan.fan_out * pix * fi * n
+        f["acc_clears"] += plan.fan_out * pix * n
         # operand streams per lane: (N, G, pix, f) activations, the lane's weights broadcast over pixels
         acts = cols.unsqueeze(1).expand(n, groups, pix, fi)
         wl = wpad.reshape(groups, pes, 1, fi).permute(1, 0, 2, 3)  # (P, G, 1, f)
@@ -186,34 +204,40 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         # the buses the glue drives: weight-buffer words (once per group) and gathered activations
         f["wbuf_hd"] += hamming(wpad.reshape(groups, pes, fi).permute(1, 0, 2).reshape(pes, -1), bits) * n
         f["nbuf_hd"] += hamming(cols[:, None].expand(n, gathered_groups, pix, fi).reshape(-1), bits)
-        a_seq.append(a_l.reshape(pes, -1))
-        w_seq.append(w_l.reshape(pes, -1))
-        p_seq.append(prod.reshape(pes, -1))
         start = bias.reshape(groups, pes).t().reshape(pes, 1, groups, 1, 1).expand(pes, n, groups, pix, 1)
         sums = torch.cat([start, start + prod.cumsum(-1)], dim=-1)
-        s_seq.append(sums.reshape(pes, -1))
+        for p in range(pes):
+            if on[p].any():
+                a_seq[p].append(a_l[p][:, on[p]].reshape(-1))
+                w_seq[p].append(w_l[p][:, on[p]].reshape(-1))
+                p_seq[p].append(prod[p][:, on[p]].reshape(-1))
+                s_seq[p].append(sums[p][:, on[p]].reshape(-1))
         # re-quantization: the written words in write order (per group, per pixel, the valid lanes in order)
         lo, hi = -(1 << (acc - 1)), (1 << (acc - 1)) - 1
         y = sums[..., -1].clamp(lo, hi).permute(1, 2, 3, 0)  # (N, G, pix, P)
         o = torch.zeros(n, groups * pes, pix, dtype=torch.int64)
         o[:, : plan.fan_out] = out.reshape(n, plan.fan_out, pix)
         o = o.reshape(n, groups, pes, pix).permute(0, 1, 3, 2)  # (N, G, pix, P)
-        valid = (torch.arange(groups * pes) < plan.fan_out).reshape(groups, 1, pes).expand(groups, pix, pes)
+        valid = on.t().reshape(groups, 1, pes).expand(groups, pix, pes)
         rq_in.append(y[:, valid].reshape(-1))
         rq_out.append(o[:, valid].reshape(-1))
         f["rq_writes"] += plan.out_size * n
         cur = out
     reads["array_imem"] = (len(program.layers) + 1) * n  # one fetch per step, HALT included (address changes)
     reads["array_obuf"] = 1.0 * n  # the host's read address, changed once per sample (read-back not counted)
+    gated["u_seq.u_cg_fields"] = (len(program.layers) + 1) * n  # the instruction fields: FETCH cycles only
     mask = (1 << 62) - 1
-    if a_seq:
-        a_all, w_all, p_all, s_all = (torch.cat(s, dim=1) for s in (a_seq, w_seq, p_seq, s_seq))
-        f["mul_in_hd"] = hamming(a_all & mask, bits) + hamming(w_all & mask, bits)
-        f["mul_out_hd"] = hamming(p_all & mask, pbits)
-        tr = getattr(mul, "transform", None)  # separable multipliers (exact, DRUM): the operands the core sees
+    tr = getattr(mul, "transform", None)  # separable multipliers (exact, DRUM): the operands the core sees
+    for p in range(pes):
+        if not a_seq[p]:
+            continue
+        a_all, w_all, p_all, s_all = (torch.cat(q[p]) for q in (a_seq, w_seq, p_seq, s_seq))
+        f["mul_in_hd"] += hamming(a_all & mask, bits) + hamming(w_all & mask, bits)
+        f["mul_out_hd"] += hamming(p_all & mask, pbits)
         ta, tw = (tr(a_all), tr(w_all)) if callable(tr) else (a_all, w_all)
-        f["mul_pp_hd"] = partial_product_hamming(ta, tw, bits + 1)
-        f["acc_hd"] = hamming(s_all & mask, aw)
+        f["mul_pp_hd"] += partial_product_hamming(ta, tw, bits + 1)
+        f["acc_hd"] += hamming(s_all & mask, aw)
+    if rq_in:
         rin, rout = torch.cat(rq_in), torch.cat(rq_out)
         f["rq_in_hd"] = hamming(rin & mask, acc)
         f["rq_out_hd"] = hamming(rout & mask, acc if program.layers[-1].last else bits)
@@ -221,5 +245,5 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
     per = 1.0 / n
     return Actions(cycles=cycles * per, reads={k: v * per for k, v in reads.items()},
                    writes={k: v * per for k, v in writes.items()}, features={k: v * per for k, v in f.items()},
-                   samples=n)
+                   samples=n, gated={k: v * per for k, v in gated.items()})
 

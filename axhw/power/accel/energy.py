@@ -16,8 +16,9 @@ Steps (each its own module, as the multiplier-only flow):
 
 Why per-cell energies from two STA runs: the installed OpenSTA overwrites annotated pin activities
 (docs/power.md, "Annotation"), so, as the multiplier flow does, each cell's power at 1 transition per cycle
-is scaled by its measured toggle rate -- but a flip-flop also burns clock-pin energy every cycle whether its
-output moves or not. A second run at zero activity isolates that clock-driven part (``Z``); the per-toggle
+is scaled by its measured toggle rate -- but a flip-flop also burns clock-pin energy in every cycle its clock
+ticks, whether its output moves or not (every cycle on the free-running clock; behind a clock gate, the
+cycles the gate lets through: :func:`clock_energies`). A second run at zero activity isolates that clock-driven part (``Z``); the per-toggle
 energy is ``(U - Z) / f`` and the per-cycle energy ``Z / f``, with ``U`` the unit-activity power.
 
 Nodes: the logic is osu018 (180 nm, 1.8 V), the SRAM model 65 nm / 1.1 V. Totals are given on the SRAM's
@@ -44,6 +45,7 @@ from axhw.common.paths import cache_dir
 from axhw.golden.network import QuantizedNetwork
 from axhw.power.accel.sim import (
     ArrayActivity,
+    clock_domains,
     leaf_cells,
     memory_instances,
     simulate_array,
@@ -60,7 +62,8 @@ from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
 from axhw.rtl.program import NetworkDoesNotFit, compile_network
 
-__all__ = ["UNITS", "AccelConfig", "AccelEnergy", "accelerator_energy", "array_for", "cell_energies", "fit_array",
+__all__ = ["UNITS", "AccelConfig", "AccelEnergy", "accelerator_energy", "array_for", "cell_energies", "clock_energies",
+           "fit_array",
            "fitted_array", "gate_level_activity", "storage_and_totals", "storage_energy"]
 
 #: The split of the logic energy (:func:`axhw.power.accel.sim.unit_of`).
@@ -189,6 +192,32 @@ def cell_energies(synth: ArraySynth, period_ns: float) -> dict[str, Any]:
     return result
 
 
+def clock_energies(synth: ArraySynth, ce: dict[str, Any], cycles: float, enabled: dict[str, float]) -> list[float]:
+    """Per leaf cell, its clock-driven energy per inference (J): a flip-flop's or latch's per-cycle clock
+    energy (``ce["clock_j"]``) over the cycles its clock pin saw -- all ``cycles`` on the free-running clock,
+    the gate's ``enabled`` cycles behind a clock gate (rtl/clock_gate.v.j2) -- and each gate's output (its
+    AND, which rises and falls once per enabled cycle) at ``2 x enabled x`` its energy per toggle. The gates'
+    outputs are therefore not part of any unit's data switching (see :func:`gate_outputs`).
+
+    Raises:
+        KeyError: ``enabled`` lacks a clock gate of the netlist.
+    """
+    dom = clock_domains(synth)
+    missing = sorted(set(dom.gate_output) - set(enabled))
+    if missing:
+        raise KeyError(f"no enabled-cycle count for the clock gate(s) {', '.join(missing[:3])} of {synth.netlist}")
+    out = [a * z for a, z in zip(dom.active_cycles(cycles, enabled), ce["clock_j"], strict=True)]
+    for g, i in dom.gate_output.items():
+        out[i] += 2 * enabled[g] * ce["toggle_j"][i]
+    return out
+
+
+def gate_outputs(synth: ArraySynth) -> set[int]:
+    """Indices (:func:`leaf_cells` order) of the cells that drive a gated clock: their toggles are clock
+    energy (:func:`clock_energies`), not data switching."""
+    return set(clock_domains(synth).gate_output.values())
+
+
 # --- storage ---------------------------------------------------------------------------------------------
 
 
@@ -242,8 +271,8 @@ class AccelEnergy:
     Attributes:
         mode, config_id: multiplier mode and the array generated for the network.
         logic_j: per unit (:data:`UNITS`), the osu018 logic energy per inference (dynamic + clock + leakage).
-        logic_clock_j: the part of ``logic_j`` that the flip-flops' clock pins draw every cycle (no clock
-            gating in the RTL), whatever the data.
+        logic_clock_j: the part of ``logic_j`` that is clock: the flip-flops' clock pins in the cycles their
+            clock (free-running, or a clock gate's) ticks, whatever the data, and the clock gates' outputs.
         logic_modules_j: the same per synthesized module.
         storage: per voltage (``"1100"``...), :func:`storage_energy`'s dict.
         totals: per voltage, ``{"total_j", "multipliers_j", "adders_requant_control_j", "storage_j",
@@ -383,9 +412,12 @@ def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str,
     leak_s = act.cycles / n / (cfg.clock_mhz * 1e6)
     modules: dict[str, float] = {}
     clock = {u: 0.0 for u in UNITS}
+    enabled = {g: c / n for g, c in clock_domains(synth).enabled_cycles(act.toggles).items()}
+    clk = clock_energies(synth, ce, act.cycles / n, enabled)
+    gates = gate_outputs(synth)
     for i, c in enumerate(cells):
-        e_clk = (act.cycles / n) * ce["clock_j"][i]
-        e = (act.toggles[i] / n) * ce["toggle_j"][i] + e_clk + ce["leakage_w"][i] * leak_s
+        e_clk = clk[i]
+        e = (0.0 if i in gates else (act.toggles[i] / n) * ce["toggle_j"][i]) + e_clk + ce["leakage_w"][i] * leak_s
         modules[c.module] = modules.get(c.module, 0.0) + e
         clock[unit_of(c.module)] += e_clk
     units = {u: 0.0 for u in UNITS}
@@ -398,6 +430,7 @@ def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str,
     activity["cycles_per_inference"] = act.cycles / n
     activity["toggles_per_cycle"] = sum(act.toggles) / max(act.cycles, 1)
     activity["critical_path_ns"] = ce["critical_path_ns"]
+    activity["clock_enabled_cycles"] = enabled  # per clock gate, per inference
     synthesis = {"area_um2": synth.area_um2, "cells": len(cells), "key": synth.key,
                  "modules": {m: {k: d[k] for k in ("n_cells", "area_um2", "leakage_nw")}
                              for m, d in synth.modules.items() if d["n_cells"]}}

@@ -7,7 +7,8 @@ for axhw's array, with the energies taken from the array's own netlist and gate-
 
 * **clock and leakage**, per unit: exact from the netlist, no fit. Every flip-flop's clock-pin energy per
   cycle and every cell's leakage come from OpenSTA (:func:`axhw.power.accel.energy.cell_energies`); the
-  cycles of the inference come from the program (:mod:`axhw.power.accel.actions`).
+  cycles of the inference, and the cycles each clock gate lets through (``Actions.gated``), come from the
+  program (:mod:`axhw.power.accel.actions`).
 * **storage**: exact given the access counts (:mod:`axhw.power.accel.actions`, equal to the simulated
   counts) and the SRAM model, as in the gate-level engines.
 * **switching** of the logic, per unit (:data:`FEATURES`): a linear model in the unit's action counts and
@@ -46,11 +47,13 @@ from axhw.power.accel.energy import (
     AccelEnergy,
     array_for,
     cell_energies,
+    clock_energies,
     fitted_array,
     gate_level_activity,
+    gate_outputs,
     storage_and_totals,
 )
-from axhw.power.accel.sim import ArrayActivity, leaf_cells, memory_instances, unit_of
+from axhw.power.accel.sim import ArrayActivity, clock_domains, leaf_cells, memory_instances, unit_of
 from axhw.power.accel.synth import ArraySynth, synthesize_array
 from axhw.power.flow.synth import SynthConfig
 from axhw.rtl.pe import ArrayConfig
@@ -79,7 +82,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
 PER_MODE: tuple[str, ...] = ("multipliers", "adders")
 
 #: Version of the calibration procedure (part of the cache key).
-CALIBRATION_VERSION = 5
+CALIBRATION_VERSION = 6
 
 
 def _feature(actions: Actions, name: str) -> float:
@@ -143,11 +146,14 @@ def unit_energies(synth: ArraySynth, act: ArrayActivity, clock_mhz: float = Acce
     """Per unit, per inference: ``switching`` (toggles x energy per toggle), ``clock`` and ``leakage`` (J), from
     a gate-level activity and the netlist's per-cell energies (leakage over the cycles at ``clock_mhz``)."""
     ce = cell_energies(synth, act.period_ns)
-    out: dict[str, dict[str, float]] = _static(synth, act.cycles / act.samples, clock_mhz, act.period_ns)
+    enabled = {g: c / act.samples for g, c in clock_domains(synth).enabled_cycles(act.toggles).items()}
+    out: dict[str, dict[str, float]] = _static(synth, act.cycles / act.samples, clock_mhz, act.period_ns, enabled)
     for u in out.values():
         u["switching"] = 0.0
+    gates = gate_outputs(synth)
     for i, c in enumerate(leaf_cells(synth)):
-        out[unit_of(c.module)]["switching"] += act.toggles[i] / act.samples * ce["toggle_j"][i]
+        if i not in gates:  # a clock gate's output is clock energy, in _static
+            out[unit_of(c.module)]["switching"] += act.toggles[i] / act.samples * ce["toggle_j"][i]
     return out
 
 
@@ -161,12 +167,16 @@ def capacities(synth: ArraySynth, period_ns: float = 50.0) -> dict[str, float]:
     return out
 
 
-def _static(synth: ArraySynth, cycles: float, clock_mhz: float, period_ns: float) -> dict[str, dict[str, float]]:
+def _static(synth: ArraySynth, cycles: float, clock_mhz: float, period_ns: float, enabled: dict[str, float]
+            ) -> dict[str, dict[str, float]]:
+    """Per unit, clock (:func:`axhw.power.accel.energy.clock_energies`: the clock gates' ``enabled`` cycles)
+    and leakage energy per inference of ``cycles``."""
     ce = cell_energies(synth, period_ns)
+    clk = clock_energies(synth, ce, cycles, enabled)
     out = {u: {"clock": 0.0, "leakage": 0.0} for u in UNITS}
     for i, c in enumerate(leaf_cells(synth)):
         u = out[unit_of(c.module)]
-        u["clock"] += cycles * ce["clock_j"][i]
+        u["clock"] += clk[i]
         u["leakage"] += ce["leakage_w"][i] * cycles / (clock_mhz * 1e6)
     return out
 
@@ -324,8 +334,9 @@ def _pseudo_activity(synth: ArraySynth, acts: Actions, period_ns: float) -> Arra
     """An :class:`ArrayActivity` of one inference carrying the modelled cycles and memory accesses (for
     :func:`axhw.power.accel.energy.storage_energy`)."""
     # counts per inference are the same for every input (the schedule does not depend on the data): integers
-    reads = {m.path: round(acts.reads.get(m.module, 0.0)) for m in memory_instances(synth)}
-    writes = {m.path: round(acts.writes.get(m.module, 0.0)) for m in memory_instances(synth)}
+    counts = {m.path: acts.accesses(m.path, m.module) for m in memory_instances(synth)}
+    reads = {p: round(r) for p, (r, _) in counts.items()}
+    writes = {p: round(w) for p, (_, w) in counts.items()}
     return ArrayActivity(samples=1, cycles=round(acts.cycles), busy_cycles=0, toggles=[], reads=reads,
                          writes=writes, outputs_compared=0, mismatches=0, period_ns=period_ns, timing=False,
                          engine="model")
@@ -333,7 +344,7 @@ def _pseudo_activity(synth: ArraySynth, acts: Actions, period_ns: float) -> Arra
 
 def _priced(synth: ArraySynth, acfg: ArrayConfig, acts: Actions, mode: str, cfg: AccelConfig, cal: Calibration,
             qnet: QuantizedNetwork, x: torch.Tensor, node_scale: float, seconds: float) -> AccelEnergy:
-    static = _static(synth, acts.cycles, cfg.clock_mhz, cfg.period_ns)
+    static = _static(synth, acts.cycles, cfg.clock_mhz, cfg.period_ns, acts.gated)
     cap = capacities(synth, cfg.period_ns)
     units = {u: cal.switching(u, mode, acts, cap[u]) + static[u]["clock"] + static[u]["leakage"] for u in UNITS}
     clock = {u: static[u]["clock"] for u in UNITS}

@@ -94,7 +94,7 @@ def section(nets: Mapping[str, dict[str, Any]], title: str = "Accelerator-level 
     lines.append(markdown_table(["network", "mode", "SRAM mV", "total", "multipliers", "adders+requant+control",
                                  "storage", "multiplier share", "multipliers osu018", "multiplier-only flow osu018"],
                                 rows))
-    lines += ["", "Logic (osu018, uJ per inference; clock = flip-flop clock pins, drawn every cycle):", ""]
+    lines += ["", "Logic (osu018, uJ per inference; clock = flip-flop clock pins in the cycles their clock ticks, and the clock gates):", ""]
     rows = []
     for label, net in nets.items():
         for mode, e in net["modes"].items():

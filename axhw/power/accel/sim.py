@@ -36,14 +36,15 @@ import torch
 from axhw.arith.multipliers import Multiplier
 from axhw.common.progress import note
 from axhw.golden.network import QuantizedNetwork
-from axhw.power.accel.synth import ArraySynth
+from axhw.power.accel.synth import CLOCK_GATE, ArraySynth
 from axhw.power.flow.liberty import read_library
 from axhw.power.flow.templates import render
 from axhw.power.flow.tools import find_toolchain
 from axhw.rtl.pe import ArrayConfig, generate_array
 from axhw.rtl.program import compile_network
 
-__all__ = ["ENGINES", "READ_ENABLES", "ArrayActivity", "LeafCell", "MemoryInstance", "leaf_cells", "memory_instances",
+__all__ = ["CLOCK_GATE", "ENGINES", "READ_ENABLES", "ArrayActivity", "ClockDomains", "LeafCell", "MemoryInstance",
+           "clock_domains", "leaf_cells", "memory_instances",
            "memory_sources", "simulate_array", "testbench", "unit_of"]
 
 #: memory module -> its read enable, relative to the memory's parent instance (``{parent}``) or to the top:
@@ -135,6 +136,85 @@ def _walk_file(netlist_json: str, _mtime: int, top: str, memories: tuple[str, ..
 
     visit(top, "")
     return cells, mems, mods
+
+
+@dataclass(frozen=True)
+class ClockDomains:
+    """Which clock each leaf cell's clock pin sees (order of :func:`leaf_cells`).
+
+    Attributes:
+        gate_of: per cell, the path of the clock gate whose gated clock drives its ``CLK`` pin (``u_pe3.u_cg``),
+            or None: the free-running clock (or no clock pin).
+        gate_output: per clock gate path, the index of the leaf cell that drives its gated clock (the gate's
+            AND): its output toggles twice per enabled cycle.
+    """
+
+    gate_of: tuple[str | None, ...]
+    gate_output: dict[str, int]
+
+    def enabled_cycles(self, toggles: list[int] | list[float]) -> dict[str, float]:
+        """Per clock gate, the cycles it let through (its output's toggles / 2)."""
+        return {g: toggles[i] / 2 for g, i in self.gate_output.items()}
+
+    def active_cycles(self, cycles: float, enabled: dict[str, float]) -> list[float]:
+        """Per cell, the clock cycles its clock pin saw: ``cycles`` unless a gate drives it (then the gate's
+        ``enabled`` cycles)."""
+        return [cycles if g is None else enabled[g] for g in self.gate_of]
+
+
+def clock_domains(synth: ArraySynth) -> ClockDomains:
+    """Trace every leaf cell's ``CLK`` pin through the hierarchy to a clock gate's output or the top clock.
+
+    Why: a gated flip-flop's clock pin draws energy only in the cycles its gate lets through; OpenSTA's
+    per-cycle clock energy of it (:func:`axhw.power.accel.energy.cell_energies`) is for a free-running clock."""
+    path = Path(synth.netlist_json)
+    return _domains_file(str(path), path.stat().st_mtime_ns, synth.top, tuple(sorted(synth.memories)))
+
+
+@functools.lru_cache(maxsize=16)
+def _domains_file(netlist_json: str, _mtime: int, top: str, memories: tuple[str, ...]) -> ClockDomains:
+    cells, _, mods = _walk_file(netlist_json, _mtime, top, memories)
+    index = {c.path: i for i, c in enumerate(cells)}
+    lib = read_library(find_toolchain().liberty)
+    clock_pin: dict[str, Any] = {}  # leaf path -> global net of its CLK pin
+    driver: dict[Any, int] = {}  # global net -> leaf cell index driving it
+    gate_net: dict[Any, str] = {}  # global net -> clock gate path whose gclk it is
+
+    def visit(module: str, prefix: str, nets: dict[int, Any]) -> None:
+        def net(bit: Any) -> Any:
+            return bit if isinstance(bit, str) else nets.get(bit, (prefix, bit))
+
+        for inst, c in mods[module]["cells"].items():
+            path = f"{prefix}{_esc(inst)}"
+            conns = c.get("connections", {})
+            if c["type"] in memories:
+                continue
+            if c["type"] in lib.cells:
+                for pin, d in c["port_directions"].items():
+                    if d == "output" and conns.get(pin):
+                        driver[net(conns[pin][0])] = index[path]
+                if conns.get("CLK"):
+                    clock_pin[path] = net(conns["CLK"][0])
+                continue
+            child = mods[c["type"]]
+            inner = {}
+            for port, spec in child["ports"].items():
+                for b_child, b_parent in zip(spec["bits"], conns.get(port, []), strict=False):
+                    if not isinstance(b_child, str):
+                        inner[b_child] = net(b_parent)
+            if c["type"] == CLOCK_GATE[0]:
+                for b in child["ports"][CLOCK_GATE[1]]["bits"]:
+                    gate_net[inner.get(b, (f"{path}.", b))] = path
+            visit(c["type"], f"{path}.", inner)
+
+    visit(top, "", {})
+    gate_output = {}
+    for n, g in gate_net.items():
+        if n not in driver:
+            raise RuntimeError(f"clock gate {g}: no cell drives its {CLOCK_GATE[1]} output in {netlist_json}")
+        gate_output[g] = driver[n]
+    gate_of = tuple(gate_net.get(clock_pin[c.path]) if c.path in clock_pin else None for c in cells)
+    return ClockDomains(gate_of, gate_output)
 
 
 def leaf_cells(synth: ArraySynth) -> list[LeafCell]:

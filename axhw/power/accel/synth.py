@@ -34,7 +34,10 @@ from axhw.power.flow.templates import render, template_text
 from axhw.power.flow.tools import Toolchain, find_toolchain
 from axhw.rtl.pe import ArrayConfig, array_files, generate_array
 
-__all__ = ["ArraySynth", "MemorySpec", "memory_specs", "synthesize_array"]
+__all__ = ["CLOCK_GATE", "ArraySynth", "MemorySpec", "memory_specs", "synthesize_array"]
+
+#: The generated clock gate's module and its gated-clock port (``rtl/clock_gate.v.j2``).
+CLOCK_GATE = ("clock_gate", "gclk")
 
 #: The template every array memory is rendered from (``axhw.rtl.pe``): such modules become SRAMs.
 MEMORY_TEMPLATE = "mem.v.j2"
@@ -184,9 +187,10 @@ def _build(tmp: Path, files: dict[str, str], keep: list[str], mem_files: list[st
     (tmp / "netjson.ys").write_text(render("accel_netjson.ys.j2", liberty=tc.liberty, stubs="stubs.v",
                                            netlist="netlist.v", top=TOP, json="netlist.json"))
     run_yosys(tc, tmp / "netjson.ys", tmp / "netjson.log", tmp)
+    gate = CLOCK_GATE if any(re.search(rf"^\s*module\s+{CLOCK_GATE[0]}\b", t, re.M) for t in files.values()) else None
     (tmp / "stanet.ys").write_text(render("accel_stanet.ys.j2", liberty=tc.liberty, stubs="stubs.v",
                                           netlist="netlist.v", top=TOP, memories=sorted(memories),
-                                          sta_netlist="sta_netlist.v"))
+                                          sta_netlist="sta_netlist.v", clock_gate=gate))
     run_yosys(tc, tmp / "stanet.ys", tmp / "stanet.log", tmp)
     log = (tmp / "synth.log").read_text()
     top_area = re.findall(r"Chip area for top module '\\?" + TOP + r"': ([0-9.]+)", log)
