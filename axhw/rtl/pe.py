@@ -302,9 +302,11 @@ def _mem(
     )
 
 
-def pe_files(acfg: ArrayConfig) -> list[tuple[str, str, dict[str, object]]]:
-    """Files of one PE: top ``pe``, controller, accumulator, clock gate, the two local memories, the multiplier(s)."""
-    ctx = _context(acfg)
+def pe_files(acfg: ArrayConfig, weight_store: bool = False) -> list[tuple[str, str, dict[str, object]]]:
+    """Files of one PE: top ``pe``, controller, accumulator, clock gate, the neuron local memory, the
+    multiplier(s), and the weight local memory -- unless ``weight_store``: the array's PE, which reads its
+    weights from its lane of the array's weight store (docs/rtl.md, "Weights stored once")."""
+    ctx = {**_context(acfg), "weight_store": weight_store}
     bits = acfg.bits
     files = [
         ("pe.v", "pe.v.j2", ctx),
@@ -312,9 +314,10 @@ def pe_files(acfg: ArrayConfig) -> list[tuple[str, str, dict[str, object]]]:
         ("pe_acc.v", "pe_acc.v.j2", ctx),
         ("clock_gate.v", "clock_gate.v.j2", ctx),
         _mem("pe_nlm", "PE neuron local memory (the layer's input vector)", bits, acfg.max_fan_in, True, None, ctx),
-        _mem("pe_wlm", "PE weight local memory (one output neuron's weights)", bits, acfg.max_fan_in, True, None,
-             ctx),
     ]
+    if not weight_store:
+        files.append(_mem("pe_wlm", "PE weight local memory (one output neuron's weights)", bits, acfg.max_fan_in,
+                          True, None, ctx))
     muls = [acfg.mul]
     if acfg.dual and acfg.mul.design != "exact":
         muls.append(MultiplierConfig("exact", bits, None, True))
@@ -332,15 +335,15 @@ def array_files(acfg: ArrayConfig) -> list[tuple[str, str, dict[str, object]]]:
         ("array_seq.v", "array_seq.v.j2", ctx),
         ("array_requant.v", "array_requant.v.j2", ctx),
         _mem("array_imem", "instruction memory", acfg.instr_bits, acfg.imem_depth, False, "array_imem.hex", ctx),
-        _mem("array_wbuf", f"weight buffer ({acfg.pes} lanes)", acfg.pes * acfg.bits, acfg.wbuf_depth, False,
-             "array_wbuf.hex", ctx),
+        _mem("array_wbuf", f"weight store ({acfg.pes} lanes, one per PE; every weight of the network, once)",
+             acfg.pes * acfg.bits, acfg.wbuf_depth, False, "array_wbuf.hex", ctx),
         _mem("array_bbuf", f"bias buffer ({acfg.pes} lanes{', mode bit above each bias' if acfg.dual else ''})",
              acfg.pes * int(w["bbw"]), acfg.bbuf_depth, False, "array_bbuf.hex", ctx),
         _mem("array_nbuf", "neuron buffer (input and hidden activations)", acfg.bits, acfg.nbuf_depth, True, None,
              ctx, read_enable=True),
         _mem("array_obuf", "output buffer (output layer accumulators)", acfg.acc_bits, acfg.obuf_depth, True, None,
              ctx),
-        *pe_files(acfg),
+        *pe_files(acfg, weight_store=True),
     ]
 
 

@@ -160,10 +160,10 @@ class ArrayProgram:
 def step_cycles(acfg: ArrayConfig, plan: LayerPlan) -> int:
     """The sequencer's busy cycles for one step (``rtl/array_seq.v.j2``), one FETCH included.
 
-    LAYER, per group of ``pes`` channels: LOADW (``fan_in``), then per output pixel WSTART (1), LOADN
-    (``fan_in``, the PEs computing one element behind), WAIT (2: the PEs' last product and done cycle), WRITE
-    (one per valid lane); single-pixel layers after the first group skip the gather and compute one element
-    behind LOADW instead: LOADW (``fan_in``), WAIT (2), WRITE. POOL, per output: WSTART, the window, PWRITE.
+    LAYER, per group of ``pes`` channels, per output pixel: WSTART (1), LOADN (``fan_in``, the PEs computing
+    one element behind, their weights read from the weight store), WAIT (2: the PEs' last product and done
+    cycle), WRITE (one per valid lane); single-pixel layers after the first group skip the gather: RUN
+    (``fan_in``), WAIT (2), WRITE. POOL, per output: WSTART, the window, PWRITE.
     """
     f, pix = plan.fan_in, plan.pixels
     if plan.kind == "maxpool2d":
@@ -171,7 +171,7 @@ def step_cycles(acfg: ArrayConfig, plan: LayerPlan) -> int:
     total = 1
     for g in range(-(-plan.fan_out // acfg.pes)):
         lanes = min(acfg.pes, plan.fan_out - g * acfg.pes)
-        total += f + (2 + lanes if pix == 1 and g > 0 else pix * (1 + f + 2 + lanes))
+        total += f + 2 + lanes if pix == 1 and g > 0 else pix * (1 + f + 2 + lanes)
     return total
 
 

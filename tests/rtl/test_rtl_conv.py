@@ -37,7 +37,7 @@ from axhw.rtl.program import (
 SHAPE = (1, 6, 6)
 
 #: Busy cycles of one LeNet-5 inference on the default geometry, counted by hand in test_lenet5_schedule.
-LENET5_CYCLES = 58050
+LENET5_CYCLES = 57271
 
 
 def small(k: int | None, bits: int = 8, **kw: object) -> ArrayConfig:
@@ -93,13 +93,13 @@ def test_array_runs_cnn(k: int | None, simulator: str, cnn: tuple[QuantizedNetwo
     # conv (ReLU), pool, conv (ReLU), fc (ReLU), fc: every element of every step
     assert r.mismatches == [0] * 5 and r.vectors == 4 * (4 * 36 + 4 * 9 + 10 * 2 + 6 + 3)
     # Cycles per step, counted by hand from the sequencer's states (rtl/array_seq.v.j2; one FETCH per step,
-    # 8 PEs). conv1: LOADW 9, then 36 pixels x (WSTART 1 + LOADN 9 + WAIT 2 + WRITE 4 lanes) = 1 + 9 + 576.
-    # pool: 4 channels x 9 outputs x (WSTART 1 + window 4 + PWRITE 1) = 1 + 216. conv2 (2 pixels, 10 channels
-    # = groups of 8 and 2 lanes): 1 + (36 + 2 x (1 + 36 + 2 + 8)) + (36 + 2 x (1 + 36 + 2 + 2)) = 249.
-    # fc 20->6: 1 + 20 + (1 + 20 + 2 + 6) = 50. fc 6->3: 1 + 6 + (1 + 6 + 2 + 3) = 19. Total: their sum and
-    # the HALT fetch, 1121 + 1 = 1122 per inference.
-    assert [row["cycles"] for row in r.layers] == [586, 217, 249, 50, 19, 1122]
-    assert r.cycles == 4 * 1122  # the simulation's busy cycles for the 4 inputs
+    # 8 PEs; the PEs read their weights from the weight store, nothing is loaded). conv1: 36 pixels x
+    # (WSTART 1 + LOADN 9 + WAIT 2 + WRITE 4 lanes) = 1 + 576. pool: 4 channels x 9 outputs x (WSTART 1 +
+    # window 4 + PWRITE 1) = 1 + 216. conv2 (2 pixels, 10 channels = groups of 8 and 2 lanes):
+    # 1 + 2 x (1 + 36 + 2 + 8) + 2 x (1 + 36 + 2 + 2) = 177. fc 20->6: 1 + (1 + 20 + 2 + 6) = 30.
+    # fc 6->3: 1 + (1 + 6 + 2 + 3) = 13. Total: their sum and the HALT fetch, 1014 + 1 = 1015 per inference.
+    assert [row["cycles"] for row in r.layers] == [577, 217, 177, 30, 13, 1015]
+    assert r.cycles == 4 * 1015  # the simulation's busy cycles for the 4 inputs
 
 
 @pytest.mark.parametrize("sim", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
@@ -220,17 +220,16 @@ def test_lenet5_schedule() -> None:
                                                 "linear"]
     conv1 = program.layers[0]
     assert conv1.relu and conv1.pad == (2, 2, 2, 2) and conv1.out_shape == (6, 28, 28)
-    # Counted by hand from the sequencer's states (rtl/array_seq.v.j2; 16 PEs; each step starts with a FETCH).
-    # conv1: the 25 weights once, then per pixel WSTART, 25 loads (the PEs computing one behind), 2 waiting,
-    # 6 lanes written: 1 + 25 + 784 x 34 = 26682. pool1: 6 x 196 outputs x (WSTART + 4 + PWRITE) = 1 + 7056.
-    # conv2 (16 lanes, one group): 1 + 150 + 100 x (1 + 150 + 2 + 16) = 17051. pool2: 1 + 16 x 25 x 6 = 2401.
-    # fc1 400->120 (8 groups: 7 x 16 + 8): the first group gathers, the others compute behind LOADW:
-    # 1 + (400 + 1 + 400 + 2 + 16) + 6 x (400 + 2 + 16) + (400 + 2 + 8) = 3738. fc2 120->84 (5 x 16 + 4):
-    # 1 + (120 + 1 + 120 + 2 + 16) + 4 x (120 + 2 + 16) + (120 + 2 + 4) = 938. fc3 84->10:
-    # 1 + 84 + (1 + 84 + 2 + 10) = 182.
-    assert step_cycles(program.config, conv1) == 26682
-    assert program.cycles() == [26682, 7057, 17051, 2401, 3738, 938, 182]
-    assert program.cycles_per_inference == LENET5_CYCLES  # the steps and the HALT fetch: 58049 + 1
+    # Counted by hand from the sequencer's states (rtl/array_seq.v.j2; 16 PEs; each step starts with a FETCH;
+    # the PEs read their weights from the weight store, nothing is loaded). conv1: per pixel WSTART, 25 loads
+    # (the PEs computing one behind), 2 waiting, 6 lanes written: 1 + 784 x 34 = 26657. pool1: 6 x 196 outputs
+    # x (WSTART + 4 + PWRITE) = 1 + 7056. conv2 (16 lanes, one group): 1 + 100 x (1 + 150 + 2 + 16) = 16901.
+    # pool2: 1 + 16 x 25 x 6 = 2401. fc1 400->120 (8 groups: 7 x 16 + 8): the first group gathers, the others
+    # RUN: 1 + (1 + 400 + 2 + 16) + 6 x (400 + 2 + 16) + (400 + 2 + 8) = 3338. fc2 120->84 (5 x 16 + 4):
+    # 1 + (1 + 120 + 2 + 16) + 4 x (120 + 2 + 16) + (120 + 2 + 4) = 818. fc3 84->10: 1 + (1 + 84 + 2 + 10) = 98.
+    assert step_cycles(program.config, conv1) == 26657
+    assert program.cycles() == [26657, 7057, 16901, 2401, 3338, 818, 98]
+    assert program.cycles_per_inference == LENET5_CYCLES  # the steps and the HALT fetch: 57270 + 1
 
 
 # --- what does not fit ---------------------------------------------------------------------------------------

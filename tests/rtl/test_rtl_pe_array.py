@@ -136,8 +136,9 @@ def test_lint_clean(tmp_path: Path, verilator_exe: str) -> None:
 
 def test_one_module_per_file_and_literal_parameters() -> None:
     files = generate_array(small(2, dual=True))
-    assert {"pe_array.v", "array_seq.v", "pe.v", "pe_nlm.v", "pe_wlm.v", "mul_drum_k2_s8.v",
-            "mul_exact_s8.v"} <= set(files)
+    assert {"pe_array.v", "array_seq.v", "pe.v", "pe_nlm.v", "mul_drum_k2_s8.v", "mul_exact_s8.v"} <= set(files)
+    # weights stored once: the array's PEs read the weight store, no weight local memory (the lone PE keeps one)
+    assert "pe_wlm.v" not in files and "pe_wlm.v" in generate_pe(small(2))
     for name, text in files.items():
         assert text.count("\nmodule ") == 1 and "parameter" not in text and "{{" not in text, name
 

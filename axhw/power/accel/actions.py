@@ -135,11 +135,11 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
     aw, pbits, acc = w["aw"], w["pbits"], w["acc"]
     reads = {m: 0.0 for m in ("array_wbuf", "array_nbuf", "array_bbuf", "array_obuf", "array_imem")}
     for p in range(pes):
-        reads[f"u_pe{p}.u_nlm"] = reads[f"u_pe{p}.u_wlm"] = 0.0
+        reads[f"u_pe{p}.u_nlm"] = 0.0
     writes = dict.fromkeys(reads, 0.0)
     gated = {f"u_pe{p}.u_cg": 0.0 for p in range(pes)}
     f = dict.fromkeys(("mul_in_hd", "mul_out_hd", "mul_pp_hd", "wbuf_hd", "nbuf_hd", "products", "acc_hd",
-                       "acc_clears", "rq_writes", "rq_in_hd", "rq_out_hd", "loadw_cycles", "loadn_cycles", "pixels",
+                       "acc_clears", "rq_writes", "rq_in_hd", "rq_out_hd", "run_cycles", "loadn_cycles", "pixels",
                        "pool_outputs", "pool_reads", "input_words"), 0.0)
     # per lane, one stream of (activation, weight, product) and one of partial sums over the whole inference,
     # over the groups in which the lane has an output channel (an idle lane's operands hold: idle lanes off)
@@ -174,23 +174,22 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         # lane p has an output channel in group g (the sequencer's pe_lanes)
         on = (torch.arange(groups)[None, :] * pes + torch.arange(pes)[:, None]) < plan.fan_out  # (P, G)
         single = pix == 1
-        gathered_groups = 1 if single else groups  # single-pixel layers gather once, then compute behind LOADW
-        # memories (per sample; the PEs' local memories per PE instance: idle lanes are not loaded)
-        reads["array_wbuf"] += groups * fi * n
+        gathered_groups = 1 if single else groups  # single-pixel layers gather once, then RUN the later groups
+        # memories (per sample; the PEs' neuron local memories per PE instance: idle lanes are not loaded; the
+        # weight and bias stores per lane read: each product reads the PE's weight, each start its bias)
         for p in range(pes):
             g_on = int(on[p].sum())
-            writes[f"u_pe{p}.u_wlm"] += g_on * fi * n
             writes[f"u_pe{p}.u_nlm"] += (int(on[p, 0]) if single else g_on) * pix * fi * n
             reads[f"u_pe{p}.u_nlm"] += g_on * pix * fi * n
-            reads[f"u_pe{p}.u_wlm"] += g_on * pix * fi * n
+            reads["array_wbuf"] += g_on * pix * fi * n
+            reads["array_bbuf"] += g_on * pix * n
             gated[f"u_pe{p}.u_cg"] += g_on * pix * (fi + 2) * n  # start, fan_in products, done
         reads["array_nbuf"] += float(inside.sum()) * gathered_groups * n
-        reads["array_bbuf"] += groups * pix * n
         if plan.last:
             writes["array_obuf"] += plan.out_size * n
         else:
             writes["array_nbuf"] += plan.out_size * n
-        f["loadw_cycles"] += groups * fi * n
+        f["run_cycles"] += (groups - gathered_groups) * fi * n
         f["loadn_cycles"] += gathered_groups * pix * fi * n
         f["pixels"] += groups * pix * n
         f["products"] += plan.fan_out * pix * fi * n
@@ -201,8 +200,8 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         a_l = acts.unsqueeze(0).expand(pes, n, groups, pix, fi)
         w_l = wl.unsqueeze(1).expand(pes, n, groups, pix, fi)
         prod = mul(a_l, w_l)
-        # the buses the glue drives: weight-buffer words (once per group) and gathered activations
-        f["wbuf_hd"] += hamming(wpad.reshape(groups, pes, fi).permute(1, 0, 2).reshape(pes, -1), bits) * n
+        # the buses the glue drives: the weight store's lanes (one word per product) and gathered activations
+        f["wbuf_hd"] += hamming(w_l.reshape(pes, -1), bits)
         f["nbuf_hd"] += hamming(cols[:, None].expand(n, gathered_groups, pix, fi).reshape(-1), bits)
         start = bias.reshape(groups, pes).t().reshape(pes, 1, groups, 1, 1).expand(pes, n, groups, pix, 1)
         sums = torch.cat([start, start + prod.cumsum(-1)], dim=-1)

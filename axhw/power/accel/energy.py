@@ -53,6 +53,7 @@ from axhw.power.accel.sim import (
     unit_of,
 )
 from axhw.power.accel.synth import ArraySynth, synthesize_array
+from axhw.power.accel.timing import clock_mhz_for, timing_closure
 from axhw.power.flow.sta import instance_rows
 from axhw.power.flow.synth import SynthConfig
 from axhw.power.flow.templates import render
@@ -80,14 +81,17 @@ class AccelConfig:
         period_ns: simulated clock period: long enough for every path to settle (STA critical path of the
             16-PE 8-bit array: ~34 ns; a violation would show as mismatches), so the toggles are the
             design's at any clock it meets; not the power clock.
-        clock_mhz: operating clock for leakage (energy = leakage power x cycles / clock); 100 MHz as the
-            multiplier-only flow.
+        clock_mhz: operating clock for leakage (energy = leakage power x cycles / clock). None (default): the
+            fastest clock the synthesized array meets at osu018 (:func:`axhw.power.accel.timing.timing_closure`:
+            worst setup slack >= 0); a clock faster than that is refused.
         timing: honour the cell models' specify delays (glitches counted) or simulate zero-delay.
         voltages: SRAM supply voltages (mV) at which storage energy is reported.
         scaled_memories: memory modules on the scaled supply: the parameter storage whose bit flips the
-            accuracy evaluation models (:mod:`axhw.arith.sram`: weights and biases); the PEs' local memories, the
-            neuron/output buffers and the instruction memory stay at the nominal 1.1 V (their flips are not
-            modelled, so scaling them would claim accuracy that was never measured).
+            accuracy evaluation models (:mod:`axhw.arith.sram`: weights and biases). The array stores every
+            weight once, in the weight store the PEs read (docs/rtl.md, "Weights stored once"), so these are all
+            the weight bits; the PEs' neuron local memories, the neuron/output buffers and the instruction memory
+            stay at the nominal 1.1 V (their flips are not modelled, so scaling them would claim accuracy that
+            was never measured).
         write_read_ratio: SRAM write energy per bit / read energy per bit. 1.0 (assumed): the model's anchor
             (Horowitz, ISSCC 2014) is a 64-bit access of an 8 KB array, without a read/write split.
         use_cache: reuse a stored activity (simulation) for identical inputs.
@@ -102,7 +106,7 @@ class AccelConfig:
     pes: int = DEFAULT_GEOMETRY["pes"]
     samples: int = 2
     period_ns: float = 50.0
-    clock_mhz: float = 100.0
+    clock_mhz: float | None = None
     timing: bool = True
     voltages: tuple[float, ...] = (1100.0, 850.0, 660.0, 400.0)
     scaled_memories: tuple[str, ...] = ("array_wbuf", "array_bbuf")
@@ -238,18 +242,19 @@ def storage_energy(synth: ArraySynth, act: ArrayActivity, voltage_mv: float, cfg
                    tech: SRAMTechnology | None = None) -> dict[str, Any]:
     """SRAM energy per inference (J) of every memory instance at ``voltage_mv`` (scaled memories) or nominal.
 
-    dynamic = (reads + ``write_read_ratio`` x writes) x word bits x E_read(V) per bit; leakage = capacity
-    bits x P_leak(V) x the inference's time (cycles / ``clock_mhz``).
+    dynamic = (reads x bits read + ``write_read_ratio`` x writes x word bits) x E_read(V) per bit (a memory
+    banked per PE lane reads one lane's bits per counted read: :class:`axhw.power.accel.sim.MemoryInstance`);
+    leakage = capacity bits x P_leak(V) x the inference's time (cycles / the clock: :attr:`AccelConfig.clock_mhz`).
     """
     tech = tech or SRAMTechnology()
-    seconds = act.cycles / act.samples / (cfg.clock_mhz * 1e6)
+    seconds = act.cycles / act.samples / (clock_mhz_for(synth, cfg.clock_mhz) * 1e6)
     per: dict[str, _MemoryEnergy] = {}
     for m in memory_instances(synth):
         spec = synth.memories[m.module]
         v = voltage_mv if m.module in cfg.scaled_memories else tech.nominal_mv
         e_bit = read_energy_per_bit_j(v, tech)
         reads, writes = act.reads.get(m.path, 0) / act.samples, act.writes.get(m.path, 0) / act.samples
-        dyn = (reads + cfg.write_read_ratio * writes) * spec.width * e_bit
+        dyn = (reads * m.read_bits(spec.width) + cfg.write_read_ratio * writes * spec.width) * e_bit
         leak = spec.bits * leakage_per_bit_w(v, tech) * seconds
         per[m.path] = {"module": m.module, "voltage_mv": v, "reads": reads, "writes": writes, "width": spec.width,
                        "bits": spec.bits, "dynamic_j": dyn, "leakage_j": leak}
@@ -409,7 +414,8 @@ def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str,
     ce = cell_energies(synth, act.period_ns)
     cells = leaf_cells(synth)
     n = act.samples
-    leak_s = act.cycles / n / (cfg.clock_mhz * 1e6)
+    clock_mhz = clock_mhz_for(synth, cfg.clock_mhz)
+    leak_s = act.cycles / n / (clock_mhz * 1e6)
     modules: dict[str, float] = {}
     clock = {u: 0.0 for u in UNITS}
     enabled = {g: c / n for g, c in clock_domains(synth).enabled_cycles(act.toggles).items()}
@@ -430,6 +436,8 @@ def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str,
     activity["cycles_per_inference"] = act.cycles / n
     activity["toggles_per_cycle"] = sum(act.toggles) / max(act.cycles, 1)
     activity["critical_path_ns"] = ce["critical_path_ns"]
+    activity["clock_mhz"] = clock_mhz  # the clock leakage is charged at (met by the netlist: timing)
+    activity["timing"] = timing_closure(synth)
     activity["clock_enabled_cycles"] = enabled  # per clock gate, per inference
     synthesis = {"area_um2": synth.area_um2, "cells": len(cells), "key": synth.key,
                  "modules": {m: {k: d[k] for k in ("n_cells", "area_um2", "leakage_nw")}

@@ -55,6 +55,7 @@ from axhw.power.accel.energy import (
 )
 from axhw.power.accel.sim import ArrayActivity, clock_domains, leaf_cells, memory_instances, unit_of
 from axhw.power.accel.synth import ArraySynth, synthesize_array
+from axhw.power.accel.timing import clock_mhz_for
 from axhw.power.flow.synth import SynthConfig
 from axhw.rtl.pe import ArrayConfig
 from axhw.rtl.program import compile_network
@@ -67,12 +68,12 @@ __all__ = ["FEATURES", "PER_MODE", "Calibration", "calibrate", "calibration_netw
 #: activity (with cell delays its glitches reach the adder). Re-quantization: its input and output bits that
 #: change, words written, and the accumulators' changes (its input multiplexer passes one lane's sum while the
 #: lanes compute). Control (sequencer, PE controllers, the glue's buses): its counters step with the schedule,
-#: the weight-buffer and gathered-activation buses switch with the data.
+#: the weight-store and gathered-activation buses switch with the data.
 FEATURES: dict[str, tuple[str, ...]] = {
     "multipliers": ("mul_pp_hd", "mul_in_hd", "mul_out_hd"),
     "adders": ("acc_hd", "mul_out_hd", "acc_clears", "mul_pp_hd", "mul_in_hd"),
     "requantization": ("rq_in_hd", "rq_out_hd", "rq_writes", "acc_hd"),
-    "control": ("cycles", "loadw_cycles", "loadn_cycles", "pixels", "rq_writes", "pool_reads", "input_words",
+    "control": ("cycles", "run_cycles", "loadn_cycles", "pixels", "rq_writes", "pool_reads", "input_words",
                 "wbuf_hd", "nbuf_hd"),
 }
 
@@ -82,7 +83,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
 PER_MODE: tuple[str, ...] = ("multipliers", "adders")
 
 #: Version of the calibration procedure (part of the cache key).
-CALIBRATION_VERSION = 6
+CALIBRATION_VERSION = 7
 
 
 def _feature(actions: Actions, name: str) -> float:
@@ -141,13 +142,15 @@ def calibration_networks(samples: int = 2) -> dict[str, tuple[QuantizedNetwork, 
 # --- per-unit energies of a gate-level run -------------------------------------------------------------------
 
 
-def unit_energies(synth: ArraySynth, act: ArrayActivity, clock_mhz: float = AccelConfig.clock_mhz
+def unit_energies(synth: ArraySynth, act: ArrayActivity, clock_mhz: float | None = None
                   ) -> dict[str, dict[str, float]]:
     """Per unit, per inference: ``switching`` (toggles x energy per toggle), ``clock`` and ``leakage`` (J), from
-    a gate-level activity and the netlist's per-cell energies (leakage over the cycles at ``clock_mhz``)."""
+    a gate-level activity and the netlist's per-cell energies (leakage over the cycles at ``clock_mhz``; None:
+    the fastest clock the netlist meets)."""
     ce = cell_energies(synth, act.period_ns)
     enabled = {g: c / act.samples for g, c in clock_domains(synth).enabled_cycles(act.toggles).items()}
-    out: dict[str, dict[str, float]] = _static(synth, act.cycles / act.samples, clock_mhz, act.period_ns, enabled)
+    out: dict[str, dict[str, float]] = _static(synth, act.cycles / act.samples, clock_mhz_for(synth, clock_mhz),
+                                               act.period_ns, enabled)
     for u in out.values():
         u["switching"] = 0.0
     gates = gate_outputs(synth)
@@ -344,7 +347,8 @@ def _pseudo_activity(synth: ArraySynth, acts: Actions, period_ns: float) -> Arra
 
 def _priced(synth: ArraySynth, acfg: ArrayConfig, acts: Actions, mode: str, cfg: AccelConfig, cal: Calibration,
             qnet: QuantizedNetwork, x: torch.Tensor, node_scale: float, seconds: float) -> AccelEnergy:
-    static = _static(synth, acts.cycles, cfg.clock_mhz, cfg.period_ns, acts.gated)
+    clock_mhz = clock_mhz_for(synth, cfg.clock_mhz)
+    static = _static(synth, acts.cycles, clock_mhz, cfg.period_ns, acts.gated)
     cap = capacities(synth, cfg.period_ns)
     units = {u: cal.switching(u, mode, acts, cap[u]) + static[u]["clock"] + static[u]["leakage"] for u in UNITS}
     clock = {u: static[u]["clock"] for u in UNITS}
@@ -354,6 +358,7 @@ def _priced(synth: ArraySynth, acfg: ArrayConfig, acts: Actions, mode: str, cfg:
                 "outputs_compared": 0, "mismatches": 0, "sim_seconds": 0.0, "compile_seconds": 0.0,
                 "model_seconds": seconds, "period_ns": cfg.period_ns, "timing": False, "fallback_reads": [],
                 "engine": "model", "cycles_per_inference": acts.cycles, "features": acts.features,
+                "clock_mhz": clock_mhz,
                 "calibration": cal.reference}
     synthesis = {"area_um2": synth.area_um2, "cells": len(leaf_cells(synth)), "key": synth.key}
     settings = {k: v for k, v in asdict(cfg).items() if k != "use_cache"}

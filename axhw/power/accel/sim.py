@@ -48,13 +48,15 @@ __all__ = ["CLOCK_GATE", "ENGINES", "READ_ENABLES", "ArrayActivity", "ClockDomai
            "memory_sources", "simulate_array", "testbench", "unit_of"]
 
 #: memory module -> its read enable, relative to the memory's parent instance (``{parent}``) or to the top:
-#: the consumer's signal that takes the read data in that cycle.
+#: the consumer's signal that takes the read data in that cycle. ``{lane}``: a memory banked per PE lane (one
+#: bank per PE, all at the same address: the weight and bias stores), read bank by bank: each PE's signal
+#: counts one read of one lane's word.
 READ_ENABLES: dict[str, str] = {
-    "pe_nlm": "{parent}.u_acc.en",  # the accumulator adds nlm[cnt] * wlm[cnt]
-    "pe_wlm": "{parent}.u_acc.en",
-    "array_wbuf": "u_pe0.u_wlm.we",  # LOADW: a weight word into every PE's weight local memory
+    "pe_nlm": "{parent}.u_acc.en",  # the accumulator adds nlm[cnt] * w[cnt]
+    "pe_wlm": "{parent}.u_acc.en",  # the lone PE's weight local memory (the array's PEs have none)
+    "array_wbuf": "u_pe{lane}.u_acc.en",  # each product: the PE's weight, from its lane of the weight store
     "array_nbuf": "u_seq.nbuf_re",  # its read enable: window elements inside the map (convolution gather, pooling)
-    "array_bbuf": "u_pe0.u_acc.clear",  # START: the biases into the accumulators
+    "array_bbuf": "u_pe{lane}.u_acc.clear",  # START: the PE's bias into its accumulator
 }
 
 
@@ -88,13 +90,19 @@ class LeafCell:
 
 @dataclass(frozen=True)
 class MemoryInstance:
-    """One memory instance: path, module, its read enable (None: address-change counting), write port."""
+    """One memory instance: path, module, its read enable (None: address-change counting), write port, and
+    for a memory banked per lane its lanes' read enables (a read reads one lane: ``width / len(lanes)`` bits)."""
 
     path: str
     module: str
     read_enable: str | None
     write: bool
     aw: int
+    lanes: tuple[str, ...] = ()
+
+    def read_bits(self, width: int) -> int:
+        """Bits one counted read reads of a ``width``-bit word."""
+        return width // len(self.lanes) if self.lanes else width
 
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -244,11 +252,19 @@ def memory_instances(synth: ArraySynth) -> list[MemoryInstance]:
         spec = synth.memories[module]
         parent = path.rsplit(".", 1)[0] if "." in path else ""
         enable = READ_ENABLES.get(module)
-        if enable is not None:
+        lanes: tuple[str, ...] = ()
+        if enable is not None and "{lane}" in enable:
+            n = sum(1 for inst in mods[synth.top]["cells"] if re.fullmatch(r"u_pe\d+", inst))
+            lanes = tuple(enable.format(parent=parent, lane=p).lstrip(".") for p in range(n))
+            if not lanes or spec.width % len(lanes) or not all(
+                    _exists(mods, synth.top, e, set(synth.memories)) for e in lanes):
+                lanes = ()
+            enable = lanes[0] if lanes else None  # None: the array changed, fall back to address-change counting
+        elif enable is not None:
             enable = enable.format(parent=parent).lstrip(".")
             if not _exists(mods, synth.top, enable, set(synth.memories)):
                 enable = None  # the array changed: fall back to address-change counting
-        out.append(MemoryInstance(path, module, enable, spec.write, max(1, (spec.depth - 1).bit_length())))
+        out.append(MemoryInstance(path, module, enable, spec.write, max(1, (spec.depth - 1).bit_length()), lanes))
     return out
 
 

@@ -145,7 +145,7 @@ def synthesize_array(acfg: ArrayConfig, sc: SynthConfig | None = None) -> ArrayS
     >>> from axhw.rtl.generate import MultiplierConfig
     >>> s = synthesize_array(ArrayConfig(MultiplierConfig("drum", 8, 2), pes=2, max_fan_in=64))  # doctest: +SKIP
     >>> sorted(s.memories)[-2:], s.modules["mul_drum_k2_s8"]["n_cells"] > 100  # doctest: +SKIP
-    (['pe_nlm', 'pe_wlm'], True)
+    (['array_wbuf', 'pe_nlm'], True)
     """
     sc = sc or SynthConfig()
     tc = find_toolchain()
