@@ -78,9 +78,11 @@ class Actions:
             local memories ``u_pe3.u_nlm``: idle lanes are not loaded); :meth:`accesses` looks either up.
         features: the data-dependent and schedule counts the energy model prices (see the module docstring).
         samples: inputs averaged over.
-        gated: per clock gate instance (``u_pe3.u_cg``, ``u_seq.u_cg_fields``), the cycles it lets the clock
+        gated: per clock gate instance (``u_pe3.u_cg``, ``u_seq.u_cg_fields``...), the cycles it lets the clock
             through (rtl/clock_gate.v.j2): a PE's while it starts, computes and finishes (``fan_in + 2`` per output
-            pixel of each group in which its lane is on), the instruction fields' in FETCH.
+            pixel of each group in which its lane is on); the sequencer's: the instruction fields' in FETCH, the
+            pixel state's at each pixel's end and FETCH, the window walk's while placing and walking windows,
+            the write-back lane's at the PEs' done and per lane written, the pooling maximum's while pooling.
     """
 
     cycles: float
@@ -138,6 +140,7 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         reads[f"u_pe{p}.u_nlm"] = 0.0
     writes = dict.fromkeys(reads, 0.0)
     gated = {f"u_pe{p}.u_cg": 0.0 for p in range(pes)}
+    seq = dict.fromkeys(("u_seq.u_cg_pixel", "u_seq.u_cg_walk", "u_seq.u_cg_write", "u_seq.u_cg_pool"), 0.0)
     f = dict.fromkeys(("mul_in_hd", "mul_out_hd", "mul_pp_hd", "wbuf_hd", "nbuf_hd", "products", "acc_hd",
                        "acc_clears", "rq_writes", "rq_in_hd", "rq_out_hd", "run_cycles", "loadn_cycles", "pixels",
                        "pool_outputs", "pool_reads", "input_words"), 0.0)
@@ -162,6 +165,10 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
             writes["array_nbuf"] += plan.out_size * n
             f["pool_outputs"] += plan.out_size * n
             f["pool_reads"] += window_reads
+            # sequencer clock gates: per output, WSTART + the window walk, then PWRITE ends the pixel
+            seq["u_seq.u_cg_pixel"] += plan.out_size * n
+            seq["u_seq.u_cg_walk"] += plan.out_size * (1 + fi) * n
+            seq["u_seq.u_cg_pool"] += window_reads
             cur = out
             continue
         cols, inside = _columns(cur, plan)  # (N, pix, f), (pix, f)
@@ -221,10 +228,20 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         rq_in.append(y[:, valid].reshape(-1))
         rq_out.append(o[:, valid].reshape(-1))
         f["rq_writes"] += plan.out_size * n
+        # sequencer clock gates: a pixel ends once per group and pixel; windows are placed and walked where
+        # gathered; the write-back bank takes the PEs' done, then one cycle per lane written
+        seq["u_seq.u_cg_pixel"] += groups * pix * n
+        seq["u_seq.u_cg_walk"] += gathered_groups * pix * (1 + fi) * n
+        seq["u_seq.u_cg_write"] += (groups * pix + plan.out_size) * n
         cur = out
     reads["array_imem"] = (len(program.layers) + 1) * n  # one fetch per step, HALT included (address changes)
     reads["array_obuf"] = 1.0 * n  # the host's read address, changed once per sample (read-back not counted)
-    gated["u_seq.u_cg_fields"] = (len(program.layers) + 1) * n  # the instruction fields: FETCH cycles only
+    fetches = (len(program.layers) + 1) * n  # one FETCH per step, HALT included
+    gated["u_seq.u_cg_fields"] = fetches  # the instruction fields: FETCH cycles only
+    gated["u_seq.u_cg_pixel"] = seq["u_seq.u_cg_pixel"] + fetches
+    gated["u_seq.u_cg_walk"] = seq["u_seq.u_cg_walk"]
+    gated["u_seq.u_cg_write"] = seq["u_seq.u_cg_write"] + fetches
+    gated["u_seq.u_cg_pool"] = seq["u_seq.u_cg_pool"]
     mask = (1 << 62) - 1
     tr = getattr(mul, "transform", None)  # separable multipliers (exact, DRUM): the operands the core sees
     for p in range(pes):
