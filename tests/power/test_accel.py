@@ -6,6 +6,7 @@ of ~120 cycles); the MNIST-MLP numbers in docs/power.md ("Accelerator-level ener
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from axhw.power.accel.report import markdown, section
 from axhw.power.accel.sim import clock_domains, leaf_cells, memory_instances, simulate_array, unit_of
 from axhw.power.accel.synth import _units, memory_specs, synthesize_array
 from axhw.power.accel.timing import clock_mhz_for, timing_closure, worst_slack_ns
+from axhw.power.flow.liberty import read_library
 from axhw.power.flow.synth import SynthConfig
 from axhw.power.flow.tools import Toolchain
 from axhw.rtl.generate import MultiplierConfig
@@ -180,6 +182,33 @@ def test_energy_is_charged_at_a_clock_the_array_meets(toolchain: Toolchain, synt
     assert clock_mhz_for(synth, None) == t["clock_mhz"] and clock_mhz_for(synth, 1.0) == 1.0
     with pytest.raises(ValueError, match="the array meets"):
         clock_mhz_for(synth, t["clock_mhz"] * 1.5)
+
+
+def test_array_netlist_is_buffered(toolchain: Toolchain, synth_cfg: SynthConfig,
+                                   tiny: tuple[QuantizedNetwork, torch.Tensor]) -> None:
+    """No gate's output drives more than 8 cell inputs (``ARRAY_BUFFERING``): unbuffered, the sequencer's state
+    decode drove ~360 pins of the LeNet-5 array from one inverter and set its clock. (ABC buffers the logic it
+    maps; flip-flop outputs, the clock gates' outputs and module ports are outside its view.)"""
+    qnet, _ = tiny
+    synth = synthesize_array(fit_array(MultiplierConfig("drum", 8, 1), qnet, pes=2), synth_cfg)
+    mods = json.loads(Path(synth.netlist_json).read_text())["modules"]
+    gates = {c for c in read_library(toolchain.liberty).cells if not c.startswith(("DFF", "LATCH"))}
+    fanout: dict[tuple[str, int], int] = {}
+    gate_driven: set[tuple[str, int]] = set()
+    for name, mod in mods.items():
+        for c in mod.get("cells", {}).values():
+            sequential = c["type"] not in gates  # flip-flops, clock gates, memories, submodules
+            for pin, bits in c["connections"].items():
+                out = c.get("port_directions", {}).get(pin) == "output"
+                for b in bits:
+                    if not isinstance(b, int):
+                        continue
+                    if out and not sequential:
+                        gate_driven.add((name, b))
+                    elif not out:
+                        fanout[(name, b)] = fanout.get((name, b), 0) + 1
+    worst = max(fanout.get(n, 0) for n in gate_driven)
+    assert 4 <= worst <= 8, worst
 
 
 def test_wrong_reference_is_caught(toolchain: Toolchain, synth_cfg: SynthConfig,

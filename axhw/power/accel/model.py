@@ -37,7 +37,7 @@ import torch
 
 from axhw.arith.fixedpoint import FixedPoint
 from axhw.common.io import atomic_write_json, locked
-from axhw.common.paths import cache_dir
+from axhw.common.paths import cache_dir, resource_dir
 from axhw.common.progress import note
 from axhw.golden.network import IntConv2d, IntFlatten, IntLinear, IntMaxPool2d, IntReLU, QuantizedNetwork
 from axhw.power.accel.actions import Actions, action_counts
@@ -54,7 +54,7 @@ from axhw.power.accel.energy import (
     storage_and_totals,
 )
 from axhw.power.accel.sim import ArrayActivity, clock_domains, leaf_cells, memory_instances, unit_of
-from axhw.power.accel.synth import ArraySynth, synthesize_array
+from axhw.power.accel.synth import ARRAY_BUFFERING, ArraySynth, synthesize_array
 from axhw.power.accel.timing import clock_mhz_for
 from axhw.power.flow.synth import SynthConfig
 from axhw.rtl.pe import ArrayConfig
@@ -83,7 +83,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
 PER_MODE: tuple[str, ...] = ("multipliers", "adders")
 
 #: Version of the calibration procedure (part of the cache key).
-CALIBRATION_VERSION = 7
+CALIBRATION_VERSION = 8
 
 
 def _feature(actions: Actions, name: str) -> float:
@@ -251,7 +251,12 @@ def _calibration_key(modes: tuple[str, ...], cfg: AccelConfig, synth_cfg: SynthC
     h = hashlib.sha256()
     h.update(json.dumps({"v": CALIBRATION_VERSION, "modes": sorted(modes), "pes": cfg.pes, "samples": samples,
                          "timing": cfg.timing, "engine": cfg.engine, "period": cfg.period_ns,
-                         "features": FEATURES, "synth": repr(synth_cfg)}, sort_keys=True).encode())
+                         "features": FEATURES, "synth": repr(synth_cfg), "array_abc": ARRAY_BUFFERING},
+                        sort_keys=True).encode())
+    # the array's RTL templates: an edit of the array gives other netlists, so the fit must be redone
+    for t in sorted(resource_dir("rtl").glob("*.j2")):
+        h.update(t.name.encode())
+        h.update(t.read_bytes())
     for name, (qnet, x) in calibration_networks(samples).items():
         h.update(name.encode())
         h.update(x.numpy().tobytes())

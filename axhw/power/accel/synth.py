@@ -34,7 +34,19 @@ from axhw.power.flow.templates import render, template_text
 from axhw.power.flow.tools import Toolchain, find_toolchain
 from axhw.rtl.pe import ArrayConfig, array_files, generate_array
 
-__all__ = ["CLOCK_GATE", "ArraySynth", "MemorySpec", "memory_specs", "synthesize_array"]
+__all__ = ["ARRAY_BUFFERING", "CLOCK_GATE", "ArraySynth", "MemorySpec", "array_abc_script", "memory_specs", "synthesize_array"]
+
+#: ABC commands appended to the synthesis script of the array: buffer every net to a fanout of at most 8.
+#: Why: the area-oriented mapping (``map -a``, kept for the multiplier tables) inserts no buffers, so the
+#: sequencer's state decode drove ~360 pins from one INVX1 (6.3 pF, 49 ns slew): the 16-PE LeNet-5 array
+#: met only 100.8 ns at osu018 (measured), and those slow edges also burn short-circuit energy in every load.
+ARRAY_BUFFERING = "buffer,-N,8;topo;"
+
+
+def array_abc_script(sc: SynthConfig) -> str:
+    """The ABC script of the array's synthesis: the flow's (area-oriented by default), then buffering."""
+    return sc.abc_script + ARRAY_BUFFERING
+
 
 #: The generated clock gate's module and its gated-clock port (``rtl/clock_gate.v.j2``).
 CLOCK_GATE = ("clock_gate", "gclk")
@@ -154,7 +166,7 @@ def synthesize_array(acfg: ArrayConfig, sc: SynthConfig | None = None) -> ArrayS
     keep, mem_files = _units(files, set(memories))
     payload = {"array": acfg.config_id, "rtl": files, "keep": keep,
                "templates": [template_text(t) for t in ("accel_synth.ys.j2", "accel_netjson.ys.j2", "accel_stanet.ys.j2")],
-               "abc_script": sc.abc_script, "versions": tc.versions, "library": tc.library_sha256}
+               "abc_script": array_abc_script(sc), "versions": tc.versions, "library": tc.library_sha256}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     root = Path(sc.cache_dir).resolve()
     entry = root / f"{acfg.config_id}-{key[:16]}"
@@ -182,7 +194,7 @@ def _build(tmp: Path, files: dict[str, str], keep: list[str], mem_files: list[st
     sources = [f"rtl/{n}" for n in sorted(files) if n not in mem_files]
     (tmp / "synth.ys").write_text(render(
         "accel_synth.ys.j2", memories=[f"rtl/{n}" for n in mem_files], sources=sources, top=TOP, keep=keep,
-        liberty=tc.liberty, abc_script=sc.abc_script, netlist="netlist.v", stubs="stubs.v"))
+        liberty=tc.liberty, abc_script=array_abc_script(sc), netlist="netlist.v", stubs="stubs.v"))
     run_yosys(tc, tmp / "synth.ys", tmp / "synth.log", tmp)
     (tmp / "netjson.ys").write_text(render("accel_netjson.ys.j2", liberty=tc.liberty, stubs="stubs.v",
                                            netlist="netlist.v", top=TOP, json="netlist.json"))
