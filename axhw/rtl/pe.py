@@ -75,9 +75,11 @@ class ArrayConfig:
     Attributes:
         mul: the (approximate) multiplier of every PE, a ``drum`` or ``exact`` :class:`MultiplierConfig`.
         pes: number of PEs (output neurons computed in parallel).
-        max_fan_in: depth of each PE's neuron and weight local memories: the largest layer fan-in.
+        max_fan_in: depth of each PE's neuron local memory (and of the lone PE's weight local memory): the
+            largest layer fan-in.
         nbuf_depth: neuron buffer words (the input vector and every hidden layer's activations).
-        wbuf_depth: weight buffer words of ``pes`` weights each (one word per input per group of outputs).
+        wbuf_depth: weight store words of ``pes`` weights each (one word per input per group of outputs: every
+            weight of the network, once; the PEs read it directly).
         bbuf_depth: bias buffer words of ``pes`` biases each (one per group of outputs).
         obuf_depth: output buffer words (the output layer's accumulators).
         imem_depth: instruction memory words (one per layer plus HALT).

@@ -7,14 +7,15 @@ flattening is free (maps are stored channel-major, torch's flatten order). The m
 PEs (docs/rtl.md): output channels in parallel over the PEs (groups of ``pes``), output pixels in time, the
 ``fan_in = in_channels * k_h * k_w`` products of one output in time inside each PE; the sequencer gathers each
 output pixel's window from the neuron buffer (im2col address generation, zero padding inserted on the fly)
-into the PEs' neuron local memories, the weights stay in the weight local memories for the whole group.
+into the PEs' neuron local memories; each PE reads its weights from its lane of the weight store, which holds
+every weight of the network once (docs/rtl.md, "Weights stored once").
 
 This module lays a network out in the memories and checks that it fits, with an error naming what does not
 fit and the option to change:
 
 * neuron buffer: the input map at 0, then every step's output map one after another (CHW order; they stay
   there after a run, so a testbench can read every layer's output);
-* weight buffer: per layer, per group of ``pes`` output channels, one word per input ``j`` (the flattened
+* weight store (``array_wbuf``): per layer, per group of ``pes`` output channels, one word per input ``j`` (the flattened
   ``(in_channel, ky, kx)`` index, torch's weight order) holding ``w[g*pes + p][j]`` in lane ``p`` (zero in
   lanes past the layer's last channel);
 * bias buffer: one word per group, lane ``p`` = ``{mode, bias}`` of channel ``g*pes + p`` (per-channel

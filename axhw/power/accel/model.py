@@ -60,7 +60,7 @@ from axhw.power.flow.synth import SynthConfig
 from axhw.rtl.pe import ArrayConfig
 from axhw.rtl.program import compile_network
 
-__all__ = ["FEATURES", "PER_MODE", "Calibration", "calibrate", "calibration_networks", "capacities", "model_energy", "unit_energies"]
+__all__ = ["FEATURES", "PER_MODE", "Calibration", "calibrate", "calibration_networks", "capacities", "model_energy", "shared_array", "unit_energies"]
 
 #: Per unit, the action counts its switching energy is linear in (names of :attr:`Actions.features`, plus
 #: ``cycles``). Multipliers: partial-product, operand and product bits that change. Adders (the PEs'
