@@ -18,8 +18,9 @@ Why per-cell energies from two STA runs: the installed OpenSTA overwrites annota
 (docs/power.md, "Annotation"), so, as the multiplier flow does, each cell's power at 1 transition per cycle
 is scaled by its measured toggle rate -- but a flip-flop also burns clock-pin energy in every cycle its clock
 ticks, whether its output moves or not (every cycle on the free-running clock; behind a clock gate, the
-cycles the gate lets through: :func:`clock_energies`). A second run at zero activity isolates that clock-driven part (``Z``); the per-toggle
-energy is ``(U - Z) / f`` and the per-cycle energy ``Z / f``, with ``U`` the unit-activity power.
+cycles the gate lets through: :func:`clock_energies`). A second run at zero activity isolates that
+clock-driven part (``Z``); the per-toggle energy is ``(U - Z) / f`` and the per-cycle energy ``Z / f``, with
+``U`` the unit-activity power.
 
 Nodes: the logic is osu018 (180 nm, 1.8 V), the SRAM model 65 nm / 1.1 V. Totals are given on the SRAM's
 node with the logic scaled by :data:`axhw.power.search.study.NODE_SCALE_180_TO_65` (C V^2 scaling, the same factor as
@@ -64,8 +65,7 @@ from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
 from axhw.rtl.program import NetworkDoesNotFit, compile_network
 
 __all__ = ["UNITS", "AccelConfig", "AccelEnergy", "accelerator_energy", "array_for", "cell_energies", "clock_energies",
-           "fit_array",
-           "fitted_array", "gate_level_activity", "storage_and_totals", "storage_energy"]
+           "fit_array", "fitted_array", "gate_level_activity", "gate_outputs", "storage_and_totals", "storage_energy"]
 
 #: The split of the logic energy (:func:`axhw.power.accel.sim.unit_of`).
 UNITS = ("multipliers", "adders", "requantization", "control")
@@ -78,9 +78,9 @@ class AccelConfig:
     Attributes:
         pes: PEs of the array (the default geometry's 16); memory depths are fitted to the network.
         samples: test samples run at gate level (the first ones of the test set).
-        period_ns: simulated clock period: long enough for every path to settle (STA critical path of the
-            16-PE 8-bit array: ~34 ns; a violation would show as mismatches), so the toggles are the
-            design's at any clock it meets; not the power clock.
+        period_ns: simulated clock period: long enough for every path to settle (the buffered 16-PE 8-bit
+            arrays meet 7.8 ns at osu018; a violation would show as mismatches), so the toggles are the
+            design's at any clock it meets; not the power clock (``clock_mhz``).
         clock_mhz: operating clock for leakage (energy = leakage power x cycles / clock). None (default): the
             fastest clock the synthesized array meets at osu018 (:func:`axhw.power.accel.timing.timing_closure`:
             worst setup slack >= 0); a clock faster than that is refused.
@@ -244,7 +244,8 @@ def storage_energy(synth: ArraySynth, act: ArrayActivity, voltage_mv: float, cfg
 
     dynamic = (reads x bits read + ``write_read_ratio`` x writes x word bits) x E_read(V) per bit (a memory
     banked per PE lane reads one lane's bits per counted read: :class:`axhw.power.accel.sim.MemoryInstance`);
-    leakage = capacity bits x P_leak(V) x the inference's time (cycles / the clock: :attr:`AccelConfig.clock_mhz`).
+    leakage = capacity bits x P_leak(V) x the inference's time (cycles / the clock:
+    :attr:`AccelConfig.clock_mhz`).
     """
     tech = tech or SRAMTechnology()
     seconds = act.cycles / act.samples / (clock_mhz_for(synth, cfg.clock_mhz) * 1e6)
