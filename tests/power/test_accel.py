@@ -250,7 +250,8 @@ def _fake_energy(ck: str, mode: str) -> dict[str, object]:
         storage = 4e-7 * (v / 1100) ** 2
         totals[f"{v:g}"] = {"total_j": mul + 5e-7 + storage, "multipliers_j": mul, "adders_requant_control_j": 5e-7,
                             "storage_j": storage, "multiplier_share": mul / (mul + 5e-7 + storage)}
-    return {"totals": totals, "logic_j": {"multipliers": mul}, "activity": {"cycles_per_inference": 100.0},
+    return {"totals": totals, "logic_j": {"multipliers": mul},
+            "activity": {"cycles_per_inference": 100.0, "clock_mhz": 128.2}, "settings": {"clock_mhz": None},
             "multiplies_per_inference": 48}
 
 

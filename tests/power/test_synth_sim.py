@@ -11,10 +11,10 @@ from axhw.power.flow.liberty import read_library
 from axhw.power.flow.sta import (
     PowerConfig,
     PowerResult,
-    _run_sta,
     _total,
     activity_power,
     pin_annotation_honored,
+    run_sta,
     vectorless_power,
 )
 from axhw.power.flow.synth import SynthConfig, synthesize
@@ -120,7 +120,7 @@ def test_pin_annotation_probe_and_instance_mode(toolchain: Toolchain, synth_cfg:
            "create_clock -name clk -period 10\nset_input_delay 0 -clock clk [all_inputs]\n"
            "set_output_delay 0 -clock clk [all_outputs]\nsta::set_power_global_activity 1.0 0.5\n"
            "puts AXHW_TOTAL\nreport_power -digits 8\n")
-    internal, switching, leakage, _ = _total(_run_sta(tcl))
+    internal, switching, leakage, _ = _total(run_sta(tcl))
     assert (unit.internal_w, unit.switching_w, unit.leakage_w) == pytest.approx((internal, switching, leakage),
                                                                               rel=1e-5)
     measured = activity_power(synth, res.activity, inst)

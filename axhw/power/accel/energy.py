@@ -33,8 +33,6 @@ import functools
 import hashlib
 import json
 import re
-import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -55,10 +53,10 @@ from axhw.power.accel.sim import (
 )
 from axhw.power.accel.synth import ArraySynth, synthesize_array
 from axhw.power.accel.timing import clock_mhz_for, timing_closure
-from axhw.power.flow.sta import instance_rows
+from axhw.power.flow.sta import instance_rows, run_sta
 from axhw.power.flow.synth import SynthConfig
 from axhw.power.flow.templates import render
-from axhw.power.flow.tools import batch_args, find_toolchain
+from axhw.power.flow.tools import find_toolchain
 from axhw.power.sram_energy import SRAMTechnology, leakage_per_bit_w, read_energy_per_bit_j
 from axhw.rtl.generate import MultiplierConfig
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
@@ -169,13 +167,11 @@ def cell_energies(synth: ArraySynth, period_ns: float) -> dict[str, Any]:
     tc = find_toolchain()
     script = render("accel_power.tcl.j2", liberty=tc.liberty, netlist=synth.sta_netlist, top=synth.top,
                     period_ns=period_ns)
-    with tempfile.TemporaryDirectory(prefix="axhw-accel-sta-") as tmp:
-        tcl = Path(tmp) / "power.tcl"
-        tcl.write_text(script)
-        proc = subprocess.run([tc.sta, *batch_args(tc.sta), str(tcl)], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL)
-    out = proc.stdout + proc.stderr
-    if proc.returncode != 0 or "Error" in out or "AXHW_CHECKS" not in out:
+    try:
+        out = run_sta(script, tc.sta)
+    except RuntimeError as exc:
+        raise RuntimeError(f"sta failed on {synth.netlist}: {exc}") from exc
+    if "AXHW_CHECKS" not in out:
         raise RuntimeError(f"sta failed on {synth.netlist}: {out.strip()[-2000:]}")
     unit = _instances(out.split("AXHW_ZERO")[0], "AXHW_UNIT")
     zero = _instances(out, "AXHW_ZERO")

@@ -242,7 +242,8 @@ def study_accelerator(d: dict[str, Any], cfg: AccelConfig, search: bool = False,
                 def accuracy(c: Candidate, acc: dict[tuple[str, float], tuple[float, float]] = acc) -> tuple[float, float]:
                     return acc[(c.mode, c.voltage_mv)]
 
-                clock = measure(ck, study["modes"][0])["activity"].get("clock_mhz") or cfg.clock_mhz or 100.0
+                first = measure(ck, study["modes"][0])  # older results: the clock of their settings
+                clock = first["activity"].get("clock_mhz") or first["settings"]["clock_mhz"]
                 cands = accel_candidates(study["modes"], cfg.voltages, energy_j, cyc / (clock * 1e6))
                 out = first_feasible(cands, accuracy, floor, "accel", study["constraint_pp"])
                 res = out.as_dict()

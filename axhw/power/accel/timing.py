@@ -15,17 +15,17 @@ grows). A handful of STA runs, ~10 s each for a 16-PE array, once per netlist (c
 
 from __future__ import annotations
 
+import json
 import math
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from axhw.common.io import atomic_write_json
 from axhw.power.accel.synth import ArraySynth
+from axhw.power.flow.sta import run_sta
 from axhw.power.flow.templates import render
-from axhw.power.flow.tools import batch_args, find_toolchain
+from axhw.power.flow.tools import find_toolchain
 
 __all__ = ["clock_mhz_for", "timing_closure", "worst_slack_ns"]
 
@@ -35,15 +35,13 @@ def worst_slack_ns(synth: ArraySynth, period_ns: float) -> tuple[float, str]:
     tc = find_toolchain()
     script = render("accel_timing.tcl.j2", liberty=tc.liberty, netlist=synth.sta_netlist, top=synth.top,
                     period_ns=period_ns)
-    with tempfile.TemporaryDirectory(prefix="axhw-accel-timing-") as tmp:
-        tcl = Path(tmp) / "timing.tcl"
-        tcl.write_text(script)
-        proc = subprocess.run([tc.sta, *batch_args(tc.sta), str(tcl)], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL)
-    out = proc.stdout + proc.stderr
+    try:
+        out = run_sta(script, tc.sta)
+    except RuntimeError as exc:
+        raise RuntimeError(f"sta timing check failed on {synth.sta_netlist}: {exc}") from exc
     body = out.split("AXHW_TIMING", 1)[-1]
     slack = re.search(r"(-?[0-9.]+)\s+slack\s+\((MET|VIOLATED)\)", body)
-    if proc.returncode != 0 or "Error" in out or slack is None:
+    if slack is None:
         raise RuntimeError(f"sta timing check failed on {synth.sta_netlist}: {out.strip()[-2000:]}")
     end = re.search(r"^Endpoint:\s+(\S+)", body, re.M)
     return float(slack.group(1)), end.group(1) if end else ""
@@ -54,8 +52,6 @@ def timing_closure(synth: ArraySynth, start_ns: float = 50.0) -> dict[str, Any]:
     "clock_mhz", "slack_ns", "endpoint", "sta_runs"}``; cached beside the netlist."""
     path = Path(synth.netlist).parent / "timing.json"
     if path.is_file():
-        import json
-
         return dict(json.loads(path.read_text()))
     runs = 0
     memo: dict[float, tuple[float, str]] = {}

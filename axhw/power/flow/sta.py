@@ -30,7 +30,7 @@ from axhw.power.flow.templates import render
 from axhw.power.flow.tools import batch_args, find_toolchain
 
 __all__ = ["PowerConfig", "PowerResult", "activity_power", "net_drivers", "pin_annotation_honored",
-           "resolve_annotation", "vectorless_power"]
+           "resolve_annotation", "run_sta", "vectorless_power"]
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,16 @@ class PowerResult:
         return asdict(self)
 
 
-def _run_sta(script: str, exe: str | None = None) -> str:
-    """Run a Tcl script in OpenSTA (``exe``: another STA binary, e.g. ``openroad``; default ``sta``)."""
+def run_sta(script: str, exe: str | None = None) -> str:
+    """Run a Tcl script in OpenSTA (``exe``: another STA binary, e.g. ``openroad``; default ``sta``) and return
+    its output.
+
+    Raises:
+        RuntimeError: the tool failed or reported an error (the output's tail in the message).
+    """
     exe = exe or find_toolchain().sta
     with tempfile.TemporaryDirectory(prefix="axhw-sta-") as tmp:
-        path = Path(tmp) / "power.tcl"
+        path = Path(tmp) / "script.tcl"
         path.write_text(script)
         proc = subprocess.run([exe, *batch_args(exe), str(path)], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL)
@@ -129,7 +134,7 @@ def _result(method: str, cfg: PowerConfig, internal: float, switching: float, le
 def vectorless_power(synth: SynthResult, cfg: PowerConfig | None = None) -> PowerResult:
     """OpenSTA's vectorless estimate: default input activity propagated through the cell functions."""
     cfg = cfg or PowerConfig()
-    internal, switching, leakage, _ = _total(_run_sta(_script(synth, cfg, "vectorless", [])))
+    internal, switching, leakage, _ = _total(run_sta(_script(synth, cfg, "vectorless", [])))
     return _result("vectorless", cfg, internal, switching, leakage)
 
 
@@ -175,7 +180,7 @@ def pin_annotation_honored() -> bool:
     cfg = PowerConfig()
     dyn = []
     for act in (0.05, 0.2):
-        internal, switching, _, _ = _total(_run_sta(_script(synth, cfg, "pin", [(p, act, 0.5) for p in pin_net])))
+        internal, switching, _, _ = _total(run_sta(_script(synth, cfg, "pin", [(p, act, 0.5) for p in pin_net])))
         dyn.append(internal + switching)
     return dyn[0] > 0 and abs(dyn[1] / dyn[0] - 4.0) < 0.1
 
@@ -214,13 +219,13 @@ def activity_power(synth: SynthResult, activity: dict[str, NetActivity],
                              "or use annotation='pin'/'instance'")
         if vcd is None or not Path(vcd).is_file():
             raise ValueError("vcd annotation needs the simulation's VCD: simulate with keep_vcd=True")
-        internal, switching, leakage, _ = _total(_run_sta(_script(synth, cfg, "vcd", [], Path(vcd)), reader))
+        internal, switching, leakage, _ = _total(run_sta(_script(synth, cfg, "vcd", [], Path(vcd)), reader))
         return _result("vcd", cfg, internal, switching, leakage, mean)
     if mode == "pin":
         pins = [(p, activity[n[0]].toggles_per_cycle, activity[n[0]].duty) for p, n in sorted(pin_net.items())]
-        internal, switching, leakage, _ = _total(_run_sta(_script(synth, cfg, "pin", pins)))
+        internal, switching, leakage, _ = _total(run_sta(_script(synth, cfg, "pin", pins)))
         return _result("pin", cfg, internal, switching, leakage, mean)
-    rows = instance_rows(_run_sta(_script(synth, cfg, "unit", [])))
+    rows = instance_rows(run_sta(_script(synth, cfg, "unit", [])))
     if set(rows) != set(out_net):
         raise RuntimeError(f"report_power -instances lists {len(rows)} instances, netlist has {len(out_net)}")
     internal = switching = leakage = 0.0
