@@ -75,7 +75,9 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
     imp = msub.add_parser("import", help="simulate a Verilog multiplier exhaustively and add it to the library")
     imp.add_argument("files", nargs="+", metavar="FILE.v", help="Verilog sources (several modules per file are fine)")
     imp.add_argument("--top", required=True, help="the multiplier's module")
-    imp.add_argument("--bits", dest="import_bits", type=int, required=True, help="operand width N (<= 8): a, b N bits, p 2N")
+    imp.add_argument("--bits", dest="import_bits", type=int, required=True, help="operand width N (<= 16): a, b N bits, p 2N; up to 8 the circuit is simulated on "
+                          "every pair and stored as a table, wider ones are compiled into gates (Yosys) and "
+                          "checked against the simulation on corner and --pairs random pairs")
     sign = imp.add_mutually_exclusive_group()
     sign.add_argument("--signed", dest="import_unsigned", action="store_false", default=False,
                       help="two's-complement circuit: a, b and p signed (the default)")
@@ -89,6 +91,9 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--name", default=None, help="library name (default: the top module)")
     imp.add_argument("--sim", default="icarus", choices=["icarus", "verilator"], help="simulator (default icarus)")
     imp.add_argument("--force", action="store_true", help="replace an imported circuit of the same name")
+    imp.add_argument("--pairs", dest="import_pairs", type=int, default=None,
+                     help="wider than 8 bits: random operand pairs the compiled gates are checked on against the "
+                          "simulation (default 10000000, plus every pair of operand corners)")
     imp.add_argument("--json", dest="import_json", action="store_true", help="print the statistics as JSON")
 
     def print_stats(rows: list, as_json: bool) -> None:
@@ -104,13 +109,23 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
               f"{r.mae:.4g}", f"{r.wce:.6g}", f"{r.mse:.4g}", f"{100 * r.ep:.1f}", f"{100 * r.mre:.3f}",
               f"{100 * r.max_re:.2f}", f"{100 * r.mean_rel_error:+.4f}", f"{r.nmed:.2e}"] for r in rows],
         ))
+        sampled = [r for r in rows if r.ci95]
+        if sampled:
+            print("sampled statistics, 95% confidence intervals (worst cases over samples are lower bounds):")
+            for r in sampled:
+                ci = r.ci95 or {}
+                print(f"  {r.name} ({r.bits}-bit, {'signed' if r.signed else 'unsigned'}): "
+                      f"MAE [{ci['mae'][0]:.6g}, {ci['mae'][1]:.6g}], MRE % [{100 * ci['mre'][0]:.4f}, "
+                      f"{100 * ci['mre'][1]:.4f}], EP % [{100 * ci['ep'][0]:.3f}, {100 * ci['ep'][1]:.3f}], "
+                      f"MAE % of 2**(2N) [{ci['mae_percent'][0]:.5g}, {ci['mae_percent'][1]:.5g}]")
 
     def run_import(args: argparse.Namespace) -> int:
         from axhw.rtl.imported import ImportTerminated, import_circuit
 
         try:
             res = import_circuit(args.files, args.top, args.import_bits, not args.import_unsigned, args.ports,
-                                 args.name, args.sim, args.force, accept_error=args.accept_error)
+                                 args.name, args.sim, args.force, accept_error=args.accept_error,
+                                 pairs=args.import_pairs)
         except ImportTerminated:
             print("axhw multipliers import: terminated by SIGTERM; nothing imported, temporary files removed",
                   file=sys.stderr)
@@ -118,8 +133,10 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
         info = res.info
         if not args.import_json:
             use = "signed" if info.signed else "unsigned (signed use: sign-magnitude wrapper)"
+            how = (f"{4**info.bits} pairs simulated" if "gates" not in info.stats else
+                   f"compiled into {info.stats['gates']} gates, equal to the simulation on {info.stats['check_pairs']} pairs")
             print(f"imported {info.name}: {info.top} from {', '.join(info.sources)}, {info.bits}-bit {use}, ports "
-                  f"a={info.ports['a']} b={info.ports['b']} p={info.ports['p']}; {4**info.bits} pairs simulated "
+                  f"a={info.ports['a']} b={info.ports['b']} p={info.ports['p']}; {how} "
                   f"with {info.simulator} in {res.seconds:.1f} s -> {res.path}")
         print_stats(res.stats, args.import_json)
         return 0

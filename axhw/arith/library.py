@@ -10,6 +10,8 @@ Location: ``$AXHW_MULTIPLIER_LIBRARY``, else ``multipliers`` in the user cache (
 
     <library>/<name>/circuit.json   metadata (see CircuitInfo)
     <library>/<name>/table.npy      (2**bits, 2**bits) int64: the circuit's product for every operand pair
+    <library>/<name>/gates.json     circuits wider than 8 bits, instead of the table: the circuit compiled into
+                                    gates (axhw.arith.gates.GateNetlist), checked against its simulation
     <library>/<name>/src/*.v        copies of the Verilog sources as imported
 
 ``table[i, j]`` is the product the circuit outputs for the operand *words* ``a = i``, ``b = j`` (port
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from axhw.arith.gates import GateMultiplier, GateNetlist
 from axhw.arith.multipliers import K_PRESETS, LUTMultiplier
 
 __all__ = [
@@ -47,12 +50,15 @@ __all__ = [
     "CircuitChangedError",
     "CircuitInfo",
     "ImportedMultiplier",
+    "WideImportedMultiplier",
     "check_circuit_unchanged",
     "check_new_name",
     "circuit_info",
     "circuit_of",
     "current_source_hash",
     "current_table_hash",
+    "gates_hash",
+    "is_wide",
     "library_dir",
     "load",
     "names",
@@ -68,6 +74,7 @@ LIBRARY_ENV = "AXHW_MULTIPLIER_LIBRARY"
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _META = "circuit.json"
 _TABLE = "table.npy"
+_GATES = "gates.json"
 _SRC = "src"
 FORMAT = "axhw.multiplier-library"
 FORMAT_VERSION = 1
@@ -94,7 +101,8 @@ class CircuitInfo:
             weight ``b`` and the product ``p``.
         sources: file names of the sources under ``src/``, in compile order.
         source_hash: sha256 (hex) of the sources (names and bytes, in order; :func:`source_hash`).
-        table_hash: sha256 (hex) of ``table.npy``'s int64 values (:func:`table_hash`).
+        table_hash: sha256 (hex) of ``table.npy``'s int64 values (:func:`table_hash`); for a circuit wider
+            than 8 bits, of its gate netlist (:func:`gates_hash`): the model that decides every number.
         simulator, simulator_version: what simulated the table.
         date: import time (ISO 8601, local).
         axhw_version: the axhw that imported it.
@@ -157,6 +165,12 @@ def table_hash(table: torch.Tensor | np.ndarray) -> str:
     return hashlib.sha256(arr.tobytes()).hexdigest()
 
 
+def gates_hash(netlist: GateNetlist) -> str:
+    """sha256 (hex) of a gate netlist's canonical JSON (the model of a circuit wider than 8 bits)."""
+    text = json.dumps(netlist.as_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def sign_magnitude_table(core: torch.Tensor, bits: int) -> torch.Tensor:
     """The signed ``(2**bits, 2**bits)`` table of an unsigned core used through the sign-magnitude wrapper,
     the same semantics as DRUM's (``rtl/drum_mul.v.j2``) and the generated ``rtl/sm_wrap.v.j2``:
@@ -215,6 +229,23 @@ class ImportedMultiplier(LUTMultiplier):
         return f"ImportedMultiplier(name={self.name!r}, bits={self.bits}, signed={self.signed}{use})"
 
 
+class WideImportedMultiplier(GateMultiplier):
+    """A library circuit wider than 8 bits: its gates (:class:`~axhw.arith.gates.GateMultiplier`, bit-sliced),
+    carrying its :class:`CircuitInfo`. ``signed=True`` on an unsigned circuit uses the sign-magnitude wrapper."""
+
+    def __init__(self, netlist: GateNetlist, info: CircuitInfo, signed: bool = True) -> None:
+        super().__init__(netlist, signed=signed, core_signed=info.signed, name=info.name)
+        self.circuit = info
+
+    def spec(self) -> dict[str, object]:
+        return {**super().spec(), "circuit": self.circuit.name, "source_hash": self.circuit.source_hash,
+                "table_hash": self.circuit.table_hash, "core_signed": self.circuit.signed}
+
+    def __repr__(self) -> str:
+        use = " (sign-magnitude wrapped)" if self.wrapped else ""
+        return f"WideImportedMultiplier(name={self.name!r}, bits={self.bits}, signed={self.signed}{use})"
+
+
 def names() -> list[str]:
     """Names of the circuits in the library (sorted; an absent library is empty)."""
     root = library_dir()
@@ -267,8 +298,23 @@ def current_source_hash(name: str) -> str:
     return source_hash(files)
 
 
+def _read_gates(name: str) -> GateNetlist:
+    path = _folder(name) / _GATES
+    try:
+        return GateNetlist.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"gate netlist {path} is unreadable ({exc}): re-import the circuit with --force") from exc
+
+
+def is_wide(name: str) -> bool:
+    """Whether circuit ``name`` is stored as gates (wider than 8 bits) rather than as a table."""
+    return (_folder(name) / _GATES).is_file()
+
+
 def current_table_hash(name: str) -> str:
-    """sha256 of the table as stored now."""
+    """sha256 of the model as stored now: the table, or the gate netlist of a wide circuit."""
+    if is_wide(name):
+        return gates_hash(_read_gates(name))
     return table_hash(_read_table(name, circuit_info(name)))
 
 
@@ -278,15 +324,16 @@ def source_files(name: str) -> list[Path]:
     return [src / f for f in circuit_info(name).sources]
 
 
-def load(name: str, bits: int | None = None, signed: bool = True) -> ImportedMultiplier:
+def load(name: str, bits: int | None = None, signed: bool = True) -> ImportedMultiplier | WideImportedMultiplier:
     """Circuit ``name`` as a multiplier model; ``bits`` (when given) must be the circuit's width.
 
     The model's :attr:`CircuitInfo.table_hash` is the hash of the table as loaded (so a table edited after
     import never matches the verification records of the imported one).
     """
     folder = _folder(name)
+    model_file = _GATES if (folder / _GATES).is_file() else _TABLE
     try:
-        stamp = tuple((folder / f).stat().st_mtime_ns for f in (_META, _TABLE))
+        stamp = tuple((folder / f).stat().st_mtime_ns for f in (_META, model_file))
     except OSError:
         stamp = None
     key = (str(folder), stamp, bits, signed)
@@ -298,11 +345,22 @@ def load(name: str, bits: int | None = None, signed: bool = True) -> ImportedMul
                          f"use bits={info.bits} (--bits {info.bits})")
     if not signed and info.signed:
         raise ValueError(f"circuit {name!r} is signed: unsigned operands need an unsigned circuit")
-    table = _read_table(name, info)
-    actual = table_hash(table)
-    if actual != info.table_hash:
-        info = replace(info, table_hash=actual)
-    model = ImportedMultiplier(table, info, signed)
+    model: ImportedMultiplier | WideImportedMultiplier
+    if model_file == _GATES:
+        netlist = _read_gates(name)
+        if netlist.bits != info.bits:
+            raise ValueError(f"gate netlist of {name!r} is {netlist.bits}-bit, its metadata says {info.bits}: "
+                             "re-import the circuit with --force")
+        actual = gates_hash(netlist)
+        if actual != info.table_hash:
+            info = replace(info, table_hash=actual)
+        model = WideImportedMultiplier(netlist, info, signed)
+    else:
+        table = _read_table(name, info)
+        actual = table_hash(table)
+        if actual != info.table_hash:
+            info = replace(info, table_hash=actual)
+        model = ImportedMultiplier(table, info, signed)
     if stamp is not None:
         if len(_LOADED) > 32:
             _LOADED.clear()
@@ -311,7 +369,7 @@ def load(name: str, bits: int | None = None, signed: bool = True) -> ImportedMul
 
 
 #: Loaded circuits by (folder, file mtimes, bits, signed): HardwareConfig asks for its multiplier often.
-_LOADED: dict[tuple[Any, ...], ImportedMultiplier] = {}
+_LOADED: dict[tuple[Any, ...], ImportedMultiplier | WideImportedMultiplier] = {}
 
 
 def circuit_of(multiplier: object) -> dict[str, Any] | None:
@@ -354,10 +412,12 @@ def check_circuit_unchanged(trained_for: Mapping[str, Any] | None, multiplier: o
             f"retrain for the new {name}, or pass --allow-circuit-change to evaluate on the new table anyway")
 
 
-def save(info: CircuitInfo, table: torch.Tensor, sources: list[tuple[str, bytes]], force: bool = False) -> Path:
+def save(info: CircuitInfo, table: torch.Tensor | GateNetlist, sources: list[tuple[str, bytes]],
+         force: bool = False) -> Path:
     """Write circuit ``info.name`` into the library atomically: everything goes into a temporary folder in
     the library, which is then renamed into place (with ``force``, the old folder is moved aside first and
-    removed after). Readers see the old entry or the whole new one."""
+    removed after). Readers see the old entry or the whole new one. ``table`` is the product table, or the
+    gate netlist of a circuit wider than 8 bits."""
     from axhw.common.io import locked
 
     check_new_name(info.name, force)
@@ -371,8 +431,12 @@ def save(info: CircuitInfo, table: torch.Tensor, sources: list[tuple[str, bytes]
             (tmp / _SRC).mkdir()
             for fname, data in sources:
                 (tmp / _SRC / fname).write_bytes(data)
-            with open(tmp / _TABLE, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(torch.as_tensor(table).to(torch.int64).numpy()), allow_pickle=False)
+            if isinstance(table, GateNetlist):
+                (tmp / _GATES).write_text(json.dumps(table.as_dict(), separators=(",", ":")) + "\n")
+            else:
+                with open(tmp / _TABLE, "wb") as fh:
+                    np.save(fh, np.ascontiguousarray(torch.as_tensor(table).to(torch.int64).numpy()),
+                            allow_pickle=False)
             (tmp / _META).write_text(json.dumps(info.as_dict(), indent=1) + "\n")
             old = None
             if dest.exists():

@@ -642,6 +642,10 @@ class ErrorStats:
             magnitude over the operand range: ``(2**bits - 1)**2`` unsigned, ``2**(2*bits-2)`` signed).
         mae_percent, wce_percent: EvoApproxLib's header convention, ``100 * mae / 2**(2*bits)`` and
             ``100 * wce / 2**(2*bits)`` for signed and unsigned alike (compare these with published headers).
+        ci95: sampled statistics only (``None`` when exhaustive): the 95% confidence interval ``[lo, hi]`` of
+            each mean-type metric (mean +- 1.96 standard errors: the pairs are independent uniform draws, and
+            at the sample sizes used, 10**6 and more, the normal approximation is tight). The worst cases
+            (``wce``, ``max_re``) have none: over samples they are lower bounds of the true ones.
     """
 
     name: str
@@ -660,6 +664,7 @@ class ErrorStats:
     nmed: float
     mae_percent: float
     wce_percent: float
+    ci95: dict[str, list[float]] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -687,6 +692,19 @@ def error_stats(m: Multiplier, samples: int = 1_000_000, seed: int = 0, exhausti
     nz = exact != 0
     rel = err[nz] / exact[nz].abs()
     max_exact = max(abs(lo * lo), abs(hi * hi), abs(lo * hi))
+    ci95 = None
+    if not exhaustive:
+        def interval(x: torch.Tensor, scale: float = 1.0) -> list[float]:
+            if not x.numel():
+                return [0.0, 0.0]
+            mean, half = float(x.mean()), 1.96 * float(x.std()) / x.numel() ** 0.5 if x.numel() > 1 else 0.0
+            return [scale * (mean - half), scale * (mean + half)]
+
+        ae = err.abs()
+        ci95 = {"mre": interval(rel.abs()), "mean_error": interval(err), "mean_rel_error": interval(rel),
+                "mae": interval(ae), "mse": interval(err * err), "ep": interval((err != 0).to(torch.float64)),
+                "nmed": interval(ae, 1.0 / max_exact if max_exact else 0.0),
+                "mae_percent": interval(ae, 100.0 / 4**m.bits)}
     return ErrorStats(
         name=m.name,
         bits=m.bits,
@@ -704,4 +722,5 @@ def error_stats(m: Multiplier, samples: int = 1_000_000, seed: int = 0, exhausti
         nmed=float(err.abs().mean()) / max_exact if max_exact else 0.0,
         mae_percent=100.0 * float(err.abs().mean()) / 4**m.bits,
         wce_percent=100.0 * float(err.abs().max()) / 4**m.bits,
+        ci95=ci95,
     )

@@ -156,9 +156,10 @@ _IMPORTED_KEY = ("kind", "name", "source_hash", "table_hash", "variant", "wrappe
 
 def record_imported(name: str, source_hash: str, table_hash: str, variant: str, check: str, simulator: str,
                     simulator_version: str | None, vectors: int, mismatches: int, seconds: float = 0.0,
-                    path: Path | None = None) -> dict[str, Any]:
-    """Record a passing exhaustive check of an imported circuit (``variant`` ``raw``/``signed``, ``check``
-    ``import``/``cocotb``); failing checks are not evidence and are not recorded."""
+                    path: Path | None = None, exhaustive: bool = True) -> dict[str, Any]:
+    """Record a passing check of an imported circuit (``variant`` ``raw``/``signed``, ``check``
+    ``import``/``cocotb``; exhaustive, or on ``vectors`` corner and random pairs for a circuit wider than 8
+    bits); failing checks are not evidence and are not recorded."""
     entry = {
         "kind": "imported",
         "name": name,
@@ -170,7 +171,7 @@ def record_imported(name: str, source_hash: str, table_hash: str, variant: str, 
         "simulator": simulator,
         "simulator_version": simulator_version,
         "vectors": vectors,
-        "exhaustive": True,
+        "exhaustive": exhaustive,
         "mismatches": mismatches,
         "ok": mismatches == 0,
         "seconds": round(seconds, 3),
@@ -190,7 +191,7 @@ def imported_coverage(name: str, path: Path | None = None) -> tuple[bool, str]:
         return False, (f"{name}: its stored Verilog changed since import (sha256 {now[:16]} != {info.source_hash[:16]}); "
                        f"the table no longer describes it: re-import it")
     if table != info.table_hash:
-        return False, (f"{name}: its stored table changed since import (sha256 {table[:16]} != {info.table_hash[:16]}); "
+        return False, (f"{name}: its stored {'gates' if info.bits > 8 else 'table'} changed since import (sha256 {table[:16]} != {info.table_hash[:16]}); "
                        f"run `axhw rtl verify --multiplier {name}` to see where it disagrees with the circuit, then re-import it")
     wh = wrapper_hash()
     recs = [r for r in records(path) if r.get("kind") == "imported" and r.get("name") == name and r.get("ok")
@@ -209,6 +210,11 @@ def imported_coverage(name: str, path: Path | None = None) -> tuple[bool, str]:
     cocotb = sorted(s.split(" (")[0] for s, v in sims.items() if s.endswith("|cocotb") and set(needed) <= v)
     what = "its RTL" if info.signed else "its RTL and the generated sign-magnitude wrapper"
     detail = f"cocotb re-verified on {', '.join(cocotb)}" if cocotb else f"not yet re-verified through cocotb ({how})"
+    if info.bits > 8:
+        pairs = max(int(r.get("vectors", 0)) for r in recs)
+        return True, (f"{name} (sources sha256 {info.source_hash[:16]}) is hardware-verified: {what} simulated on "
+                      f"{pairs} corner and random pairs, bit for bit equal to its compiled gates, on {', '.join(full)}; "
+                      f"{detail}")
     return True, (f"{name} (sources sha256 {info.source_hash[:16]}) is hardware-verified: {what} simulated "
                   f"exhaustively, bit for bit equal to the table, on {', '.join(full)}; {detail}")
 

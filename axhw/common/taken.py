@@ -11,7 +11,8 @@ GEMM in several chunks), ``nn.fused.minmin`` (its (min, min) product correction)
 (the compiled product-table matmul), ``arith.chunked_gemm`` (:func:`axhw.arith.intgemm.exact_int_matmul`
 in float32 chunks), ``arith.compiled_matmul`` (a separable multiplier's matmul through the compiled
 transform), ``arith.minmin_sparse`` / ``arith.minmin_gemm`` (DRUM's (min, min) saturation corrected by the
-sparse pair join or by a count GEMM).
+sparse pair join or by a count GEMM), ``arith.bitslice_kernel`` (a gate-netlist multiplier's bit-sliced C
+kernel, :mod:`axhw.arith.kernels.bitslice`).
 
 >>> with counting() as c:
 ...     count("nn.fused")
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 __all__ = ["PATHS", "count", "counting"]
 
 PATHS = ("nn.fused", "nn.fused.chunked", "nn.fused.minmin", "arith.lut_kernel", "arith.chunked_gemm",
-         "arith.compiled_matmul", "arith.minmin_sparse", "arith.minmin_gemm")
+         "arith.compiled_matmul", "arith.minmin_sparse", "arith.minmin_gemm", "arith.bitslice_kernel")
 
 _lock = threading.Lock()
 _active: list[Counter[str]] = []

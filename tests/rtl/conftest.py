@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +66,21 @@ def yosys_state_cells(files: list[str], top: str, flatten: bool = True) -> dict[
         assert found, res.stdout[-2000:]
         counts[key] = int(found[-1])
     return counts
+
+
+@pytest.fixture
+def lib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private, empty multiplier library, verification registry and simulation build folder."""
+    monkeypatch.setenv("AXHW_MULTIPLIER_LIBRARY", str(tmp_path / "lib"))
+    monkeypatch.setenv("AXHW_RTL_REGISTRY", str(tmp_path / "registry.json"))
+    monkeypatch.setenv("AXHW_SIM_BUILD", str(tmp_path / "sim"))
+    return tmp_path / "lib"
+
+
+@pytest.fixture
+def yosys() -> str:
+    """Yosys (loop checks, the gate compiler), with the simulators' skip-or-fail policy."""
+    return yosys_exe()
 
 
 @pytest.fixture
