@@ -234,7 +234,7 @@ import json, sys
 import pytest
 rc = pytest.main(sys.argv[1:])
 maps = sorted({line.split()[-1] for line in open("/proc/self/maps")
-               if "kernel" in line and line.rstrip().endswith(".so")})
+               if ("kernel" in line or "bitslice" in line) and line.rstrip().endswith(".so")})
 print("AXHW_LOADED " + json.dumps(maps))
 sys.exit(int(rc))
 """
@@ -285,7 +285,7 @@ def _asan_runtime(tmp_path: Path) -> str:
 
 @pytest.mark.slow
 def test_kernel_equality_tests_pass_under_sanitizers(tmp_path):
-    """The LUT and fused-kernel equality tests, run against the ASan + UBSan build (fresh cache folder, the
+    """The LUT, fused-kernel and bit-sliced (gate netlist) equality tests, run against the ASan + UBSan build (fresh cache folder, the
     runtime preloaded): no report (the first one aborts), and the sanitized libraries were the ones loaded.
     Deliberate bugs (a heap overflow, a signed overflow) prove that a report does fail a run."""
     libasan = _asan_runtime(tmp_path)
@@ -300,7 +300,7 @@ def test_kernel_equality_tests_pass_under_sanitizers(tmp_path):
     start = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-c", _RUNNER, "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         "tests/arith/test_multipliers.py", "tests/nn/test_fused.py",
+         "tests/arith/test_multipliers.py", "tests/nn/test_fused.py", "tests/arith/test_gates.py",
          "-k", "lut or kernel or compiled or test_fused"],
         env=env, capture_output=True, text=True, cwd=ROOT)
     out = run.stdout + run.stderr
@@ -308,8 +308,8 @@ def test_kernel_equality_tests_pass_under_sanitizers(tmp_path):
     assert "AddressSanitizer" not in out and "runtime error:" not in out, out[-8000:]
     assert re.search(r"\d+ passed", run.stdout), run.stdout[-2000:]
     loaded = json.loads(re.search(r"^AXHW_LOADED (.*)$", run.stdout, flags=re.M).group(1))
-    names = sorted(Path(p).name.split("-asan-")[0] for p in loaded)
-    assert names == ["hwkernel", "lutkernel"], loaded  # both kernels ran, and only sanitized builds
+    names = sorted({Path(p).name.split("-asan-")[0] for p in loaded})
+    assert names == ["bitslice", "hwkernel", "lutkernel"], loaded  # every kernel ran, and only sanitized builds
     for p in loaded:
         assert Path(p).parent == tmp_path / "asan-cache", p
         assert b"__asan_init" in Path(p).read_bytes() and b"__ubsan_handle" in Path(p).read_bytes(), p
