@@ -156,7 +156,8 @@ def test_gated_flip_flops_are_priced_on_the_cycles_their_clock_ticks(
     assert {cells[i].module for i in gated} == {"pe_acc", "pe_ctrl", "array_seq"}
     assert all(dom.gate_of[i] is not None for i in flops if cells[i].module in ("pe_acc", "pe_ctrl"))
     assert {dom.gate_of[i] for i in gated} == {"u_pe0.u_cg", "u_pe1.u_cg", "u_seq.u_cg_fields", "u_seq.u_cg_pixel",
-                                               "u_seq.u_cg_walk", "u_seq.u_cg_write", "u_seq.u_cg_pool"}
+                                               "u_seq.u_cg_walk", "u_seq.u_cg_write", "u_seq.u_cg_pool",
+                                               "u_seq.u_cg_waddr"}
     assert any(cells[i].module == "array_seq" and dom.gate_of[i] is None for i in flops)  # state, counters
     free = [ce["clock_j"][i] for i in flops if dom.gate_of[i] is None]
     assert max(ce["clock_j"][i] for i in gated) == pytest.approx(min(free), rel=0.02)  # same slew, same energy

@@ -101,7 +101,8 @@ def test_action_counts_equal_the_simulated_counts(toolchain: Toolchain, synth_cf
     # the idle lane of each layer's last group (5 and 3 outputs on 2 PEs) is off
     enabled = clock_domains(synth).enabled_cycles(act.toggles)
     assert set(enabled) == set(a.gated) == {"u_pe0.u_cg", "u_pe1.u_cg", "u_seq.u_cg_fields", "u_seq.u_cg_pixel",
-                                            "u_seq.u_cg_walk", "u_seq.u_cg_write", "u_seq.u_cg_pool"}
+                                            "u_seq.u_cg_walk", "u_seq.u_cg_write", "u_seq.u_cg_pool",
+                                            "u_seq.u_cg_waddr"}
     for g, cycles in enabled.items():
         assert a.gated[g] * a.samples == pytest.approx(cycles, abs=0.5 * a.samples), g
     assert a.gated["u_pe1.u_cg"] < a.gated["u_pe0.u_cg"]

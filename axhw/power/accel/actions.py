@@ -140,7 +140,8 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         reads[f"u_pe{p}.u_nlm"] = 0.0
     writes = dict.fromkeys(reads, 0.0)
     gated = {f"u_pe{p}.u_cg": 0.0 for p in range(pes)}
-    seq = dict.fromkeys(("u_seq.u_cg_pixel", "u_seq.u_cg_walk", "u_seq.u_cg_write", "u_seq.u_cg_pool"), 0.0)
+    seq = dict.fromkeys(("u_seq.u_cg_pixel", "u_seq.u_cg_walk", "u_seq.u_cg_write", "u_seq.u_cg_pool",
+                         "u_seq.u_cg_waddr"), 0.0)
     f = dict.fromkeys(("mul_in_hd", "mul_out_hd", "mul_pp_hd", "wbuf_hd", "nbuf_hd", "products", "acc_hd",
                        "acc_clears", "rq_writes", "rq_in_hd", "rq_out_hd", "run_cycles", "loadn_cycles", "pixels",
                        "pool_outputs", "pool_reads", "input_words"), 0.0)
@@ -233,6 +234,8 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
         seq["u_seq.u_cg_pixel"] += groups * pix * n
         seq["u_seq.u_cg_walk"] += gathered_groups * pix * (1 + fi) * n
         seq["u_seq.u_cg_write"] += (groups * pix + plan.out_size) * n
+        # the weight store's address register: PE 0's start, then its fan_in products (lane 0 is always on)
+        seq["u_seq.u_cg_waddr"] += groups * pix * (1 + fi) * n
         cur = out
     reads["array_imem"] = (len(program.layers) + 1) * n  # one fetch per step, HALT included (address changes)
     reads["array_obuf"] = 1.0 * n  # the host's read address, changed once per sample (read-back not counted)
@@ -242,6 +245,7 @@ def action_counts(acfg: ArrayConfig, qnet: QuantizedNetwork, x_int: torch.Tensor
     gated["u_seq.u_cg_walk"] = seq["u_seq.u_cg_walk"]
     gated["u_seq.u_cg_write"] = seq["u_seq.u_cg_write"] + fetches
     gated["u_seq.u_cg_pool"] = seq["u_seq.u_cg_pool"]
+    gated["u_seq.u_cg_waddr"] = seq["u_seq.u_cg_waddr"]
     mask = (1 << 62) - 1
     tr = getattr(mul, "transform", None)  # separable multipliers (exact, DRUM): the operands the core sees
     for p in range(pes):
