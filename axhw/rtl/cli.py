@@ -173,11 +173,15 @@ def resolve_multiplier(args: argparse.Namespace, imported: bool = False) -> None
         k = K_PRESETS[key.upper()]
     elif key.lower().startswith("drum") and key[4:].isdigit():
         k = int(key[4:])
-    elif imported and design is None and key in library.names():
-        args.design = key
+    elif imported and key in library.names():
+        if design is None:
+            args.design = key
+        else:  # the PEs of a pe/array design multiply with the library circuit
+            args.imported = key
         return
     else:
-        where = "the PE array's multipliers are exact or DRUM-k" if design in ("pe", "array") else ""
+        where = ("the PE array's multipliers are exact, DRUM-k or an imported circuit (rtl verify)"
+                 if design in ("pe", "array") else "")
         names = "exact, K1..K4, drum<k>" + (", " + ", ".join(library.names()) if imported and library.names() else "")
         raise ValueError(f"unknown multiplier {name!r}" + (f" here ({where})" if where else "") +
                          f": valid names are {names}")
@@ -187,17 +191,22 @@ def resolve_multiplier(args: argparse.Namespace, imported: bool = False) -> None
 
 
 def config_from_args(args: argparse.Namespace) -> MultiplierConfig:
-    """The :class:`MultiplierConfig` the ``--multiplier/--design/--bits/--unsigned`` options describe."""
-    resolve_multiplier(args)
+    """The :class:`MultiplierConfig` the ``--multiplier/--design/--bits/--unsigned`` options describe (for
+    ``--design pe|array`` also a library circuit, left in ``args.imported``)."""
+    resolve_multiplier(args, imported=args.design in ("pe", "array"))
     return MultiplierConfig(design=args.design, bits=args.bits, k=args.k, signed=not args.unsigned)
 
 
 def array_config_from_args(args: argparse.Namespace) -> ArrayConfig:
     """The :class:`ArrayConfig` of ``--design pe|array`` with the geometry options."""
-    from axhw.rtl.pe import multiplier_config
+    from axhw.rtl.imported import imported_config
+    from axhw.rtl.pe import PEMultiplier, multiplier_config
 
     geometry = {name: getattr(args, name) for name in _GEOMETRY}
-    return ArrayConfig(multiplier_config(config_from_args(args)), dual=args.dual, **geometry)
+    cfg = config_from_args(args)
+    name = getattr(args, "imported", None)
+    mul: PEMultiplier = imported_config(name, cfg.bits, signed=True) if name else multiplier_config(cfg)
+    return ArrayConfig(mul, dual=args.dual, **geometry)
 
 
 def _fail(args: argparse.Namespace, exc: Exception) -> int:
@@ -311,7 +320,7 @@ def main_verify_network(args: argparse.Namespace) -> int:
 
     from axhw.common.io import atomic_write_text
     from axhw.rtl.netverify import run_array
-    from axhw.rtl.pe import multiplier_config
+    from axhw.rtl.pe import PEMultiplier, multiplier_config
     from axhw.rtl.program import NetworkDoesNotFit, compile_network, network_and_inputs
     from axhw.rtl.verify_all import format_layers
 
@@ -327,7 +336,14 @@ def main_verify_network(args: argparse.Namespace) -> int:
         qnet, x = network_and_inputs(args.network, args.samples)
         first = qnet.layers[0]
         bits = first.act_fmt.bits if args.bits is None else args.bits
-        mcfg = multiplier_config(MultiplierConfig("array", bits, args.k))
+        name = getattr(args, "imported", None)
+        mcfg: PEMultiplier
+        if name is not None:  # a library circuit in every PE (its signed use: the wrapper for an unsigned one)
+            from axhw.rtl.imported import imported_config
+
+            mcfg = imported_config(name, bits, signed=True)
+        else:
+            mcfg = multiplier_config(MultiplierConfig("array", bits, args.k))
         acc = first.acc_fmt.bits
         acfg = ArrayConfig(mcfg, acc_bits=acc, bias_bits=acc, **{n: getattr(args, n) for n in _GEOMETRY})
         program = compile_network(acfg, qnet, input_shape=tuple(x.shape[1:]))

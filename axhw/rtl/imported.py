@@ -66,6 +66,7 @@ __all__ = [
     "check_signedness",
     "combinational_loop",
     "import_circuit",
+    "imported_config",
     "module_ports",
     "parse_port_map",
     "refuse_reading",
@@ -859,6 +860,25 @@ def imported_configs(name: str) -> list[ImportedConfig]:
     if not info.signed:
         cfgs.append(ImportedConfig(own.circuit, "signed", sources, library.load(name, signed=True)))
     return cfgs
+
+
+def imported_config(name: str, bits: int | None = None, signed: bool = True) -> ImportedConfig:
+    """The configuration of library circuit ``name`` that a PE instantiates (the PE array; the power flow's
+    :func:`axhw.power.multiplier.compute.mode_config`).
+
+    ``bits`` (when given) must be the circuit's width; only signed use is synthesized (networks are signed;
+    an unsigned circuit used unsigned would be its ``raw`` variant, which :func:`imported_configs` also has).
+    """
+    info = library.circuit_info(name)
+    if bits is not None and bits != info.bits:
+        raise ValueError(f"circuit {name!r} is a {info.bits}-bit multiplier, not {bits}-bit: "
+                         f"use it at {info.bits} bits")
+    cfgs = {c.variant: c for c in imported_configs(name)}
+    if not signed:
+        if info.signed:
+            raise ValueError(f"circuit {name!r} is signed: it has no unsigned use")
+        return cfgs["raw"]
+    return cfgs["raw" if info.signed else "signed"]
 
 
 def verify_imported(name: str, simulator: str, build_root: Path | None = None) -> list[Any]:

@@ -99,12 +99,15 @@ def build_design(
     extra_sources: tuple[Path, ...] = (),
     build_root: Path | None = None,
     waves: bool = False,
+    lenient: bool = False,
 ) -> tuple[Path, float]:
     """Write ``files`` and compile them (plus ``extra_sources``) for ``simulator``; cached by a source stamp.
 
     Args:
         waves: Verilator only: a ``--trace`` build, in which the testbench's ``$dumpvars`` works (Icarus needs
             none: its VCD is switched on at run time).
+        lenient: Verilator only: lint warnings are not errors (a design holding a user's imported circuit,
+            whose style is not ours: unused helper outputs, implicit widths).
 
     Returns:
         The build directory and the build time (0.0 when the cached build was reused).
@@ -116,7 +119,8 @@ def build_design(
     bdir.mkdir(parents=True, exist_ok=True)
     rtl = [p for p in write_files(files, bdir / "rtl") if p.suffix == ".v"]
     sources = [*rtl, *extra_sources]
-    settings: dict[str, object] = {"simulator": simulator, "top": toplevel, **parameters, "split": 0}
+    settings: dict[str, object] = {"simulator": simulator, "top": toplevel, **parameters, "split": 0,
+                                   **({"lenient": True} if lenient else {})}
     if waves:
         settings["waves"] = True
     stamp_file = bdir / "axhw_build.stamp"
@@ -142,7 +146,8 @@ def build_design(
                 # Verilator: one translation unit. Large designs (the 16-bit array) are otherwise split into
                 # parallel builds whose precompiled-header rule the PyPI wheel breaks (empty
                 # CFG_CXXFLAGS_PCH_I: "c++: error: Vtop__pch.h.fast: linker input file not found").
-                build_args=["--output-split", "0"] if simulator == "verilator" else [],
+                build_args=(["--output-split", "0", *(["-Wno-fatal", "-Wno-lint", "-Wno-style"] if lenient else [])]
+                            if simulator == "verilator" else []),
                 timescale=("1ns", "1ps"),
                 log_file=bdir / "build.log",
             )
@@ -254,7 +259,7 @@ def run_pe(
         result.error = f"fan-in {layer.weight.shape[1]} exceeds max_fan_in={acfg.max_fan_in}"
         return result
     bdir, result.build_seconds = build_design(generate_pe(acfg), acfg.pe_id, simulator, "pe", {},
-                                              build_root=build_root)
+                                              build_root=build_root, lenient=acfg.imported)
     run_dir = bdir / tag
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = run_dir / "summary.json"
@@ -325,7 +330,7 @@ def run_array(
     trace = vcd is not None and simulator == "verilator"
     bdir, result.build_seconds = build_design(generate_array(acfg), acfg.config_id + ("_trace" if trace else ""),
                                               simulator, "array_tb", params, (SIM_DIR / "array_tb.v",), build_root,
-                                              waves=trace)
+                                              waves=trace, lenient=acfg.imported)
     run_dir = bdir / tag
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, text in program.images.items():

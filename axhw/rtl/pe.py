@@ -10,7 +10,10 @@ Designs ``pe`` and ``array`` join :data:`axhw.rtl.generate.DESIGNS`: with a plai
 geometry (:data:`DEFAULT_GEOMETRY`, sized for every network of the paper's Table 1: the largest MLP, MNIST
 784-128-128-10, and LeNet-5). The multiplier
 inside is the existing generator's, with its top module renamed (``mul_drum_k2_s8``, ``mul_exact_s8``) so
-that an exact and an approximate multiplier can coexist in one PE (per-neuron modes, ``dual``).
+that an exact and an approximate multiplier can coexist in one PE (per-neuron modes, ``dual``). A circuit of
+the multiplier library (:class:`~axhw.rtl.imported.ImportedConfig`: the user's Verilog behind the generated
+port adapter, or inside the sign-magnitude wrapper for an unsigned circuit) takes the same place, behind a
+``mul_import_*`` module (``rtl/mul_import.v.j2``); its sources are copied into the design unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
-from axhw.arith.multipliers import DRUM, Exact, SeparableMultiplier
+from axhw.arith.multipliers import DRUM, Exact, Multiplier, SeparableMultiplier
 from axhw.rtl.generate import (
     DESIGNS,
     TEMPLATE_DIR,
@@ -32,18 +35,25 @@ from axhw.rtl.generate import (
     register_design,
     template_environment,
 )
+from axhw.rtl.imported import ImportedConfig
 
 __all__ = [
     "DEFAULT_GEOMETRY",
     "ArrayConfig",
     "Field",
     "Geometry",
+    "PEMultiplier",
     "array_ports",
     "generate_array",
     "generate_pe",
     "multiplier_config",
     "pe_ports",
 ]
+
+#: What a PE multiplies with: a generated multiplier (exact, DRUM-k) or a library circuit.
+PEMultiplier = MultiplierConfig | ImportedConfig
+#: The template entry of a file copied as it is (an imported circuit's sources): its context holds ``text``.
+RAW = ""
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,8 @@ class ArrayConfig:
     """A PE array (or a single PE) to generate.
 
     Attributes:
-        mul: the (approximate) multiplier of every PE, a ``drum`` or ``exact`` :class:`MultiplierConfig`.
+        mul: the (approximate) multiplier of every PE, a ``drum`` or ``exact`` :class:`MultiplierConfig`, or an
+            imported library circuit (:class:`~axhw.rtl.imported.ImportedConfig`, its signed use).
         pes: number of PEs (output neurons computed in parallel).
         max_fan_in: depth of each PE's neuron local memory (and of the lone PE's weight local memory): the
             largest layer fan-in.
@@ -90,7 +101,7 @@ class ArrayConfig:
             its bias (ApproxAnn, Zhang et al. DATE 2015: 1 = approximate, 0 = exact).
     """
 
-    mul: MultiplierConfig
+    mul: PEMultiplier
     pes: int = 16
     max_fan_in: int = 1024
     nbuf_depth: int = 2048
@@ -103,8 +114,9 @@ class ArrayConfig:
     dual: bool = False
 
     def __post_init__(self) -> None:
-        if self.mul.design not in ("drum", "exact"):
-            raise ValueError(f"the PE multiplier must be a 'drum' or 'exact' configuration, got {self.mul.design!r}")
+        if not isinstance(self.mul, ImportedConfig) and self.mul.design not in ("drum", "exact"):
+            raise ValueError(f"the PE multiplier must be a 'drum' or 'exact' configuration or an imported circuit, "
+                             f"got {self.mul.design!r}")
         if not self.mul.signed:
             raise ValueError("the PE array runs signed (two's-complement) networks: use a signed multiplier")
         if not isinstance(self.pes, int) or not 1 <= self.pes <= 256:
@@ -123,6 +135,11 @@ class ArrayConfig:
     def bits(self) -> int:
         """Activation and weight word (the multiplier's operand width)."""
         return self.mul.bits
+
+    @property
+    def imported(self) -> bool:
+        """Whether the PEs multiply with an imported library circuit (its sources are the user's)."""
+        return isinstance(self.mul, ImportedConfig)
 
     @property
     def config_id(self) -> str:
@@ -221,8 +238,9 @@ class ArrayConfig:
         """A validated copy with some fields changed."""
         return replace(self, **changes)
 
-    def approx_model(self) -> SeparableMultiplier:
-        """The Python reference of the PEs' (approximate) multiplier."""
+    def approx_model(self) -> Multiplier:
+        """The Python reference of the PEs' (approximate) multiplier (an imported circuit's: its table or
+        gates, through the sign-magnitude wrapper for an unsigned circuit)."""
         return self.mul.model()
 
     def exact_model(self) -> SeparableMultiplier:
@@ -261,16 +279,28 @@ def multiplier_config(cfg: MultiplierConfig) -> MultiplierConfig:
     return MultiplierConfig("drum", cfg.bits, cfg.k, cfg.signed)
 
 
-def _mul_module(cfg: MultiplierConfig) -> str:
+def _mul_module(cfg: PEMultiplier) -> str:
     return f"mul_{cfg.config_id}"
 
 
-def _mul_files(cfg: MultiplierConfig) -> list[tuple[str, str, dict[str, object]]]:
+def _imported_what(cfg: ImportedConfig) -> str:
+    wrap = "the sign-magnitude wrapper around the unsigned " if cfg.variant == "signed" else "the signed "
+    return f"{wrap}{cfg.info.top}, sources sha256 {cfg.info.source_hash[:16]}"
+
+
+def _mul_files(cfg: PEMultiplier) -> list[tuple[str, str, dict[str, object]]]:
     top = _mul_module(cfg)
+    if isinstance(cfg, ImportedConfig):
+        ctx: dict[str, object] = {"module": top, "inner": cfg.top, "name": cfg.info.name, "bits": cfg.bits,
+                                  "pbits": 2 * cfg.bits, "what": _imported_what(cfg)}
+        raw: list[tuple[str, str, dict[str, object]]] = [(n, RAW, {"text": t}) for n, t in cfg.rtl_files().items()]
+        return [(f"{top}.v", "mul_import.v.j2", ctx), *raw]
     return drum_files(cfg, top) if cfg.design == "drum" else exact_files(cfg, top)
 
 
-def _mul_desc(cfg: MultiplierConfig) -> str:
+def _mul_desc(cfg: PEMultiplier) -> str:
+    if isinstance(cfg, ImportedConfig):
+        return f"imported circuit {cfg.info.name}: {_imported_what(cfg)}"
     model = cfg.model()
     return f"{model!r}" if isinstance(model, DRUM) else f"exact signed {cfg.bits}x{cfg.bits}"
 
@@ -320,7 +350,7 @@ def pe_files(acfg: ArrayConfig, weight_store: bool = False) -> list[tuple[str, s
     if not weight_store:
         files.append(_mem("pe_wlm", "PE weight local memory (one output neuron's weights)", bits, acfg.max_fan_in,
                           True, None, ctx))
-    muls = [acfg.mul]
+    muls: list[PEMultiplier] = [acfg.mul]
     if acfg.dual and acfg.mul.design != "exact":
         muls.append(MultiplierConfig("exact", bits, None, True))
     for m in muls:
@@ -394,7 +424,7 @@ def _render(files: list[tuple[str, str, dict[str, object]]], template_dir: Path)
     env = template_environment(Path(template_dir))
     out: dict[str, str] = {}
     for name, tmpl, ctx in files:
-        text = env.get_template(tmpl).render(**ctx)
+        text = str(ctx["text"]) if tmpl == RAW else env.get_template(tmpl).render(**ctx)
         if name in out and out[name] != text:
             raise ValueError(f"two different modules would be written to {name}: module names collide")
         out[name] = text
@@ -407,15 +437,24 @@ def generate_pe(acfg: ArrayConfig, template_dir: Path = TEMPLATE_DIR) -> dict[st
     >>> sorted(generate_pe(ArrayConfig(MultiplierConfig("exact", 8), max_fan_in=64)))[:3]
     ['clock_gate.v', 'mul_exact_s8.v', 'pe.v']
     """
-    files = _render(pe_files(acfg), template_dir)
-    check_files(files, "pe", pe_ports(acfg), what="design 'pe'")
+    entries = pe_files(acfg)
+    files = _render(entries, template_dir)
+    check_files(_generated_only(files, entries), "pe", pe_ports(acfg), what="design 'pe'")
     return files
+
+
+def _generated_only(files: dict[str, str], entries: list[tuple[str, str, dict[str, object]]]) -> dict[str, str]:
+    """The rendered files without the copied ones (an imported circuit's sources are the user's: several
+    modules per file, their own style; the import checked them)."""
+    raw = {name for name, tmpl, _ in entries if tmpl == RAW}
+    return {n: t for n, t in files.items() if n not in raw}
 
 
 def generate_array(acfg: ArrayConfig, template_dir: Path = TEMPLATE_DIR) -> dict[str, str]:
     """Render, parse and port-check the array (top ``pe_array``); memory images: :mod:`axhw.rtl.program`."""
-    files = _render(array_files(acfg), template_dir)
-    check_files(files, "pe_array", array_ports(acfg), what="design 'array'")
+    entries = array_files(acfg)
+    files = _render(entries, template_dir)
+    check_files(_generated_only(files, entries), "pe_array", array_ports(acfg), what="design 'array'")
     return files
 
 

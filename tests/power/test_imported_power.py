@@ -201,3 +201,36 @@ def test_quick_report_with_an_imported_mode(library: Path, tmp_path: Path) -> No
         pts = [p for p in net["points"] if p["mode"] == "otrunc8u"]
         assert all(p["compute_w"] == c["measured"]["total_w"] for p in pts)
     assert "| otrunc8u |" in (out / "power.md").read_text()
+
+
+@pytest.mark.slow
+def test_accelerator_energy_of_an_array_of_imported_circuits(library: Path, tmp_path: Path) -> None:
+    """The whole array with otrunc8u (inside its sign-magnitude wrapper) in every PE: synthesized, run at gate
+    level (Verilator) bit for bit against forward_int, and its multipliers' cells (the user's modules
+    flattened into the PE's mul_import_* module) priced as the multipliers unit."""
+    from axhw.arith.fixedpoint import FixedPoint
+    from axhw.golden.network import IntLinear, IntReLU, QuantizedNetwork
+    from axhw.power.accel.energy import AccelConfig, accelerator_energy, array_for
+    from axhw.power.accel.sim import leaf_cells, unit_of
+
+    g = torch.Generator().manual_seed(0)
+
+    def lin(i: int, o: int, last: bool) -> IntLinear:
+        return IntLinear(weight=torch.randint(-128, 128, (o, i), generator=g),
+                         bias=torch.randint(-2000, 2000, (o,), generator=g), act_fmt=FixedPoint(8, 6),
+                         weight_fmt=FixedPoint(8, 6), acc_fmt=FixedPoint(32, 12),
+                         out_fmt=None if last else FixedPoint(8, 6))
+
+    qnet = QuantizedNetwork([lin(8, 6, False), IntReLU(), lin(6, 3, True)])
+    x = torch.randint(-128, 128, (2, 8), generator=g)
+    cfg = AccelConfig(pes=2, samples=2, engine="verilator", cache_root=tmp_path / "store")
+    e = accelerator_energy(qnet, x, "otrunc8u", cfg)
+    assert e.activity["mismatches"] == 0 and e.activity["outputs_compared"] == 2 * (6 + 3)
+    synth, acfg = array_for(qnet, x, "otrunc8u", cfg)
+    assert acfg.imported and acfg.approx_model().name == "otrunc8u"
+    mods = {c.module for c in leaf_cells(synth)}
+    (mul,) = [m for m in mods if m.startswith("mul_import_otrunc8u_signed_")]
+    assert unit_of(mul) == "multipliers" and not any(m.startswith(("otrunc8u", "axhw_sm_")) for m in mods)
+    assert e.logic_j["multipliers"] > 0
+    k2 = accelerator_energy(qnet, x, "K2", cfg)
+    assert k2.activity["mismatches"] == 0 and k2.logic_j["multipliers"] != e.logic_j["multipliers"]

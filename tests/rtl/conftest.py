@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from axhw.golden.network import QuantizedNetwork
 from axhw.rtl.simulators import SIMULATORS, SimulatorInfo, simulator_info
 
 #: Yosys cell types that hold state without a clock edge, as ``synth`` leaves them: after techmapping the
@@ -121,3 +123,15 @@ def icarus() -> str:
     """``"icarus"``, with the same skip-or-fail policy (for sweeps too large for Verilator's ~10 s builds)."""
     require_simulator("icarus")
     return "icarus"
+
+
+@pytest.fixture(scope="session")
+def bc(tmp_path_factory: pytest.TempPathFactory) -> tuple[QuantizedNetwork, torch.Tensor]:
+    """A BP-trained breast-cancer MLP (3 epochs) and its quantized test inputs."""
+    from axhw import data
+    from axhw.training.trainer import TrainConfig, load_checkpoint, quantized_from_checkpoint, train
+
+    out = tmp_path_factory.mktemp("bc")
+    train(TrainConfig(dataset="breast_cancer", method="bp", epochs=3), out, progress=False)
+    qnet = quantized_from_checkpoint(load_checkpoint(out / "checkpoint.pt"))
+    return qnet, qnet.quantize_input(data.load("breast_cancer", seed=0).x_test)

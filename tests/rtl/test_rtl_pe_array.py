@@ -32,18 +32,6 @@ def small(k: int | None, **kw: object) -> ArrayConfig:
     return ArrayConfig(mul, **{**geo, **kw})  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def bc(tmp_path_factory: pytest.TempPathFactory) -> tuple[QuantizedNetwork, torch.Tensor]:
-    """A BP-trained breast-cancer MLP (3 epochs) and its quantized test inputs."""
-    from axhw import data
-    from axhw.training.trainer import TrainConfig, load_checkpoint, quantized_from_checkpoint, train
-
-    out = tmp_path_factory.mktemp("bc")
-    train(TrainConfig(dataset="breast_cancer", method="bp", epochs=3), out, progress=False)
-    qnet = quantized_from_checkpoint(load_checkpoint(out / "checkpoint.pt"))
-    return qnet, qnet.quantize_input(data.load("breast_cancer", seed=0).x_test)
-
-
 def assert_ok(r: NetCheckResult) -> None:
     assert r.ok, r.describe()
 

@@ -58,8 +58,7 @@ from axhw.power.flow.synth import SynthConfig
 from axhw.power.flow.templates import render
 from axhw.power.flow.tools import find_toolchain
 from axhw.power.sram_energy import SRAMTechnology, leakage_per_bit_w, read_energy_per_bit_j
-from axhw.rtl.generate import MultiplierConfig
-from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig
+from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig, PEMultiplier
 from axhw.rtl.program import NetworkDoesNotFit, compile_network
 
 __all__ = ["UNITS", "AccelConfig", "AccelEnergy", "accelerator_energy", "array_for", "cell_energies", "clock_energies",
@@ -119,7 +118,7 @@ class AccelConfig:
         return Path(self.cache_root) if self.cache_root is not None else cache_dir("power", "accel")
 
 
-def fit_array(mul: MultiplierConfig, qnet: QuantizedNetwork, pes: int = 16,
+def fit_array(mul: PEMultiplier, qnet: QuantizedNetwork, pes: int = 16,
               input_shape: tuple[int, ...] | None = None) -> ArrayConfig:
     """The smallest array of ``pes`` PEs whose memories hold ``qnet`` (depths grown as the compiler asks).
 
@@ -344,12 +343,11 @@ def accelerator_energy(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, c
 
 
 def fitted_array(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, pes: int) -> ArrayConfig:
-    """:func:`fit_array` for multiplier ``mode`` (``exact``, ``K1``..``K4``, ``drum<k>``) and the inputs' shape."""
+    """:func:`fit_array` for multiplier ``mode`` (``exact``, ``K1``..``K4``, ``drum<k>``, or an imported library
+    circuit: its signed use, as the PE instantiates it) and the inputs' shape."""
     from axhw.power.multiplier.compute import mode_config
 
     mcfg = mode_config(mode, qnet.layers[0].act_fmt.bits)
-    if not isinstance(mcfg, MultiplierConfig):
-        raise ValueError(f"mode {mode!r}: the array instantiates generated multipliers only (exact, DRUM)")
     shape = tuple(x_int.shape[1:]) if x_int.dim() == 4 else None  # a conv network's (C, H, W)
     return fit_array(mcfg, qnet, pes, shape)
 

@@ -29,7 +29,7 @@ from axhw.power.flow.templates import template_text
 from axhw.power.flow.tools import file_sha256, find_toolchain
 from axhw.power.multiplier.operands import OperandStream, capture_operands
 from axhw.rtl.generate import MultiplierConfig
-from axhw.rtl.imported import ImportedConfig
+from axhw.rtl.imported import ImportedConfig, imported_config
 
 __all__ = ["ComputePower", "imported_config", "measure_stream", "measurement_key", "mode_config", "net_toggles",
            "network_compute_power"]
@@ -58,25 +58,6 @@ def mode_config(mode: str, bits: int, signed: bool = True) -> MultiplierConfig |
                         " (or an imported circuit: axhw multipliers import FILE.v --top MODULE --bits N)"))
 
 
-def imported_config(name: str, bits: int | None = None, signed: bool = True) -> ImportedConfig:
-    """The configuration of library circuit ``name`` that a PE instantiates (see :func:`mode_config`).
-
-    ``bits`` (when given) must be the circuit's width; only signed use is synthesized (networks are signed;
-    an unsigned circuit used unsigned would be its ``raw`` variant, which :func:`imported_configs` also has).
-    """
-    from axhw.arith import library
-    from axhw.rtl.imported import imported_configs
-
-    info = library.circuit_info(name)
-    if bits is not None and bits != info.bits:
-        raise ValueError(f"circuit {name!r} is a {info.bits}-bit multiplier, not {bits}-bit: "
-                         f"use it at {info.bits} bits")
-    cfgs = {c.variant: c for c in imported_configs(name)}
-    if not signed:
-        if info.signed:
-            raise ValueError(f"circuit {name!r} is signed: it has no unsigned use")
-        return cfgs["raw"]
-    return cfgs["raw" if info.signed else "signed"]
 
 
 @dataclass(frozen=True)
