@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     from axhw.data.registry import APPLICATIONS
 
     power = subparsers.add_parser("power", help="synthesis, activity-based power and minimum-power search")
-    sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,summary,synth,accel}")
+    sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,summary,synth,accel,explore}")
     rep = sub.add_parser("report", help="minimum-power configuration of BP vs AxTrain (Fig. 9)")
     rep.add_argument("--dataset", choices=sorted(APPLICATIONS), default=None,
                      help="application: train its BP and AxTrain networks and compare them (this or --network)")
@@ -143,6 +143,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     syn.add_argument("--quiet", action="store_true", help="no progress output")
     syn.set_defaults(func=main_synth)
     _add_accel(sub)
+    _add_explore(sub)
     return power
 
 
@@ -158,8 +159,8 @@ def _add_accel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                      help="with --report: also the minimum accelerator-energy configuration of BP and the single "
                           "AxTrain network under the report's accuracy floor")
     acc.add_argument("--multiplier", dest="modes", nargs="+", default=["exact", "K4", "K3", "K2", "K1"],
-                     metavar="NAME", help="multipliers of the array, the names train takes: exact, K1..K4, drum<k> "
-                                          "(default exact K4 K3 K2 K1)")
+                     metavar="NAME", help="multipliers of the array, the names train takes: exact, K1..K4, drum<k>, "
+                                          "imported circuits (default exact K4 K3 K2 K1)")
     acc.add_argument("--modes", dest="modes", nargs="+", help=argparse.SUPPRESS)  # old name
     acc.add_argument("--voltages", type=float, nargs="+", default=[1100.0, 850.0, 660.0, 400.0], metavar="MV",
                      help="SRAM supplies of the parameter buffers (default 1100 850 660 400)")
@@ -172,6 +173,75 @@ def _add_accel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     acc.add_argument("--out", type=Path, required=True, help="output folder: accel.json, accel.md (required)")
     acc.add_argument("--quiet", action="store_true", help="no progress output")
     acc.set_defaults(func=main_accel)
+
+
+def _add_explore(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``power explore``: a folder of circuits, BP and per-target AxTrain, the Pareto fronts."""
+    from axhw.data.registry import APPLICATIONS
+
+    ex = sub.add_parser("explore", help="a folder of Verilog multipliers for one network: import them all, BP and "
+                                        "AxTrain fine-tuned per circuit, gate-level energy, the accuracy-energy "
+                                        "Pareto fronts")
+    ex.add_argument("--dataset", choices=sorted(APPLICATIONS), required=True, help="application whose network is trained")
+    ex.add_argument("--circuits", type=Path, required=True, metavar="DIR",
+                    help="folder of Verilog circuits, one per *.v file (top: the module no other instantiates)")
+    ex.add_argument("--bits", type=int, default=8, help="word length of the network and the circuits (default 8)")
+    ex.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    ex.add_argument("--pas-epochs", type=int, default=5, help="AxTrain pas epochs per circuit (default 5)")
+    ex.add_argument("--seed", type=int, default=0, help="seed of training, evaluation and operands (default 0)")
+    ex.add_argument("--limit", type=int, default=None, help="training-sample limit (default: all)")
+    ex.add_argument("--pairs", type=int, default=4096, help="operand pairs simulated per circuit and network (default 4096)")
+    ex.add_argument("--zero-delay", action="store_true", help="gate-level simulation without cell delays")
+    ex.add_argument("--sim", default="icarus", choices=["icarus", "verilator"], help="the imports' simulator")
+    ex.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="where the candidates run: local worker processes or a Ray cluster")
+    ex.add_argument("--workers", type=int, default=None, help="parallel candidates (default: the CPU count; ray: all)")
+    ex.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    ex.add_argument("--work-dir", type=Path, default=None,
+                    help="networks and cached measurements (default: the axhw cache's power/explore)")
+    ex.add_argument("--out", type=Path, required=True, help="output folder: explore.json, explore.md, explore.png")
+    ex.add_argument("--quiet", action="store_true", help="no progress output")
+    ex.set_defaults(func=main_explore)
+
+
+def main_explore(args: argparse.Namespace) -> int:
+    """``axhw power explore``: see :mod:`axhw.power.search.explore`."""
+    import os
+    import tempfile
+
+    from axhw.common.io import atomic_write_json, atomic_write_text
+    from axhw.common.paths import cache_dir
+    from axhw.power.search.explore import ExploreConfig, candidate_files, markdown, plot, run_explore
+
+    try:
+        out = check_out_dir(args.out)
+        work_dir = check_out_dir(args.work_dir if args.work_dir is not None else cache_dir("power", "explore"),
+                                 "--work-dir")
+        if args.address is not None and args.backend != "ray":
+            raise ValueError("--address names a Ray cluster: add --backend ray")
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: give 1 or more")
+        find_toolchain()
+        cfg = ExploreConfig(dataset=args.dataset, circuits=candidate_files(args.circuits), bits=args.bits,
+                            epochs=args.epochs, pas_epochs=args.pas_epochs, seed=args.seed, limit=args.limit,
+                            n_pairs=args.pairs, timing=not args.zero_delay, simulator=args.sim, work_dir=work_dir)
+        result = run_explore(cfg, progress=not args.quiet, backend=args.backend, address=args.address,
+                             workers=args.workers)
+    except (ToolMissing, ValueError, FileNotFoundError) as exc:
+        return _fail(args, exc)
+    print(atomic_write_json(result.as_dict(), out / "explore.json"))
+    text = markdown(result)
+    print(atomic_write_text(text, out / "explore.md"))
+    with tempfile.NamedTemporaryFile(dir=out, suffix=".png", delete=False) as tmp:
+        pass
+    try:
+        plot(result, tmp.name)
+        os.replace(tmp.name, out / "explore.png")
+    finally:
+        Path(tmp.name).unlink(missing_ok=True)
+    print(out / "explore.png")
+    print(text)
+    return 0
 
 
 def _engine_option(parser: argparse.ArgumentParser, flag: str) -> None:
