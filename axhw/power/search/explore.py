@@ -208,6 +208,26 @@ def _candidate(study: Any, mode: str, bp_ck: Path) -> tuple[dict[str, Any], Ledg
         torch.set_num_threads(threads)
 
 
+def _synthesize_all(modes: list[str], bits: int) -> dict[str, str]:
+    """Synthesize (or find cached) every candidate before the workers start, under the study's lock on the
+    synthesis cache (:func:`axhw.power.search.backend._warm_synthesis`: concurrent workers never publish one
+    entry twice); returns the candidates whose synthesis failed, with the first line of why (skipped, not
+    fatal: one odd circuit does not stop the exploration)."""
+    from axhw.common.io import locked
+    from axhw.power.flow.synth import SynthConfig, synthesize
+    from axhw.power.multiplier.compute import mode_config
+
+    sc = SynthConfig()
+    failed: dict[str, str] = {}
+    with locked(Path(sc.cache_dir) / ".study-workers.lock"):
+        for mode in dict.fromkeys(("exact", *modes)):
+            try:
+                synthesize(mode_config(mode, bits), sc)
+            except (RuntimeError, ValueError) as exc:
+                failed[mode] = str(exc).splitlines()[0][:300]
+    return failed
+
+
 @dataclass
 class ExploreResult:
     """What :func:`run_explore` found (``explore.json``)."""
@@ -230,7 +250,7 @@ def run_explore(cfg: ExploreConfig, progress: bool = True, backend: Literal["loc
     """Import, train, measure every candidate and find the fronts (see the module docstring)."""
     from tqdm.auto import tqdm
 
-    from axhw.power.search.backend import _warm_synthesis, merge_ledger
+    from axhw.power.search.backend import merge_ledger
     from axhw.power.search.study import check_modes
     from axhw.training.sweep import run_parallel
     from axhw.training.trainer import train_cached
@@ -251,7 +271,14 @@ def run_explore(cfg: ExploreConfig, progress: bool = True, backend: Literal["loc
     todo = [m for m in modes if cache.get("explore-point", _point_payload(study, m, bp_ck)) is None]
     if todo:  # shared work before the candidates fan out: the act phase and the synthesized netlists
         TargetNetworks(study.train_config("axtrain", cfg.seed), root, ledger, progress=progress).act()
-        _warm_synthesis(study)
+        failed = _synthesize_all(todo, cfg.bits)
+        if "exact" in failed:
+            raise ValueError(f"the exact multiplier does not synthesize: {failed['exact']}")
+        for rec in imports:
+            if rec.get("name") in failed:
+                rec.update(status="skipped", reason=f"synthesis failed: {failed[rec['name']]}")
+        modes = tuple(m for m in modes if m not in failed)
+        study = cfg.study(modes)
     points: dict[str, dict[str, Any]] = {}
     jobs = [(study, m, bp_ck) for m in modes]
     parallel = (backend, workers if todo else 1)
