@@ -196,13 +196,16 @@ def _candidate(study: Any, mode: str, bp_ck: Path) -> tuple[dict[str, Any], Ledg
         nets = TargetNetworks(study.train_config("axtrain", study.seed), root, ledger)
         ax_ck = nets.checkpoint(mode, NOMINAL_MV)
         point: dict[str, Any] = {"mode": mode}
-        for method, ck in (("bp", bp_ck), ("axtrain", ax_ck)):
-            val = meas.accuracy(ck, mode, NOMINAL_MV, study.seed, study.selection_split)
-            test = meas.accuracy(ck, mode, NOMINAL_MV, study.seed, "test")
-            power = meas.compute(ck, mode, study.seed, f"{study.dataset}/{method}")
-            point[method] = {"val_accuracy": val["accuracy_mean"], "test_accuracy": test["accuracy_mean"],
-                             "energy_pj": power["measured"]["energy_pj"], "area_um2": power["area_um2"],
-                             "checkpoint": str(ck)}
+        try:
+            for method, ck in (("bp", bp_ck), ("axtrain", ax_ck)):
+                val = meas.accuracy(ck, mode, NOMINAL_MV, study.seed, study.selection_split)
+                test = meas.accuracy(ck, mode, NOMINAL_MV, study.seed, "test")
+                power = meas.compute(ck, mode, study.seed, f"{study.dataset}/{method}")
+                point[method] = {"val_accuracy": val["accuracy_mean"], "test_accuracy": test["accuracy_mean"],
+                                 "energy_pj": power["measured"]["energy_pj"], "area_um2": power["area_um2"],
+                                 "checkpoint": str(ck)}
+        except (RuntimeError, ValueError) as exc:  # a tool failing on one circuit: reported, not cached
+            return {"mode": mode, "error": str(exc).splitlines()[0][:300]}, ledger
         return cache.put("explore-point", payload, point), ledger
     finally:
         torch.set_num_threads(threads)
@@ -287,7 +290,12 @@ def run_explore(cfg: ExploreConfig, progress: bool = True, backend: Literal["loc
             points[modes[i]] = point
             merge_ledger(ledger, part)
             bar.update(1)
-    ordered = [points[m] for m in modes]
+    ordered = [points[m] for m in modes if "error" not in points[m]]
+    for m in modes:
+        if "error" in points[m]:
+            for rec in imports:
+                if rec.get("name") == m:
+                    rec.update(status="skipped", reason=f"measurement failed: {points[m]['error']}")
     fronts = {method: pareto_front(ordered, method) for method in ("bp", "axtrain")}
     cost = {**ledger.as_dict(), "wall_s": round(time.monotonic() - t0, 1), "candidates": len(modes),
             "candidates_measured": len(todo)}
