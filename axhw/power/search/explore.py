@@ -7,7 +7,8 @@ what AxTrain buys on each, without one ``power report`` per circuit. For every V
 1. **Import** it into the multiplier library (:func:`axhw.rtl.imported.import_circuit`: exhaustive table up
    to 8 bits, gates checked against simulation above). The top module is the file's module that no other
    instantiates (the file's stem where several qualify); the signedness is the one whose reading is sensible
-   (signed first; a circuit the signed reading calls unsigned is imported ``--unsigned``). A circuit already in
+   (signed first; a circuit the signed reading calls unsigned is imported ``--unsigned``; one whose readings are
+   both worse than a zero multiplier is still a candidate, read as signed, with a note). A circuit already in
    the library with the same sources is reused; a file that cannot be imported is listed with its one-line
    reason and skipped, never fatal.
 2. **Train** once: BP, and AxTrain's act phase (shared by every candidate).
@@ -136,10 +137,15 @@ def import_candidates(files: tuple[Path, ...], bits: int, simulator: str = "icar
                     import_circuit([f], top, bits, signed=True, simulator=simulator)
                     rec["signed"] = True
                 except CircuitImportError as exc:
-                    if "import it with --unsigned" not in str(exc):
+                    if "import it with --unsigned" in str(exc):
+                        import_circuit([f], top, bits, signed=False, simulator=simulator)
+                        rec["signed"] = False
+                    elif "--accept-error" in str(exc):  # neither reading beats a zero multiplier: a very
+                        # aggressive circuit is still a candidate (its accuracy will say so), read as signed
+                        import_circuit([f], top, bits, signed=True, simulator=simulator, accept_error=True)
+                        rec.update(signed=True, note=str(exc).splitlines()[0][:200])
+                    else:
                         raise
-                    import_circuit([f], top, bits, signed=False, simulator=simulator)
-                    rec["signed"] = False
                 rec["status"] = "imported"
             names.append(top)
         except (ValueError, OSError) as exc:  # CircuitImportError is a ValueError: one line, the file skipped
