@@ -84,7 +84,7 @@ def test_explore_a_folder(toolchain: Toolchain, tmp_path: Path, monkeypatch: pyt
     assert (tmp_path / "out" / "explore.png").stat().st_size > 1000
     md = (tmp_path / "out" / "explore.md").read_text()
     assert "| otrunc8u" in md and "broken.v:" in md
-    assert d["cost"]["candidates_measured"] == 2
+    assert d["cost"]["candidates_measured"] == 2 and d["numerics"]["stamp"]
     capsys.readouterr()
     # a re-run measures and trains nothing, and finds the same points
     assert main(args) == 0

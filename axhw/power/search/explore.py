@@ -250,8 +250,10 @@ class ExploreResult:
     def as_dict(self) -> dict[str, Any]:
         cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.config).items()}
         cfg["circuits"] = [str(p) for p in self.config.circuits]
+        from axhw.common.numerics import describe
+
         return {"config": cfg, "imports": self.imports, "points": self.points, "pareto": self.fronts,
-                "cost": self.cost}
+                "cost": self.cost, "numerics": describe()}  # which numerics code produced it
 
 
 def run_explore(cfg: ExploreConfig, progress: bool = True, backend: Literal["local", "ray"] = "local",
