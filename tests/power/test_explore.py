@@ -85,6 +85,9 @@ def test_explore_a_folder(toolchain: Toolchain, tmp_path: Path, monkeypatch: pyt
     md = (tmp_path / "out" / "explore.md").read_text()
     assert "| otrunc8u" in md and "broken.v:" in md
     assert d["cost"]["candidates_measured"] == 2 and d["numerics"]["stamp"]
+    # BP (3 epochs), act (3 - 1) and one pas phase (1 epoch) per candidate, exact included
+    assert d["cost"]["trainings_run"] == 1 + 1 + 2 and "breast_cancer/s0/bp" in d["cost"]["trained"]
+    assert d["cost"]["epochs_trained"] == 3 + 2 + 2 * 1
     capsys.readouterr()
     # a re-run measures and trains nothing, and finds the same points
     assert main(args) == 0

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from axhw.arith.sram import NOMINAL_MV
-from axhw.power.search.targets import Ledger, ResultCache, TargetNetworks, file_digest
+from axhw.power.search.targets import Ledger, ResultCache, TargetNetworks, file_digest, is_finished
 
 __all__ = ["ExploreConfig", "candidate_files", "import_candidates", "pareto_front", "run_explore", "top_module"]
 
@@ -277,7 +277,11 @@ def run_explore(cfg: ExploreConfig, progress: bool = True, backend: Literal["loc
     ledger = Ledger()
     root = Path(cfg.work_dir) / cfg.dataset / f"s{cfg.seed}"
     bp_cfg = study.train_config("bp", cfg.seed)
-    bp_ck = train_cached(bp_cfg, root / f"bp-e{cfg.epochs}-b{cfg.bits}", resume=True, progress=progress)
+    bp_dir = root / f"bp-e{cfg.epochs}-b{cfg.bits}"
+    bp_trained = not is_finished(bp_dir, bp_cfg)
+    bp_ck = train_cached(bp_cfg, bp_dir, resume=True, progress=progress)
+    ledger.note(f"{cfg.dataset}/s{cfg.seed}/bp", trained=bp_trained)
+    ledger.epochs_trained += cfg.epochs if bp_trained else 0
     cache = ResultCache(Path(cfg.work_dir) / "results")
     todo = [m for m in modes if cache.get("explore-point", _point_payload(study, m, bp_ck)) is None]
     if todo:  # shared work before the candidates fan out: the act phase and the synthesized netlists
