@@ -153,6 +153,9 @@ def resolve_multiplier(args: argparse.Namespace, imported: bool = False) -> None
     from axhw.arith import library
     from axhw.arith.multipliers import K_PRESETS
 
+    if getattr(args, "multiplier_resolved", False):  # already done (generate resolves, then builds the array)
+        return
+    args.multiplier_resolved = True
     name, design = args.multiplier, args.design
     if name is None:
         if design is None:

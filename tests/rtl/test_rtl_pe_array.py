@@ -179,6 +179,10 @@ def test_cli_generate_array_with_network(tmp_path: Path, bc: tuple[QuantizedNetw
                               str(tmp_path / "net.pt"), "--out", str(tmp_path / "rtl")])
     assert args.func(args) == 0
     assert (tmp_path / "rtl" / "array_wbuf.hex").is_file()
+    args = parser.parse_args(["rtl", "generate", "--design", "array", "--multiplier", "K2", "--network",
+                              str(tmp_path / "net.pt"), "--out", str(tmp_path / "rtl_k2")])
+    assert args.func(args) == 0  # the name train takes (it was resolved twice and refused as '--k and --multiplier')
+    assert "mul_drum_k2_s8" in (tmp_path / "rtl_k2" / "pe.v").read_text()
     args = parser.parse_args(["rtl", "generate", "--design", "array", "--max-fan-in", "16", "--network",
                               str(tmp_path / "net.pt"), "--out", str(tmp_path / "bad")])
     assert args.func(args) == 2
