@@ -89,7 +89,9 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--ports", default=None, help="port map a=A,b=B,p=O (a: activation, b: weight, p: product; "
                                                     "default: a/A, b/B, p/P/o/O/y/Y)")
     imp.add_argument("--name", default=None, help="library name (default: the top module)")
-    imp.add_argument("--sim", default="icarus", choices=["icarus", "verilator"], help="simulator (default icarus)")
+    imp.add_argument("--sim", default=None, choices=["icarus", "verilator"],
+                     help="simulator (default: icarus up to 8 bits; verilator above when installed, 10**7 pairs "
+                          "take it under a minute)")
     imp.add_argument("--force", action="store_true", help="replace an imported circuit of the same name")
     imp.add_argument("--pairs", dest="import_pairs", type=int, default=None,
                      help="wider than 8 bits: random operand pairs the compiled gates are checked on against the "
@@ -121,10 +123,12 @@ def _add_multipliers(sub: argparse._SubParsersAction) -> None:
 
     def run_import(args: argparse.Namespace) -> int:
         from axhw.rtl.imported import ImportTerminated, import_circuit
+        from axhw.rtl.wide_import import default_simulator
 
         try:
+            sim = args.sim or default_simulator(args.import_bits)
             res = import_circuit(args.files, args.top, args.import_bits, not args.import_unsigned, args.ports,
-                                 args.name, args.sim, args.force, accept_error=args.accept_error,
+                                 args.name, sim, args.force, accept_error=args.accept_error,
                                  pairs=args.import_pairs)
         except ImportTerminated:
             print("axhw multipliers import: terminated by SIGTERM; nothing imported, temporary files removed",

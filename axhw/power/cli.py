@@ -192,7 +192,8 @@ def _add_explore(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ex.add_argument("--limit", type=int, default=None, help="training-sample limit (default: all)")
     ex.add_argument("--pairs", type=int, default=4096, help="operand pairs simulated per circuit and network (default 4096)")
     ex.add_argument("--zero-delay", action="store_true", help="gate-level simulation without cell delays")
-    ex.add_argument("--sim", default="icarus", choices=["icarus", "verilator"], help="the imports' simulator")
+    ex.add_argument("--sim", default=None, choices=["icarus", "verilator"],
+                    help="the imports' simulator (default: icarus up to 8 bits, verilator above when installed)")
     ex.add_argument("--backend", choices=("local", "ray"), default="local",
                     help="where the candidates run: local worker processes or a Ray cluster")
     ex.add_argument("--workers", type=int, default=None, help="parallel candidates (default: the CPU count; ray: all)")

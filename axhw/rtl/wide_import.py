@@ -28,8 +28,8 @@ from axhw.arith.gates import GateMultiplier, GateNetlist
 from axhw.arith.library import CircuitInfo
 from axhw.arith.multipliers import ErrorStats, error_stats
 
-__all__ = ["CHECK_PAIRS", "MAX_WIDE_BITS", "STATS_SAMPLES", "check_pairs", "corner_words", "import_wide",
-           "simulate_pairs", "verify_netlist"]
+__all__ = ["CHECK_PAIRS", "MAX_WIDE_BITS", "STATS_SAMPLES", "check_pairs", "corner_words", "default_simulator",
+           "import_wide", "simulate_pairs", "verify_netlist"]
 
 #: The widest circuit imported (16 x 16: the widths published libraries ship; products and K-sums fit int64).
 MAX_WIDE_BITS = 16
@@ -38,6 +38,15 @@ CHECK_PAIRS = 10_000_000
 #: Seeded uniform operand pairs the error statistics are sampled on.
 STATS_SAMPLES = 1_000_000
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def default_simulator(bits: int) -> str:
+    """The import's simulator when none is named: Icarus up to 8 bits (65,536 pairs in about a second, no
+    build), Verilator above when it is installed (10**7 pairs of a 16-bit circuit: 41 s against about 23
+    minutes under Icarus, measured on the 2-core machine)."""
+    from axhw.rtl.simulators import simulator_info
+
+    return "verilator" if bits > 8 and simulator_info("verilator").available else "icarus"
 
 
 def corner_words(bits: int) -> np.ndarray:

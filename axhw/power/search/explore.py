@@ -56,7 +56,8 @@ class ExploreConfig:
         val_fraction: held-out share of the training samples the front is chosen on.
         n_pairs: operand pairs simulated per (network, circuit) for the gate-level energy.
         timing: simulate with cell delays (glitches counted).
-        simulator: the import's simulator (``icarus`` or ``verilator``).
+        simulator: the import's simulator (``icarus`` or ``verilator``; None: Icarus up to 8 bits, Verilator
+            above when installed, :func:`axhw.rtl.wide_import.default_simulator`).
         work_dir: networks, cached measurements and points.
     """
 
@@ -70,7 +71,7 @@ class ExploreConfig:
     val_fraction: float = 0.2
     n_pairs: int = 4096
     timing: bool = True
-    simulator: str = "icarus"
+    simulator: str | None = None
     batch_size: int = 32
     work_dir: Path = Path("build/power/explore")
 
@@ -110,13 +111,15 @@ def top_module(path: Path) -> str:
                      "or name the file after its top module")
 
 
-def import_candidates(files: tuple[Path, ...], bits: int, simulator: str = "icarus"
+def import_candidates(files: tuple[Path, ...], bits: int, simulator: str | None = None
                       ) -> tuple[list[str], list[dict[str, Any]]]:
     """Import every file (see the module docstring); returns the library names of the usable circuits, in file
     order, and one record per file (name, top, signedness, ``imported``/``reused``/``skipped`` and why)."""
     from axhw.arith import library
     from axhw.rtl.imported import CircuitImportError, import_circuit
+    from axhw.rtl.wide_import import default_simulator
 
+    simulator = simulator or default_simulator(bits)
     names: list[str] = []
     records: list[dict[str, Any]] = []
     for f in files:
