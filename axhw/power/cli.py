@@ -195,7 +195,7 @@ def _add_explore(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ex.add_argument("--sim", default=None, choices=["icarus", "verilator"],
                     help="the imports' simulator (default: icarus up to 8 bits, verilator above when installed)")
     ex.add_argument("--backend", choices=("local", "ray"), default="local",
-                    help="where the candidates run: local worker processes or a Ray cluster")
+                    help="where the candidates run: local worker processes or a Ray cluster (default local)")
     ex.add_argument("--workers", type=int, default=None, help="parallel candidates (default: the CPU count; ray: all)")
     ex.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     ex.add_argument("--work-dir", type=Path, default=None,

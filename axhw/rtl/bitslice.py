@@ -11,7 +11,7 @@ latches: the evaluator has no state), combinational loops (no topological order)
 product bits, ports of the wrong width, and anything Yosys cannot read.
 
 The compiled netlist is not trusted on its own: the import checks it against a simulation of the original
-Verilog (:func:`axhw.rtl.imported.verify_netlist`), and against the exhaustive table where one exists.
+Verilog (:func:`axhw.rtl.wide_import.verify_netlist`), and against the exhaustive table where one exists.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from axhw.arith.gates import ARITY, GateNetlist
+from axhw.arith.netlist import ARITY, GateNetlist
 
 __all__ = ["YOSYS_CELLS", "compile_circuit", "gates_against_table", "netlist_from_yosys_json"]
 
@@ -40,7 +40,7 @@ _SEQUENTIAL = ("$_DFF", "$_SDFF", "$_DFFE", "$_SDFFE", "$_SDFFCE", "$_ALDFF", "$
 
 
 def _error(msg: str) -> Exception:
-    from axhw.rtl.imported import CircuitImportError
+    from axhw.rtl.import_steps import CircuitImportError
 
     return CircuitImportError(msg)
 
@@ -133,7 +133,7 @@ def compile_circuit(sources: Sequence[tuple[str, bytes]], top: str, bits: int, p
     Raises:
         CircuitImportError: no Yosys, Yosys failed, or the circuit is refused (see the module docstring).
     """
-    from axhw.rtl.imported import _exec, _first_error
+    from axhw.rtl.import_steps import exec_step, first_error
 
     exe = shutil.which("yosys")
     if exe is None:
@@ -149,9 +149,9 @@ def compile_circuit(sources: Sequence[tuple[str, bytes]], top: str, bits: int, p
     script.write_text(f"read_verilog {quoted}\nhierarchy -check -top {top}\nproc\nflatten\nopt -full\ntechmap\nopt\n"
                       f"abc -g {ABC_GATES}\nopt_clean -purge\n"
                       "write_json bitslice.json\n")
-    rc, log = _exec([exe, "-q", "-s", script.name], workdir, "yosys (compiling the circuit into gates)")
+    rc, log = exec_step([exe, "-q", "-s", script.name], workdir, "yosys (compiling the circuit into gates)")
     if rc != 0:
-        raise _error(f"yosys could not compile {top!r} into gates: {_first_error(log)}")
+        raise _error(f"yosys could not compile {top!r} into gates: {first_error(log)}")
     data = json.loads((workdir / "bitslice.json").read_text())
     return netlist_from_yosys_json(data, top, bits, ports)
 

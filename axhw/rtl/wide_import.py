@@ -78,7 +78,7 @@ def _hex_columns(words: np.ndarray, digits: int) -> np.ndarray:
 
 def _read_words(data: bytes, n: int, columns: int, pbits: int, top: str, simulator: str) -> np.ndarray:
     """The ``(n, columns)`` product words of the testbench's output (fixed-width hex lines)."""
-    from axhw.rtl.imported import CircuitImportError
+    from axhw.rtl.import_steps import CircuitImportError
 
     d = -(-pbits // 4)
     width = columns * (d + 1)
@@ -111,7 +111,7 @@ def simulate_pairs(sources: Sequence[tuple[str, bytes]], top: str, bits: int, si
         ``(raw, wrapped, seconds)``: the circuit's product words, the sign-magnitude wrapper's words for an
         unsigned circuit (else ``None``), and the wall time of compile plus run.
     """
-    from axhw.rtl.imported import run_testbench
+    from axhw.rtl.import_steps import run_testbench
 
     d = -(-bits // 4)
     lines = np.empty((aw.shape[0], 2 * d + 2), dtype=np.uint8)
@@ -138,7 +138,7 @@ def verify_netlist(netlist: GateNetlist, sources: Sequence[tuple[str, bytes]], t
     Raises:
         CircuitImportError: a product differs (naming the first pair and the two words).
     """
-    from axhw.rtl.imported import CircuitImportError
+    from axhw.rtl.import_steps import CircuitImportError
 
     bits = netlist.bits
     aw, bw = check_pairs(bits, pairs, seed)
@@ -192,10 +192,10 @@ def import_wide(sources: Sequence[tuple[str, bytes]], top: str, bits: int, signe
     from axhw import __version__
     from axhw.arith.verification import record_imported
     from axhw.rtl.bitslice import compile_circuit
-    from axhw.rtl.imported import _SIGNALS, CircuitImportError, _tempdir, combinational_loop, refuse_reading
+    from axhw.rtl.import_steps import SIGNALS, CircuitImportError, combinational_loop, refuse_reading, tempdir
     from axhw.rtl.simulators import simulator_info
 
-    with _tempdir("axhw-import-") as tmp:
+    with tempdir("axhw-import-") as tmp:
         (tmp / "src").mkdir()
         for fname, data in sources:
             (tmp / "src" / fname).write_bytes(data)
@@ -227,7 +227,7 @@ def import_wide(sources: Sequence[tuple[str, bytes]], top: str, bits: int, signe
     extra = {"gates": len(netlist.gates), "gate_counts": netlist.counts(), "check_pairs": checked,
              "compile_seconds": round(compile_s, 3), "check_seconds": round(seconds, 3)}
     info = CircuitInfo(**{**draft.__dict__, "stats": {**stats[0].as_dict(), **extra}})
-    with _SIGNALS.deferred(then_raise=False):
+    with SIGNALS.deferred(then_raise=False):
         try:
             path = library.save(info, netlist, list(sources), force)
         except ValueError as exc:

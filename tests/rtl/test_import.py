@@ -21,7 +21,7 @@ from axhw.arith import library
 from axhw.arith.multipliers import error_stats
 from axhw.arith.registry import get_multiplier
 from axhw.arith.verification import coverage
-from axhw.rtl import imported
+from axhw.rtl import import_steps
 from axhw.rtl.imported import (
     CircuitImportError,
     ImportTerminated,
@@ -273,7 +273,7 @@ def test_cli_signedness_flags(lib: Path, icarus: str, capsys: pytest.CaptureFixt
 
 def test_combinational_loop_is_refused_before_simulating(lib: Path, icarus: str, yosys: str, private_tmp: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(imported, "STALL_SECONDS", 20.0)  # the refusal must not come from the watchdog
+    monkeypatch.setattr(import_steps, "STALL_SECONDS", 20.0)  # the refusal must not come from the watchdog
     started: list[list[str]] = []  # commands run through subprocess.Popen (by the import or by version probes)
     real_popen = subprocess.Popen
 
@@ -281,7 +281,7 @@ def test_combinational_loop_is_refused_before_simulating(lib: Path, icarus: str,
         started.append(cmd)
         return real_popen(cmd, *args, **kw)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(imported.subprocess, "Popen", spy)
+    monkeypatch.setattr(import_steps.subprocess, "Popen", spy)
     t0 = time.monotonic()
     with pytest.raises(CircuitImportError, match=r"^loop4 has a combinational loop through t, u_inv\.x "
                                                  r"\(loop4\.v:11, loop4\.v:5\), found by Yosys"):
@@ -297,8 +297,8 @@ def test_combinational_loop_is_refused_before_simulating(lib: Path, icarus: str,
 
 def test_watchdog_stops_a_simulation_that_never_finishes(lib: Path, icarus: str, private_tmp: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(imported, "STALL_SECONDS", 1.0)
-    monkeypatch.setattr(imported, "STEP_TIMEOUT_S", 20.0)  # the cap, should the watchdog fail
+    monkeypatch.setattr(import_steps, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(import_steps, "STEP_TIMEOUT_S", 20.0)  # the cap, should the watchdog fail
     procs: list[subprocess.Popen] = []
     real_popen = subprocess.Popen
 
@@ -306,7 +306,7 @@ def test_watchdog_stops_a_simulation_that_never_finishes(lib: Path, icarus: str,
         procs.append(real_popen(*args, **kw))  # type: ignore[call-overload]
         return procs[-1]
 
-    monkeypatch.setattr(imported.subprocess, "Popen", spy)
+    monkeypatch.setattr(import_steps.subprocess, "Popen", spy)
     t0 = time.monotonic()
     try:
         # A behavioural loop that never ends (Yosys cannot read it, so only the watchdog can stop it).
@@ -331,7 +331,7 @@ def test_watchdog_stops_a_simulation_that_never_finishes(lib: Path, icarus: str,
 
 
 def test_sigterm_during_a_held_step_is_raised_after_it() -> None:
-    from axhw.rtl.imported import _SIGNALS
+    from axhw.rtl.import_steps import SIGNALS as _SIGNALS
 
     # The guard installs itself only over Python's defaults (an application's own handler wins); another
     # test of this session may have left one (Ray installs a SIGTERM handler), so start from the default.

@@ -1,4 +1,4 @@
-"""Bit-sliced evaluation of a gate netlist (:class:`axhw.arith.gates.GateNetlist`), generated C compiled at run time.
+"""Bit-sliced evaluation of a gate netlist (:class:`axhw.arith.netlist.GateNetlist`), generated C compiled at run time.
 
 Why bit slicing: a circuit wider than 8 bits has no table, and simulating its gates one operand pair at a time
 costs ~1,700 operations per product for a 16-bit multiplier. Stored transposed, bit ``i`` of ``L`` operands
@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 
-from axhw.arith.gates import GateNetlist
 from axhw.arith.kernels.build import (
     Header,
     Kernel,
@@ -41,6 +40,7 @@ from axhw.arith.kernels.build import (
     library_path_for,
     pool,
 )
+from axhw.arith.netlist import GateNetlist
 from axhw.common.writable import unwritable_error
 
 __all__ = ["LANES", "BitslicedEvaluator", "c_source", "evaluator"]

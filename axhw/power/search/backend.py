@@ -42,7 +42,7 @@ StudyConfig = Any
 if TYPE_CHECKING:
     from axhw.power.search.measure import Measurer
 
-__all__ = ["merge_ledger", "run_seeds"]
+__all__ = ["measurer", "merge_ledger", "run_seeds"]
 
 
 def merge_ledger(into: Ledger, part: Ledger) -> None:
@@ -55,7 +55,7 @@ def merge_ledger(into: Ledger, part: Ledger) -> None:
         setattr(into, f.name, [*mine, *theirs] if isinstance(mine, list) else mine + theirs)
 
 
-def _measurer(cfg: StudyConfig, ledger: Ledger) -> Measurer:
+def measurer(cfg: StudyConfig, ledger: Ledger) -> Measurer:
     """The study's measurer, as :func:`axhw.power.search.study.run_study` builds it."""
     from axhw.power.search.measure import Measurer
     from axhw.power.search.targets import ResultCache
@@ -91,7 +91,7 @@ def _seed_job(cfg: StudyConfig, seed: int, seed_study: SeedStudy) -> tuple[dict[
     try:  # a single job runs in the driver's process (run_parallel): leave its threads as they were
         _warm_synthesis(cfg)
         ledger = Ledger()
-        return seed_study(cfg, seed, ledger, _measurer(cfg, ledger), False), ledger
+        return seed_study(cfg, seed, ledger, measurer(cfg, ledger), False), ledger
     finally:
         torch.set_num_threads(threads)
 

@@ -189,7 +189,7 @@ def _candidate(study: Any, mode: str, bp_ck: Path) -> tuple[dict[str, Any], Ledg
     """One candidate in a worker: AxTrain's pas for ``mode``, accuracy and energy of both networks on it."""
     import torch
 
-    from axhw.power.search.backend import _measurer
+    from axhw.power.search.backend import measurer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -200,7 +200,7 @@ def _candidate(study: Any, mode: str, bp_ck: Path) -> tuple[dict[str, Any], Ledg
         hit = cache.get("explore-point", payload)
         if hit is not None:
             return hit, ledger
-        meas = _measurer(study, ledger)
+        meas = measurer(study, ledger)
         root = Path(study.work_dir) / study.dataset / f"s{study.seed}"
         nets = TargetNetworks(study.train_config("axtrain", study.seed), root, ledger)
         ax_ck = nets.checkpoint(mode, NOMINAL_MV)
