@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_train.py --out bench/results/train.json
 	$(BIN)/python bench/bench_act.py --out bench/results/act.json
 	$(BIN)/python bench/bench_reproducible.py --out bench/results/reproducible.json
+	$(BIN)/python bench/bench_bitslice.py --out bench/results/bitslice.json
 
 rtl-verify: $(STAMP)
 	$(BIN)/axhw rtl verify-all

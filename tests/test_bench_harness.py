@@ -93,6 +93,7 @@ def test_header_records_threads_load_versions_and_is_json():
 
 def test_benchmarks_use_the_harness():
     bench = _PATH.parent
-    for script in ("bench_matmul.py", "bench_sram.py", "bench_train.py", "bench_reproducible.py"):
+    for script in ("bench_matmul.py", "bench_sram.py", "bench_train.py", "bench_reproducible.py",
+                   "bench_bitslice.py"):
         text = (bench / script).read_text()
         assert "from harness import" in text and "interleaved_times(" in text and "header(" in text, script
