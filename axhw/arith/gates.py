@@ -13,7 +13,12 @@ from axhw.arith.multipliers import Multiplier
 from axhw.arith.netlist import ARITY, OPS, GateNetlist, GateNetlistError
 from axhw.common import taken
 
-__all__ = ["ARITY", "OPS", "GateMultiplier", "GateNetlist", "GateNetlistError"]
+__all__ = ["ARITY", "OPS", "GateMultiplier", "GateNetlist", "GateNetlistError", "signed_values"]
+
+
+def signed_values(words: torch.Tensor, width: int) -> torch.Tensor:
+    """``width``-bit two's-complement words (in ``[0, 2**width)``) as signed values."""
+    return words - ((words >> (width - 1)) << width)
 
 
 class GateMultiplier(Multiplier):
@@ -42,6 +47,7 @@ class GateMultiplier(Multiplier):
         self.netlist = netlist
         self.core_signed = core_signed
         self._name = name
+        self._kernel: tuple[Any] | None = None  # (evaluator or None), looked up once: the lookup hashes the C source
 
     @property
     def name(self) -> str:
@@ -55,9 +61,11 @@ class GateMultiplier(Multiplier):
     def _evaluator(self) -> Any:
         if not self.use_kernel:
             return None
-        from axhw.arith.kernels import bitslice
+        if self._kernel is None:  # the process-wide lookup generates and hashes the netlist's C (~1.5 ms): once
+            from axhw.arith.kernels import bitslice
 
-        return bitslice.evaluator(self.netlist)
+            self._kernel = (bitslice.evaluator(self.netlist),)
+        return self._kernel[0]
 
     @property
     def backend(self) -> str:
@@ -72,9 +80,6 @@ class GateMultiplier(Multiplier):
             return ev.products(aw, bw)
         return self.netlist.evaluate(aw, bw)
 
-    def _signed_value(self, words: torch.Tensor, width: int) -> torch.Tensor:
-        return words - ((words >> (width - 1)) << width)
-
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a = self.check_operands(a, "operand a")
         b = self.check_operands(b, "operand b")
@@ -85,7 +90,7 @@ class GateMultiplier(Multiplier):
             return res.clamp(-(1 << (pb - 1)), (1 << (pb - 1)) - 1)
         mask = (1 << n) - 1
         words = self.core_words(a & mask, b & mask)
-        return self._signed_value(words, pb) if self.signed else words
+        return signed_values(words, pb) if self.signed else words
 
     def acc_bits(self, k: int) -> int:
         """The accumulator width a sum of ``k`` products needs (sign bit included)."""

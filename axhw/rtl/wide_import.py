@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from axhw.arith import library
-from axhw.arith.gates import GateMultiplier, GateNetlist
+from axhw.arith.gates import GateMultiplier, GateNetlist, signed_values
 from axhw.arith.library import CircuitInfo
 from axhw.arith.multipliers import ErrorStats, error_stats
 
@@ -138,36 +138,35 @@ def verify_netlist(netlist: GateNetlist, sources: Sequence[tuple[str, bytes]], t
     Raises:
         CircuitImportError: a product differs (naming the first pair and the two words).
     """
-    from axhw.rtl.import_steps import CircuitImportError
-
     bits = netlist.bits
     aw, bw = check_pairs(bits, pairs, seed)
     raw, wrapped, seconds = simulate_pairs(sources, top, bits, signed, ports, aw, bw, simulator, name)
     core = GateMultiplier(netlist, signed=signed, core_signed=signed, name=name or top)
     ta, tb = torch.from_numpy(aw), torch.from_numpy(bw)
     ours = core.core_words(ta, tb).numpy()
-    bad = np.nonzero(ours != raw)[0]
+    _refuse_difference(ours, raw, aw, bw, f"the gates Yosys compiled from {top} disagree with its simulation",
+                       "gates", "simulation", "; a circuit whose products depend on more than a and b (delays, initial "
+                       "blocks, x values) cannot be compiled: make p a plain combinational function of a and b")
+    if wrapped is not None:
+        model = GateMultiplier(netlist, signed=True, core_signed=False, name=name or top)
+        va, vb = signed_values(ta, bits), signed_values(tb, bits)
+        sm = (model(va, vb) & ((1 << (2 * bits)) - 1)).numpy()
+        _refuse_difference(sm, wrapped, aw, bw, f"the generated sign-magnitude wrapper around {top} disagrees with "
+                           "the Python model", "model", "RTL", "")
+    return int(aw.size), seconds
+
+
+def _refuse_difference(ours: np.ndarray, theirs: np.ndarray, aw: np.ndarray, bw: np.ndarray, what: str,
+                       ours_label: str, theirs_label: str, advice: str) -> None:
+    """Raise :class:`CircuitImportError` naming how many product words differ and the first pair."""
+    from axhw.rtl.import_steps import CircuitImportError
+
+    bad = np.nonzero(ours != theirs)[0]
     if bad.size:
         i = int(bad[0])
         raise CircuitImportError(
-            f"the gates Yosys compiled from {top} disagree with its simulation on {bad.size} of {aw.size} pairs "
-            f"(first: words a={int(aw[i]):#x}, b={int(bw[i]):#x}: simulation {int(raw[i]):#x}, gates {int(ours[i]):#x}); "
-            "a circuit whose products depend on more than a and b (delays, initial blocks, x values) cannot be "
-            "compiled: make p a plain combinational function of a and b")
-    if wrapped is not None:
-        model = GateMultiplier(netlist, signed=True, core_signed=False, name=name or top)
-        half, mask = 1 << (bits - 1), (1 << bits) - 1
-        va = torch.where(ta >= half, ta - (1 << bits), ta)
-        vb = torch.where(tb >= half, tb - (1 << bits), tb)
-        sm = (model(va, vb) & ((1 << (2 * bits)) - 1)).numpy()
-        bad = np.nonzero(sm != wrapped)[0]
-        if bad.size:
-            i = int(bad[0])
-            raise CircuitImportError(
-                f"the generated sign-magnitude wrapper around {top} disagrees with the Python model on {bad.size} "
-                f"pairs (first: words a={int(aw[i]) & mask:#x}, b={int(bw[i]) & mask:#x}: RTL {int(wrapped[i]):#x}, "
-                f"model {int(sm[i]):#x})")
-    return int(aw.size), seconds
+            f"{what} on {bad.size} of {aw.size} pairs (first: words a={int(aw[i]):#x}, b={int(bw[i]):#x}: "
+            f"{theirs_label} {int(theirs[i]):#x}, {ours_label} {int(ours[i]):#x}){advice}")
 
 
 def _sampled_reading(raw: np.ndarray, aw: np.ndarray, bw: np.ndarray, bits: int, signed: bool) -> tuple[float, float]:

@@ -299,9 +299,8 @@ def run_explore(cfg: ExploreConfig, progress: bool = True, backend: Literal["loc
         study = cfg.study(modes)
     points: dict[str, dict[str, Any]] = {}
     jobs = [(study, m, bp_ck) for m in modes]
-    parallel = (backend, workers if todo else 1)
     with tqdm(total=len(jobs), desc=f"{cfg.dataset} candidates ({backend})", disable=not progress) as bar:
-        for i, (point, part) in run_parallel(_candidate, jobs, parallel[0], parallel[1], address):
+        for i, (point, part) in run_parallel(_candidate, jobs, backend, workers if todo else 1, address):
             points[modes[i]] = point
             merge_ledger(ledger, part)
             bar.update(1)
