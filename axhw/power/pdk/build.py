@@ -29,10 +29,11 @@ from axhw.power.pdk.source import PdkSource
 
 __all__ = ["CHARACTERIZER_VERSION", "SUPPORTED_KINDS", "BuildResult", "build", "cache_key", "library_file"]
 
-#: bump when a change to the characterizer changes its numbers (invalidates every cached cell)
-CHARACTERIZER_VERSION = 2
-#: cell kinds the characterizer handles; the others (latch, integrated clock gate) are reported as missing
-SUPPORTED_KINDS = ("comb", "ff", "tie")
+#: per cell kind, bumped when a change to its characterization changes its numbers (invalidates those cells
+#: only: a fix to the flip-flop's program does not throw away the combinational cells)
+CHARACTERIZER_VERSION = {"comb": 2, "ff": 3, "icg": 1, "tie": 2}
+#: cell kinds the characterizer handles; the others (the latch) are reported as missing
+SUPPORTED_KINDS = ("comb", "ff", "icg", "tie")
 
 
 @dataclass
@@ -56,7 +57,7 @@ def library_file(out_dir: Path, voltage: float) -> Path:
 
 
 def cache_key(src: PdkSource, cell: CellSpec, voltage: float, grid: Grid) -> str:
-    parts = {"version": CHARACTERIZER_VERSION, "cell": cell.name, "kind": cell.kind, "inputs": cell.inputs,
+    parts = {"version": CHARACTERIZER_VERSION.get(cell.kind, 0), "cell": cell.name, "kind": cell.kind, "inputs": cell.inputs,
              "outputs": cell.outputs, "clock": cell.clock, "netlist": hashlib.sha256(src.netlist(cell).read_bytes()).hexdigest(),
              "models": src.models_sha256, "voltage": round(voltage, 4), "grid": asdict(grid)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=list).encode()).hexdigest()

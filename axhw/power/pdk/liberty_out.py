@@ -72,6 +72,11 @@ def _header(name: str, voltage: float, slews: Sequence[float], loads: Sequence[f
     return lines
 
 
+def _bare(expr: str) -> str:
+    """A pin name bare (Yosys's dfflibmap wants ``clocked_on : CLK``), any other expression quoted."""
+    return expr if expr.isidentifier() else f'"{expr}"'
+
+
 def _pin_internal(internal: dict[str, Any], slews: Sequence[float], pad: str) -> list[str]:
     lines = [f"{pad}internal_power () {{"]
     if internal.get("related_pin"):
@@ -93,9 +98,11 @@ def _cell(r: dict[str, Any], area: float) -> list[str]:
     for leak in r["leakage"]:
         lines += ["    leakage_power () {", f'      when : "{leak["when"]}";', f"      value : {leak['nw']:.7g};", "    }"]
     if r["kind"] == "ff":
-        lines += ["    ff (IQ, IQN) {", f"      clocked_on : {r['clock']};", f"      next_state : {r['data']};", "    }"]
+        lines += ["    ff (IQ, IQN) {", f"      clocked_on : {_bare(r['clock'])};", f"      next_state : {_bare(r['data'])};",
+                  "    }"]
     if r["kind"] in ("latch", "icg"):
-        lines += ["    latch (IQ, IQN) {", f"      enable : {r['enable']};", f"      data_in : {r['data']};", "    }"]
+        lines += ["    latch (IQ, IQN) {", f"      enable : {_bare(r['enable'])};", f"      data_in : {_bare(r['data'])};",
+                  "    }"]
     for pin, p in r["inputs"].items():
         lines += [f"    pin ({pin}) {{", "      direction : input;",
                   f"      capacitance : {p['capacitance']:.7g};",
@@ -118,7 +125,7 @@ def _cell(r: dict[str, Any], area: float) -> list[str]:
         lines += [f"    pin ({out}) {{", "      direction : output;", f'      function : "{o["function"]}";',
                   f"      max_capacitance : {max(loads):.7g};"]
         if r["kind"] == "icg":
-            lines += ["      clock_gate_out_pin : true;", '      state_function : "CLK&IQ";']
+            lines.append("      clock_gate_out_pin : true;")
         for pin, a in o["arcs"].items():
             lines += ["      timing () {", f'        related_pin : "{pin}";', f"        timing_sense : {a['sense']};"]
             if a.get("timing_type"):

@@ -142,7 +142,7 @@ def deck(src: PdkSource, cell: CellSpec, probes: Sequence[Probe], supply: float,
     return "\n".join(lines) + "\n", vectors
 
 
-def _run_one(src: PdkSource, text: str) -> Traces:
+def _run_one(src: PdkSource, text: str, stop_ns: float) -> Traces:
     with tempfile.TemporaryDirectory(prefix="axhw-ngspice-") as tmp:
         work = Path(tmp)
         # one OpenMP thread per ngspice: with its default two, two decks side by side on two cores ran 15x slower
@@ -160,7 +160,11 @@ def _run_one(src: PdkSource, text: str) -> Traces:
     if header and header[0].lower() != "time":  # an operating point: one row, no time column
         header, data = ["time", *header], np.hstack([np.zeros((data.shape[0], 1)), data])
     cols = {name.lower(): data[:, k] for k, name in enumerate(header)}
-    return Traces(cols.pop("time"), cols)
+    traces = Traces(cols.pop("time"), cols)
+    if stop_ns > 0 and traces.time[-1] < stop_ns * 1e-9 * (1 - 1e-6):
+        # ngspice writes what it has when a transient gives up (time step too small): never analyse a stub
+        raise SimulationFailed(f"ngspice stopped at {traces.time[-1] * 1e9:.4g} ns of {stop_ns:.4g} ns")
+    return traces
 
 
 #: transistors per deck: a deck's cost grows faster than its size beyond a few hundred (a 100-copy flip-flop
@@ -187,7 +191,7 @@ def simulate(src: PdkSource, cell: CellSpec, probes: Sequence[Probe], supply: fl
     groups = [list(probes[k:k + chunk]) for k in range(0, len(probes), chunk)]
     texts = [deck(src, cell, g, supply, stop_ns, step_ns, options=options)[0] for g in groups]
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        results = list(pool.map(lambda t: _run_one(src, t), texts))
+        results = list(pool.map(lambda t: _run_one(src, t, stop_ns), texts))
     return [(tr, i) for tr, g in zip(results, groups, strict=True) for i in range(len(g))]
 
 

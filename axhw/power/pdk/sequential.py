@@ -1,4 +1,4 @@
-"""Characterize the rising-edge D flip-flop (and tie cells) at one supply.
+"""Characterize the rising-edge D flip-flop, the integrated clock gate (and tie cells) at one supply.
 
 A flip-flop copy runs one clock program (W = the settle window)::
 
@@ -15,7 +15,9 @@ event's energy less the clock pin's own rise energy (and less C_L V^2 for a rise
 
 Setup and hold come from bisection: copies move D at an offset from the clock edge, and the constraint is the
 smallest offset at which Q still takes the right value with a clock-to-Q delay within 10% of the settled one
-(the usual pushout criterion).
+(the usual pushout criterion). The clock gate's program and criteria are in :func:`_icg_program` and
+:func:`_icg_constraints`. Every waveform is checked: overlapping ramps are refused (ngspice would read the
+folded waveform silently).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def _pwl(events: list[tuple[float, float, float]], start: float, supply: float) 
         if new == level:
             continue
         half = slew * FULL_PER_SLEW / 2
+        if t50 - half < pts[-1][0]:  # ngspice would read a garbled waveform, not refuse it
+            raise ValueError(f"ramp at {t50:.4g} ns overlaps the one before (ends {pts[-1][0]:.4g} ns)")
         pts += [(t50 - half, level * supply), (t50 + half, new * supply)]
         level = new
     return tuple(pts)
@@ -136,7 +140,13 @@ def _ff_tables(src: PdkSource, cell: CellSpec, supply: float, grid: Grid, window
         if np.isnan(tab).any():
             raise CharacterizationFailed(f"{cell.name} at {supply} V: clock-to-Q {q} has unmeasured points")
     return {"arc": {q: np.round(tab, 7).tolist() for q, tab in out.items()},
-            "clk": (clk_r, clk_f), "d": (d_r, d_f), "caps": {k: float(np.mean(v)) for k, v in caps.items()}}
+            "clk": (clk_r, clk_f), "data": (d_r, d_f), "caps": {k: float(np.mean(v)) for k, v in caps.items()}}
+
+
+def _hold_room(window: float, axis: list[float]) -> float:
+    """How early (ns before the edge) a hold probe's D may leave: its ramp must start after the ramp that brought
+    D (centred half a window before the edge) has ended, or the waveform would fold back on itself."""
+    return min(0.4 * window, 0.5 * window - max(axis) * FULL_PER_SLEW - 0.1)
 
 
 def _constraint_probe(kind: str, slew_clk: float, slew_d: float, d: int, offset: float, window: float,
@@ -181,17 +191,23 @@ def _constraints(src: PdkSource, cell: CellSpec, supply: float, axis: list[float
         return out
 
     ref = run({c: w / 2 for c in combos})  # D far from the edge: the settled clock-to-Q delay
-    lo = {c: -span for c in combos}
-    hi = {c: span for c in combos}
-    if any(not np.isfinite(v) for v in ref.values()) or any(np.isfinite(v) and v <= _PUSHOUT * ref[c]
-                                                             for c, v in run(lo).items()):
-        raise CharacterizationFailed(f"{cell.name} at {supply} V: setup/hold not bracketed within +-{span:.3g} ns")
-    if any(not v <= _PUSHOUT * ref[c] for c, v in run(hi).items()):
-        raise CharacterizationFailed(f"{cell.name} at {supply} V: D {span:.3g} ns from the edge is still too close")
+    if any(not np.isfinite(v) for v in ref.values()):
+        raise CharacterizationFailed(f"{cell.name} at {supply} V: a reference copy did not capture D")
+    lo = {c: -span if c[0] == "setup" else -_hold_room(w, axis) for c in combos}
+    return _bisect(cell, supply, combos, run, lambda c, v: v <= _PUSHOUT * ref[c], lo,
+                   {c: span for c in combos}, len(axis))
+
+
+def _bisect(cell: CellSpec, supply: float, combos: list[Any], run: Any, ok: Any, lo: dict[Any, float],
+            hi: dict[Any, float], n: int) -> dict[str, dict[str, list[list[float]]]]:
+    """Shrink every (kind, clock slew, data slew, value) bracket ``lo`` (fails) .. ``hi`` (passes) together,
+    :data:`_BISECT` times, one ``run`` (a batch of copies) per step; tables of the passing ends."""
+    if any(ok(c, v) for c, v in run(lo).items()) or not all(ok(c, v) for c, v in run(hi).items()):
+        raise CharacterizationFailed(f"{cell.name} at {supply} V: setup/hold not bracketed within the window")
     for _step in range(_BISECT):
         mid = {c: (lo[c] + hi[c]) / 2 for c in combos}
         for c, v in run(mid).items():
-            if v <= _PUSHOUT * ref[c]:
+            if ok(c, v):
                 hi[c] = mid[c]
             else:
                 lo[c] = mid[c]
@@ -199,9 +215,9 @@ def _constraints(src: PdkSource, cell: CellSpec, supply: float, axis: list[float
     for kind in ("setup", "hold"):
         tab: dict[str, list[list[float]]] = {}
         for d, q in ((1, "rise_constraint"), (0, "fall_constraint")):
-            # hold's constrained edge is D leaving the captured value: d=0 captured -> D rises after the edge
+            # hold's constrained edge is the data leaving the captured value: 0 captured -> it rises after
             dd = d if kind == "setup" else 1 - d
-            tab[q] = [[round(hi[(kind, ci, di, dd)], 5) for di in range(len(axis))] for ci in range(len(axis))]
+            tab[q] = [[round(hi[(kind, ci, di, dd)], 5) for di in range(n)] for ci in range(n)]
         tables[kind] = tab
     return tables
 
@@ -247,45 +263,197 @@ def _tie(src: PdkSource, cell: CellSpec, supply: float, grid: Grid) -> dict[str,
             "leakage": [{"when": "1", "nw": leak}], "cell_leakage_nw": leak, "window_ns": 1.0}
 
 
+def _icg_program(slew: float, g: int, window: float, supply: float, load: float) -> Probe:
+    """CLK rises at T0 (GCLK follows the first GATE value, unmeasured), falls at T0+W; GATE moves to ``g`` at
+    T0+1.5W while CLK is low (the latch is open); CLK rises at T0+2W and falls at T0+3W: GCLK pulses when
+    ``g`` is 1 (the clock-to-GCLK arc) and stays low when it is 0 (the clock pin's own energy, gated)."""
+    clk = [(_T0 + k * window, float((k + 1) % 2), slew) for k in range(4)]
+    gate = [(_T0 + 1.5 * window, float(g), slew)]
+    return Probe({"CLK": _pwl(clk, 0.0, supply), "GATE": _pwl(gate, float(1 - g), supply)}, {"GCLK": load},
+                 ("CLK", "GATE"))
+
+
+def _icg_tables(src: PdkSource, cell: CellSpec, supply: float, grid: Grid, window: float,
+                jobs: int) -> dict[str, Any] | None:
+    """CLK-to-GCLK tables, the clock pin's gated energy, GATE's energy and capacitances; ``None`` if unsettled."""
+    loads = grid.loads_for(cell)
+    ns, nl = len(grid.slews_ns), len(loads)
+    w = window
+    probes, keys = [], []
+    for g in (0, 1):
+        for si, slew in enumerate(grid.slews_ns):
+            for li, load in enumerate(loads):
+                probes.append(_icg_program(slew, g, w, supply, load))
+                keys.append((g, si, li))
+    stop = _T0 + 3.8 * w
+    traces = simulate(src, cell, probes, supply, stop, max_step_ns(grid, supply), jobs=jobs)
+    t_gate, t_rise, t_fall = _T0 + 1.5 * w, _T0 + 2 * w, _T0 + 3 * w
+    windows = {"rise": (t_rise - w / 4, t_rise + 0.75 * w), "fall": (t_fall - w / 4, t_fall + 0.75 * w)}
+    energy: dict[tuple[int, int, int, str], float] = {}
+    out = {q: np.full((ns, nl), np.nan) for q in ("cell_rise", "rise_transition", "cell_fall", "fall_transition")}
+    gate_r, gate_f = np.zeros(ns), np.zeros(ns)
+    caps: dict[str, list[float]] = {"CLK_r": [], "CLK_f": [], "GATE_r": [], "GATE_f": []}
+    for (g, si, li), (tr, k) in zip(keys, traces, strict=True):
+        for at, want in ((t_gate - 0.3 * w, 0), (t_rise + 0.7 * w, g), (stop - 0.05 * w, 0)):
+            if not _settled(tr, k, "GCLK", at, want, supply):
+                return None
+        for edge, (a, b) in windows.items():
+            energy[(g, si, li, edge)] = _energy(tr, k, supply, a, b)
+        if g:
+            gclk = tr.v(k, "GCLK")
+            for edge, rising in (("rise", True), ("fall", False)):
+                a = windows[edge][0] * 1e-9
+                tclk = crossing(tr.time, tr.v(k, "CLK"), supply / 2, rising, a)
+                tq = crossing(tr.time, gclk, supply / 2, rising, a)
+                out[f"cell_{edge}"][si, li] = (tq - tclk) * 1e9
+                out[f"{edge}_transition"][si, li] = transition(tr.time, gclk, supply, rising, a) * 1e9
+            swing = float(np.interp(windows["rise"][1] * 1e-9, tr.time, gclk)
+                          - np.interp(windows["rise"][0] * 1e-9, tr.time, gclk))
+            energy[(g, si, li, "load")] = loads[li] * supply * swing
+        if li == 0:
+            (gate_r if g else gate_f)[si] = _energy(tr, k, supply, t_gate - w / 4, t_gate + w / 4)
+            if si == ns // 2:
+                caps["GATE_r" if g else "GATE_f"].append(_charge_cap(tr, k, "GATE", supply, t_gate - w / 4,
+                                                                     t_gate + w / 4))
+                if not g:
+                    caps["CLK_r"].append(_charge_cap(tr, k, "CLK", supply, *windows["rise"]))
+                    caps["CLK_f"].append(_charge_cap(tr, k, "CLK", supply, *windows["fall"]))
+    clk_r = np.array([energy[(0, si, 0, "rise")] for si in range(ns)])
+    clk_f = np.array([energy[(0, si, 0, "fall")] for si in range(ns)])
+    rise_p = np.array([[energy[(1, si, li, "rise")] - clk_r[si] - energy[(1, si, li, "load")] for li in range(nl)]
+                       for si in range(ns)])
+    fall_p = np.array([[energy[(1, si, li, "fall")] - clk_f[si] for li in range(nl)] for si in range(ns)])
+    tables = {q: np.round(t, 7).tolist() for q, t in out.items()}
+    tables["rise_power"] = np.round(rise_p, 7).tolist()
+    tables["fall_power"] = np.round(fall_p, 7).tolist()
+    return {"arc": tables, "clk": (clk_r, clk_f), "data": (gate_r, gate_f),
+            "caps": {k: float(np.mean(v)) for k, v in caps.items()}}
+
+
+def _icg_constraints(src: PdkSource, cell: CellSpec, supply: float, axis: list[float], window: float, jobs: int,
+                     load: float) -> dict[str, dict[str, list[list[float]]]]:
+    """GATE's setup_rising / hold_rising against CLK, by bisection: GCLK must pulse (GATE 1) with a delay within
+    10% of the settled one, or stay below 10% of VDD (GATE 0)."""
+    w = window
+    edge = _T0 + 2 * w
+    span = 0.4 * w
+    combos = [(kind, ci, di, g) for kind in ("setup", "hold") for ci in range(len(axis))
+              for di in range(len(axis)) for g in (0, 1)]
+
+    def probe(c: tuple[str, int, int, int], offset: float) -> Probe:
+        kind, ci, di, g = c
+        clk = [(_T0, 1.0, axis[ci]), (_T0 + w, 0.0, axis[ci]), (edge, 1.0, axis[ci]), (edge + 0.75 * w, 0.0, axis[ci])]
+        if kind == "setup":
+            gate = [(edge - offset, float(g), axis[di])]
+        else:
+            gate = [(_T0 + 1.5 * w, float(g), axis[di]), (edge + offset, float(1 - g), axis[di])]
+        return Probe({"CLK": _pwl(clk, 0.0, supply), "GATE": _pwl(gate, float(1 - g), supply)}, {"GCLK": load})
+
+    def run(offsets: dict[Any, float]) -> dict[Any, float]:
+        traces = simulate(src, cell, [probe(c, offsets[c]) for c in combos], supply, edge + w,
+                          max_step_ns(Grid(tuple(axis), ()), supply), jobs=jobs)
+        res = {}
+        for c, (tr, k) in zip(combos, traces, strict=True):
+            a = (edge - w / 4) * 1e-9
+            high = (tr.time > a) & (tr.time < (edge + 0.5 * w) * 1e-9)  # CLK is high until 0.75 W
+            if c[3]:
+                gclk = tr.v(k, "GCLK")
+                tclk = crossing(tr.time, tr.v(k, "CLK"), supply / 2, True, a)
+                tq = crossing(tr.time, gclk, supply / 2, True, a)
+                t90 = crossing(tr.time, gclk, 0.9 * supply, True, a)
+                # a full pulse: up, and no dip below 80% once it is up
+                stays = np.isfinite(t90) and float(np.min(gclk[high & (tr.time > t90)])) > 0.8 * supply
+                res[c] = (tq - tclk) if stays else np.inf
+            else:
+                res[c] = 0.0 if float(np.max(tr.v(k, "GCLK")[high])) < 0.1 * supply else np.inf
+        return res
+
+    ref = run({c: w / 2 for c in combos})
+    if any(not np.isfinite(v) for v in ref.values()):
+        raise CharacterizationFailed(f"{cell.name} at {supply} V: the reference copies did not gate correctly")
+
+    def ok(c: Any, v: float) -> bool:
+        return bool(v <= _PUSHOUT * ref[c]) if c[3] else bool(np.isfinite(v))
+
+    lo = {c: -span if c[0] == "setup" else -_hold_room(w, axis) for c in combos}
+    return _bisect(cell, supply, combos, run, ok, lo, {c: span for c in combos}, len(axis))
+
+
+def _until_settled(tables: Any, src: PdkSource, cell: CellSpec, supply: float, grid: Grid, jobs: int, tries: int,
+                   out: str) -> tuple[dict[str, Any], float]:
+    """Run a cell's clock program, doubling the window until every copy's output settles (``tries`` times)."""
+    window = 2 * max(grid.slews_ns) * FULL_PER_SLEW + 4.0 * (1.8 / supply) ** 5
+    for _attempt in range(tries):
+        tabs = tables(src, cell, supply, grid, window, jobs)
+        if tabs is not None:
+            return tabs, window
+        window *= 2
+    raise CharacterizationFailed(f"{cell.name} at {supply} V: {out} not settled within {window / 2:.3g} ns")
+
+
+def _clocked_pins(tabs: dict[str, Any], data: str, axis: list[float],
+                  cons: dict[str, dict[str, list[list[float]]]]) -> dict[str, dict[str, Any]]:
+    """The clock pin (its own energy per edge) and the data pin (energy while the clock is low, setup/hold)."""
+    caps = tabs["caps"]
+    clk_r, clk_f = tabs["clk"]
+    d_r, d_f = tabs["data"]
+    return {
+        "CLK": {"clock": True, "rise_capacitance": caps["CLK_r"], "fall_capacitance": caps["CLK_f"],
+                "capacitance": (caps["CLK_r"] + caps["CLK_f"]) / 2,
+                "internals": [{"rise_power": np.round(clk_r, 7).tolist(), "fall_power": np.round(clk_f, 7).tolist()}]},
+        data: {"rise_capacitance": caps[f"{data}_r"], "fall_capacitance": caps[f"{data}_f"],
+               "capacitance": (caps[f"{data}_r"] + caps[f"{data}_f"]) / 2,
+               "internals": [{"when": "!CLK", "rise_power": np.round(d_r, 7).tolist(),
+                              "fall_power": np.round(d_f, 7).tolist()}],
+               "constraints": [{"related_pin": "CLK", "timing_type": f"{k}_rising", "axis": axis, **cons[k]}
+                               for k in ("setup", "hold")]},
+    }
+
+
+def _icg(src: PdkSource, cell: CellSpec, supply: float, grid: Grid, jobs: int, tries: int) -> dict[str, Any]:
+    tabs, window = _until_settled(_icg_tables, src, cell, supply, grid, jobs, tries, "GCLK")
+    axis = sorted({grid.slews_ns[0], grid.slews_ns[len(grid.slews_ns) // 2], grid.slews_ns[-1]})
+    loads = grid.loads_for(cell)
+    cons = _icg_constraints(src, cell, supply, axis, window, jobs, loads[len(loads) // 2])
+    # leakage with CLK low: the latch is open, so GATE alone sets the state (a plain operating point)
+    states = [(("CLK", 0), ("GATE", g)) for g in (0, 1)]
+    held = [Probe({"CLK": 0.0, "GATE": g * supply}, {"GCLK": loads[0]}) for _, (_, g) in states]
+    leakage = [{"when": when(st), "nw": float(-tr.i_supply(k)[0]) * supply * 1e9}
+               for st, (tr, k) in zip(states, operating_point(src, cell, held, supply), strict=True)]
+    pins = _clocked_pins(tabs, "GATE", axis, cons)
+    arc = {"sense": "positive_unate", **tabs["arc"]}
+    return {"cell": cell.name, "kind": "icg", "voltage": supply, "enable": "!CLK", "data": "GATE",
+            "slews_ns": list(grid.slews_ns), "loads_pf": list(loads), "inputs": pins,
+            "outputs": {"GCLK": {"function": "CLK&IQ", "arcs": {"CLK": arc}}},
+            "leakage": leakage, "cell_leakage_nw": float(np.mean([x["nw"] for x in leakage])), "window_ns": window}
+
+
 def characterize_sequential(src: PdkSource, cell: CellSpec, supply: float, grid: Grid, jobs: int = 1,
                             tries: int = 4) -> dict[str, Any]:
-    """Characterize a flip-flop (``ff``) or tie cell (``tie``) at ``supply`` volts."""
+    """Characterize a flip-flop (``ff``), integrated clock gate (``icg``) or tie cell (``tie``) at ``supply``."""
     began = time.monotonic()
     if cell.kind == "tie":
         r = _tie(src, cell, supply, grid)
         r["runtime_s"] = round(time.monotonic() - began, 2)
         return r
+    if cell.kind == "icg":
+        try:
+            r = _icg(src, cell, supply, grid, jobs, tries)
+        except SimulationFailed as e:
+            raise CharacterizationFailed(f"{cell.name} at {supply} V: {e}") from e
+        r["runtime_s"] = round(time.monotonic() - began, 2)
+        return r
     if cell.kind != "ff":
         raise CharacterizationFailed(f"{cell.name}: {cell.kind} cells are not characterized yet")
-    window = 2 * max(grid.slews_ns) * FULL_PER_SLEW + 4.0 * (1.8 / supply) ** 5
     try:
-        for _attempt in range(tries):
-            tabs = _ff_tables(src, cell, supply, grid, window, jobs)
-            if tabs is not None:
-                break
-            window *= 2
-        else:
-            raise CharacterizationFailed(f"{cell.name} at {supply} V: Q not settled within {window / 2:.3g} ns")
+        tabs, window = _until_settled(_ff_tables, src, cell, supply, grid, jobs, tries, "Q")
         axis = sorted({grid.slews_ns[0], grid.slews_ns[len(grid.slews_ns) // 2], grid.slews_ns[-1]})
         loads = grid.loads_for(cell)
         cons = _constraints(src, cell, supply, axis, window, jobs, loads[len(loads) // 2])
         leakage = _leakage_ff(src, cell, supply, window, loads[0])
     except SimulationFailed as e:
         raise CharacterizationFailed(f"{cell.name} at {supply} V: {e}") from e
-    caps = tabs["caps"]
-    clk_r, clk_f = tabs["clk"]
-    d_r, d_f = tabs["d"]
-    pins = {
-        "CLK": {"clock": True, "rise_capacitance": caps["CLK_r"], "fall_capacitance": caps["CLK_f"],
-                "capacitance": (caps["CLK_r"] + caps["CLK_f"]) / 2,
-                "internals": [{"rise_power": np.round(clk_r, 7).tolist(), "fall_power": np.round(clk_f, 7).tolist()}]},
-        "D": {"rise_capacitance": caps["D_r"], "fall_capacitance": caps["D_f"],
-              "capacitance": (caps["D_r"] + caps["D_f"]) / 2,
-              "internals": [{"when": "!CLK", "rise_power": np.round(d_r, 7).tolist(),
-                             "fall_power": np.round(d_f, 7).tolist()}],
-              "constraints": [{"related_pin": "CLK", "timing_type": f"{k}_rising", "axis": axis, **cons[k]}
-                              for k in ("setup", "hold")]},
-    }
+    pins = _clocked_pins(tabs, "D", axis, cons)
     arc = {"sense": "non_unate", "timing_type": "rising_edge", **tabs["arc"]}
     return {"cell": cell.name, "kind": "ff", "voltage": supply, "clock": "CLK", "data": "D",
             "slews_ns": list(grid.slews_ns), "loads_pf": list(loads), "inputs": pins,

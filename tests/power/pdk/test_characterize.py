@@ -58,18 +58,18 @@ def test_a_wrong_function_is_caught(sky130):
 
 def test_build_is_cached_and_writes_a_library(sky130, tmp_path, monkeypatch):
     monkeypatch.setenv("AXHW_CACHE", str(tmp_path / "cache"))
-    cells = [spec_by_name("inv_1"), spec_by_name("dlclkp_1")]
+    cells = [spec_by_name("inv_1"), spec_by_name("dlxtp_1")]
     first = build(sky130, cells, [1.8], GRID, tmp_path / "out", jobs=1)
     assert (first.computed, first.cached) == (2, 0)
-    assert first.failed[1.8] == {"sky130_fd_sc_hd__dlclkp_1": "sky130_fd_sc_hd__dlclkp_1: icg cells are not "
-                                                                "characterized yet"}
+    assert first.failed[1.8] == {"sky130_fd_sc_hd__dlxtp_1": "sky130_fd_sc_hd__dlxtp_1: latch cells are not "
+                                                               "characterized yet"}
     lib = library_file(tmp_path / "out", 1.8)
     assert first.libraries[1.8] == lib
     parsed = parse_liberty(lib.read_text())
     assert [str(c.args[0]).strip('"') for c in parsed.get_groups("cell")] == ["sky130_fd_sc_hd__inv_1"]
-    assert "Not characterized here: sky130_fd_sc_hd__dlclkp_1" in lib.read_text()
+    assert "Not characterized here: sky130_fd_sc_hd__dlxtp_1" in lib.read_text()
     again = build(sky130, cells, [1.8], GRID, tmp_path / "out", jobs=1)
-    assert (again.computed, again.cached) == (1, 1)  # the inverter from the cache; the clock gate is retried
+    assert (again.computed, again.cached) == (1, 1)  # the inverter from the cache; the latch is retried
     stored = list((tmp_path / "cache" / "pdk" / "sky130").glob("*.json"))
     assert len(stored) == 1 and json.loads(stored[0].read_text())["ok"]
 
@@ -107,3 +107,33 @@ def test_netlist_introspection(sky130):
     assert nets and not set(nets) & {"CLK", "D", "Q", "VPWR", "VGND", "VPB", "VNB"}
     assert DECK_TRANSISTORS // transistors(sky130, spec_by_name("fa_1")) < 25  # big cells get small decks
     assert sky130.area_um2(spec_by_name("nand2_1")) == pytest.approx(1.38 * 2.72)
+
+
+def test_overlapping_ramps_are_refused_not_garbled():
+    """ngspice reads a PWL whose times fold back without complaint; the program builder must refuse it."""
+    from axhw.power.pdk.sequential import _hold_room, _pwl
+
+    assert _pwl([(5.0, 1.0, 1.5), (10.0, 0.0, 1.5)], 0.0, 1.8)[1:] == ((3.75, 0.0), (6.25, 1.8), (8.75, 1.8),
+                                                                      (11.25, 0.0))
+    with pytest.raises(ValueError, match="overlaps"):
+        _pwl([(5.0, 1.0, 1.5), (6.0, 0.0, 1.5)], 0.0, 1.8)
+    # the hold search's earliest D departure leaves room after the 1.5 ns ramp that brought D
+    w = 9.0
+    assert -_hold_room(w, [0.01, 1.5]) - 1.25 > -w / 2 + 1.25
+
+
+@pytest.mark.slow
+def test_clock_gate(sky130):
+    from axhw.power.pdk.sequential import characterize_sequential
+
+    r = characterize_sequential(sky130, spec_by_name("dlclkp_1"), 1.8, GRID)
+    arc = r["outputs"]["GCLK"]["arcs"]["CLK"]
+    assert arc["sense"] == "positive_unate"
+    assert (np.diff(np.array(arc["cell_rise"]), axis=1) > 0).all() and (np.array(arc["cell_rise"])[0] > 0).all()
+    clk = r["inputs"]["CLK"]["internals"][0]
+    gated = np.add(clk["rise_power"], clk["fall_power"])  # a clock cycle with GATE low: GCLK stays put
+    passed = np.array(arc["rise_power"]) + np.array(arc["fall_power"])  # what GCLK's pulse adds on top
+    assert (gated > 0).all() and (passed > 0).all()
+    cons = {c["timing_type"]: c for c in r["inputs"]["GATE"]["constraints"]}
+    assert set(cons) == {"setup_rising", "hold_rising"}
+    assert len(r["leakage"]) == 2 and all(x["nw"] > 0 for x in r["leakage"])

@@ -50,6 +50,16 @@ def fake_result(cell: CellSpec) -> dict[str, Any]:
         inputs["D"]["constraints"] = [{"related_pin": "CLK", "timing_type": f"{k}_rising", "axis": axis,
                                        "rise_constraint": [[0.1] * 3] * 3, "fall_constraint": [[0.1] * 3] * 3}
                                       for k in ("setup", "hold")]
+    elif kind == "icg":
+        outputs["GCLK"] = {"function": "CLK&IQ", "arcs": {"CLK": {
+            "sense": "positive_unate",
+            **{q: _table(0.06) for q in ("cell_rise", "rise_transition", "cell_fall", "fall_transition",
+                                          "rise_power", "fall_power")}}}}
+        inputs["CLK"]["clock"] = True
+        inputs["CLK"]["internals"] = [{"rise_power": [0.003] * 3, "fall_power": [0.01] * 3}]
+        inputs["GATE"]["constraints"] = [{"related_pin": "CLK", "timing_type": f"{k}_rising", "axis": slews,
+                                          "rise_constraint": [[0.1] * 3] * 3, "fall_constraint": [[0.1] * 3] * 3}
+                                         for k in ("setup", "hold")]
     else:
         outputs = {o: {"function": fn, "arcs": {}} for o, fn in cell.outputs}
     res = {"cell": cell.name, "kind": kind, "voltage": 1.8, "slews_ns": slews, "loads_pf": loads,
@@ -57,10 +67,13 @@ def fake_result(cell: CellSpec) -> dict[str, Any]:
            "leakage": [{"when": when(()), "nw": 0.01}]}
     if kind == "ff":
         res.update(clock="CLK", data="D")
+    if kind == "icg":
+        res.update(enable="!CLK", data="GATE")
     return res
 
 
-CELLS = ["inv_1", "buf_1", "nand2_1", "nor2_1", "xor2_1", "a21oi_1", "mux2_1", "fa_1", "dfxtp_1", "conb_1"]
+CELLS = ["inv_1", "buf_1", "nand2_1", "nor2_1", "xor2_1", "a21oi_1", "mux2_1", "fa_1", "dfxtp_1", "dlclkp_1",
+         "conb_1"]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +102,9 @@ def test_parses_with_every_cell_pin_and_table(library):
     values = timings[0].get_group("cell_rise").get_array("values")
     assert values.shape == (3, 3) and values[2, 2] == pytest.approx(0.02 + 0.3 * 1.5 + 4.0 * GRID.loads_pf[-1])
     assert str(lib["default_operating_conditions"]) == "tt_025C_1v80"
+    icg = cells["sky130_fd_sc_hd__dlclkp_1"]
+    assert str(icg["clock_gating_integrated_cell"]).strip('"') == "latch_posedge"
+    assert str(icg.get_group("latch")["enable"]).strip('"') == "!CLK"
 
 
 def test_yosys_maps_a_design_and_opensta_powers_it(library, tmp_path, toolchain):
