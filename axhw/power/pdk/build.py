@@ -57,10 +57,20 @@ def library_file(out_dir: Path, voltage: float) -> Path:
 
 
 def cache_key(src: PdkSource, cell: CellSpec, voltage: float, grid: Grid) -> str:
-    parts = {"version": CHARACTERIZER_VERSION.get(cell.kind, 0), "cell": cell.name, "kind": cell.kind, "inputs": cell.inputs,
-             "outputs": cell.outputs, "clock": cell.clock, "netlist": hashlib.sha256(src.netlist(cell).read_bytes()).hexdigest(),
+    netlist = hashlib.sha256(src.netlist(cell).read_bytes()).hexdigest()
+    parts = {"version": CHARACTERIZER_VERSION.get(cell.kind, 0), "cell": cell.name, "kind": cell.kind,
+             "inputs": cell.inputs, "outputs": cell.outputs, "clock": cell.clock, "netlist": netlist,
              "models": src.models_sha256, "voltage": round(voltage, 4), "grid": asdict(grid)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def _cached(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``; ``None`` when absent or unreadable (then the cell is characterized again)."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and ("result" in rec or "reason" in rec) else None
 
 
 def _characterize(src: PdkSource, cell: CellSpec, voltage: float, grid: Grid) -> dict[str, Any]:
@@ -82,7 +92,7 @@ def build(src: PdkSource, cells: Sequence[CellSpec], voltages: Sequence[float], 
     todo = []
     for cell, v in tasks:
         path = store / f"{cache_key(src, cell, v, grid)}.json"
-        rec = json.loads(path.read_text()) if path.is_file() else None
+        rec = _cached(path)
         if rec is not None and (rec.get("ok") or not retry_failed):
             done[(cell.name, v)] = rec
             res.cached += 1

@@ -137,3 +137,15 @@ def test_clock_gate(sky130):
     cons = {c["timing_type"]: c for c in r["inputs"]["GATE"]["constraints"]}
     assert set(cons) == {"setup_rising", "hold_rising"}
     assert len(r["leakage"]) == 2 and all(x["nw"] > 0 for x in r["leakage"])
+
+
+def test_a_corrupt_cache_entry_is_recomputed(sky130, tmp_path, monkeypatch):
+    from axhw.power.pdk.build import cache_key
+
+    monkeypatch.setenv("AXHW_CACHE", str(tmp_path / "cache"))
+    inv = spec_by_name("inv_1")
+    entry = tmp_path / "cache" / "pdk" / "sky130" / f"{cache_key(sky130, inv, 1.8, GRID)}.json"
+    entry.parent.mkdir(parents=True)
+    entry.write_text('{"ok": true, "resu')  # a truncated write from some other tool
+    res = build(sky130, [inv], [1.8], GRID, tmp_path / "out", jobs=1)
+    assert (res.computed, res.cached) == (1, 0) and json.loads(entry.read_text())["ok"]
