@@ -25,7 +25,8 @@ import numpy as np
 from axhw.power.pdk.cells import CellSpec, combinational_arcs
 from axhw.power.pdk.ngspice import Probe, SimulationFailed, Traces, operating_point, simulate
 from axhw.power.pdk.source import PdkSource
-from axhw.power.pdk.waveform import crossing, integral, transition
+from axhw.power.pdk.waveform import crossing, integral, supply_energy, transition
+from axhw.power.pdk.waveform import settled as settled_at
 
 __all__ = [
     "SKY130_SLEWS_NS",
@@ -156,7 +157,7 @@ def _edge(tr: Traces, k: int, cell: CellSpec, job: _Job, supply: float, load: fl
     for out in cell.output_pins:
         v0, v1 = cell.value(out, before), cell.value(out, after)
         wave = tr.v(k, out)
-        if abs(float(np.interp(start + 0.9 * window, t, wave)) - (supply if v1 else 0.0)) > SETTLE_TOL * supply:
+        if not settled_at(t, wave, supply if v1 else 0.0, start + 0.9 * window, SETTLE_TOL * supply):
             settled = False
         if v0 == v1:
             continue
@@ -164,9 +165,7 @@ def _edge(tr: Traces, k: int, cell: CellSpec, job: _Job, supply: float, load: fl
         swing = float(np.interp(end, t, wave) - np.interp(start, t, wave))
         outs[out] = {"rise": float(v1), "swing": swing, "delay_ns": (tout - tin) * 1e9,
                      "transition_ns": transition(t, wave, supply, v1, start) * 1e9}
-    i = -tr.i_supply(k)
-    leak = float(np.interp(end, t, i))
-    energy = supply * (integral(t, i, start, end) - leak * window)  # J
+    energy = supply_energy(t, -tr.i_supply(k), supply, start, end)  # J
     # the load's share: the charge the supply put on it (C_L x its voltage step) times V; C_L V^2 for a full
     # edge, and exactly what was delivered when the window ends a hair before the rail (no negative residue)
     energy -= sum(load * 1e-12 * supply * o["swing"] for o in outs.values() if o["rise"])

@@ -40,7 +40,7 @@ from axhw.power.pdk.characterize import (
 )
 from axhw.power.pdk.ngspice import Probe, SimulationFailed, Traces, internal_nets, operating_point, simulate
 from axhw.power.pdk.source import PdkSource
-from axhw.power.pdk.waveform import crossing, integral, transition
+from axhw.power.pdk.waveform import crossing, integral, settled, supply_energy, transition
 
 __all__ = ["characterize_sequential"]
 
@@ -69,10 +69,7 @@ def _pwl(events: list[tuple[float, float, float]], start: float, supply: float) 
 
 def _energy(tr: Traces, k: int, supply: float, start: float, end: float) -> float:
     """Supply energy (pJ) over ``[start, end]`` (ns) less the settled leakage at ``end``."""
-    t = tr.time
-    i = -tr.i_supply(k)
-    leak = float(np.interp(end * 1e-9, t, i))
-    return supply * (integral(t, i, start * 1e-9, end * 1e-9) - leak * (end - start) * 1e-9) * 1e12
+    return supply_energy(tr.time, -tr.i_supply(k), supply, start * 1e-9, end * 1e-9) * 1e12
 
 
 def _charge_cap(tr: Traces, k: int, pin: str, supply: float, start: float, end: float) -> float:
@@ -88,7 +85,7 @@ def _ff_program(slew: float, d: int, window: float, supply: float, load: float) 
 
 
 def _settled(tr: Traces, k: int, pin: str, at_ns: float, want: int, supply: float) -> bool:
-    return abs(float(np.interp(at_ns * 1e-9, tr.time, tr.v(k, pin))) - want * supply) <= SETTLE_TOL * supply
+    return settled(tr.time, tr.v(k, pin), want * supply, at_ns * 1e-9, SETTLE_TOL * supply)
 
 
 def _ff_tables(src: PdkSource, cell: CellSpec, supply: float, grid: Grid, window: float,

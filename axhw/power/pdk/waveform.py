@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["crossing", "integral", "settled", "transition"]
+__all__ = ["crossing", "integral", "settled", "supply_energy", "transition"]
 
 
 def crossing(t: np.ndarray, v: np.ndarray, level: float, rising: bool, after: float = -np.inf) -> float:
@@ -57,3 +57,14 @@ def integral(t: np.ndarray, y: np.ndarray, t0: float, t1: float) -> float:
 def settled(t: np.ndarray, v: np.ndarray, target: float, at: float, tol: float) -> bool:
     """Whether ``v`` is within ``tol`` of ``target`` at time ``at`` (the end of a measurement window)."""
     return bool(abs(float(np.interp(at, t, v)) - target) <= tol)
+
+
+def supply_energy(t: np.ndarray, i: np.ndarray, supply: float, t0: float, t1: float) -> float:
+    """Energy (J) a supply at ``supply`` volts delivers over ``[t0, t1]`` (s) beyond the leakage it settles to:
+    ``V * (int i dt - i(t1) * (t1 - t0))``, ``i`` the current it delivers.
+
+    >>> t = np.array([0.0, 1.0, 2.0, 4.0]); i = np.array([1.0, 3.0, 1.0, 1.0])
+    >>> supply_energy(t, i, 2.0, 0.0, 4.0)  # a 2 x 2 / 2 triangle above a 1 A floor, at 2 V
+    4.0
+    """
+    return supply * (integral(t, i, t0, t1) - float(np.interp(t1, t, i)) * (t1 - t0))

@@ -11,7 +11,7 @@ import pytest
 from liberty.parser import parse_liberty
 
 from axhw.power.pdk.build import build, library_file
-from axhw.power.pdk.cells import CellSpec, spec_by_name
+from axhw.power.pdk.cells import spec_by_name
 from axhw.power.pdk.characterize import CharacterizationFailed, characterize_comb, default_grid
 
 GRID = default_grid(2)  # slews 0.01 / 1.5 ns, loads 0.5 / 100 fF
@@ -92,10 +92,6 @@ def test_flip_flop(sky130):
     assert len(r["leakage"]) == 4 and all(x["nw"] > 0 for x in r["leakage"])
     clk = r["inputs"]["CLK"]["internals"][0]
     assert all(e > 0 for e in np.add(clk["rise_power"], clk["fall_power"]))
-
-
-def test_spec_is_a_dataclass():
-    assert isinstance(spec_by_name("inv_1"), CellSpec)
 
 
 def test_netlist_introspection(sky130):
