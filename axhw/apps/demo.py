@@ -355,7 +355,9 @@ def compute_table(res: DemoResult) -> str:
             cells += [_acc(res.mean(label, mode, NOMINAL_MV)), f"{1e6 * res.compute_w[label][mode]:.0f}{mark}"]
         rows.append(cells)
     header = ["mode", *[f"{lb} {what}" for lb in NETWORKS for what in ("accuracy", "power uW")]]
-    return (f"Minimum-power multiplier at 1.1 V (gate level: osu018 netlists simulated on {cfg.n_pairs} operand "
+    from axhw.power.flow.tools import selected_library
+
+    return (f"Minimum-power multiplier at 1.1 V (gate level: {selected_library().label} netlists simulated on {cfg.n_pairs} operand "
             f"pairs of the seed-{cfg.seed} networks' own test streams, OpenSTA, {CLOCK_MHZ:g} MHz; measured in "
             f"{res.compute_seconds:.1f} s; test accuracy = mean over {cfg.seeds} seeds; the choice is made on "
             f"the {res.selection_split} split):\n\n"

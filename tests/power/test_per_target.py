@@ -138,3 +138,35 @@ def test_report_cli_refuses_negative_bounds_in_one_line(toolchain: object, tmp_p
                  str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "bounds must be >= 0" in err
+
+
+def test_logic_supply_search_reprices_the_grid_at_the_same_floor() -> None:
+    """Synthetic grid: a supply that misses the clock is never chosen, a mode with no supply left drops out,
+    and the accuracy floor is the SRAM-only search's."""
+    from axhw.power.search.logic_voltage import logic_supply_search, markdown_section
+
+    def pt(mode: str, v: float, acc: float, c: float, s: float) -> dict[str, object]:
+        return {"mode": mode, "voltage_mv": v, "accuracy": acc, "compute_w": c, "storage_w": s, "joint_w": c + s}
+
+    net = {"points": [pt("exact", 1100, 0.95, 10.0, 5.0), pt("exact", 660, 0.94, 10.0, 2.0),
+                      pt("K2", 1100, 0.93, 6.0, 5.0), pt("K1", 1100, 0.80, 3.0, 5.0)],
+           "chosen": {"compute": pt("K2", 1100, 0.93, 6.0, 5.0), "joint": pt("exact", 660, 0.94, 10.0, 2.0)}}
+    grid = {"exact": {"1800": {"compute_w": 10.0, "meets_clock": True, "critical_path_ns": 3, "energy_pj": 1},
+                      "1200": {"compute_w": 4.0, "meets_clock": True, "critical_path_ns": 8, "energy_pj": 0.4}},
+            "K2": {"1800": {"compute_w": 6.0, "meets_clock": True, "critical_path_ns": 4, "energy_pj": 0.6},
+                   "1200": {"compute_w": None, "meets_clock": False, "critical_path_ns": 11, "energy_pj": None}},
+            "K1": {"1800": {"compute_w": None, "meets_clock": False, "critical_path_ns": 12, "energy_pj": None}}}
+    out = logic_supply_search(net, grid, floor=0.92, node_scale=1.0)
+    assert out["best_supply_mv"] == {"exact": 1200.0, "K2": 1800.0}  # K1 meets the clock nowhere
+    # exact at 1.2 V (4 W) now beats K2, which cannot go below 1.8 V (6 W)
+    assert (out["chosen"]["compute"]["mode"], out["chosen"]["compute"]["compute_w"]) == ("exact", 4.0)
+    assert (out["chosen"]["joint"]["voltage_mv"], out["chosen"]["joint"]["joint_w"]) == (660, 6.0)
+    assert out["chosen"]["joint"]["logic_mv"] == 1200.0
+    assert logic_supply_search(net, grid, floor=0.99, node_scale=1.0)["chosen"]["compute"] is None
+    d = {"config": {"logic_supplies_mv": [1800, 1200], "clock_mhz": 100.0, "constraint_pp": 2.0},
+         "library": "sky130 1.80 V", "networks": {"bp": {**net, "logic_supply": {**out, "library_mv": 1800.0}}}}
+    text = "\n".join(markdown_section(d))
+    row = next(line for line in text.splitlines() if "| compute" in line)
+    assert "K2 @ SRAM 1100 mV, logic 1800 mV" in row and "exact @ SRAM 1100 mV, logic 1200 mV" in row
+    assert "-33.3%" in row  # compute: 6 W -> 4 W
+    assert markdown_section({"config": {}, "networks": {"bp": net}}) == []

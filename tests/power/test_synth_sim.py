@@ -167,7 +167,7 @@ def test_vcd_annotation_reads_the_simulation_vcd_where_read_vcd_exists(
     fake.write_text(FAKE_OPENROAD)
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    tools.find_toolchain.cache_clear()
+    tools.clear_cache()
     try:
         tc = tools.find_toolchain()
         assert tc.vcd_reader == str(fake) and tc.openroad == str(fake)
@@ -180,4 +180,4 @@ def test_vcd_annotation_reads_the_simulation_vcd_where_read_vcd_exists(
         assert not os.path.exists(read[0])  # the kept VCD lived only as long as the measurement
         assert res.vectorless.method == "vectorless"  # still OpenSTA's own estimate beside it
     finally:
-        tools.find_toolchain.cache_clear()  # the next caller sees the real PATH again
+        tools.clear_cache()  # the next caller sees the real PATH again

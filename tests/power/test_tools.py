@@ -8,20 +8,20 @@ from axhw.power.flow import tools
 
 
 def test_missing_tool_names_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    tools.find_toolchain.cache_clear()
+    tools.clear_cache()
     monkeypatch.setattr(tools.shutil, "which", lambda name: None if name == "sta" else f"/usr/bin/{name}")
     with pytest.raises(tools.ToolMissing, match="'opensta'"):
         tools.find_toolchain()
-    tools.find_toolchain.cache_clear()
+    tools.clear_cache()
 
 
 def test_missing_library_names_debian_package(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    tools.find_toolchain.cache_clear()
+    tools.clear_cache()
     monkeypatch.setattr(tools.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(tools, "LIBRARY_DIR", tmp_path)
     with pytest.raises(tools.ToolMissing, match="qflow-tech-osu018"):
         tools.find_toolchain()
-    tools.find_toolchain.cache_clear()
+    tools.clear_cache()
 
 
 def test_cli_reports_missing_tool(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -29,7 +29,7 @@ def test_cli_reports_missing_tool(monkeypatch: pytest.MonkeyPatch, capsys: pytes
 
     from axhw.power.cli import add_parser
 
-    tools.find_toolchain.cache_clear()
+    tools.clear_cache()
     monkeypatch.setattr(tools.shutil, "which", lambda name: None)
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="cmd"))
@@ -37,4 +37,4 @@ def test_cli_reports_missing_tool(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     assert args.func(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "yosys" in err[0] and "install the Debian package" in err[0]
-    tools.find_toolchain.cache_clear()
+    tools.clear_cache()

@@ -271,7 +271,8 @@ class AccelEnergy:
 
     Attributes:
         mode, config_id: multiplier mode and the array generated for the network.
-        logic_j: per unit (:data:`UNITS`), the osu018 logic energy per inference (dynamic + clock + leakage).
+        logic_j: per unit (:data:`UNITS`), the logic energy per inference at the selected library's node
+            (dynamic + clock + leakage).
         logic_clock_j: the part of ``logic_j`` that is clock: the flip-flops' clock pins in the cycles their
             clock (free-running, or a clock gate's) ticks, whatever the data, and the clock gates' outputs.
         logic_modules_j: the same per synthesized module.
@@ -279,6 +280,7 @@ class AccelEnergy:
         totals: per voltage, ``{"total_j", "multipliers_j", "adders_requant_control_j", "storage_j",
             "multiplier_share"}`` on the 65 nm node (logic scaled by ``node_scale``).
         activity: samples, cycles, toggles, outputs compared, mismatches, wall times.
+        library: the cell library the logic was mapped to (:attr:`axhw.power.flow.tools.CellLibrary.label`).
     """
 
     mode: str
@@ -293,6 +295,7 @@ class AccelEnergy:
     node_scale: float
     multiplies_per_inference: int
     settings: dict[str, Any] = field(default_factory=dict)
+    library: str = "osu018 1.80 V"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -331,15 +334,13 @@ def accelerator_energy(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, c
     >>> e.activity["mismatches"], 0 < e.totals["1100"]["multiplier_share"] < 1  # doctest: +SKIP
     (0, True)
     """
-    from axhw.power.search.study import NODE_SCALE_180_TO_65
-
     cfg = cfg or AccelConfig()
     if cfg.engine == "model":
         raise ValueError("accelerator_energy simulates (engine icarus or verilator); the model engine is "
                          "axhw.power.accel.model.model_energy, and axhw.power.accel.engines.energy_per_inference "
                          "takes any engine")
     synth, acfg, act, x = gate_level_activity(qnet, x_int, mode, cfg, synth_cfg, work_dir)
-    return _energy(synth, acfg, act, mode, cfg, qnet, x, NODE_SCALE_180_TO_65)
+    return _energy(synth, acfg, act, mode, cfg, qnet, x, find_toolchain().library.node_scale)
 
 
 def fitted_array(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, pes: int) -> ArrayConfig:
@@ -441,5 +442,6 @@ def _energy(synth: ArraySynth, acfg: ArrayConfig, act: ArrayActivity, mode: str,
     return AccelEnergy(mode=mode, config_id=acfg.config_id, logic_j=units, logic_clock_j=clock,
                        logic_modules_j=modules, storage=storage,
                        totals=totals, activity=activity, synthesis=synthesis, node_scale=node_scale,
-                       multiplies_per_inference=qnet.multiplies_per_inference(x), settings=settings)
+                       multiplies_per_inference=qnet.multiplies_per_inference(x), settings=settings,
+                       library=find_toolchain().library.label)
 

@@ -57,6 +57,7 @@ from axhw.power.accel.sim import ArrayActivity, clock_domains, leaf_cells, memor
 from axhw.power.accel.synth import ARRAY_BUFFERING, ArraySynth, synthesize_array
 from axhw.power.accel.timing import clock_mhz_for
 from axhw.power.flow.synth import SynthConfig
+from axhw.power.flow.tools import find_toolchain
 from axhw.rtl.pe import ArrayConfig
 from axhw.rtl.program import compile_network
 
@@ -248,10 +249,13 @@ def _nnls(rows: list[list[float]], target: list[float]) -> list[float]:
 
 
 def _calibration_key(modes: tuple[str, ...], cfg: AccelConfig, synth_cfg: SynthConfig | None, samples: int) -> str:
+    lib = find_toolchain().library
     h = hashlib.sha256()
     h.update(json.dumps({"v": CALIBRATION_VERSION, "modes": sorted(modes), "pes": cfg.pes, "samples": samples,
                          "timing": cfg.timing, "engine": cfg.engine, "period": cfg.period_ns,
-                         "features": FEATURES, "synth": repr(synth_cfg), "array_abc": ARRAY_BUFFERING},
+                         "features": FEATURES, "synth": repr(synth_cfg), "array_abc": ARRAY_BUFFERING,
+                         # another library, another fit (osu018's keys stay those stored before issue 29)
+                         **({} if lib.pdk == "osu018" else {"library": find_toolchain().library_sha256})},
                         sort_keys=True).encode())
     # the array's RTL templates: an edit of the array gives other netlists, so the fit must be redone
     for t in sorted(resource_dir("rtl").glob("*.j2")):
@@ -325,8 +329,6 @@ def model_energy(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, cfg: Ac
     """Energy per inference of ``qnet`` on ``mode``'s array over the first ``cfg.samples`` rows of ``x_int``,
     without simulation: the same :class:`AccelEnergy` as the gate-level engines (``activity["engine"]`` is
     ``"model"``; no toggles, no outputs compared)."""
-    from axhw.power.search.study import NODE_SCALE_180_TO_65
-
     cfg = cfg or AccelConfig(engine="model")
     t0 = time.perf_counter()
     cal = calibration or calibrate(cfg=replace(cfg, engine="icarus"), synth_cfg=synth_cfg)
@@ -335,7 +337,8 @@ def model_energy(qnet: QuantizedNetwork, x_int: torch.Tensor, mode: str, cfg: Ac
     shape = tuple(x.shape[1:]) if x.dim() == 4 else None
     program = compile_network(acfg, qnet, input_shape=shape)
     acts = action_counts(acfg, qnet, x, program=program)
-    return _priced(synth, acfg, acts, mode, cfg, cal, qnet, x, NODE_SCALE_180_TO_65, time.perf_counter() - t0)
+    return _priced(synth, acfg, acts, mode, cfg, cal, qnet, x, find_toolchain().library.node_scale,
+                   time.perf_counter() - t0)
 
 
 def _pseudo_activity(synth: ArraySynth, acts: Actions, period_ns: float) -> ArrayActivity:
@@ -370,4 +373,4 @@ def _priced(synth: ArraySynth, acfg: ArrayConfig, acts: Actions, mode: str, cfg:
     return AccelEnergy(mode=mode, config_id=acfg.config_id, logic_j=units, logic_clock_j=clock,
                        logic_modules_j={}, storage=storage, totals=totals, activity=activity, synthesis=synthesis,
                        node_scale=node_scale, multiplies_per_inference=qnet.multiplies_per_inference(x),
-                       settings=settings)
+                       settings=settings, library=find_toolchain().library.label)

@@ -70,16 +70,18 @@ def section(nets: Mapping[str, dict[str, Any]], title: str = "Accelerator-level 
         return "\n".join([*lines, "(nothing measured)", ""])
     s = first["settings"]
     engine = s.get("engine", "icarus")
-    how = {"icarus": f"gate level (osu018, Icarus{' with cell delays' if s['timing'] else ', zero-delay'}), "
+    lib = first.get("library", "osu018 1.80 V")  # results written before issue 29 were all osu018
+    scaled = (f"logic scaled to 65 nm by {first['node_scale']:.3f}" if lib.startswith("osu018")
+              else f"logic at its own node ({lib}), unscaled")
+    how = {"icarus": f"gate level ({lib}, Icarus{' with cell delays' if s['timing'] else ', zero-delay'}), "
                      f"{first['activity']['samples']} test samples, outputs checked against forward_int",
-           "verilator": f"gate level (osu018, Verilator, zero-delay: no glitches), {first['activity']['samples']} "
+           "verilator": f"gate level ({lib}, Verilator, zero-delay: no glitches), {first['activity']['samples']} "
                         "test samples, outputs checked against forward_int",
            "model": f"action-count model (axhw.power.accel.model: no simulation; switching energies calibrated on "
                     f"Icarus runs with cell delays of small networks), {first['activity']['samples']} test samples"
            }[engine]
     lines += [
-        f"Whole PE array ({first['config_id']}), {how}; logic scaled to 65 nm "
-        f"by {first['node_scale']:.3f}; memories as SRAM (65 nm model; voltage-scaled: {', '.join(s['scaled_memories'])}"
+        f"Whole PE array ({first['config_id']}), {how}; {scaled}; memories as SRAM (65 nm model; voltage-scaled: {', '.join(s['scaled_memories'])}"
         f"; the rest at 1.1 V); leakage over the inference at {_clock_text(s, nets)}. uJ per inference.",
         "",
     ]
@@ -92,9 +94,9 @@ def section(nets: Mapping[str, dict[str, Any]], title: str = "Accelerator-level 
                              _uj(t["storage_j"]), f"{100 * t['multiplier_share']:.1f}%",
                              _uj(e["logic_j"]["multipliers"]), _uj(only)])
     lines.append(markdown_table(["network", "mode", "SRAM mV", "total", "multipliers", "adders+requant+control",
-                                 "storage", "multiplier share", "multipliers osu018", "multiplier-only flow osu018"],
+                                 "storage", "multiplier share", f"multipliers {lib}", f"multiplier-only flow {lib}"],
                                 rows))
-    lines += ["", "Logic (osu018, uJ per inference; clock = flip-flop clock pins in the cycles their clock ticks, and the clock gates):", ""]
+    lines += ["", f"Logic ({lib}, uJ per inference; clock = flip-flop clock pins in the cycles their clock ticks, and the clock gates):", ""]
     rows = []
     for label, net in nets.items():
         for mode, e in net["modes"].items():
@@ -127,7 +129,8 @@ def _clock_text(settings: dict[str, Any], nets: Mapping[str, dict[str, Any]]) ->
                      if e.get("activity", {}).get("clock_mhz")})
     if not clocks:
         return f"{settings['clock_mhz']:g} MHz"
-    met = "" if settings.get("clock_mhz") else " (the fastest clock each array meets at osu018, STA)"
+    lib = next((e.get("library") for net in nets.values() for e in net["modes"].values()), None) or "osu018 1.80 V"
+    met = "" if settings.get("clock_mhz") else f" (the fastest clock each array meets at {lib}, STA)"
     return f"{clocks[0]:g} MHz{met}" if len(clocks) == 1 else f"{clocks[0]:g}-{clocks[-1]:g} MHz{met}"
 
 
@@ -205,7 +208,8 @@ def study_accelerator(d: dict[str, Any], cfg: AccelConfig, search: bool = False,
         t = e["totals"][f"{float(point['voltage_mv']):g}"]
         return {"network": label, "part": part, "mode": point["mode"], "voltage_mv": float(point["voltage_mv"]),
                 "checkpoint": ck, "accuracy": point.get("accuracy"), **t,
-                "logic_osu018_j": e["logic_j"], "cycles_per_inference": e["activity"]["cycles_per_inference"],
+                "logic_j": e["logic_j"], "library": e.get("library", "osu018 1.80 V"),
+                "cycles_per_inference": e["activity"]["cycles_per_inference"],
                 "multiplies_per_inference": e["multiplies_per_inference"]}
 
     seeds: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""The clock the synthesized PE array meets at osu018, and the slack there (OpenSTA).
+"""The clock the synthesized PE array meets in its cell library, and the slack there (OpenSTA).
 
 Why: energy per inference charges leakage (logic and SRAM) over the inference's time, cycles / clock. A
 clock the netlist does not meet would understate that time and claim a speed the array does not have
@@ -112,7 +112,7 @@ def clock_mhz_for(synth: ArraySynth, asked_mhz: float | None) -> float:
     if asked_mhz is None:
         return float(met["clock_mhz"])
     if asked_mhz > met["clock_mhz"] * (1 + 1e-9):
-        raise ValueError(f"the array meets {met['clock_mhz']:.1f} MHz at osu018 (critical path ending at "
+        raise ValueError(f"the array meets {met['clock_mhz']:.1f} MHz at {find_toolchain().library.label} (critical path ending at "
                          f"{met['endpoint']}), not {asked_mhz:g} MHz: ask for at most that, or none (the default: "
                          "the fastest clock it meets)")
     return float(asked_mhz)

@@ -29,7 +29,7 @@ from axhw.power.flow.synth import SynthResult
 from axhw.power.flow.templates import render
 from axhw.power.flow.tools import batch_args, find_toolchain
 
-__all__ = ["PowerConfig", "PowerResult", "activity_power", "net_drivers", "pin_annotation_honored",
+__all__ = ["PowerConfig", "PowerResult", "activity_power", "critical_path_ns", "net_drivers", "pin_annotation_honored",
            "resolve_annotation", "run_sta", "vectorless_power"]
 
 
@@ -97,6 +97,18 @@ def run_sta(script: str, exe: str | None = None) -> str:
     if proc.returncode != 0 or "Error" in out:
         raise RuntimeError(f"{Path(exe).name} failed: {out.strip()[-2000:]}")
     return out
+
+
+def critical_path_ns(synth: SynthResult) -> float:
+    """The longest input-to-output delay (ns) of ``synth``'s combinational netlist in its library (OpenSTA:
+    ideal input edges, unloaded outputs): the clock a multiplier allows is at most ``1000 / critical_path_ns``
+    MHz (:mod:`axhw.power.search.logic_voltage`)."""
+    tc = find_toolchain()
+    out = run_sta(render("mult_timing.tcl.j2", liberty=tc.liberty, netlist=synth.netlist, top=synth.top))
+    arrival = re.search(r"(-?[0-9.]+)\s+data arrival time", out.split("AXHW_TIMING", 1)[-1])
+    if arrival is None:
+        raise RuntimeError(f"sta reported no path through {synth.netlist}: {out.strip()[-1000:]}")
+    return float(arrival.group(1))
 
 
 def resolve_annotation(cfg: PowerConfig) -> str:

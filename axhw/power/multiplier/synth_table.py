@@ -21,6 +21,7 @@ from axhw.common.paths import cache_dir
 from axhw.common.tables import markdown_table
 from axhw.power.flow.activity import SimConfig
 from axhw.power.flow.synth import SynthConfig
+from axhw.power.flow.tools import find_toolchain
 from axhw.power.multiplier.compute import measure_stream, mode_config
 from axhw.power.multiplier.operands import uniform_operands
 from axhw.power.multiplier.stages import stage_markdown, stage_toggles
@@ -154,7 +155,7 @@ def write_rows(rows: list[dict[str, Any]], out: Path, name: str, run: SynthRun) 
     body = [[r["config_id"], r["n_cells"], f"{r['area_um2']:.0f}", f"{r['leakage_nw']:.2f}", r["vectors"],
              r["mismatches"], f"{r['measured']['mean_toggles']:.3f}", f"{r['measured']['energy_pj']:.2f}",
              f"{r['vectorless']['energy_pj']:.2f}"] for r in rows]
-    text = (f"osu018, uniform operands ({run.n_pairs} pairs, seed {run.seed}), simulated with {sim}; energy = "
+    text = (f"{find_toolchain().library.label}, uniform operands ({run.n_pairs} pairs, seed {run.seed}), simulated with {sim}; energy = "
             "power at one multiply per 10 ns cycle.\n\n"
             + markdown_table(["config", "cells", "area um2", "leakage nW", "vectors", "mismatches",
                               "toggles/cell", "measured pJ/mul", "vectorless pJ/mul"], body) + "\n")
@@ -189,7 +190,8 @@ def pe_table(out: Path, max_fan_in: int = 64, progress: bool = False, synth_cfg:
             bar.set_postfix_str(f"{name}: synthesis")
             r = synthesize_pe(ArrayConfig(cfg, max_fan_in=max_fan_in), synth_cfg)
             rows.append([name, r.config_id, r.n_cells, f"{r.area_um2:.0f}", f"{r.leakage_nw:.1f}"])
-    text = (f"PE (multiplier, accumulator, controller, {max_fan_in}-word local memories as flip-flops), osu018:\n\n"
+    text = (f"PE (multiplier, accumulator, controller, {max_fan_in}-word local memories as flip-flops), "
+            f"{find_toolchain().library.label}:\n\n"
             + markdown_table(["mode", "design", "cells", "area um2", "leakage nW"], rows) + "\n")
     atomic_write_text(text, out / "pe_8bit.md")
     return text

@@ -26,8 +26,10 @@ from axhw.power.pdk.characterize import CharacterizationFailed, Grid, characteri
 from axhw.power.pdk.liberty_out import corner_name, library_text
 from axhw.power.pdk.sequential import characterize_sequential
 from axhw.power.pdk.source import PdkSource
+from axhw.power.pdk.verilog_out import cell_models_text
 
-__all__ = ["CHARACTERIZER_VERSION", "SUPPORTED_KINDS", "BuildResult", "build", "cache_key", "library_file"]
+__all__ = ["CHARACTERIZER_VERSION", "SUPPORTED_KINDS", "BuildResult", "build", "cache_key", "library_file",
+           "models_file"]
 
 #: per cell kind, bumped when a change to its characterization changes its numbers (invalidates those cells
 #: only: a fix to the flip-flop's program does not throw away the combinational cells)
@@ -56,8 +58,14 @@ def library_file(out_dir: Path, voltage: float) -> Path:
     return Path(out_dir) / f"axhw_sky130_fd_sc_hd__{corner_name(voltage)}.lib"
 
 
+def models_file(out_dir: Path, voltage: float) -> Path:
+    """The Verilog cell models written beside :func:`library_file` (delays of that library)."""
+    return library_file(out_dir, voltage).with_suffix(".v")
+
+
 def cache_key(src: PdkSource, cell: CellSpec, voltage: float, grid: Grid) -> str:
-    netlist = hashlib.sha256(src.netlist(cell).read_bytes()).hexdigest()
+    # the netlist as simulated: with junctions, the estimate's rule is part of the key through its text
+    netlist = hashlib.sha256(src.netlist_text(cell).encode()).hexdigest()
     parts = {"version": CHARACTERIZER_VERSION.get(cell.kind, 0), "cell": cell.name, "kind": cell.kind,
              "inputs": cell.inputs, "outputs": cell.outputs, "clock": cell.clock, "netlist": netlist,
              "models": src.models_sha256, "voltage": round(voltage, 4), "grid": asdict(grid)}
@@ -136,6 +144,7 @@ def build(src: PdkSource, cells: Sequence[CellSpec], voltages: Sequence[float], 
         lib = library_file(out_dir, v)
         lib.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(library_text(f"axhw_sky130_fd_sc_hd__{corner_name(v)}", v, ok, areas, note), lib)
+        atomic_write_text(cell_models_text(lib, cells), models_file(out_dir, v))
         res.libraries[v] = lib
     res.seconds = time.monotonic() - began
     return res

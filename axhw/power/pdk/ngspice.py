@@ -111,7 +111,7 @@ def deck(src: PdkSource, cell: CellSpec, probes: Sequence[Probe], supply: float,
     order = src.subckt_pins(cell)
     lines = [f"* axhw batched characterization: {cell.name}, {len(probes)} copies",
              f".lib {src.models} tt", *(f".include {m}" for m in src.extra_models(cell)),
-             f".include {src.netlist(cell)}", f".temp {temp_c:g}",
+             src.netlist_text(cell), f".temp {temp_c:g}",
              ".option noinit" + (f" {options}" if options else "")]
     vectors: list[str] = []
     for i, p in enumerate(probes):

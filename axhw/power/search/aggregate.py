@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from axhw.arith.sram import NOMINAL_MV
+from axhw.power.flow.tools import selected_library
 from axhw.power.search.bound import READINGS, floor, parse_reading, reading_name, rule_text
 from axhw.power.search.stats import HINGE_SAMPLES, bootstrap_mean_ci, margin_samples
 from axhw.power.search.study import NODE_SCALE_180_TO_65, choose, config_dict, mean_or_none, power_change
@@ -129,8 +130,11 @@ def study_dict(res: StudyResult) -> dict[str, Any]:
     """The content of ``power.json`` (see the module docstring)."""
     cfg = res.config
     nets = res.networks
-    out: dict[str, Any] = {"config": config_dict(cfg), "node_scale_compute_180_to_65": NODE_SCALE_180_TO_65,
+    lib = selected_library()
+    out: dict[str, Any] = {"config": config_dict(cfg), "library": lib.label, "node_scale_compute": lib.node_scale,
                            "networks": nets}
+    if lib.pdk == "osu018":
+        out["node_scale_compute_180_to_65"] = NODE_SCALE_180_TO_65  # the key reports written before issue 29 read
     if "bp" in nets and "axtrain" in nets:
         bp, ax = nets["bp"]["chosen"], nets["axtrain"]["chosen"]
         out["axtrain_vs_bp_percent"] = {p: power_change(bp[p], ax[p], _KEY[p]) for p in PARTS}

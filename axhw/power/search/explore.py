@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from axhw.arith.sram import NOMINAL_MV
+from axhw.power.flow.tools import selected_library
 from axhw.power.search.targets import Ledger, ResultCache, TargetNetworks, file_digest, is_finished
 
 __all__ = ["ExploreConfig", "candidate_files", "import_candidates", "pareto_front", "run_explore", "top_module"]
@@ -249,14 +250,16 @@ class ExploreResult:
     points: list[dict[str, Any]] = field(default_factory=list)
     fronts: dict[str, list[str]] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
+    #: the cell library the energies were measured in (:attr:`axhw.power.flow.tools.CellLibrary.label`)
+    library: str = "osu018 1.80 V"
 
     def as_dict(self) -> dict[str, Any]:
         cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.config).items()}
         cfg["circuits"] = [str(p) for p in self.config.circuits]
         from axhw.common.numerics import describe
 
-        return {"config": cfg, "imports": self.imports, "points": self.points, "pareto": self.fronts,
-                "cost": self.cost, "numerics": describe()}  # which numerics code produced it
+        return {"config": cfg, "library": self.library, "imports": self.imports, "points": self.points,
+                "pareto": self.fronts, "cost": self.cost, "numerics": describe()}  # which numerics code produced it
 
 
 def run_explore(cfg: ExploreConfig, progress: bool = True, backend: Literal["local", "ray"] = "local",
@@ -313,7 +316,7 @@ def run_explore(cfg: ExploreConfig, progress: bool = True, backend: Literal["loc
     fronts = {method: pareto_front(ordered, method) for method in ("bp", "axtrain")}
     cost = {**ledger.as_dict(), "wall_s": round(time.monotonic() - t0, 1), "candidates": len(modes),
             "candidates_measured": len(todo)}
-    return ExploreResult(cfg, imports, ordered, fronts, cost)
+    return ExploreResult(cfg, imports, ordered, fronts, cost, selected_library().label)
 
 
 def markdown(result: ExploreResult) -> str:
@@ -332,7 +335,7 @@ def markdown(result: ExploreResult) -> str:
     lines = [f"# Circuit exploration: {cfg.dataset}", "",
              f"{len(result.points)} candidates ({cfg.bits}-bit), seed {cfg.seed}, {cfg.epochs} epochs "
              f"(AxTrain: pas {cfg.pas_epochs} per circuit), training limit {cfg.limit or 'none'}; energy per multiply "
-             f"at osu018 on each network's own operand stream ({cfg.n_pairs} pairs, "
+             f"at {result.library} on each network's own operand stream ({cfg.n_pairs} pairs, "
              f"{'cell delays' if cfg.timing else 'zero delay'}), nominal voltage. * = on the method's Pareto front "
              "(energy vs validation accuracy).", "",
              markdown_table(["circuit", "BP pJ/mul", "BP val %", "BP test %", "AxTrain pJ/mul", "AxTrain val %",
@@ -367,7 +370,7 @@ def plot(result: ExploreResult, path: str | Path) -> None:
         fx = [front[m][method]["energy_pj"] for m in result.fronts.get(method, [])]
         fy = [100 * front[m][method]["val_accuracy"] for m in result.fronts.get(method, [])]
         ax.step(fx, fy, where="post", color=color, linewidth=1.5)
-    ax.set_xlabel("energy per multiply (pJ, osu018, own operand stream)")
+    ax.set_xlabel(f"energy per multiply (pJ, {result.library}, own operand stream)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"{result.config.dataset}: {len(result.points)} circuits, Pareto fronts")
     ax.legend(loc="lower right")

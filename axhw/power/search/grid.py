@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from axhw.arith.sram import NOMINAL_MV
 
-__all__ = ["PARTS", "Candidate", "SearchOutcome", "candidates", "first_feasible"]
+__all__ = ["PARTS", "Candidate", "SearchOutcome", "candidates", "choose", "first_feasible"]
 
 Part = Literal["compute", "storage", "joint"]
 PARTS: tuple[Part, ...] = ("compute", "storage", "joint")
@@ -124,3 +124,15 @@ def first_feasible(cands: Sequence[Candidate], accuracy: Callable[[Candidate], t
             out.chosen = c
             break
     return out
+
+
+def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[str, Any] | None:
+    """The lowest-``power_key`` point with ``accuracy >= floor``, or None when no point is feasible.
+
+    >>> choose([{"accuracy": 0.9, "p": 2.0}, {"accuracy": 0.95, "p": 3.0}], "p", 0.92)["p"]
+    3.0
+    >>> choose([{"accuracy": 0.9, "p": 2.0}], "p", 0.99) is None
+    True
+    """
+    feasible = [p for p in points if p["accuracy"] >= floor - 1e-12]
+    return min(feasible, key=lambda p: (p[power_key], -p["accuracy"])) if feasible else None

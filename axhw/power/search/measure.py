@@ -11,6 +11,7 @@ from typing import Any
 from axhw.power.flow.activity import SimConfig
 from axhw.power.flow.sta import PowerConfig
 from axhw.power.flow.synth import SynthConfig
+from axhw.power.flow.tools import find_toolchain
 from axhw.power.search.targets import Ledger, ResultCache, file_digest
 
 __all__ = ["Measurer"]
@@ -67,7 +68,7 @@ class Measurer:
 
         payload = {"checkpoint": file_digest(ck), "mode": mode, "config_id": mode_config(mode, self.bits).config_id,
                    "bits": self.bits, "n_pairs": self.n_pairs, "seed": seed, "timing": self.timing,
-                   "clock_mhz": self.clock_mhz}
+                   "clock_mhz": self.clock_mhz, "library": find_toolchain().library_sha256}
         hit = self.cache.get("power", payload)
         if hit is not None:
             return hit

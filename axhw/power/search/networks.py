@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from axhw.arith.sram import NOMINAL_MV
+from axhw.power.flow.tools import selected_library
 from axhw.power.search.measure import Measurer
 from axhw.power.search.study import (
     NODE_SCALE_180_TO_65,
@@ -82,6 +83,12 @@ def prepare(checkpoints: Sequence[str | Path], cfg: StudyConfig) -> tuple[list[d
     if cfg.constraint_pp < 0 or any(b < 0 for b in cfg.bounds):
         raise ValueError(f"accuracy bounds must be >= 0 percentage points, got {cfg.constraint_pp} and {list(cfg.bounds)}")
     check_modes(cfg.modes, cfg.bits)
+    if not cfg.clock_mhz > 0:
+        raise ValueError(f"clock_mhz={cfg.clock_mhz}: give a positive multiply rate in MHz")
+    if cfg.logic_supplies_mv:
+        from axhw.power.search.logic_voltage import check_supplies
+
+        check_supplies(cfg.logic_supplies_mv)
     bp = [i for i in infos if i["method"] == "bp"]
     if cfg.reference == "bp" and len(bp) != 1:
         raise ValueError(f"--reference bp needs exactly one checkpoint trained with --method bp, got {len(bp)}; "
@@ -107,9 +114,14 @@ def network_study(checkpoints: Sequence[str | Path], cfg: StudyConfig, progress:
         net["model"], net["data"] = info["model"], info["data"]
         networks[info["label"]] = net
     choose_configurations(networks, cfg, networks[bp[0]["label"]]["exact_nominal_accuracy"] if bp else None)
+    if cfg.logic_supplies_mv:
+        from axhw.power.search.study import logic_supplies
+
+        logic_supplies(cfg, cfg.seed, networks, {i["label"]: Path(i["path"]) for i in infos}, meas)
     out: dict[str, Any] = {"config": config_dict(cfg), "source": "networks", "networks": networks,
                            "selection_split": cfg.selection_split,
-                           "node_scale_180_to_65": NODE_SCALE_180_TO_65,
+                           "library": selected_library().label, "node_scale_compute": selected_library().node_scale,
+                           **({"node_scale_180_to_65": NODE_SCALE_180_TO_65} if selected_library().pdk == "osu018" else {}),
                            "cost": {"this_run": ledger.as_dict()}}
     if bp and len(networks) > 1:  # every other network's power change against BP's, at the chosen points
         base = networks[bp[0]["label"]]["chosen"]

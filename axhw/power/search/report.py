@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from axhw.common.io import atomic_write, atomic_write_json, atomic_write_text
+from axhw.power.search.logic_voltage import markdown_section as logic_supply_section
 from axhw.power.search.per_target import (
     fidelity,
     pareto_plot,
@@ -68,11 +69,14 @@ def markdown(d: dict[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join("n/a" if parts[p] is None else f"{parts[p]:+.1f}%"
                                                  for p in ("compute", "storage", "joint")) + " |")
     lines += report_sections(d)
+    lines += logic_supply_section(d)
     if d.get("accelerator"):  # power report --accel
         from axhw.power.accel.report import study_section
 
         lines += ["", study_section(d["accelerator"])]
-    lines += ["", "## Multiplier power per mode (network operand streams)", "",
+    lib = d.get("library", "osu018 1.80 V")  # reports written before issue 29 were all osu018
+    joint = "joint uW (65 nm)" if lib.startswith("osu018") else f"joint uW ({lib} logic unscaled + 65 nm SRAM)"
+    lines += ["", f"## Multiplier power per mode (network operand streams, {lib})", "",
               "| network | mode | cells | area um2 | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |"
               " mean toggles/cell/cycle |", "|---|---|---|---|---|---|---|---|---|"]
     for m, net in d["networks"].items():
@@ -83,7 +87,7 @@ def markdown(d: dict[str, Any]) -> str:
     test = any(p.get("test_accuracy") is not None for net in d["networks"].values() for p in net["points"])
     lines += ["", "## Accuracy grid (mean over NTV runs) and power", "",
               "| network | mode | V (mV) | accuracy % | std | " + ("test accuracy % | " if test else "")
-              + "compute uW | storage uW | joint uW (65 nm) |", "|---|---|---|---|---|---|---|---|" + ("---|" if test else "")]
+              + f"compute uW ({lib}) | storage uW | {joint} |", "|---|---|---|---|---|---|---|---|" + ("---|" if test else "")]
     for m, net in d["networks"].items():
         for p in net["points"]:
             t = "" if not test else ("n/a | " if p.get("test_accuracy") is None else f"{100 * p['test_accuracy']:.2f} | ")

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from axhw.arith.sram import NOMINAL_MV
 from axhw.data.registry import APPLICATIONS
+from axhw.power.flow.tools import NODE_SCALE_180_TO_65, selected_library
 from axhw.power.search.approxann import approxann_cached
 from axhw.power.search.bound import READINGS, parse_reading
 from axhw.power.search.bound import floor as bound_floor
-from axhw.power.search.grid import Part, candidates, first_feasible
+from axhw.power.search.grid import Part, candidates, choose, first_feasible
 from axhw.power.search.measure import Measurer
 from axhw.power.search.stats import paired_test
 from axhw.power.search.targets import Ledger, ResultCache, TargetNetworks, is_finished
@@ -41,12 +42,10 @@ from axhw.power.sram_energy import SRAMTechnology, storage_bits_split, storage_p
 if TYPE_CHECKING:
     from axhw.training.trainer import Method, TrainConfig
 
-__all__ = ["StudyConfig", "StudyResult", "check_modes", "choose", "choose_configurations", "measure_network",
+__all__ = ["NODE_SCALE_180_TO_65", "StudyConfig", "StudyResult", "check_modes", "choose", "choose_configurations",
+           "logic_supplies", "measure_network",
            "power_change", "run_study"]
 
-#: Compute energy scaling osu018 (180 nm, 1.8 V) -> the SRAM model's 65 nm, 1.1 V, for the joint sum only:
-#: E ~ C V^2 with C ~ feature size (classical scaling; stated, not measured): (65/180) * (1.1/1.8)^2.
-NODE_SCALE_180_TO_65 = (65.0 / 180.0) * (1.1 / 1.8) ** 2
 #: Networks of ApproxAnn's comparison: pretrained by BP (the paper's ApproxANN) and by AxTrain-act (Fig. 8).
 APPROXANN_PRETRAINED = ("bp", "act")
 
@@ -99,6 +98,9 @@ class StudyConfig:
             "Bias words"): in their layer's narrowest word (``fit``, the default) or in ``bias_bits`` words, and in
             the NTV memory with the weights (default) or at nominal voltage. Every network of the study is trained
             and evaluated so; the storage power charges bias bits outside the NTV memory at nominal voltage.
+        logic_supplies_mv: logic supplies (mV) the search may lower each multiplier to, where its netlist still
+            meets ``clock_mhz`` (libraries of the selected PDK: sky130's 1800, 1200); empty (default): the
+            logic at the selected library's one supply, as the paper (:mod:`axhw.power.search.logic_voltage`).
         work_dir: training checkpoints, cached measurements and simulation scratch.
     """
 
@@ -128,6 +130,7 @@ class StudyConfig:
     val_fraction: float = 0.2
     bias_word: Literal["fit", "fixed"] = "fit"
     ntv_biases: bool = True
+    logic_supplies_mv: tuple[int, ...] = ()
     work_dir: Path = Path("build/power/study")
 
     @classmethod
@@ -163,18 +166,6 @@ class StudyConfig:
                            val_fraction=self.val_fraction, bias_word=self.bias_word, ntv_biases=self.ntv_biases)
 
 
-def choose(points: list[dict[str, Any]], power_key: str, floor: float) -> dict[str, Any] | None:
-    """The lowest-``power_key`` point with ``accuracy >= floor``, or None when no point is feasible.
-
-    >>> choose([{"accuracy": 0.9, "p": 2.0}, {"accuracy": 0.95, "p": 3.0}], "p", 0.92)["p"]
-    3.0
-    >>> choose([{"accuracy": 0.9, "p": 2.0}], "p", 0.99) is None
-    True
-    """
-    feasible = [p for p in points if p["accuracy"] >= floor - 1e-12]
-    return min(feasible, key=lambda p: (p[power_key], -p["accuracy"])) if feasible else None
-
-
 def measure_network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Measurer, progress: bool) -> dict[str, Any]:
     """One network's whole grid: accuracy per (mode, voltage) on the selection split (``accuracy``, what choices
     read) and on the test split (``test_accuracy``, what is reported), compute power per mode, storage per
@@ -202,7 +193,7 @@ def measure_network(cfg: StudyConfig, seed: int, method: str, ck: Path, meas: Me
         c, s = compute[m]["measured"]["total_w"], storage[v].total_w
         points.append({"mode": m, "voltage_mv": v, **_accuracies(acc[(m, v)], test[(m, v)], acc[("exact", NOMINAL_MV)],
                                                                  cfg.runs), "compute_w": c,
-                       "storage_w": s, "joint_w": c * NODE_SCALE_180_TO_65 + s})
+                       "storage_w": s, "joint_w": c * selected_library().node_scale + s})
     return {
         "method": method, "checkpoint": str(ck), "stored_bits": stored, "nominal_bits": nominal, "multiplies_per_inference": multiplies,
         "exact_nominal_accuracy": acc[("exact", NOMINAL_MV)]["accuracy_mean"],
@@ -275,13 +266,13 @@ def _per_target(cfg: StudyConfig, seed: int, nets: TargetNetworks, single: dict[
         s = storage_w[c.voltage_mv]
         return {"mode": c.mode, "voltage_mv": c.voltage_mv, **_accuracies(acc, test, ref, cfg.runs), "compute_w": comp,
                 "storage_w": s,
-                "joint_w": None if comp is None else comp * NODE_SCALE_180_TO_65 + s, "checkpoint": str(ck)}
+                "joint_w": None if comp is None else comp * selected_library().node_scale + s, "checkpoint": str(ck)}
 
     def search(floor: float, b: float, parts: tuple[Part, ...]) -> dict[str, Any]:
         row: dict[str, Any] = {"floor": floor}
         for part in parts:
             out = first_feasible(candidates(part, cfg.modes, cfg.voltages, order_c, storage_w,
-                                            NODE_SCALE_180_TO_65), accuracy, floor, part, b)
+                                            selected_library().node_scale), accuracy, floor, part, b)
             row[part] = {**out.as_dict(), "point": point(out.chosen, part) if out.chosen is not None else None}
         return row
 
@@ -361,6 +352,12 @@ def _check(cfg: StudyConfig) -> None:
         raise ValueError("search 'per_target' trains AxTrain: methods must include 'axtrain'")
     check_modes(cfg.modes, cfg.bits)
     check_modes(("exact", *cfg.approxann_modes), cfg.bits)
+    if not cfg.clock_mhz > 0:
+        raise ValueError(f"clock_mhz={cfg.clock_mhz}: give a positive multiply rate in MHz")
+    if cfg.logic_supplies_mv:
+        from axhw.power.search.logic_voltage import check_supplies
+
+        check_supplies(cfg.logic_supplies_mv)
 
 
 def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, progress: bool) -> dict[str, Any]:
@@ -383,6 +380,8 @@ def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, pro
         networks[method] = measure_network(cfg, seed, method, cks[method], meas, progress)
     bp_ref = networks["bp"]["exact_nominal_accuracy"] if "bp" in networks else None
     choose_configurations(networks, cfg, bp_ref)
+    if cfg.logic_supplies_mv:
+        logic_supplies(cfg, seed, networks, cks, meas)
     out: dict[str, Any] = {"seed": seed, "networks": networks}
     if cfg.search == "per_target":
         out["per_target"] = _per_target(cfg, seed, nets, networks["axtrain"],
@@ -391,6 +390,20 @@ def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, pro
         pre = {"bp": cks["bp"], **({"act": nets.act()} if "axtrain" in cfg.methods else {})}
         out["approxann"] = _approxann(cfg, seed, pre, meas)
     return out
+
+
+def logic_supplies(cfg: StudyConfig, seed: int, networks: dict[str, dict[str, Any]], cks: dict[str, Path],
+                    meas: Measurer) -> None:
+    """Each network's choices with the logic supply free as well (:mod:`axhw.power.search.logic_voltage`), at
+    the headline bound, as ``logic_supply`` beside its SRAM-only ``chosen``."""
+    from axhw.power.search.logic_voltage import logic_supply_search, supply_grid
+
+    scale = selected_library().node_scale
+    for method, net in networks.items():
+        grid = supply_grid(meas, cks[method], cfg.modes, seed, f"{cfg.dataset}/{method}", cfg.logic_supplies_mv,
+                           cfg.clock_mhz)
+        net["logic_supply"] = {**logic_supply_search(net, grid, bound_floor(net["reference_accuracy"], cfg.constraint_pp),
+                                                     scale), "library_mv": float(selected_library().supply_mv)}
 
 
 @dataclass

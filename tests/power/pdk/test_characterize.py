@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from liberty.parser import parse_liberty
 
-from axhw.power.pdk.build import build, library_file
+from axhw.power.pdk.build import build, library_file, models_file
 from axhw.power.pdk.cells import spec_by_name
 from axhw.power.pdk.characterize import CharacterizationFailed, characterize_comb, default_grid
 
@@ -68,6 +68,8 @@ def test_build_is_cached_and_writes_a_library(sky130, tmp_path, monkeypatch):
     parsed = parse_liberty(lib.read_text())
     assert [str(c.args[0]).strip('"') for c in parsed.get_groups("cell")] == ["sky130_fd_sc_hd__inv_1"]
     assert "Not characterized here: sky130_fd_sc_hd__dlxtp_1" in lib.read_text()
+    models = models_file(tmp_path / "out", 1.8).read_text()  # the simulation models of the same cells
+    assert "module sky130_fd_sc_hd__inv_1 (A, Y);" in models and "dlxtp" not in models
     again = build(sky130, cells, [1.8], GRID, tmp_path / "out", jobs=1)
     assert (again.computed, again.cached) == (1, 1)  # the inverter from the cache; the latch is retried
     stored = list((tmp_path / "cache" / "pdk" / "sky130").glob("*.json"))

@@ -12,6 +12,7 @@ import pytest
 from liberty.parser import parse_liberty
 
 from axhw.common.paths import resource_dir
+from axhw.power.pdk.build import SUPPORTED_KINDS
 from axhw.power.pdk.cells import SKY130_HD
 
 LIB_DIR = resource_dir("power") / "pdk" / "sky130"
@@ -38,7 +39,8 @@ def test_cells_and_the_build_record_agree(library):
     entry = record["voltages"][volts]
     assert sorted(_cells(lib)) == sorted(entry["cells"])
     assert not set(entry["cells"]) & set(entry["failed"])
-    assert set(entry["cells"]) | set(entry["failed"]) == {c.name for c in SKY130_HD}
+    # every cell the build characterizes by default (the plain latch, which no netlist uses, only when named)
+    assert set(entry["cells"]) | set(entry["failed"]) == {c.name for c in SKY130_HD if c.kind in SUPPORTED_KINDS}
     for name in entry["failed"]:  # a cell left out is said so in the file itself
         assert name in path.read_text().split("Not characterized here:", 1)[1].split('"', 1)[0]
 
