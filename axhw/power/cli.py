@@ -93,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                           "the clock each supply must meet (default 100)")
     rep.add_argument("--logic-supply-mv", type=int, nargs="+", default=None, metavar="MV",
                      help="also search the logic supply: each multiplier at the lowest-power of these supplies at "
-                          "which it meets the clock (libraries of --pdk: sky130 1800 1200), reported beside "
+                          "which it meets the clock (libraries of --pdk: sky130 1800 1200 900), reported beside "
                           "the SRAM-only search (default: none, the logic at the library's supply)")
     rep.add_argument("--work-dir", type=Path, default=None,
                      help="folder for checkpoints and scratch (default: power/study in the axhw cache, "
@@ -168,7 +168,7 @@ def _library_option(parser: argparse.ArgumentParser) -> None:
                              "own node; docs/pdk.md) (default: $AXHW_PDK, else osu018)")
     parser.add_argument("--supply-mv", type=int, default=None,
                         help="logic supply in mV, one the library was characterized at: osu018 1800; sky130 1800, "
-                             "1200 (900 once built) (default: $AXHW_SUPPLY_MV, else the library's first)")
+                             "1200, 900 (default: $AXHW_SUPPLY_MV, else the library's first)")
     handler = parser.get_default("func")
 
     def run(args: argparse.Namespace) -> int:

@@ -5,8 +5,8 @@ subprocess call; and every cache key needs the tool versions and the library has
 patched library invalidates old results (docs/power.md, "Caching").
 
 The library is selectable (issue 29): ``osu018`` (180 nm, 1.8 V, Debian ``qflow-tech-osu018``), or ``sky130``
-(sky130_fd_sc_hd characterized by axhw, committed under ``power/pdk/sky130`` at 1.8 and 1.2 V; 0.9 V once
-built; docs/pdk.md). The choice is read from ``AXHW_PDK`` and ``AXHW_SUPPLY_MV`` when :func:`find_toolchain` is
+(sky130_fd_sc_hd characterized by axhw, committed under ``power/pdk/sky130`` at 1.8, 1.2 and 0.9 V;
+docs/pdk.md). The choice is read from ``AXHW_PDK`` and ``AXHW_SUPPLY_MV`` when :func:`find_toolchain` is
 called, so it reaches every step of a run, worker processes included, without threading a parameter through
 each; the CLI's ``--pdk``/``--supply-mv`` and :func:`use_library` set them. The library hash is in every
 cache key, so results of different libraries never mix.
@@ -48,8 +48,7 @@ __all__ = [
 #: osu018 (Oklahoma State University 0.18 um) from Debian ``qflow-tech-osu018``; override with ``AXHW_OSU018_DIR``.
 LIBRARY_DIR = Path(os.environ.get("AXHW_OSU018_DIR", "/usr/share/qflow/tech/osu018"))
 
-#: the libraries the flow maps to and the supplies (mV) each can be had at; the first is the default. sky130's
-#: 0.9 V library is not committed yet: asking for it says how to build it.
+#: the libraries the flow maps to and the supplies (mV) each is committed at; the first is the default.
 PDKS: dict[str, tuple[int, ...]] = {"osu018": (1800,), "sky130": (1800, 1200, 900)}
 
 #: sky130_fd_sc_hd as characterized by ``axhw power pdk build`` (the repository's, or the wheel's copy).
