@@ -46,7 +46,7 @@ def test_delays_are_the_library_tables_at_the_stated_point():
     rise = at(ind1, ind2, timing.get_groups("cell_rise")[0].get_array("values"), SLEW_NS, LOAD_PF)
     fall = at(ind1, ind2, timing.get_groups("cell_fall")[0].get_array("values"), SLEW_NS, LOAD_PF)
     assert delays["sky130_fd_sc_hd__nand2_1"][("B", "Y")] == pytest.approx((rise, fall))
-    assert 0.005 < fall < rise < 0.5  # ns: a NAND2's pull-up (series PMOS... parallel, but weaker) is slower
+    assert 0.005 < fall < rise < 0.5  # ns: the NAND2_1 output rises through one 1.0 um PMOS (weaker than its NMOS stack) more slowly than it falls
     text = cell_models_text(NOMINAL)
     assert f"(B *> Y) = ({rise:.3f}, {fall:.3f});" in text
     assert "sky130_fd_sc_hd__dlxtp_1" not in text  # not in the library: no model either
