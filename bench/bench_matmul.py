@@ -12,6 +12,10 @@ Variants:
 * ``lut``: :meth:`axhw.LUTMultiplier.matmul` on DRUM's product table, default path (compiled kernel when
   built, see :mod:`axhw.arith.kernels.lut`);
 * ``lut_random``: the same on a random full-range table (no structure at all: a non-separable circuit);
+* ``lut_scalar``, ``lut_random_scalar``: ``lut`` and ``lut_random`` forced onto the scalar C kernel (on an
+  AVX2 machine the default is the AVX2 kernel; these give its speed-up over scalar in the same run);
+* ``lut_relu``: ``lut`` with A's entries in [0, 127], as after a ReLU (the AVX2 kernel expands only the
+  table rows of words that occur: half of them here);
 * ``lut_torch``: the pure-torch fallback of the table path (chunked gather), DRUM's table;
 * ``lut_gather_naive``: the textbook LUT gather ``table[A[:, :, None], B[None]]`` summed over K;
 * ``drum2_min``, ``drum3_min``: DRUM k=2 and k=3 matmul on operands where ``--min-fraction`` (1 %) of the
@@ -24,7 +28,7 @@ Variants:
   ``float32_gemm_1024_over_drum_1024`` is DRUM's share of float32 GEMM throughput.
 
 Goals: drum <= 1.5x exact and lut_gather_naive >= 30x drum (issue 2); table matmul (lut, lut_random)
-<= 10x exact (issue 12, item 7); drum2_min <= 1.2x drum3_min, no K2 cliff (issue 15, item 3); DRUM matmul
+<= 10x exact (issue 12, item 7), and <= 5x on CPUs with AVX2 but no AVX-512 (issue 28); drum2_min <= 1.2x drum3_min, no K2 cliff (issue 15, item 3); DRUM matmul
 at least 80 % of float32 GEMM throughput on 1024^3 (issue 15, item 4); judged on the median per-round
 ratio.
 """
@@ -54,6 +58,11 @@ RATIOS = [
     ("lut", "exact"),
     ("lut_random", "exact"),
     ("lut", "drum"),
+    ("lut_scalar", "exact"),
+    ("lut", "lut_scalar"),
+    ("lut_random", "lut_random_scalar"),
+    ("lut_relu", "exact"),
+    ("lut_relu", "lut"),
     ("lut_torch", "exact"),
     ("lut_torch", "lut"),
     ("lut_gather_naive", "drum"),
@@ -137,12 +146,29 @@ def main() -> None:
     assert torch.equal(drum.matmul(a_big[:64], b_big), drum_eager.matmul(a_big[:64], b_big))
     assert torch.equal(drum2.matmul(a_big[:16], b_big), drum2(a_big[:16, :, None], b_big[None]).sum(1))
 
+    def scalar(fn: Callable[[], object]) -> Callable[[], object]:
+        """``fn`` with the AVX2 kernel switched off (the path a CPU without AVX2 takes)."""
+        def run() -> object:
+            saved = lutkernel._state.get("avx2")
+            lutkernel._state["avx2"] = False
+            try:
+                return fn()
+            finally:
+                lutkernel._state["avx2"] = saved
+        return run
+
+    assert torch.equal(scalar(lambda: lut.matmul(a, b))(), want)
+    a_relu = a.abs().clamp(max=127)
+    assert torch.equal(lut.matmul(a_relu, b), drum.matmul(a_relu, b))
     fns: dict[str, Callable[[], object]] = {
         "float64_gemm": lambda: af @ bf,
         "exact": lambda: exact.matmul(a, b),
         "drum": lambda: drum.matmul(a, b),
         "lut": lambda: lut.matmul(a, b),
         "lut_random": lambda: lut_random.matmul(a, b),
+        "lut_scalar": scalar(lambda: lut.matmul(a, b)),
+        "lut_relu": lambda: lut.matmul(a_relu, b),
+        "lut_random_scalar": scalar(lambda: lut_random.matmul(a, b)),
         "lut_torch": lambda: lut_torch.matmul(a, b),
         "lut_gather_naive": naive_gather,
         "drum2_min": lambda: drum2.matmul(a_min, b_min),
@@ -180,6 +206,9 @@ def main() -> None:
         "lut_gather_naive_over_drum_min_30": ("lut_gather_naive_over_drum", lambda r: r >= 30.0),
         "lut_over_exact_max_10": ("lut_over_exact", lambda r: r <= 10.0),
         "lut_random_over_exact_max_10": ("lut_random_over_exact", lambda r: r <= 10.0),
+        **({"lut_over_exact_avx2_max_5": ("lut_over_exact", lambda r: r <= 5.0),
+            "lut_random_over_exact_avx2_max_5": ("lut_random_over_exact", lambda r: r <= 5.0)}
+           if lut.backend == "c-avx2" else {}),
         "drum2_min_over_drum3_min_max_1.2": ("drum2_min_over_drum3_min", lambda r: r <= 1.2),
         "drum_1024_at_least_80pct_of_float32": ("float32_gemm_1024_over_drum_1024", lambda r: r >= 0.8),
     }

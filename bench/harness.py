@@ -126,11 +126,31 @@ def header(
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cpus": os.cpu_count(),
+            **cpu_description(),
             "loadavg_before": list(load_before),
             "loadavg_after": list(after),
             **extra,
         },
     }
+
+
+def cpu_description() -> dict[str, object]:
+    """The CPU model and its vector extensions (kernels pick their path by them: an AVX2-only and an AVX-512
+    machine run different table-matmul kernels), from ``/proc/cpuinfo`` where it exists."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("unknown", "x86_64", ""):
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return {"cpu_model": model, "cpu_vector_isa": sorted(flags & {"avx2", "avx512f", "avx512bw", "avx512vl"}),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def act_macs(layers: Sequence[tuple[str, int]], probes: int) -> tuple[int, int]:

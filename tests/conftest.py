@@ -28,6 +28,8 @@ torch.set_num_threads(int(os.environ.get("AXHW_TEST_THREADS", "0")) or min(2, os
 ALLOWED_SKIPS: dict[str, str] = {
     r"no AVX-512BW on this CPU": "the AVX-512 table kernel depends on the CPU; its scalar twin runs on every "
     "CPU and is tested against the same reference",
+    r"no AVX2 on this CPU": "the AVX2 table kernel (x86-64 only) depends on the CPU, like the AVX-512 one; its "
+    "scalar twin runs on every CPU and is tested against the same reference",
     r"all tests skipped by \+SKIP option": "docstring examples of minutes-long synthesis or simulation, shown "
     "for reading; the same calls run in tests/power and tests/rtl",
 }

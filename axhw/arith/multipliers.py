@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,9 @@ from axhw.arith.intgemm import (
     exact_int_matmul,
 )
 from axhw.common import taken
+
+if TYPE_CHECKING:
+    from axhw.arith.kernels.lut import PreparedTable
 
 __all__ = [
     "DRUM",
@@ -519,7 +523,8 @@ class DRUM(SeparableMultiplier):
 class LUTMultiplier(Multiplier):
     """Any multiplier given as a full product table, e.g. a circuit from a library of approximate
     multipliers (EvoApproxLib). Not separable, so ``matmul`` is an exact gather-and-sum: a compiled
-    kernel (:mod:`axhw.arith.kernels.lut`, ~2 ms for (256 x 784) @ (784 x 128) at 8 bits) or, without a C compiler,
+    kernel (:mod:`axhw.arith.kernels.lut`: AVX-512, AVX2 or scalar; 2-4x ``Exact.matmul`` for (256 x 784) @
+    (784 x 128) at 8 bits on AVX-512 and AVX2 CPUs, bench/results/matmul*.json) or, without a C compiler,
     a chunked torch gather; both are tested equal to the elementwise ``__call__``, the reference.
 
     Args:
@@ -553,7 +558,7 @@ class LUTMultiplier(Multiplier):
         self._max_abs = int(self.table.abs().max())
         # int32 gathers move half the bytes; products of <= 12-bit multipliers mostly fit.
         self._flat32 = self._flat.to(torch.int32) if self._max_abs < (1 << 31) else None
-        self._kernel_table: torch.Tensor | None = None  # lutkernel.prepare_table copy, made on first use
+        self._kernel_table: PreparedTable | None = None  # lutkernel.prepare_table copies, made on first use
 
     @classmethod
     def _max_bits(cls) -> int:
@@ -581,19 +586,26 @@ class LUTMultiplier(Multiplier):
         k = a.shape[1]
         if k * self._max_abs >= INT64_SAFE_LIMIT:
             raise OverflowError(f"matmul of K={k} products up to {self._max_abs} may exceed int64")
-        aw, bw = self._words(a, "operand a"), self._words(b, "operand b")
         from axhw.arith.kernels import lut as lutkernel  # local: this class is the kernel's only user
 
         if self.use_kernel and lutkernel.available():
             if self._kernel_table is None:
                 self._kernel_table = lutkernel.prepare_table(self.table, self.bits)
             taken.count("arith.lut_kernel")
-            return lutkernel.lut_matmul(self._kernel_table, self.bits, self.signed, self._max_abs, aw, bw)
-        return self._matmul_torch(aw, bw)
+            lo, hi = self.operand_range
+            # The AVX2 path checks int64 operands in C: a torch operation just before its threads start would
+            # leave torch's OpenMP threads spinning on their cores (axhw/arith/kernels/lut.c).
+            if not (lutkernel.backend(self.bits, (a.shape[0], b.shape[1])) == "c-avx2"
+                    and lutkernel.in_range(a, lo, hi) and lutkernel.in_range(b, lo, hi)):
+                a, b = self.check_operands(a, "operand a"), self.check_operands(b, "operand b")
+            return lutkernel.lut_matmul(self._kernel_table, self.bits, self.signed, self._max_abs, a, b)
+        return self._matmul_torch(self._words(a, "operand a"), self._words(b, "operand b"))
 
     @property
     def backend(self) -> str:
-        """The path :meth:`matmul` takes: ``"c-avx512"``, ``"c-scalar"`` (:mod:`axhw.arith.kernels.lut`) or ``"torch"``."""
+        """The path :meth:`matmul` takes on a matmul of many rows: ``"c-avx512"``, ``"c-avx2"``, ``"c-scalar"``
+        (:mod:`axhw.arith.kernels.lut`; the AVX2 machine runs matmuls of few rows on ``"c-scalar"``) or
+        ``"torch"``."""
         from axhw.arith.kernels import lut as lutkernel
         return lutkernel.backend(self.bits) if self.use_kernel else "torch"
 

@@ -1,5 +1,6 @@
 """Multiplier models against an obviously-correct scalar reference (docs/hardware-models.md, "Multipliers")."""
 
+import ctypes
 import itertools
 
 import pytest
@@ -215,25 +216,39 @@ def test_lut_bad_tables(table, bits, match):
 # --------------------------------------------------------------------------- LUT matmul paths
 # Every path of LUTMultiplier.matmul (AVX-512 kernel, scalar C kernel, pure torch) must equal the
 # elementwise __call__ gather, the one reference definition, bit for bit.
-LUT_PATHS = ["c-avx512", "c-scalar", "torch"]
+LUT_PATHS = ["c-avx512", "c-avx2", "c-scalar", "torch"]
 
 
 def lut_on_path(table, bits, signed, path, monkeypatch):
-    """A LUTMultiplier whose matmul takes ``path`` (skips paths this machine cannot run)."""
+    """A LUTMultiplier whose matmul takes ``path`` for every shape (skips paths this machine cannot run): the
+    AVX2 kernel is forced by hiding AVX-512 (any AVX-512 CPU has AVX2) and taken from one row on."""
     if path != "torch" and not lutkernel.available():
         pytest.skip("no C compiler: the LUT kernel is not built")
     if path == "c-avx512" and lutkernel.backend(8) != "c-avx512":
         pytest.skip("no AVX-512BW on this CPU")
-    if path == "c-scalar":
+    if path == "c-avx2" and not lutkernel._state["avx2"]:
+        pytest.skip("no AVX2 on this CPU")
+    if path in ("c-avx2", "c-scalar"):
         monkeypatch.setitem(lutkernel._state, "avx512", False)
+    if path == "c-scalar":
+        monkeypatch.setitem(lutkernel._state, "avx2", False)
+    monkeypatch.setattr(lutkernel, "AVX2_MIN_SIDES", (0, 0))
     m = LUTMultiplier(table, bits, signed)
     m.use_kernel = path != "torch"
-    if path == "c-avx512" and bits > 8:
+    if path in ("c-avx512", "c-avx2") and bits > 8:
         assert m.backend == "c-scalar"  # wider tables have no int16 kernel
     else:
         assert m.backend == path
     m.matmul(torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, 1, dtype=torch.int64))  # prepare the table
     return m
+
+
+def lut_path_ran(ran, path, bits, calls):
+    """The path under test ran ``calls`` times (tables over 8 bits run the scalar kernel on every C path)."""
+    if path == "torch":
+        return ran["arith.lut_kernel"] == 0
+    want = "c-scalar" if bits > 8 else path
+    return ran["arith.lut_kernel"] == calls and ran[f"arith.lut_kernel.{want}"] == calls
 
 
 def lut_reference(m, a, b):
@@ -265,7 +280,9 @@ def test_lut_matmul_paths_equal_elementwise(bits, signed, kind, path, monkeypatc
     olo, ohi = m.operand_range
     with taken.counting() as ran:
         _lut_shapes_equal_reference(m, g, olo, ohi)
-    assert ran["arith.lut_kernel"] == (len(LUT_SHAPES) if path != "torch" else 0)  # the path under test ran
+    assert lut_path_ran(ran, path, bits, len(LUT_SHAPES)), dict(ran)
+    if path == "c-avx2" and bits <= 8:  # both orientations of the AVX2 kernel ran: M < N is computed transposed
+        assert 0 < ran["arith.lut_kernel.c-avx2.transposed"] < len(LUT_SHAPES), dict(ran)
 
 
 def _lut_shapes_equal_reference(m, g, olo, ohi):
@@ -291,7 +308,9 @@ def test_lut_matmul_int32_blocks_do_not_wrap(bits, signed, path, monkeypatch):
         k = 2 * ((1 << 31) // abs(value)) + 3  # > 2 blocks: 65539 terms at 8 bits, 515 at 12 bits
         a = torch.zeros(2, k, dtype=torch.int64)
         b = torch.zeros(k, 40, dtype=torch.int64)
-        assert torch.equal(m.matmul(a, b), torch.full((2, 40), k * value))
+        with taken.counting() as ran:
+            assert torch.equal(m.matmul(a, b), torch.full((2, 40), k * value))
+        assert lut_path_ran(ran, path, bits, 1), dict(ran)
 
 
 @settings(max_examples=40, deadline=None)
@@ -328,9 +347,94 @@ def test_lut_matmul_matches_models_on_bench_shape(model, path, monkeypatch):
     a[0], b[:, 0] = lo, lo  # DRUM-2's saturating (min, min) pair, 784 times
     with taken.counting() as ran:
         got, got_small = m.matmul(a, b), m.matmul(a[:, :100], b[:100, :77])
-    assert ran["arith.lut_kernel"] == (2 if path != "torch" else 0)
+    assert lut_path_ran(ran, path, 8, 2), dict(ran)
     assert torch.equal(got, model.matmul(a, b))
     assert torch.equal(got_small, model.matmul(a[:, :100], b[:100, :77]))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(2048, 64, 10), (40, 300, 1000), (600, 40, 100)])
+def test_lut_avx2_thread_splits_equal_reference(shape, threads, monkeypatch):
+    """The AVX2 kernel's work splits: by 32-column tiles, by rows where there are fewer tiles than threads
+    (N = 10: one tile), and transposed (M < N), each above the size that runs threads in parallel."""
+    m = lut_on_path(DRUM(2, 8).product_table(), 8, True, "c-avx2", monkeypatch)
+    monkeypatch.setattr(lutkernel, "AVX2_MIN_SIDES", (4, 32))
+    g = torch.Generator().manual_seed(sum(shape))
+    mm, k, n = shape
+    assert mm * k * n >= lutkernel._PARALLEL_MIN_PRODUCTS
+    a = torch.randint(-128, 128, (mm, k), generator=g)
+    b = torch.randint(-128, 128, (k, n), generator=g)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with taken.counting() as ran:
+            got = m.matmul(a, b)
+    finally:
+        torch.set_num_threads(saved)
+    assert ran["arith.lut_kernel.c-avx2"] == 1 and ran["arith.lut_kernel.c-avx2.transposed"] == (mm < n)
+    assert torch.equal(got, DRUM(2, 8).matmul(a, b))
+
+
+def test_lut_avx2_routes_small_matmuls_to_scalar(monkeypatch):
+    """On an AVX2 CPU the table expansion pays off from AVX2_MIN_SIDES = (smaller, larger) of (M, N) on;
+    smaller matmuls run the scalar kernel, wider tables always do."""
+    if not lutkernel.available() or not lutkernel._state["avx2"]:
+        pytest.skip("no AVX2 on this CPU")
+    monkeypatch.setitem(lutkernel._state, "avx512", False)
+    lo, hi = lutkernel.AVX2_MIN_SIDES
+    assert lutkernel.backend(8, (hi - 1, hi - 1)) == "c-scalar" and lutkernel.backend(8, (lo, hi)) == "c-avx2"
+    assert lutkernel.backend(8, (hi, lo - 1)) == "c-scalar" and lutkernel.backend(8, (hi, lo)) == "c-avx2"
+    assert lutkernel.backend(9, (hi, hi)) == "c-scalar" and lutkernel.backend(8) == "c-avx2"
+    m = LUTMultiplier.from_multiplier(DRUM(3, 8))
+    for shape_a, shape_b, path in (((hi - 1, 20), (20, hi - 1), "c-scalar"), ((hi, 20), (20, lo - 1), "c-scalar"),
+                                   ((hi, 20), (20, lo), "c-avx2"), ((lo, 20), (20, hi), "c-avx2")):
+        a, b = torch.randint(-128, 128, shape_a), torch.randint(-128, 128, shape_b)
+        with taken.counting() as ran:
+            assert torch.equal(m.matmul(a, b), DRUM(3, 8).matmul(a, b))
+        assert ran[f"arith.lut_kernel.{path}"] == 1, (shape_a, shape_b, dict(ran))
+
+
+@pytest.mark.parametrize("layout", ["rows", "transposed"])
+def test_lut_word_blocks_mark_the_words_present(layout):
+    """axhw_lut_word_blocks: bit j of column k's mask is set exactly when a word of column k (of the rows asked
+    for) lies in [8j, 8j + 8) (the AVX2 kernel expands only those blocks of table rows); A read through its
+    strides, as the kernel reads a transposed operand."""
+    if not lutkernel.available():
+        pytest.skip("no C compiler: the LUT kernel is not built")
+    g = torch.Generator().manual_seed(3)
+    a = torch.randint(0, 256, (37, 11), generator=g)
+    a[:, 0], a[:, 1], a[:5, 2], a[5:, 2] = 0, 255, 8, 15  # one block only: the first, the last, block 1
+    a[:30, 3], a[30:, 3] = 7, 200  # rows beyond those asked for do not count
+    held = a.T.contiguous() if layout == "transposed" else a  # the same matrix, stored the other way
+    strides = held.stride()[::-1] if layout == "transposed" else held.stride()
+    job = lutkernel._state["job"](a=held.data_ptr(), a_rs=strides[0], a_cs=strides[1], M=37, K=11, mask=255)
+    blocks = torch.empty(11, dtype=torch.int32)
+    lutkernel._load().axhw_lut_word_blocks(ctypes.byref(job), 0, 30, blocks.data_ptr())
+    want = [sum(1 << j for j in set((a[:30, k] >> 3).tolist())) for k in range(11)]
+    assert [int(x) & 0xFFFFFFFF for x in blocks] == want
+    assert want[:4] == [1, 1 << 31, 2, 1]
+
+
+@pytest.mark.parametrize("words", ["relu", "sparse", "one_block"])
+def test_lut_avx2_skipped_blocks_are_never_read(words, monkeypatch):
+    """Operand words confined to a few blocks of 8 (non-negative after a ReLU; a handful of values; one block):
+    the kernel leaves the other table rows unexpanded, and the results still equal the reference, also with
+    the expansion scratch full of garbage from an earlier call on other words."""
+    table = torch.randint(-16384, 16385, (256, 256), generator=torch.Generator().manual_seed(5))
+    m = lut_on_path(table, 8, True, "c-avx2", monkeypatch)
+    g = torch.Generator().manual_seed(6)
+    m.matmul(torch.randint(-128, 128, (64, 40), generator=g), torch.randint(-128, 128, (40, 64), generator=g))
+    if words == "relu":
+        a = torch.randint(0, 128, (96, 40), generator=g)
+    elif words == "sparse":
+        a = torch.tensor([-128, -1, 0, 9, 100])[torch.randint(0, 5, (96, 40), generator=g)]
+    else:
+        a = torch.randint(16, 24, (96, 40), generator=g)
+    b = torch.randint(-128, 128, (40, 70), generator=g)
+    with taken.counting() as ran:
+        got = m.matmul(a, b)
+    assert ran["arith.lut_kernel.c-avx2"] == 1 and ran["arith.lut_kernel.c-avx2.transposed"] == 0
+    assert torch.equal(got, lut_reference(m, a, b))
 
 
 def test_lut_matmul_refuses_possible_int64_overflow(monkeypatch):
@@ -344,10 +448,34 @@ def test_lut_matmul_refuses_possible_int64_overflow(monkeypatch):
         m.matmul(a, a.T.contiguous())
 
 
-def test_lut_matmul_operand_range_checked():
+@pytest.mark.parametrize("rows", [2, 64])
+def test_lut_matmul_operand_range_checked(rows):
+    """Out-of-range operands are refused on every path: 64 rows take the AVX2 kernel on an AVX2 CPU, whose
+    check runs in C (in_range) before torch's check names the operand."""
     m = LUTMultiplier.from_multiplier(DRUM(3, 8))
+    b = torch.zeros(3, rows, dtype=torch.int64)
+    b[2, rows - 1] = 128
     with pytest.raises(ValueError, match=r"operand b .*valid range is \[-128, 127\]"):
-        m.matmul(torch.zeros(2, 3, dtype=torch.int64), torch.full((3, 2), 128))
+        m.matmul(torch.zeros(rows, 3, dtype=torch.int64), b)
+    with pytest.raises(ValueError, match=r"operand a .*valid range is \[-128, 127\]"):
+        m.matmul(b.T, torch.zeros(3, 8, dtype=torch.int64))  # a transposed (strided) operand, checked too
+    with pytest.raises(TypeError, match="integer tensor"):
+        m.matmul(torch.zeros(rows, 3), torch.zeros(3, rows, dtype=torch.int64))
+    a32 = torch.randint(-128, 128, (rows, 3), dtype=torch.int32)  # other integer types are converted
+    assert torch.equal(m.matmul(a32, b.clamp(max=127)), DRUM(3, 8).matmul(a32.long(), b.clamp(max=127)))
+
+
+def test_lut_in_range_checks_every_element():
+    if not lutkernel.available():
+        pytest.skip("no C compiler: the LUT kernel is not built")
+    x = torch.zeros(5, 7, dtype=torch.int64)
+    assert lutkernel.in_range(x, 0, 0) and lutkernel.in_range(x.T, 0, 0)
+    for i, j, v in ((0, 0, -1), (4, 6, 1), (2, 3, 1 << 40)):
+        y = x.clone()
+        y[i, j] = v
+        assert not lutkernel.in_range(y, 0, 0) and not lutkernel.in_range(y.T, 0, 0)
+        assert lutkernel.in_range(y, min(v, 0), max(v, 0))
+    assert not lutkernel.in_range(x.int(), 0, 0)  # not int64: the caller's torch check decides
 
 
 def test_lut_kernel_missing_compiler_falls_back(monkeypatch, tmp_path):

@@ -24,4 +24,36 @@ int axhw_lut_avx512(void);
 void axhw_lut_mm16(const int16_t *T, const int32_t *a, const int16_t *b, int64_t *c, int64_t M, int64_t K,
                    int64_t Np, int64_t kblock, int sign);
 
+/* 1 if the CPU runs axhw_lut_mm16_avx2 (x86-64 with AVX2), else 0. */
+int axhw_lut_avx2(void);
+
+/* 1 if every element x[i * rs + j * cs] (i < rows, j < cols) lies in [lo, hi], else 0: the operand check of
+   the AVX2 path, without a torch operation before the kernel. */
+int axhw_lut_in_range(const int64_t *x, int64_t rows, int64_t cols, int64_t rs, int64_t cs, int64_t lo,
+                      int64_t hi);
+
+/* One AVX2 table matmul C = A (x) B: operand values (int64; the word of a value is value & mask, mask at most
+   255) and the int64 output are read and written through strides, element (i, j) of X at X[i * x_rs +
+   j * x_cs]; A is M x K, B is K x N, C is M x N. tt is the transposed 256 x 256 int16 table
+   (tt[v * 256 + u] = T[u][v]; uint16 bit patterns where sign is 0); kblock (at least 8) and sign as for
+   axhw_lut_mm16. */
+typedef struct {
+    const int16_t *tt;
+    const int64_t *a;
+    const int64_t *b;
+    int64_t *c;
+    int64_t a_rs, a_cs, b_rs, b_cs, c_rs, c_cs, M, K, N, kblock, mask;
+    int32_t sign;
+} axhw_lut_job;
+
+/* Bit j of blocks[k] (as uint32) is set when a word of column k of rows [m_begin, m_end) of A lies in
+   [8j, 8j + 8): the AVX2 kernel expands only those blocks of table rows. */
+void axhw_lut_word_blocks(const axhw_lut_job *job, int64_t m_begin, int64_t m_end, int32_t *blocks);
+
+/* AVX2 kernel, tables of at most 8-bit operands: computes rows [m_begin, m_end) x columns [n_begin, n_end) of C
+   (n_begin a multiple of 32), with blocks from axhw_lut_word_blocks over at least those rows. Scratch, one
+   pair per thread: G holds 8 * 256 * 32 int16, P holds (m_end - m_begin) * 32 int32. */
+void axhw_lut_mm16_avx2(const axhw_lut_job *job, const int32_t *blocks, int16_t *G, int32_t *P, int64_t m_begin,
+                        int64_t m_end, int64_t n_begin, int64_t n_end);
+
 #endif

@@ -6,9 +6,17 @@ C kernel keeps one table row ``T[a[m, k], :]`` in registers and looks up a whole
 
 * ``axhw_lut_mm16`` (x86-64 with AVX-512BW, tables of at most 8-bit operands): the 256 int16 entries of a
   row live in eight zmm registers; four two-register word permutes plus three blends look up 32 products.
+* ``axhw_lut_mm16_avx2`` (x86-64 with AVX2 but not AVX-512, at most 8-bit operands, ``(M, N)`` not
+  smaller than :data:`AVX2_MIN_SIDES`): AVX2 has no two-register word permute, and its gathers fetch ~2 entries per
+  cycle, no faster than scalar loads. So the kernel turns the lookup around: for a block of 16 terms ``k`` and
+  32 columns it *expands* ``G[k][u][:] = T[u, b[k, :]]`` for all 256 words ``u`` (rows of the transposed
+  table, transposed back 16 x 16 in registers), then every row ``m`` adds ``G[k][a[m, k]][:]`` with plain
+  vector loads. The expansion is shared by all ``M`` rows, so small matmuls stay on the scalar kernel; it
+  runs over the smaller of ``M`` and ``N`` (``M < N`` is computed transposed), and skips the blocks of 8
+  words no row holds (half of them after a ReLU, whose outputs are never negative).
 * ``axhw_lut_mm32`` (any CPU, any width up to 12 bits): a plain scalar gather from an int32 table.
 
-Both accumulate in int32 over blocks of ``kblock = (2**31 - 1) // max|T|`` terms (no block sum can wrap:
+All three accumulate in int32 over blocks of ``kblock = (2**31 - 1) // max|T|`` terms (no block sum can wrap:
 it is bounded by ``kblock * max|T| < 2**31``) and add the blocks into int64; the caller refuses sums that may
 exceed int64 before calling. Every entry of a ``bits <= 12`` table fits int32 (products have ``2 * bits``
 bits), and of a ``bits <= 8`` table int16 (signed) or uint16 (unsigned, zero-extended by the kernel).
@@ -30,13 +38,25 @@ from __future__ import annotations
 import ctypes
 import itertools
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from axhw.arith.kernels.build import Kernel, load_library, pool
+from axhw.common import taken
 
-__all__ = ["available", "backend", "build", "library_path", "lut_matmul"]
+__all__ = [
+    "AVX2_MIN_SIDES",
+    "PreparedTable",
+    "available",
+    "backend",
+    "build",
+    "in_range",
+    "library_path",
+    "lut_matmul",
+    "prepare_table",
+]
 
 #: lut.c, whose exported functions lut.h declares (the ctypes signatures below come from parsing it).
 _KERNEL = Kernel("lutkernel", "lut.c", "lut.h")
@@ -44,6 +64,13 @@ _KERNEL = Kernel("lutkernel", "lut.c", "lut.h")
 _INT32_MAX = (1 << 31) - 1
 #: Below this many products one thread does the work (a pool hand-off costs ~50 us).
 _PARALLEL_MIN_PRODUCTS = 1 << 20
+#: Smallest (smaller side, larger side) of ``(M, N)`` that the AVX2 kernel runs: below 32 on the larger side
+#: its expansion (as costly as ~32 rows of scalar lookups) does not pay; below 4 on the smaller side the
+#: padding to 32-column tiles does not (measured, (20000 x 25) @ (25 x N), 2 threads: AVX2 / scalar time 1.35
+#: at N = 1, 1.02 at N = 3, 0.82 at N = 4, 0.19 at N = 32).
+AVX2_MIN_SIDES = (4, 32)
+#: Terms per block and columns per tile of the AVX2 kernel (AXHW_KB and the tile width in lut.c).
+_AVX2_KB, _AVX2_TILE = 8, 32
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -69,9 +96,11 @@ def _load() -> ctypes.CDLL | None:
     with _lock:
         if "lib" in _state:
             return _state["lib"]  # type: ignore[return-value]
-        lib, _ = load_library(_KERNEL, build, "AXHW_LUT_KERNEL", "LUT matmul kernel unavailable, using the torch path")
+        lib, header = load_library(_KERNEL, build, "AXHW_LUT_KERNEL", "LUT matmul kernel unavailable, using the torch path")
         if lib is not None:
             _state["avx512"] = bool(lib.axhw_lut_avx512())
+            _state["avx2"] = bool(lib.axhw_lut_avx2())
+            _state["job"] = header.structs["axhw_lut_job"]
         _state["lib"] = lib
         return lib
 
@@ -81,38 +110,107 @@ def available() -> bool:
     return _load() is not None
 
 
-def backend(bits: int = 8) -> str:
-    """``"c-avx512"``, ``"c-scalar"`` or ``"torch"``: the path a ``bits``-wide table matmul takes."""
+def backend(bits: int = 8, shape: tuple[int, int] | None = None) -> str:
+    """``"c-avx512"``, ``"c-avx2"``, ``"c-scalar"`` or ``"torch"``: the path a ``bits``-wide table matmul with
+    ``shape = (M, N)`` outputs takes (``None``: a large one)."""
     if _load() is None:
         return "torch"
-    return "c-avx512" if bits <= 8 and _state["avx512"] else "c-scalar"
+    if bits <= 8 and _state["avx512"]:
+        return "c-avx512"
+    if bits <= 8 and _state["avx2"] and (
+        shape is None or (min(shape) >= AVX2_MIN_SIDES[0] and max(shape) >= AVX2_MIN_SIDES[1])
+    ):
+        return "c-avx2"
+    return "c-scalar"
 
 
-def prepare_table(table: torch.Tensor, bits: int) -> torch.Tensor:
-    """The kernel's copy of an int64 ``(2**bits, 2**bits)`` table: for ``bits <= 8`` with AVX-512, int16
-    words (uint16 bit patterns for unsigned entries) padded to 256 x 256; else int32."""
-    if backend(bits) == "c-avx512":
-        side = 1 << bits
-        padded = torch.zeros(256, 256, dtype=torch.int64)
-        padded[:side, :side] = table
-        # Entries lie in [-2**15, 2**16): values >= 2**15 (unsigned only) are stored as their uint16 pattern.
-        return torch.where(padded >= 1 << 15, padded - (1 << 16), padded).to(torch.int16).contiguous()
-    return table.to(torch.int32).contiguous()
+class PreparedTable:
+    """The kernels' copies of one table, each made on first use and kept (one object per multiplier):
+
+    * :meth:`int16`: 256 x 256 int16 words (uint16 bit patterns for unsigned entries), for the AVX-512
+      kernel, and for the AVX2 kernel on a transposed problem;
+    * :meth:`int16_t`: the same transposed (``int16_t()[v, u] = T[u, v]``), for the AVX2 kernel;
+    * :meth:`int32`: the ``2**bits`` square int32 table, for the scalar kernel.
+    """
+
+    def __init__(self, table: torch.Tensor, bits: int) -> None:
+        self.table, self.bits = table, bits
+        self._copies: dict[str, torch.Tensor] = {}
+
+    def int16(self) -> torch.Tensor:
+        if "int16" not in self._copies:
+            if self.bits > 8:
+                raise ValueError(f"a {self.bits}-bit table has no int16 copy (at most 8 bits)")
+            side = 1 << self.bits
+            padded = torch.zeros(256, 256, dtype=torch.int64)
+            padded[:side, :side] = self.table
+            # Entries lie in [-2**15, 2**16): values >= 2**15 (unsigned only) are stored as their uint16 pattern.
+            self._copies["int16"] = torch.where(padded >= 1 << 15, padded - (1 << 16), padded).to(torch.int16)
+        return self._copies["int16"]
+
+    def int16_t(self) -> torch.Tensor:
+        if "int16_t" not in self._copies:
+            self._copies["int16_t"] = self.int16().T.contiguous()
+        return self._copies["int16_t"]
+
+    def int32(self) -> torch.Tensor:
+        if "int32" not in self._copies:
+            self._copies["int32"] = self.table.to(torch.int32).contiguous()
+        return self._copies["int32"]
+
+
+def prepare_table(table: torch.Tensor, bits: int) -> PreparedTable:
+    """The kernels' copies of an int64 ``(2**bits, 2**bits)`` table; those of the default path of this CPU
+    are made now."""
+    prepared = PreparedTable(table, bits)
+    {"c-avx512": prepared.int16, "c-avx2": prepared.int16_t}.get(backend(bits), prepared.int32)()
+    return prepared
+
+
+def in_range(x: torch.Tensor, lo: int, hi: int) -> bool:
+    """Whether every element of the 2-D int64 tensor ``x`` (any strides) lies in ``[lo, hi]``, checked in C
+    on this thread: the AVX2 path's operand check, which runs no torch operation before the kernel (lut.c
+    says why). Other tensors answer False (the caller's torch check then gives the error)."""
+    lib = _load()
+    if lib is None or x.dtype != torch.int64 or x.dim() != 2:
+        return False
+    rows, cols = x.shape
+    return bool(lib.axhw_lut_in_range(x.data_ptr(), rows, cols, x.stride(0), x.stride(1), lo, hi))
 
 
 def lut_matmul(
-    prepared: torch.Tensor, bits: int, signed: bool, max_abs: int, aw: torch.Tensor, bw: torch.Tensor
+    prepared: PreparedTable, bits: int, signed: bool, max_abs: int, a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:
-    """``C[m, n] = sum_k T[aw[m, k], bw[k, n]]`` as int64 for operand *words* ``aw`` (M, K), ``bw`` (K, N)
-    in ``[0, 2**bits)`` and the :func:`prepare_table` copy of ``T``, whose entries satisfy
-    ``|T| <= max_abs``. The caller checks the words and that ``K * max_abs`` fits int64."""
+    """``C[m, n] = sum_k T[word(a[m, k]), word(b[k, n])]`` as int64 for int64 operands ``a`` (M, K), ``b`` (K, N)
+    inside the multiplier's operand range, where ``word(x) = x & (2**bits - 1)`` (a two's-complement value's
+    word; an unsigned value is its own word), and the :func:`prepare_table` copies of ``T``, whose entries
+    satisfy ``|T| <= max_abs``. The caller checks the operands and that ``K * max_abs`` fits int64. Counts the
+    path it takes as ``arith.lut_kernel.<path>`` (:mod:`axhw.common.taken`)."""
     lib = _load()
     if lib is None:
         raise RuntimeError("the LUT kernel is not available")
-    m, k = aw.shape
-    n = bw.shape[1]
+    m, k = a.shape
+    n = b.shape[1]
+    path = backend(bits, (m, n))
+    taken.count(f"arith.lut_kernel.{path}")
     kblock = max(1, _INT32_MAX // max(1, max_abs))
-    wide = prepared.dtype == torch.int16
+    mask = (1 << bits) - 1
+    if path == "c-avx2":
+        out = torch.empty(m, n, dtype=torch.int64)
+        if m >= n:
+            _matmul_avx2(lib, prepared.int16_t(), signed, kblock, mask, (a, a.stride()), (b, b.stride()),
+                         (out, out.stride()), m, k, n)
+        else:
+            # Fewer rows than columns: the expansion (256 entries per term and column) is cheaper over the
+            # rows, so compute C^T = B^T (x) A^T under the transposed table T' (whose own transpose is T),
+            # through swapped strides: nothing is copied.
+            taken.count("arith.lut_kernel.c-avx2.transposed")
+            _matmul_avx2(lib, prepared.int16(), signed, kblock, mask, (b, b.stride()[::-1]), (a, a.stride()[::-1]),
+                         (out, out.stride()[::-1]), n, k, m)
+        return out
+    aw, bw = a & mask, b & mask
+    wide = path == "c-avx512"
+    table = prepared.int16() if wide else prepared.int32()
     if wide:
         a_in = aw.to(torch.int32).contiguous()
         n_pad = -(-n // 32) * 32
@@ -126,7 +224,7 @@ def lut_matmul(
 
     def rows(r0: int, r1: int) -> None:
         args = (
-            prepared.data_ptr(),
+            table.data_ptr(),
             a_in[r0].data_ptr(),
             b_in.data_ptr(),
             out[r0].data_ptr(),
@@ -139,15 +237,69 @@ def lut_matmul(
         else:
             lib.axhw_lut_mm32(*args, kblock)
 
-    workers = min(torch.get_num_threads(), m)
-    if m and k and n:
-        if workers <= 1 or m * k * n < _PARALLEL_MIN_PRODUCTS:
-            rows(0, m)
-        else:  # ctypes releases the GIL, so the row blocks run in parallel
-            bounds = [m * i // workers for i in range(workers + 1)]
-            futures = [pool(workers).submit(rows, r0, r1) for r0, r1 in itertools.pairwise(bounds)]
-            for f in futures:
-                f.result()
-    elif m and n:
+    _run_split(m, m * k * n, rows)
+    if not (m and k and n) and m and n:
         out.zero_()
     return out if n_pad == n else out[:, :n].contiguous()
+
+
+def _run_split(parts: int, products: int, fn: Callable[[int, int], None]) -> None:
+    """Call ``fn(p0, p1)`` over ``[0, parts)``, split into one contiguous range per torch thread when the work
+    is large enough (ctypes releases the GIL, so the ranges run in parallel)."""
+    if not parts or not products:
+        return
+    workers = min(torch.get_num_threads(), parts)
+    if workers <= 1 or products < _PARALLEL_MIN_PRODUCTS:
+        fn(0, parts)
+        return
+    bounds = [parts * i // workers for i in range(workers + 1)]
+    futures = [pool(workers).submit(fn, p0, p1) for p0, p1 in itertools.pairwise(bounds)]
+    for f in futures:
+        f.result()
+
+
+def _matmul_avx2(
+    lib: ctypes.CDLL,
+    tt: torch.Tensor,
+    signed: bool,
+    kblock: int,
+    mask: int,
+    a: tuple[torch.Tensor, tuple[int, ...]],
+    b: tuple[torch.Tensor, tuple[int, ...]],
+    c: tuple[torch.Tensor, tuple[int, ...]],
+    m: int,
+    k: int,
+    n: int,
+) -> None:
+    """The AVX2 kernel on int64 operands ``a`` (m x k) and ``b`` (k x n), words ``x & mask``, into ``c``
+    (m x n), each given as (tensor, (row stride, column stride)). Threads split the 32-column tiles (each expands only its own
+    columns, so no expansion is repeated), or the rows where there are fewer tiles than threads (each then
+    expands the same tiles, but the lookups, the larger part, are split), each with its own scratch.
+    ``kblock`` is at least 32768 for 8-bit tables (``|T| < 2**16``), far above the kernel's block of 8 terms.
+    No torch operation runs between the caller's and the kernel (see lut.c: spinning OpenMP threads)."""
+    if not (m and n):
+        return
+    job = _state["job"](  # type: ignore[operator]
+        tt=tt.data_ptr(), a=a[0].data_ptr(), b=b[0].data_ptr(), c=c[0].data_ptr(), a_rs=a[1][0], a_cs=a[1][1],
+        b_rs=b[1][0], b_cs=b[1][1], c_rs=c[1][0], c_cs=c[1][1], M=m, K=k, N=n, kblock=kblock, mask=mask,
+        sign=int(signed))
+    tiles = -(-n // _AVX2_TILE)
+
+    def word_blocks(r0: int, r1: int) -> torch.Tensor:
+        """Which blocks of 8 words each column of rows [r0, r1) of A holds (the kernel expands only those)."""
+        blocks = torch.empty(max(k, 1), dtype=torch.int32)
+        lib.axhw_lut_word_blocks(ctypes.byref(job), r0, r1, blocks.data_ptr())
+        return blocks
+
+    def run(r0: int, r1: int, c0: int, c1: int, blocks: torch.Tensor) -> None:
+        expanded = torch.empty(_AVX2_KB * 256 * _AVX2_TILE, dtype=torch.int16)
+        partial = torch.empty((r1 - r0) * _AVX2_TILE, dtype=torch.int32)
+        lib.axhw_lut_mm16_avx2(ctypes.byref(job), blocks.data_ptr(), expanded.data_ptr(), partial.data_ptr(),
+                               r0, r1, c0, c1)
+
+    if tiles >= torch.get_num_threads():
+        blocks = word_blocks(0, m)
+        _run_split(tiles, m * max(k, 1) * n,
+                   lambda t0, t1: run(0, m, t0 * _AVX2_TILE, min(n, t1 * _AVX2_TILE), blocks))
+    else:
+        _run_split(m, m * max(k, 1) * n, lambda r0, r1: run(r0, r1, 0, n, word_blocks(r0, r1)))
