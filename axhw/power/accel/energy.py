@@ -56,7 +56,7 @@ from axhw.power.accel.timing import clock_mhz_for, timing_closure
 from axhw.power.flow.sta import instance_rows, run_sta
 from axhw.power.flow.synth import SynthConfig
 from axhw.power.flow.templates import render
-from axhw.power.flow.tools import find_toolchain
+from axhw.power.flow.tools import OSU018_LABEL, find_toolchain
 from axhw.power.sram_energy import SRAMTechnology, leakage_per_bit_w, read_energy_per_bit_j
 from axhw.rtl.pe import DEFAULT_GEOMETRY, ArrayConfig, PEMultiplier
 from axhw.rtl.program import NetworkDoesNotFit, compile_network
@@ -295,7 +295,7 @@ class AccelEnergy:
     node_scale: float
     multiplies_per_inference: int
     settings: dict[str, Any] = field(default_factory=dict)
-    library: str = "osu018 1.80 V"
+    library: str = OSU018_LABEL
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

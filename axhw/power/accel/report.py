@@ -18,6 +18,7 @@ from typing import Any
 from axhw.common.io import atomic_write_json, atomic_write_text
 from axhw.power.accel.energy import AccelConfig
 from axhw.power.accel.engines import energy_per_inference
+from axhw.power.flow.tools import OSU018_LABEL
 from axhw.power.search.grid import Candidate
 
 __all__ = ["accel_candidates", "markdown", "measure_network", "section", "write_accel_report"]
@@ -70,7 +71,7 @@ def section(nets: Mapping[str, dict[str, Any]], title: str = "Accelerator-level 
         return "\n".join([*lines, "(nothing measured)", ""])
     s = first["settings"]
     engine = s.get("engine", "icarus")
-    lib = first.get("library", "osu018 1.80 V")  # results written before issue 29 were all osu018
+    lib = first.get("library", OSU018_LABEL)  # results written before issue 29 were all osu018
     scaled = (f"logic scaled to 65 nm by {first['node_scale']:.3f}" if lib.startswith("osu018")
               else f"logic at its own node ({lib}), unscaled")
     how = {"icarus": f"gate level ({lib}, Icarus{' with cell delays' if s['timing'] else ', zero-delay'}), "
@@ -129,7 +130,7 @@ def _clock_text(settings: dict[str, Any], nets: Mapping[str, dict[str, Any]]) ->
                      if e.get("activity", {}).get("clock_mhz")})
     if not clocks:
         return f"{settings['clock_mhz']:g} MHz"
-    lib = next((e.get("library") for net in nets.values() for e in net["modes"].values()), None) or "osu018 1.80 V"
+    lib = next((e.get("library") for net in nets.values() for e in net["modes"].values()), None) or OSU018_LABEL
     met = "" if settings.get("clock_mhz") else f" (the fastest clock each array meets at {lib}, STA)"
     return f"{clocks[0]:g} MHz{met}" if len(clocks) == 1 else f"{clocks[0]:g}-{clocks[-1]:g} MHz{met}"
 
@@ -208,7 +209,7 @@ def study_accelerator(d: dict[str, Any], cfg: AccelConfig, search: bool = False,
         t = e["totals"][f"{float(point['voltage_mv']):g}"]
         return {"network": label, "part": part, "mode": point["mode"], "voltage_mv": float(point["voltage_mv"]),
                 "checkpoint": ck, "accuracy": point.get("accuracy"), **t,
-                "logic_j": e["logic_j"], "library": e.get("library", "osu018 1.80 V"),
+                "logic_j": e["logic_j"], "library": e.get("library", OSU018_LABEL),
                 "cycles_per_inference": e["activity"]["cycles_per_inference"],
                 "multiplies_per_inference": e["multiplies_per_inference"]}
 

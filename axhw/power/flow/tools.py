@@ -29,6 +29,7 @@ from axhw.common.paths import resource_dir
 __all__ = [
     "LIBRARY_DIR",
     "NODE_SCALE_180_TO_65",
+    "OSU018_LABEL",
     "PDKS",
     "SKY130_DIR",
     "CellLibrary",
@@ -50,6 +51,10 @@ LIBRARY_DIR = Path(os.environ.get("AXHW_OSU018_DIR", "/usr/share/qflow/tech/osu0
 
 #: the libraries the flow maps to and the supplies (mV) each is committed at; the first is the default.
 PDKS: dict[str, tuple[int, ...]] = {"osu018": (1800,), "sky130": (1800, 1200, 900)}
+
+#: How reports name osu018 at its one supply (:attr:`CellLibrary.label`). Every result written before reports
+#: named their library (issue 29) was made with it, so readers of those results default to it.
+OSU018_LABEL = "osu018 1.80 V"
 
 #: sky130_fd_sc_hd as characterized by ``axhw power pdk build`` (the repository's, or the wheel's copy).
 SKY130_DIR = resource_dir("power") / "pdk" / "sky130"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from axhw.arith.sram import NOMINAL_MV
-from axhw.power.flow.tools import selected_library
+from axhw.power.flow.tools import OSU018_LABEL, selected_library
 from axhw.power.search.targets import Ledger, ResultCache, TargetNetworks, file_digest, is_finished
 
 __all__ = ["ExploreConfig", "candidate_files", "import_candidates", "pareto_front", "run_explore", "top_module"]
@@ -251,7 +251,7 @@ class ExploreResult:
     fronts: dict[str, list[str]] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     #: the cell library the energies were measured in (:attr:`axhw.power.flow.tools.CellLibrary.label`)
-    library: str = "osu018 1.80 V"
+    library: str = OSU018_LABEL
 
     def as_dict(self) -> dict[str, Any]:
         cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.config).items()}

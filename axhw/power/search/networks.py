@@ -24,13 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from axhw.arith.sram import NOMINAL_MV
 from axhw.power.flow.tools import selected_library
 from axhw.power.search.measure import Measurer
 from axhw.power.search.study import (
     NODE_SCALE_180_TO_65,
     StudyConfig,
-    check_modes,
+    check_grid,
     choose_configurations,
     config_dict,
     measure_network,
@@ -78,17 +77,7 @@ def prepare(checkpoints: Sequence[str | Path], cfg: StudyConfig) -> tuple[list[d
     val = {float(i["val_fraction"]) for i in infos}
     cfg = cfg.copy(dataset=infos[0]["dataset"], bits=infos[0]["bits"],
                    val_fraction=val.pop() if len(val) == 1 else 0.0)
-    if "exact" not in cfg.modes or NOMINAL_MV not in cfg.voltages:
-        raise ValueError("modes must include 'exact' and voltages must include the nominal 1100 mV (the reference)")
-    if cfg.constraint_pp < 0 or any(b < 0 for b in cfg.bounds):
-        raise ValueError(f"accuracy bounds must be >= 0 percentage points, got {cfg.constraint_pp} and {list(cfg.bounds)}")
-    check_modes(cfg.modes, cfg.bits)
-    if not cfg.clock_mhz > 0:
-        raise ValueError(f"clock_mhz={cfg.clock_mhz}: give a positive multiply rate in MHz")
-    if cfg.logic_supplies_mv:
-        from axhw.power.search.logic_voltage import check_supplies
-
-        check_supplies(cfg.logic_supplies_mv)
+    check_grid(cfg)
     bp = [i for i in infos if i["method"] == "bp"]
     if cfg.reference == "bp" and len(bp) != 1:
         raise ValueError(f"--reference bp needs exactly one checkpoint trained with --method bp, got {len(bp)}; "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from axhw.common.io import atomic_write, atomic_write_json, atomic_write_text
+from axhw.power.flow.tools import OSU018_LABEL
 from axhw.power.search.logic_voltage import markdown_section as logic_supply_section
 from axhw.power.search.per_target import (
     fidelity,
@@ -74,7 +75,7 @@ def markdown(d: dict[str, Any]) -> str:
         from axhw.power.accel.report import study_section
 
         lines += ["", study_section(d["accelerator"])]
-    lib = d.get("library", "osu018 1.80 V")  # reports written before issue 29 were all osu018
+    lib = d.get("library", OSU018_LABEL)  # reports written before issue 29 were all osu018
     joint = "joint uW (65 nm)" if lib.startswith("osu018") else f"joint uW ({lib} logic unscaled + 65 nm SRAM)"
     lines += ["", f"## Multiplier power per mode (network operand streams, {lib})", "",
               "| network | mode | cells | area um2 | vectors | mismatches | measured pJ/mul | vectorless pJ/mul |"

@@ -42,7 +42,8 @@ from axhw.power.sram_energy import SRAMTechnology, storage_bits_split, storage_p
 if TYPE_CHECKING:
     from axhw.training.trainer import Method, TrainConfig
 
-__all__ = ["NODE_SCALE_180_TO_65", "StudyConfig", "StudyResult", "check_modes", "choose", "choose_configurations",
+__all__ = ["NODE_SCALE_180_TO_65", "StudyConfig", "StudyResult", "check_grid", "check_modes", "choose",
+           "choose_configurations",
            "logic_supplies", "measure_network",
            "power_change", "run_study"]
 
@@ -99,7 +100,7 @@ class StudyConfig:
             the NTV memory with the weights (default) or at nominal voltage. Every network of the study is trained
             and evaluated so; the storage power charges bias bits outside the NTV memory at nominal voltage.
         logic_supplies_mv: logic supplies (mV) the search may lower each multiplier to, where its netlist still
-            meets ``clock_mhz`` (libraries of the selected PDK: sky130's 1800, 1200); empty (default): the
+            meets ``clock_mhz`` (libraries of the selected PDK: sky130's 1800, 1200, 900); empty (default): the
             logic at the selected library's one supply, as the paper (:mod:`axhw.power.search.logic_voltage`).
         work_dir: training checkpoints, cached measurements and simulation scratch.
     """
@@ -332,32 +333,43 @@ def check_modes(modes: tuple[str, ...] | list[str], bits: int) -> None:
         get_multiplier(m, bits)
 
 
-def _check(cfg: StudyConfig) -> None:
-    if cfg.dataset not in APPLICATIONS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
+def check_grid(cfg: StudyConfig) -> None:
+    """The checks every search shares (a study here, ``power report --network`` in
+    :mod:`axhw.power.search.networks`): the reference point in the grid (``exact`` at the nominal voltage),
+    the accuracy bounds, the modes at the word length, the clock and the logic supplies.
+
+    Raises:
+        ValueError: one line naming the setting and what is valid.
+    """
     if "exact" not in cfg.modes or NOMINAL_MV not in cfg.voltages:
         raise ValueError("modes must include 'exact' and voltages must include the nominal 1100 mV (the reference)")
-    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
-        raise ValueError(f"seeds={list(cfg.seeds)}: give one or more distinct seeds")
-    if not 0.0 <= cfg.val_fraction <= 0.5:
-        raise ValueError(f"val_fraction={cfg.val_fraction} out of range: valid range is [0, 0.5] (0: choose on the "
-                         "test split, the earlier behaviour)")
     if cfg.constraint_pp < 0 or any(b < 0 for b in cfg.bounds):
         raise ValueError(f"accuracy bounds must be >= 0 percentage points, got {cfg.constraint_pp} and {list(cfg.bounds)}")
-    if cfg.search not in ("per_target", "single"):
-        raise ValueError(f"unknown search {cfg.search!r}: valid searches are 'per_target', 'single'")
-    if cfg.reference == "bp" and "bp" not in cfg.methods:
-        raise ValueError("reference 'bp' reads BP's accurate implementation: methods must include 'bp'")
-    if cfg.search == "per_target" and "axtrain" not in cfg.methods:
-        raise ValueError("search 'per_target' trains AxTrain: methods must include 'axtrain'")
     check_modes(cfg.modes, cfg.bits)
-    check_modes(("exact", *cfg.approxann_modes), cfg.bits)
     if not cfg.clock_mhz > 0:
         raise ValueError(f"clock_mhz={cfg.clock_mhz}: give a positive multiply rate in MHz")
     if cfg.logic_supplies_mv:
         from axhw.power.search.logic_voltage import check_supplies
 
         check_supplies(cfg.logic_supplies_mv)
+
+
+def _check(cfg: StudyConfig) -> None:
+    if cfg.dataset not in APPLICATIONS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}: valid datasets are {', '.join(APPLICATIONS)}")
+    check_grid(cfg)
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ValueError(f"seeds={list(cfg.seeds)}: give one or more distinct seeds")
+    if not 0.0 <= cfg.val_fraction <= 0.5:
+        raise ValueError(f"val_fraction={cfg.val_fraction} out of range: valid range is [0, 0.5] (0: choose on the "
+                         "test split, the earlier behaviour)")
+    if cfg.search not in ("per_target", "single"):
+        raise ValueError(f"unknown search {cfg.search!r}: valid searches are 'per_target', 'single'")
+    if cfg.reference == "bp" and "bp" not in cfg.methods:
+        raise ValueError("reference 'bp' reads BP's accurate implementation: methods must include 'bp'")
+    if cfg.search == "per_target" and "axtrain" not in cfg.methods:
+        raise ValueError("search 'per_target' trains AxTrain: methods must include 'axtrain'")
+    check_modes(("exact", *cfg.approxann_modes), cfg.bits)
 
 
 def _seed_study(cfg: StudyConfig, seed: int, ledger: Ledger, meas: Measurer, progress: bool) -> dict[str, Any]:
