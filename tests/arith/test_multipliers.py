@@ -352,13 +352,18 @@ def test_lut_matmul_matches_models_on_bench_shape(model, path, monkeypatch):
     assert torch.equal(got_small, model.matmul(a[:, :100], b[:100, :77]))
 
 
+@pytest.mark.parametrize("team", ["openmp", "pool"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", [(2048, 64, 10), (40, 300, 1000), (600, 40, 100)])
-def test_lut_avx2_thread_splits_equal_reference(shape, threads, monkeypatch):
+def test_lut_avx2_thread_splits_equal_reference(shape, threads, team, monkeypatch):
     """The AVX2 kernel's work splits: by 32-column tiles, by rows where there are fewer tiles than threads
-    (N = 10: one tile), and transposed (M < N), each above the size that runs threads in parallel."""
+    (N = 10: one tile), and transposed (M < N), each above the size that runs threads in parallel; on torch's
+    OpenMP team (the default where the kernel was built with OpenMP) or on the package's thread pool."""
     m = lut_on_path(DRUM(2, 8).product_table(), 8, True, "c-avx2", monkeypatch)
     monkeypatch.setattr(lutkernel, "AVX2_MIN_SIDES", (4, 32))
+    if team == "openmp" and not lutkernel._state["openmp"]:
+        pytest.skip("the LUT kernel was built without OpenMP")
+    monkeypatch.setitem(lutkernel._state, "openmp", team == "openmp")
     g = torch.Generator().manual_seed(sum(shape))
     mm, k, n = shape
     assert mm * k * n >= lutkernel._PARALLEL_MIN_PRODUCTS
@@ -372,7 +377,19 @@ def test_lut_avx2_thread_splits_equal_reference(shape, threads, monkeypatch):
     finally:
         torch.set_num_threads(saved)
     assert ran["arith.lut_kernel.c-avx2"] == 1 and ran["arith.lut_kernel.c-avx2.transposed"] == (mm < n)
+    assert ran["arith.lut_kernel.c-avx2.openmp"] == (team == "openmp" and threads > 1)
     assert torch.equal(got, DRUM(2, 8).matmul(a, b))
+
+
+def test_lut_kernel_shares_torchs_openmp_runtime():
+    """Built with OpenMP (gcc here), the kernel binds to the libgomp torch loaded (same soname), so one OpenMP
+    runtime, one thread team, serves both: a second runtime would bring back the competition for the cores."""
+    if not lutkernel.available():
+        pytest.skip("no C compiler: the LUT kernel is not built")
+    assert lutkernel._state["openmp"], "the LUT kernel was built without OpenMP"
+    with open("/proc/self/maps") as maps:
+        runtimes = {line.split()[-1] for line in maps if "libgomp" in line.split()[-1]}
+    assert len(runtimes) == 1, runtimes
 
 
 def test_lut_avx2_routes_small_matmuls_to_scalar(monkeypatch):

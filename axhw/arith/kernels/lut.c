@@ -4,6 +4,10 @@
 #include "lut.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Scalar kernel, any table width (see lut.h). */
 void axhw_lut_mm32(const int32_t *T, const int32_t *a, const int32_t *b, int64_t *c,
@@ -28,6 +32,15 @@ void axhw_lut_mm32(const int32_t *T, const int32_t *a, const int32_t *b, int64_t
             for (int64_t j = 0; j < nt; j++) c[m * N + n0 + j] = tot[j];
         }
     }
+}
+
+/* 1 if this build runs its team function on OpenMP threads (see lut.h). */
+int axhw_lut_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 /* 1 if every element of a strided int64 matrix lies in [lo, hi] (see lut.h). */
@@ -136,7 +149,8 @@ AXHW_AVX512 void axhw_lut_mm16(const int16_t *T, const int32_t *a, const int16_t
    just before the kernel: one would leave torch's OpenMP threads spinning (libgomp's GOMP_SPINCOUNT) on the
    cores the kernel's threads need. Measured on the 2-core machine, interleaved: a parallel torch op before
    the call added about 1 ms to a 4 ms matmul (none with GOMP_SPINCOUNT=0), and bench_matmul's table/exact
-   ratio went from 4.8-5.8x to 3.9x when the operand checks moved here. */
+   ratio went from 4.8-5.8x to 3.9-4.5x when the operand checks moved here. The threads themselves are
+   torch's OpenMP team (axhw_lut_mm16_avx2_team): 3.3-3.5x. */
 #define AXHW_KB 8
 #define AXHW_AVX2 __attribute__((target("avx2")))
 
@@ -258,6 +272,47 @@ AXHW_AVX2 void axhw_lut_mm16_avx2(const axhw_lut_job *job, const int32_t *blocks
     if (job->sign) axhw_avx2_tiles(job, blocks, G, P, m_begin, m_end, n_begin, n_end, 1);
     else axhw_avx2_tiles(job, blocks, G, P, m_begin, m_end, n_begin, n_end, 0);
 }
+
+/* The whole of C on nthreads threads of the OpenMP team (see lut.h): the column tiles split over the threads,
+   or the rows where there are fewer tiles than threads (each thread then finds its own rows' word blocks). */
+int axhw_lut_mm16_avx2_team(const axhw_lut_job *job, int nthreads) {
+    const int64_t tiles = (job->N + 31) / 32;
+    const int by_tiles = tiles >= nthreads;
+    int32_t *shared = by_tiles ? malloc((size_t)(job->K > 0 ? job->K : 1) * sizeof(int32_t)) : NULL;
+    int failed = by_tiles && shared == NULL;
+    if (!failed && by_tiles) axhw_lut_word_blocks(job, 0, job->M, shared);
+#pragma omp parallel num_threads(nthreads) reduction(| : failed) if (!failed)
+    {
+#ifdef _OPENMP
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int64_t t = 0, nt = 1;
+#endif
+        int64_t r0 = 0, r1 = job->M, c0 = 0, c1 = job->N;
+        if (by_tiles) {
+            c0 = tiles * t / nt * 32;
+            c1 = tiles * (t + 1) / nt * 32;
+            c1 = c1 < job->N ? c1 : job->N;
+        } else {
+            r0 = job->M * t / nt;
+            r1 = job->M * (t + 1) / nt;
+        }
+        int16_t *G = malloc((size_t)AXHW_KB * 256 * 32 * sizeof(int16_t));
+        int32_t *P = malloc((size_t)((r1 - r0) > 0 ? r1 - r0 : 1) * 32 * sizeof(int32_t));
+        int32_t *own = by_tiles ? NULL : malloc((size_t)(job->K > 0 ? job->K : 1) * sizeof(int32_t));
+        if (G == NULL || P == NULL || (!by_tiles && own == NULL)) {
+            failed = 1;
+        } else if (r1 > r0 && c1 > c0) {
+            if (!by_tiles) axhw_lut_word_blocks(job, r0, r1, own);
+            axhw_lut_mm16_avx2(job, by_tiles ? shared : own, G, P, r0, r1, c0, c1);
+        }
+        free(G);
+        free(P);
+        free(own);
+    }
+    free(shared);
+    return failed ? -1 : 0;
+}
 #else
 int axhw_lut_avx512(void) { return 0; }
 void axhw_lut_mm16(const int16_t *T, const int32_t *a, const int16_t *b, int64_t *c,
@@ -271,5 +326,9 @@ void axhw_lut_word_blocks(const axhw_lut_job *job, int64_t m_begin, int64_t m_en
 void axhw_lut_mm16_avx2(const axhw_lut_job *job, const int32_t *blocks, int16_t *G, int32_t *P, int64_t m_begin,
                         int64_t m_end, int64_t n_begin, int64_t n_end) {
     (void)job; (void)blocks; (void)G; (void)P; (void)m_begin; (void)m_end; (void)n_begin; (void)n_end;
+}
+int axhw_lut_mm16_avx2_team(const axhw_lut_job *job, int nthreads) {
+    (void)job; (void)nthreads;
+    return -1;
 }
 #endif

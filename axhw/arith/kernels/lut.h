@@ -56,4 +56,13 @@ void axhw_lut_word_blocks(const axhw_lut_job *job, int64_t m_begin, int64_t m_en
 void axhw_lut_mm16_avx2(const axhw_lut_job *job, const int32_t *blocks, int16_t *G, int32_t *P, int64_t m_begin,
                         int64_t m_end, int64_t n_begin, int64_t n_end);
 
+/* The whole AVX2 matmul on nthreads threads of the OpenMP team, scratch allocated here; 0, or -1 when memory
+   ran out. Built with -fopenmp, the library binds to the process's libgomp by its soname: torch's own, so
+   the kernel runs on the very threads torch's operations use (and leave spinning) instead of competing with
+   them for the cores. */
+int axhw_lut_mm16_avx2_team(const axhw_lut_job *job, int nthreads);
+
+/* 1 if the library was built with OpenMP (else the team function runs on one thread). */
+int axhw_lut_openmp(void);
+
 #endif

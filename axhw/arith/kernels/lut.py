@@ -13,7 +13,9 @@ C kernel keeps one table row ``T[a[m, k], :]`` in registers and looks up a whole
   table, transposed back 16 x 16 in registers), then every row ``m`` adds ``G[k][a[m, k]][:]`` with plain
   vector loads. The expansion is shared by all ``M`` rows, so small matmuls stay on the scalar kernel; it
   runs over the smaller of ``M`` and ``N`` (``M < N`` is computed transposed), and skips the blocks of 8
-  words no row holds (half of them after a ReLU, whose outputs are never negative).
+  words no row holds (half of them after a ReLU, whose outputs are never negative). Its threads are torch's
+  OpenMP team (the library is built with ``-fopenmp`` and binds to the libgomp torch loaded): threads of our
+  own would compete for the cores with the ones torch's last operation left spinning.
 * ``axhw_lut_mm32`` (any CPU, any width up to 12 bits): a plain scalar gather from an int32 table.
 
 All three accumulate in int32 over blocks of ``kblock = (2**31 - 1) // max|T|`` terms (no block sum can wrap:
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from axhw.arith.kernels.build import Kernel, load_library, pool
+from axhw.arith.kernels.build import Kernel, compile_library, load_library, pool
 from axhw.common import taken
 
 __all__ = [
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 #: lut.c, whose exported functions lut.h declares (the ctypes signatures below come from parsing it).
-_KERNEL = Kernel("lutkernel", "lut.c", "lut.h")
+_KERNEL = Kernel("lutkernel", "lut.c", "lut.h", flags=("-fopenmp",))
 
 _INT32_MAX = (1 << 31) - 1
 #: Below this many products one thread does the work (a pool hand-off costs ~50 us).
@@ -83,12 +85,20 @@ def library_path() -> Path:
 
 
 def build(force: bool = False) -> Path:
-    """Compile the kernel into :func:`library_path` (atomically: parallel builders never see a partial file).
+    """Compile the kernel into :func:`library_path` (atomically: parallel builders never see a partial file),
+    with OpenMP (``-fopenmp``); a compiler without OpenMP builds it without (the AVX2 kernel then splits its
+    work over the package's own thread pool).
 
     Raises:
         RuntimeError: no C compiler, or the compile failed (the message carries the compiler output).
     """
-    return _KERNEL.build(force=force)
+    try:
+        return _KERNEL.build(force=force)
+    except RuntimeError as exc:
+        if "openmp" not in str(exc).lower() and "omp.h" not in str(exc):
+            raise
+        return compile_library(Kernel.text(_KERNEL.source), _KERNEL.library_path(), force=True,
+                               headers=_KERNEL.headers(), name=_KERNEL.source)
 
 
 def _load() -> ctypes.CDLL | None:
@@ -101,6 +111,7 @@ def _load() -> ctypes.CDLL | None:
             _state["avx512"] = bool(lib.axhw_lut_avx512())
             _state["avx2"] = bool(lib.axhw_lut_avx2())
             _state["job"] = header.structs["axhw_lut_job"]
+            _state["openmp"] = bool(lib.axhw_lut_openmp())
         _state["lib"] = lib
         return lib
 
@@ -284,6 +295,15 @@ def _matmul_avx2(
         b_rs=b[1][0], b_cs=b[1][1], c_rs=c[1][0], c_cs=c[1][1], M=m, K=k, N=n, kblock=kblock, mask=mask,
         sign=int(signed))
     tiles = -(-n // _AVX2_TILE)
+    threads = torch.get_num_threads() if m * max(k, 1) * n >= _PARALLEL_MIN_PRODUCTS else 1
+    if threads > 1 and _state.get("openmp"):
+        # On torch's OpenMP team: the threads a torch operation just before left spinning run the kernel,
+        # instead of competing with it for the cores (measured: 0.50-0.58x the time of the thread pool below,
+        # with an Exact.matmul before each call).
+        taken.count("arith.lut_kernel.c-avx2.openmp")
+        if lib.axhw_lut_mm16_avx2_team(ctypes.byref(job), threads) != 0:
+            raise MemoryError(f"the AVX2 table matmul could not allocate its scratch for {m} rows")
+        return
 
     def word_blocks(r0: int, r1: int) -> torch.Tensor:
         """Which blocks of 8 words each column of rows [r0, r1) of A holds (the kernel expands only those)."""
@@ -297,7 +317,7 @@ def _matmul_avx2(
         lib.axhw_lut_mm16_avx2(ctypes.byref(job), blocks.data_ptr(), expanded.data_ptr(), partial.data_ptr(),
                                r0, r1, c0, c1)
 
-    if tiles >= torch.get_num_threads():
+    if tiles >= threads:
         blocks = word_blocks(0, m)
         _run_split(tiles, m * max(k, 1) * n,
                    lambda t0, t1: run(0, m, t0 * _AVX2_TILE, min(n, t1 * _AVX2_TILE), blocks))
