@@ -280,8 +280,9 @@ int axhw_lut_mm16_avx2_team(const axhw_lut_job *job, int nthreads) {
     const int by_tiles = tiles >= nthreads;
     int32_t *shared = by_tiles ? malloc((size_t)(job->K > 0 ? job->K : 1) * sizeof(int32_t)) : NULL;
     int failed = by_tiles && shared == NULL;
-    if (!failed && by_tiles) axhw_lut_word_blocks(job, 0, job->M, shared);
-#pragma omp parallel num_threads(nthreads) reduction(| : failed) if (!failed)
+    if (failed) return -1;
+    if (by_tiles) axhw_lut_word_blocks(job, 0, job->M, shared);
+#pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
 #ifdef _OPENMP
         const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();

@@ -8,10 +8,10 @@ C kernel keeps one table row ``T[a[m, k], :]`` in registers and looks up a whole
   row live in eight zmm registers; four two-register word permutes plus three blends look up 32 products.
 * ``axhw_lut_mm16_avx2`` (x86-64 with AVX2 but not AVX-512, at most 8-bit operands, ``(M, N)`` not
   smaller than :data:`AVX2_MIN_SIDES`): AVX2 has no two-register word permute, and its gathers fetch ~2 entries per
-  cycle, no faster than scalar loads. So the kernel turns the lookup around: for a block of 16 terms ``k`` and
+  cycle, no faster than scalar loads. So the kernel turns the lookup around: for a block of 8 terms ``k`` and
   32 columns it *expands* ``G[k][u][:] = T[u, b[k, :]]`` for all 256 words ``u`` (rows of the transposed
-  table, transposed back 16 x 16 in registers), then every row ``m`` adds ``G[k][a[m, k]][:]`` with plain
-  vector loads. The expansion is shared by all ``M`` rows, so small matmuls stay on the scalar kernel; it
+  table, transposed back in registers, 16 x 8 at a time), then every row ``m`` adds ``G[k][a[m, k]][:]`` with
+  plain vector loads. The expansion is shared by all ``M`` rows, so small matmuls stay on the scalar kernel; it
   runs over the smaller of ``M`` and ``N`` (``M < N`` is computed transposed), and skips the blocks of 8
   words no row holds (half of them after a ReLU, whose outputs are never negative). Its threads are torch's
   OpenMP team (the library is built with ``-fopenmp`` and binds to the libgomp torch loaded): threads of our
@@ -283,9 +283,10 @@ def _matmul_avx2(
     n: int,
 ) -> None:
     """The AVX2 kernel on int64 operands ``a`` (m x k) and ``b`` (k x n), words ``x & mask``, into ``c``
-    (m x n), each given as (tensor, (row stride, column stride)). Threads split the 32-column tiles (each expands only its own
-    columns, so no expansion is repeated), or the rows where there are fewer tiles than threads (each then
-    expands the same tiles, but the lookups, the larger part, are split), each with its own scratch.
+    (m x n), each given as (tensor, (row stride, column stride)). Threads split the 32-column tiles (each
+    expands only its own columns, so no expansion is repeated), or the rows where there are fewer tiles than
+    threads (each then expands the same tiles, but the lookups, the larger part, are split), each with its own
+    scratch; on torch's OpenMP team where the library has OpenMP, else on the package's thread pool.
     ``kblock`` is at least 32768 for 8-bit tables (``|T| < 2**16``), far above the kernel's block of 8 terms.
     No torch operation runs between the caller's and the kernel (see lut.c: spinning OpenMP threads)."""
     if not (m and n):
