@@ -184,3 +184,84 @@ def test_sampled_statistics_intervals_are_calibrated() -> None:
         ratio = float(half.mean() / (1.96 * means.std()))
         assert 0.7 < ratio < 1.4, (key, ratio)
     assert all(not r.exhaustive and r.wce <= full.wce for r in runs)  # a worst case over samples: a lower bound
+
+
+@pytest.mark.parametrize("team", ["openmp", "pool"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(600, 40, 30), (200, 50, 70)])
+@pytest.mark.parametrize("case", ["signed", "wrapped"])
+def test_kernel_matmul_thread_splits_equal_reference(case, shape, threads, team, monkeypatch, torch_threads):
+    """Above the size that runs threads, the matmul splits: by row blocks (600 rows: 3 blocks of 256 lanes, the
+    last one 88 rows, partial 64-lane words and 8-row groups included), or, with fewer blocks than threads
+    (200 rows), the packing by terms and the products by columns; on torch's OpenMP team (packing included) or
+    on the package's thread pool, each proven taken."""
+    n = _all_ops_netlist(4)
+    kernel = GateMultiplier(n, signed=True, core_signed=case == "signed")
+    ev = _kernel(n)
+    assert ev.openmp, "the bit-sliced kernel was built without OpenMP (gcc's -fopenmp is expected here)"
+    monkeypatch.setattr(ev, "openmp", team == "openmp")
+    ref = GateMultiplier(n, signed=True, core_signed=case == "signed")
+    ref.use_kernel = False
+    lo, hi = kernel.operand_range
+    g = torch.Generator().manual_seed(sum(shape))
+    mm, k, nn = shape
+    assert mm * k * nn >= bitslice._PARALLEL_MIN_PRODUCTS
+    a = torch.randint(lo, hi + 1, (mm, k), generator=g)
+    b = torch.randint(lo, hi + 1, (k, nn), generator=g)
+    torch_threads(threads)
+    with taken.counting() as ran:
+        got = kernel.matmul(a, b)
+    path = "serial" if threads == 1 else team
+    assert ran[f"arith.bitslice_kernel.{path}"] == 1, dict(ran)
+    assert torch.equal(got, ref.matmul(a, b))
+
+
+def test_kernel_packs_every_bit_of_every_row() -> None:
+    """The packer (eight words per multiply) against the definition, bit by bit: row counts around the 8-row
+    groups and the 64-lane words, a bit offset, and every plane word written (the scratch is not zeroed)."""
+    n = _all_ops_netlist(4)
+    ev = _kernel(n)
+    g = torch.Generator().manual_seed(3)
+    for m, k in ((1, 1), (7, 3), (9, 2), (63, 1), (65, 2), (257, 3)):
+        words = torch.randint(0, 1 << 16, (m, k), generator=g)
+        blocks = -(-m // ev.lanes)
+        for first, count in ((0, 4), (3, 9)):
+            planes = torch.full((blocks * k * count * ev.lanes // 64,), -1, dtype=torch.int64)
+            ev.lib.axhw_bs_pack(words.data_ptr(), planes.data_ptr(), m, k, first, count, 0, blocks, 0, k)
+            bits = planes.view(blocks, k, count, ev.lanes // 64)
+            for r in range(blocks):
+                for kk in range(k):
+                    for i in range(count):
+                        got = [(int(bits[r, kk, i, lane // 64]) >> (lane % 64)) & 1 for lane in range(ev.lanes)]
+                        want = [(int(words[r * ev.lanes + lane, kk]) >> (first + i)) & 1
+                                if r * ev.lanes + lane < m else 0 for lane in range(ev.lanes)]
+                        assert got == want, (m, k, first, count, r, kk, i)
+
+
+def test_kernel_builds_without_openmp(monkeypatch, torch_threads) -> None:
+    """A compiler that refuses -fopenmp gets the same kernel without it (the pragmas compile away, no warning
+    under -Werror): the team function then runs on one thread and gives the same sums."""
+    import ctypes
+
+    from axhw.arith.kernels.build import bind, compile_library, library_path_for
+
+    n = _all_ops_netlist(4)
+    source = bitslice.c_source(n) + "/* built without OpenMP */\n"  # its own cache path (a sanitized one under
+    headers = bitslice._HEADER.headers()  # AXHW_KERNEL_SANITIZE, which the sanitizer run checks)
+    path = compile_library(source, library_path_for(source, "bitslice", (), headers), force=True, headers=headers,
+                           name="bitslice.c")
+    lib = bind(ctypes.CDLL(str(path)), bitslice._HEADER.declarations())
+    assert lib.axhw_bs_openmp() == 0
+    serial = bitslice.BitslicedEvaluator(n, lib, path)
+    assert not serial.openmp
+    g = torch.Generator().manual_seed(4)
+    a = torch.randint(0, 16, (300, 37), generator=g)
+    b = torch.randint(0, 16, (37, 9), generator=g)
+    want = _kernel(n).matmul(a, b, 0, 16)
+    serial.openmp = True  # force the team function: one thread without OpenMP
+    torch_threads(2)
+    monkeypatch.setattr(bitslice, "_PARALLEL_MIN_PRODUCTS", 0)
+    with taken.counting() as ran:
+        got = serial.matmul(a, b, 0, 16)
+    assert ran["arith.bitslice_kernel.openmp"] == 1
+    assert torch.equal(got, want)

@@ -199,6 +199,19 @@ def test_each_build_is_warning_free(name, extra, tmp_path, monkeypatch):
         assert flag in kb.compile_flags(kernel.flags)
 
 
+@needs_cc
+def test_lut_kernel_builds_without_openmp(tmp_path):
+    """The fallback for a compiler that refuses -fopenmp (lut.build) compiles warning-free: the OpenMP
+    directives compile away (an unguarded ``#pragma omp`` is an unknown-pragma error under -Werror, which once
+    made this fallback fail and left such users with no kernel at all), and the build says it has no OpenMP."""
+    kernel = lut._KERNEL
+    assert "-fopenmp" in kernel.flags
+    path = kb.compile_library(kernel.text(kernel.source), tmp_path / "lut-no-openmp.so", headers=kernel.headers(),
+                              name=kernel.source)
+    lib = kb.bind(ctypes.CDLL(str(path)), kernel.declarations())
+    assert lib.axhw_lut_openmp() == 0
+
+
 def test_cache_key_hashes_file_contents(monkeypatch, tmp_path):
     """An edited C file or header moves the library path (never a stale build); so do the sanitizers."""
     monkeypatch.setenv("AXHW_KERNEL_DIR", str(tmp_path))

@@ -356,7 +356,7 @@ def test_lut_matmul_matches_models_on_bench_shape(model, path, monkeypatch):
 @pytest.mark.parametrize("team", ["openmp", "pool"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", [(2048, 64, 10), (40, 300, 1000), (600, 40, 100)])
-def test_lut_avx2_thread_splits_equal_reference(shape, threads, team, monkeypatch):
+def test_lut_avx2_thread_splits_equal_reference(shape, threads, team, monkeypatch, torch_threads):
     """The AVX2 kernel's work splits: by 32-column tiles, by rows where there are fewer tiles than threads
     (N = 10: one tile), and transposed (M < N), each above the size that runs threads in parallel; on torch's
     OpenMP team (the default where the kernel was built with OpenMP) or on the package's thread pool."""
@@ -370,13 +370,9 @@ def test_lut_avx2_thread_splits_equal_reference(shape, threads, team, monkeypatc
     assert mm * k * n >= lutkernel._PARALLEL_MIN_PRODUCTS
     a = torch.randint(-128, 128, (mm, k), generator=g)
     b = torch.randint(-128, 128, (k, n), generator=g)
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with taken.counting() as ran:
-            got = m.matmul(a, b)
-    finally:
-        torch.set_num_threads(saved)
+    torch_threads(threads)
+    with taken.counting() as ran:
+        got = m.matmul(a, b)
     assert ran["arith.lut_kernel.c-avx2"] == 1 and ran["arith.lut_kernel.c-avx2.transposed"] == (mm < n)
     assert ran["arith.lut_kernel.c-avx2.openmp"] == (team == "openmp" and threads > 1)
     assert torch.equal(got, DRUM(2, 8).matmul(a, b))

@@ -181,3 +181,35 @@ def test_vcd_annotation_reads_the_simulation_vcd_where_read_vcd_exists(
         assert res.vectorless.method == "vectorless"  # still OpenSTA's own estimate beside it
     finally:
         tools.clear_cache()  # the next caller sees the real PATH again
+
+
+def test_vectors_are_held_at_least_one_clock_period(monkeypatch):
+    """Each operand pair is held for the longer of the 50 ns default and one clock period (a netlist that meets
+    the clock settles within it: sky130 multipliers at 0.9 V need ~95 ns); at 20 MHz and above the default, and
+    so every earlier measurement, is kept. measure_stream simulates with the held configuration."""
+    from axhw.power.flow import activity
+    from axhw.power.flow.sta import PowerConfig
+    from axhw.power.multiplier import compute
+
+    assert activity.SimConfig().period_ns == 50
+    assert activity.held_for_clock(activity.SimConfig(), 100.0).period_ns == 50
+    assert activity.held_for_clock(activity.SimConfig(), 20.0).period_ns == 50
+    assert activity.held_for_clock(activity.SimConfig(), 10.0).period_ns == 100
+    assert activity.held_for_clock(activity.SimConfig(), 3.0).period_ns == 334
+    assert activity.held_for_clock(activity.SimConfig(period_ns=500), 10.0).period_ns == 500
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_simulate(synth, cfg, stream, sim_cfg):
+        seen.append(sim_cfg.period_ns)
+        raise Stop
+
+    monkeypatch.setattr(compute, "synthesize", lambda cfg, synth_cfg=None: object())
+    monkeypatch.setattr(compute, "simulate", fake_simulate)
+    stream = type("S", (), {"source": "test"})()
+    for mhz, want in ((100.0, 50), (10.0, 100)):
+        with pytest.raises(Stop):
+            compute.measure_stream("exact", 8, stream, power_cfg=PowerConfig(clock_mhz=mhz, annotation="pin"))
+        assert seen[-1] == want

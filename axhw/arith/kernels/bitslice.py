@@ -15,7 +15,9 @@ The C code is generated from the netlist (one statement per gate) and compiled w
 flags (:mod:`axhw.arith.kernels.build`: warnings are errors, ``bitslice.h`` is the one declaration of the
 ABI, sanitizers on request), cached by a hash of the generated source. On x86-64 with GCC the kernels are
 built for AVX-512, AVX2 and baseline x86-64 at once (``target_clones``: the loader picks the best the CPU
-has), so a cache shared by different machines never runs an instruction a CPU lacks. Without a C
+has), so a cache shared by different machines never runs an instruction a CPU lacks. Large matmuls run on
+torch's OpenMP team (built with ``-fopenmp``, the library binds to the libgomp torch loaded): threads of the
+package's own pool would compete for the cores with the ones torch's last operation left spinning. Without a C
 compiler, or with ``AXHW_BITSLICE_KERNEL=0``, :func:`evaluator` returns ``None`` and callers use the
 torch reference, :meth:`GateNetlist.evaluate` (the same numbers, tested).
 """
@@ -41,6 +43,7 @@ from axhw.arith.kernels.build import (
     pool,
 )
 from axhw.arith.netlist import GateNetlist
+from axhw.common import taken
 from axhw.common.writable import unwritable_error
 
 __all__ = ["LANES", "BitslicedEvaluator", "c_source", "evaluator"]
@@ -53,6 +56,8 @@ _HEADER = Kernel("bitslice", "bitslice.c", "bitslice.h")
 #: Below this many products one thread does the work.
 _PARALLEL_MIN_PRODUCTS = 1 << 16
 _SWITCH = "AXHW_BITSLICE_KERNEL"
+#: The evaluator's extra compiler flags (a fallback drops ``-fopenmp``, see :func:`build`).
+_FLAGS = ("-fopenmp",)
 
 _lock = threading.Lock()
 _loaded: dict[str, BitslicedEvaluator | None] = {}
@@ -99,6 +104,12 @@ def c_source(netlist: GateNetlist) -> str:
 #include <stdint.h>
 #include <string.h>
 #include "bitslice.h"
+#ifdef _OPENMP
+#include <omp.h>
+#define AXHW_OMP(directive) _Pragma(#directive)
+#else
+#define AXHW_OMP(directive)
+#endif
 
 #define BITS {bits}
 #define PB {pb}
@@ -128,20 +139,37 @@ int axhw_bs_lanes(void)
     return LANES;
 }}
 
+/* Bits [shift, shift + nbits) of the n <= 64 words src[0], src[stride], ... as nbits planes: bit l of
+   out[i * ostride] is bit shift + i of word l (0 for l >= n). Eight words at a time: their bytes side by side
+   in one uint64, and one multiply gathers bit t of each of the 8 bytes into one byte (the products of the
+   magic constant's bits land on distinct positions, so nothing carries). No branch depends on the data. */
+static inline void pack64(const int64_t *src, int64_t stride, int64_t n, int64_t shift, int64_t nbits,
+                          uint64_t *out, int64_t ostride)
+{{
+    uint64_t acc[64];  /* nbits <= 64 - shift */
+    for (int64_t i = 0; i < nbits; i++) acc[i] = 0;
+    for (int64_t g = 0; g < n; g += 8) {{
+        uint64_t w[8];
+        for (int64_t j = 0; j < 8; j++) w[j] = g + j < n ? (uint64_t)src[(g + j) * stride] >> shift : 0;
+        for (int64_t q = 0; 8 * q < nbits; q++) {{
+            uint64_t x = 0;
+            for (int64_t j = 0; j < 8; j++) x |= ((w[j] >> (8 * q)) & 0xFFu) << (8 * j);
+            for (int64_t t = 0; t < 8 && 8 * q + t < nbits; t++)
+                acc[8 * q + t] |= ((((x >> t) & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56) << g;
+        }}
+    }}
+    for (int64_t i = 0; i < nbits; i++) out[i * ostride] = acc[i];
+}}
+
 CLONES void axhw_bs_products(const int64_t *aw, const int64_t *bw, int64_t *pw, int64_t n)
 {{
     for (int64_t base = 0; base < n; base += LANES) {{
         const int64_t cnt = n - base < LANES ? n - base : LANES;
         vec A[BITS], B[BITS], P[PB];
-        memset(A, 0, sizeof A);
-        memset(B, 0, sizeof B);
-        for (int64_t l = 0; l < cnt; l++) {{
-            const uint64_t a = (uint64_t)aw[base + l], b = (uint64_t)bw[base + l];
-            const uint64_t bit = (uint64_t)1 << (l & 63);
-            for (int i = 0; i < BITS; i++) {{
-                if ((a >> i) & 1u) A[i][l >> 6] |= bit;
-                if ((b >> i) & 1u) B[i][l >> 6] |= bit;
-            }}
+        for (int64_t w = 0; w < NW; w++) {{
+            const int64_t rows = cnt - 64 * w < 0 ? 0 : (cnt - 64 * w > 64 ? 64 : cnt - 64 * w);
+            pack64(rows ? aw + base + 64 * w : aw, 1, rows, 0, BITS, (uint64_t *)A + w, NW);
+            pack64(rows ? bw + base + 64 * w : bw, 1, rows, 0, BITS, (uint64_t *)B + w, NW);
         }}
         circuit(A, B, P);
         for (int64_t l = 0; l < cnt; l++) {{
@@ -152,19 +180,20 @@ CLONES void axhw_bs_products(const int64_t *aw, const int64_t *bw, int64_t *pw, 
     }}
 }}
 
-void axhw_bs_pack(const int64_t *aw, int64_t *planes, int64_t M, int64_t K, int64_t first, int64_t count)
+void axhw_bs_pack(const int64_t *aw, int64_t *planes, int64_t M, int64_t K, int64_t first, int64_t count,
+                  int64_t r0, int64_t r1, int64_t k0, int64_t k1)
 {{
     uint64_t *pl = (uint64_t *)planes;
-    for (int64_t m = 0; m < M; m++) {{
-        const int64_t r = m / LANES, l = m % LANES;
-        const uint64_t bit = (uint64_t)1 << (l & 63);
-        for (int64_t k = 0; k < K; k++) {{
-            const uint64_t a = (uint64_t)aw[m * K + k] >> first;
-            uint64_t *plane = pl + ((r * K + k) * count) * NW + (l >> 6);
-            for (int64_t i = 0; i < count; i++)
-                if ((a >> i) & 1u) plane[i * NW] |= bit;
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t w = 0; w < NW; w++) {{
+            const int64_t m0 = r * LANES + 64 * w;
+            const int64_t rows = M - m0 < 0 ? 0 : (M - m0 > 64 ? 64 : M - m0);
+            for (int64_t k = k0; k < k1; k++) {{
+                uint64_t *out = pl + ((r * K + k) * count) * NW + w;
+                if (rows) pack64(aw + m0 * K + k, K, rows, first, count, out, NW);
+                else for (int64_t i = 0; i < count; i++) out[i * NW] = 0;
+            }}
         }}
-    }}
 }}
 
 CLONES void axhw_bs_matmul(const int64_t *planes, const int64_t *asign, const int64_t *bw, const int64_t *bneg,
@@ -174,7 +203,6 @@ CLONES void axhw_bs_matmul(const int64_t *planes, const int64_t *asign, const in
     const uint64_t *pl = (const uint64_t *)planes;
     const uint64_t *sg = (const uint64_t *)asign;
     const vec Z = {{0}};
-    const vec O = ~Z;
     const int W = acc_bits;
     for (int64_t r = r0; r < r1; r++) {{
         for (int64_t j = j0; j < j1; j++) {{
@@ -186,7 +214,7 @@ CLONES void axhw_bs_matmul(const int64_t *planes, const int64_t *asign, const in
                 const uint64_t *ap = pl + ((r * K + k) * BITS) * NW;
                 for (int i = 0; i < BITS; i++) {{
                     memcpy(&A[i], ap + i * NW, sizeof(vec));
-                    B[i] = ((b >> i) & 1u) ? O : Z;
+                    B[i] = Z - ((b >> i) & 1u);  /* all-ones or all-zeros: no branch on the data (5% faster) */
                 }}
                 circuit(A, B, P);
                 /* acc += x + carry: the product as a W-bit two's-complement number, added by a ripple-carry
@@ -199,7 +227,7 @@ CLONES void axhw_bs_matmul(const int64_t *planes, const int64_t *asign, const in
                        negative: ~m + 1, or ~m alone when saturated, which is -2**(PB-1) */
                     vec neg;
                     memcpy(&neg, sg + (r * K + k) * NW, sizeof(vec));
-                    if (bneg[k * N + j]) neg = ~neg;
+                    neg ^= Z - (uint64_t)(bneg[k * N + j] != 0);
                     const vec sat = P[PB - 1];
                     for (int w = 0; w < PB - 1; w++) P[w] = (P[w] | sat) ^ neg;
                     P[PB - 1] = neg;
@@ -225,6 +253,44 @@ CLONES void axhw_bs_matmul(const int64_t *planes, const int64_t *asign, const in
         }}
     }}
 }}
+
+int axhw_bs_openmp(void)
+{{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}}
+
+void axhw_bs_matmul_team(const int64_t *aw, const int64_t *asw, int64_t *planes, int64_t *asign, const int64_t *bw,
+                         const int64_t *bneg, int64_t *c, int64_t M, int64_t K, int64_t N, int mode, int acc_bits,
+                         int nthreads)
+{{
+    const int64_t blocks = (M + LANES - 1) / LANES;
+    const int by_rows = blocks >= nthreads;
+    AXHW_OMP(omp parallel num_threads(nthreads))
+    {{
+#ifdef _OPENMP
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int64_t t = 0, nt = 1;
+#endif
+        if (by_rows) {{  /* each thread packs and multiplies its own row blocks */
+            const int64_t r0 = blocks * t / nt, r1 = blocks * (t + 1) / nt;
+            axhw_bs_pack(aw, planes, M, K, 0, BITS, r0, r1, 0, K);
+            if (mode == 2) axhw_bs_pack(asw, asign, M, K, 0, 1, r0, r1, 0, K);
+            axhw_bs_matmul(planes, asign, bw, bneg, c, M, K, N, r0, r1, 0, N, mode, acc_bits);
+        }} else {{  /* fewer row blocks than threads: the terms' packing, then the columns, split */
+            const int64_t k0 = K * t / nt, k1 = K * (t + 1) / nt;
+            axhw_bs_pack(aw, planes, M, K, 0, BITS, 0, blocks, k0, k1);
+            if (mode == 2) axhw_bs_pack(asw, asign, M, K, 0, 1, 0, blocks, k0, k1);
+            AXHW_OMP(omp barrier)
+            axhw_bs_matmul(planes, asign, bw, bneg, c, M, K, N, 0, blocks, N * t / nt, N * (t + 1) / nt, mode,
+                           acc_bits);
+        }}
+    }}
+}}
 """
 
 
@@ -236,6 +302,9 @@ class BitslicedEvaluator:
         self.lib = lib
         self.path = path
         self.lanes = int(lib.axhw_bs_lanes())
+        #: True where the library was built with OpenMP: :meth:`matmul` then runs on torch's OpenMP team
+        #: (tests switch it off to run the package's thread pool instead).
+        self.openmp = bool(lib.axhw_bs_openmp())
 
     def products(self, aw: torch.Tensor, bw: torch.Tensor) -> torch.Tensor:
         """Product words of operand words ``aw``, ``bw`` (broadcast), as :meth:`GateNetlist.evaluate`."""
@@ -261,34 +330,45 @@ class BitslicedEvaluator:
         nw = self.lanes // 64
         a = aw.to(torch.int64).contiguous()
         b = bw.to(torch.int64).contiguous()
-        planes = torch.zeros(blocks * k * self.netlist.bits * nw, dtype=torch.int64)
-        self.lib.axhw_bs_pack(a.data_ptr(), planes.data_ptr(), m, k, 0, self.netlist.bits)
+        planes = torch.empty(blocks * k * self.netlist.bits * nw, dtype=torch.int64)
         signs = torch.zeros(blocks * k * nw if mode == 2 else 1, dtype=torch.int64)
-        bneg = torch.zeros(1, dtype=torch.int64)
+        sa = bneg = torch.zeros(1, dtype=torch.int64)
         if mode == 2:
             if a_sign is None or b_neg is None:
                 raise ValueError("the sign-magnitude mode needs the operands' signs")
             sa = a_sign.to(torch.int64).contiguous()
-            self.lib.axhw_bs_pack(sa.data_ptr(), signs.data_ptr(), m, k, 0, 1)
             bneg = b_neg.to(torch.int64).contiguous()
+        workers = torch.get_num_threads()
+        threads = 1 if m * n * k < _PARALLEL_MIN_PRODUCTS else workers
+        if threads > 1 and self.openmp:
+            # On torch's OpenMP team, packing included: the threads torch's last operation left spinning run
+            # the kernel instead of competing with it for the cores (see lut.py).
+            taken.count("arith.bitslice_kernel.openmp")
+            self.lib.axhw_bs_matmul_team(a.data_ptr(), sa.data_ptr(), planes.data_ptr(), signs.data_ptr(),
+                                         b.data_ptr(), bneg.data_ptr(), out.data_ptr(), m, k, n, mode, acc_bits,
+                                         threads)
+            return out
+        self.lib.axhw_bs_pack(a.data_ptr(), planes.data_ptr(), m, k, 0, self.netlist.bits, 0, blocks, 0, k)
+        if mode == 2:
+            self.lib.axhw_bs_pack(sa.data_ptr(), signs.data_ptr(), m, k, 0, 1, 0, blocks, 0, k)
 
         def part(r0: int, r1: int, j0: int, j1: int) -> None:
             self.lib.axhw_bs_matmul(planes.data_ptr(), signs.data_ptr(), b.data_ptr(), bneg.data_ptr(),
                                     out.data_ptr(), m, k, n, r0, r1, j0, j1, mode, acc_bits)
 
-        workers = torch.get_num_threads()
-        if workers <= 1 or m * n * k < _PARALLEL_MIN_PRODUCTS:
+        if threads <= 1:
+            taken.count("arith.bitslice_kernel.serial")
             part(0, blocks, 0, n)
-        elif blocks >= workers:
+            return out
+        taken.count("arith.bitslice_kernel.pool")
+        if blocks >= workers:
             bounds = [blocks * i // workers for i in range(workers + 1)]
             futs = [pool(workers).submit(part, r0, r1, 0, n) for r0, r1 in itertools.pairwise(bounds)]
-            for f in futs:
-                f.result()
         else:  # few row blocks: split the columns (ctypes releases the GIL)
             bounds = [n * i // workers for i in range(workers + 1)]
             futs = [pool(workers).submit(part, 0, blocks, j0, j1) for j0, j1 in itertools.pairwise(bounds) if j1 > j0]
-            for f in futs:
-                f.result()
+        for f in futs:
+            f.result()
         return out
 
 
@@ -298,24 +378,31 @@ def _header() -> Header:
 
 def library_path(netlist: GateNetlist) -> Path:
     """The cache path of ``netlist``'s compiled evaluator (a hash of the generated source, flags, platform)."""
-    return library_path_for(c_source(netlist), "bitslice", (), _HEADER.headers())
+    return library_path_for(c_source(netlist), "bitslice", _FLAGS, _HEADER.headers())
 
 
 def build(netlist: GateNetlist, force: bool = False) -> Path:
-    """Compile ``netlist``'s evaluator (atomically; cached). Where the compiler refuses ``target_clones``
-    (an older GCC), the clones are dropped and the baseline build is used.
+    """Compile ``netlist``'s evaluator (atomically; cached) with OpenMP (``-fopenmp``). Fallbacks, each
+    tested: a compiler that refuses OpenMP builds it without (the matmul then splits over the package's thread
+    pool); one that refuses ``target_clones`` (an older GCC) drops the clones and uses the baseline build.
 
     Raises:
         RuntimeError: no C compiler, or the compile failed.
     """
     src, path = c_source(netlist), library_path(netlist)
-    try:
-        return compile_library(src, path, force=force, headers=_HEADER.headers(), name="bitslice.c")
-    except RuntimeError as exc:
-        if "target_clones" not in str(exc) and "ifunc" not in str(exc):
-            raise
-        return compile_library(src, path, force=True, flags=("-DAXHW_NO_CLONES",), headers=_HEADER.headers(),
-                               name="bitslice.c")
+    flags: tuple[str, ...] = _FLAGS
+    while True:  # each fallback changes the flags once, so this ends
+        try:
+            return compile_library(src, path, force=force or flags != _FLAGS, flags=flags,
+                                   headers=_HEADER.headers(), name="bitslice.c")
+        except RuntimeError as exc:
+            text = str(exc)
+            if "-fopenmp" in flags and ("openmp" in text.lower() or "omp.h" in text):
+                flags = tuple(f for f in flags if f != "-fopenmp")
+            elif "-DAXHW_NO_CLONES" not in flags and ("target_clones" in text or "ifunc" in text):
+                flags = (*flags, "-DAXHW_NO_CLONES")
+            else:
+                raise
 
 
 def netlist_key(netlist: GateNetlist) -> str:

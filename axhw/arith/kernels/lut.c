@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
+#define AXHW_OMP(directive) _Pragma(#directive)
+#else
+#define AXHW_OMP(directive) /* built without OpenMP (a compiler that refuses -fopenmp): one thread */
 #endif
 
 /* Scalar kernel, any table width (see lut.h). */
@@ -282,7 +285,7 @@ int axhw_lut_mm16_avx2_team(const axhw_lut_job *job, int nthreads) {
     int failed = by_tiles && shared == NULL;
     if (failed) return -1;
     if (by_tiles) axhw_lut_word_blocks(job, 0, job->M, shared);
-#pragma omp parallel num_threads(nthreads) reduction(| : failed)
+    AXHW_OMP(omp parallel num_threads(nthreads) reduction(| : failed))
     {
 #ifdef _OPENMP
         const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();

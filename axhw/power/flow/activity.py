@@ -10,6 +10,7 @@ counted per net bit from the VCD (transitions per vector = per clock cycle, one 
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import tempfile
@@ -28,7 +29,7 @@ from axhw.rtl.generate import MultiplierConfig
 if TYPE_CHECKING:
     from axhw.rtl.imported import ImportedConfig
 
-__all__ = ["NetActivity", "SimConfig", "SimResult", "simulate", "vcd_activity", "vectors_sha256"]
+__all__ = ["NetActivity", "SimConfig", "SimResult", "held_for_clock", "simulate", "vcd_activity", "vectors_sha256"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,17 @@ class SimConfig:
     timing: bool = True
     work_dir: Path | None = None
     keep_vcd: bool = False
+
+
+def held_for_clock(sim: SimConfig, clock_mhz: float) -> SimConfig:
+    """``sim`` with each vector held for at least one period of ``clock_mhz``.
+
+    Why: the accelerator feeds its multiplier one operand pair per clock cycle, and a netlist that meets the
+    clock settles within one period; the fixed 50 ns default does not cover a slow library (sky130 at 0.9 V: an
+    8-bit multiplier's critical path is about 95 ns, met at 10 MHz). Activity is counted per vector, so a longer
+    hold adds no toggles; at 20 MHz and above the default is kept, and with it every earlier measurement.
+    """
+    return replace(sim, period_ns=max(sim.period_ns, math.ceil(1e3 / clock_mhz - 1e-9)))
 
 
 @dataclass(frozen=True)

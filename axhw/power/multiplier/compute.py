@@ -22,7 +22,7 @@ from axhw.arith.multipliers import K_PRESETS
 from axhw.arith.registry import get_multiplier
 from axhw.common.io import atomic_write_json
 from axhw.golden.network import QuantizedNetwork
-from axhw.power.flow.activity import NetActivity, SimConfig, simulate, vectors_sha256
+from axhw.power.flow.activity import NetActivity, SimConfig, held_for_clock, simulate, vectors_sha256
 from axhw.power.flow.sta import PowerConfig, PowerResult, activity_power, resolve_annotation, vectorless_power
 from axhw.power.flow.synth import SynthConfig, SynthResult, synthesize
 from axhw.power.flow.templates import template_text
@@ -142,7 +142,7 @@ def measure_stream(mode: str, bits: int, stream: OperandStream, synth_cfg: Synth
     cfg = mode_config(mode, bits)
     synth_cfg = synth_cfg or SynthConfig()
     power_cfg = power_cfg or PowerConfig()
-    sim_cfg = sim_cfg or SimConfig()
+    sim_cfg = held_for_clock(sim_cfg or SimConfig(), power_cfg.clock_mhz)  # one operand pair per clock cycle
     note("synthesis")
     synth: SynthResult = synthesize(cfg, synth_cfg)
     entry = None

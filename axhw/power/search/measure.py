@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from axhw.power.flow.activity import SimConfig
+from axhw.power.flow.activity import SimConfig, held_for_clock
 from axhw.power.flow.sta import PowerConfig
 from axhw.power.flow.synth import SynthConfig
 from axhw.power.flow.tools import find_toolchain
@@ -85,6 +85,9 @@ class Measurer:
         self.ledger.simulations += 1
         if c.mismatches:
             lines = "; ".join(c.extra.get("mismatch_lines", [])[:3])
+            held = held_for_clock(SimConfig(), self.clock_mhz).period_ns
             raise ValueError(f"mode {mode}: the gate-level netlist disagrees with the model on {c.mismatches} "
-                             f"of {c.vectors} operand pairs ({lines}): its power would be meaningless")
+                             f"of {c.vectors} operand pairs, each held {held} ns ({lines}): its power would be "
+                             "meaningless (a netlist slower than that, e.g. at a low logic supply, needs a lower "
+                             "--clock-mhz)")
         return self.cache.put("power", payload, c.as_dict())
