@@ -88,6 +88,15 @@ def write_synthetic_mnist(folder: Path, n_train: int = 60, n_test: int = 20, see
 
 
 @pytest.fixture
+def torch_threads() -> Iterator[Callable[[int], None]]:
+    """``torch.set_num_threads`` for one test, the process's count restored after it (the C kernels split their
+    work by torch's thread count)."""
+    saved = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
 def synthetic_mnist() -> Callable[..., Path]:
     """:func:`write_synthetic_mnist` (a fixture: test modules cannot import one of several ``conftest`` modules)."""
     return write_synthetic_mnist
