@@ -140,21 +140,17 @@ def test_kernel_matmul_equals_reference_and_table(case: str) -> None:
         assert torch.equal(ref.matmul(a, b), got)
 
 
-def test_kernel_matmul_splits_over_threads_the_same() -> None:
+def test_kernel_matmul_splits_over_threads_the_same(torch_threads) -> None:
     n = _all_ops_netlist(4)
     m = GateMultiplier(n, signed=True, core_signed=True)
     g = torch.Generator().manual_seed(2)
     a = torch.randint(-8, 8, (700, 64), generator=g)  # 3 row blocks
     b = torch.randint(-8, 8, (64, 9), generator=g)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = m.matmul(a, b)
-        torch.set_num_threads(2)
-        two = m.matmul(a, b)
-        three = m.matmul(a[:256], b)  # one row block: split over columns
-    finally:
-        torch.set_num_threads(threads)
+    torch_threads(1)
+    one = m.matmul(a, b)
+    torch_threads(2)
+    two = m.matmul(a, b)
+    three = m.matmul(a[:256], b)  # one row block: split over columns
     assert torch.equal(one, two) and torch.equal(three, one[:256])
 
 
