@@ -261,3 +261,38 @@ def test_kernel_builds_without_openmp(monkeypatch, torch_threads) -> None:
         got = serial.matmul(a, b, 0, 16)
     assert ran["arith.bitslice_kernel.openmp"] == 1
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("refuses", [("-fopenmp",), ("clones",), ("-fopenmp", "clones")])
+def test_build_falls_back_where_the_compiler_refuses(refuses, monkeypatch, tmp_path) -> None:
+    """bitslice.build's fallbacks, through build itself: a compiler that refuses OpenMP (or target_clones, or
+    both) gets the build without it, in the same cache path, and the library says whether it has OpenMP."""
+    import ctypes
+
+    from axhw.arith.kernels.build import bind
+
+    monkeypatch.setenv("AXHW_KERNEL_DIR", str(tmp_path))
+    real = bitslice.compile_library
+    tried: list[tuple[str, ...]] = []
+
+    def compiler(source, path, force=False, flags=(), headers=None, name=None):
+        tried.append(tuple(flags))
+        if "-fopenmp" in refuses and "-fopenmp" in flags:
+            raise RuntimeError("compiling bitslice failed (cc):\ncc: error: unsupported option '-fopenmp'")
+        if "clones" in refuses and "-DAXHW_NO_CLONES" not in flags:
+            raise RuntimeError("compiling bitslice failed (cc):\nerror: the call requires 'ifunc', which is not "
+                               "supported by this target (target_clones)")
+        return real(source, path, force=force, flags=flags, headers=headers, name=name)
+
+    monkeypatch.setattr(bitslice, "compile_library", compiler)
+    n = _all_ops_netlist(4)
+    path = bitslice.build(n)
+    assert path == bitslice.library_path(n) and path.is_file()
+    assert ("-fopenmp" in tried[-1]) == ("-fopenmp" not in refuses)
+    assert ("-DAXHW_NO_CLONES" in tried[-1]) == ("clones" in refuses)
+    lib = bind(ctypes.CDLL(str(path)), bitslice._HEADER.declarations())
+    assert lib.axhw_bs_openmp() == int("-fopenmp" not in refuses)
+    with pytest.raises(RuntimeError, match="syntax"):  # any other failure is raised, not retried forever
+        monkeypatch.setattr(bitslice, "compile_library",
+                            lambda *a, **k: (_ for _ in ()).throw(RuntimeError("syntax error")))
+        bitslice.build(n, force=True)

@@ -379,12 +379,18 @@ def test_lut_avx2_thread_splits_equal_reference(shape, threads, team, monkeypatc
 
 
 def test_lut_kernel_shares_torchs_openmp_runtime():
-    """Built with OpenMP (gcc here), the kernel binds to the libgomp torch loaded (same soname), so one OpenMP
+    """Built with OpenMP (gcc here), the kernel (and a bit-sliced one) binds to the libgomp torch loaded (same soname), so one OpenMP
     runtime, one thread team, serves both: a second runtime would bring back the competition for the cores."""
     if not lutkernel.available():
         pytest.skip("no C compiler: the LUT kernel is not built")
     assert lutkernel._state["openmp"], "the LUT kernel was built without OpenMP"
     import sklearn.linear_model  # noqa: F401  (scikit-learn brings its own libgomp, under another soname)
+
+    from axhw.arith.gates import GateNetlist
+    from axhw.arith.kernels import bitslice
+
+    ev = bitslice.evaluator(GateNetlist(1, (("AND", (2, 3)),), (4, 0)))  # the bit-sliced kernels bind to it too
+    assert ev is not None and ev.openmp, "the bit-sliced kernel was built without OpenMP"
 
     with open("/proc/self/maps") as maps:
         loaded = {line.split()[-1] for line in maps if "libgomp" in line.split()[-1]}

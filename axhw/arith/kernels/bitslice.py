@@ -41,6 +41,7 @@ from axhw.arith.kernels.build import (
     compile_library,
     library_path_for,
     pool,
+    refused_openmp,
 )
 from axhw.arith.netlist import GateNetlist
 from axhw.common import taken
@@ -331,7 +332,8 @@ class BitslicedEvaluator:
         a = aw.to(torch.int64).contiguous()
         b = bw.to(torch.int64).contiguous()
         planes = torch.empty(blocks * k * self.netlist.bits * nw, dtype=torch.int64)
-        signs = torch.zeros(blocks * k * nw if mode == 2 else 1, dtype=torch.int64)
+        # the packing writes every word of the sign planes; other modes never read them
+        signs = torch.empty(blocks * k * nw if mode == 2 else 1, dtype=torch.int64)
         sa = bneg = torch.zeros(1, dtype=torch.int64)
         if mode == 2:
             if a_sign is None or b_neg is None:
@@ -397,7 +399,7 @@ def build(netlist: GateNetlist, force: bool = False) -> Path:
                                    headers=_HEADER.headers(), name="bitslice.c")
         except RuntimeError as exc:
             text = str(exc)
-            if "-fopenmp" in flags and ("openmp" in text.lower() or "omp.h" in text):
+            if "-fopenmp" in flags and refused_openmp(exc):
                 flags = tuple(f for f in flags if f != "-fopenmp")
             elif "-DAXHW_NO_CLONES" not in flags and ("target_clones" in text or "ifunc" in text):
                 flags = (*flags, "-DAXHW_NO_CLONES")

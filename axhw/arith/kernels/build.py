@@ -56,6 +56,7 @@ __all__ = [
     "load_library",
     "parse_header",
     "pool",
+    "refused_openmp",
     "sanitize",
 ]
 
@@ -131,6 +132,12 @@ def compile_library(source: str, path: Path, force: bool = False, flags: tuple[s
             raise RuntimeError(f"compiling {path.stem} failed ({cc}):\n{proc.stderr.strip()}")
         os.replace(out, path)
     return path
+
+
+def refused_openmp(exc: RuntimeError) -> bool:
+    """Whether a failed :func:`compile_library` was the compiler refusing OpenMP (``-fopenmp`` or ``omp.h``):
+    the kernels built with OpenMP then build without it, on the package's thread pool."""
+    return "openmp" in str(exc).lower() or "omp.h" in str(exc)
 
 
 # --------------------------------------------------------------------------- the header: the one declaration

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from axhw.arith.kernels.build import Kernel, compile_library, load_library, pool
+from axhw.arith.kernels.build import Kernel, compile_library, load_library, pool, refused_openmp
 from axhw.common import taken
 
 __all__ = [
@@ -95,7 +95,7 @@ def build(force: bool = False) -> Path:
     try:
         return _KERNEL.build(force=force)
     except RuntimeError as exc:
-        if "openmp" not in str(exc).lower() and "omp.h" not in str(exc):
+        if not refused_openmp(exc):
             raise
         return compile_library(Kernel.text(_KERNEL.source), _KERNEL.library_path(), force=True,
                                headers=_KERNEL.headers(), name=_KERNEL.source)
