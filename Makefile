@@ -75,7 +75,6 @@ typecheck: $(STAMP)
 # Mutation testing of the golden numerics ([tool.mutmut] in pyproject.toml); resumable (mutmut keeps mutants/).
 .PHONY: mutate
 mutate: $(STAMP)
-	$(BIN)/pip install -q "mutmut==3.8.1"
 	# one torch thread per test process: mutmut forks a child per mutant, and a child forked after libgomp
 	# started a thread team hangs (tests/conftest.py); the two cores are used by two children instead
 	AXHW_TEST_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true

@@ -126,5 +126,7 @@ def exact_int_matmul(a: torch.Tensor, b: torch.Tensor, bound_a: int, bound_b: in
         hh = torch.mm(a_hi, b_hi).to(torch.int64)
         mid = torch.mm(a_hi, b_lo).to(torch.int64) + torch.mm(a_lo, b_hi).to(torch.int64)
         ll = torch.mm(a_lo, b_lo).to(torch.int64)
+        taken.count("arith.limb_gemm")
         return (hh << (2 * _LIMB)) + (mid << _LIMB) + ll
+    taken.count("arith.int64_gemm")
     return torch.mm(a.to(torch.int64), b.to(torch.int64))

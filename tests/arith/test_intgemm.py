@@ -83,3 +83,43 @@ def test_exact_int_matmul_shapes_dtypes_and_overflow_message() -> None:
             "split the reduction dimension") + "$"):
         exact_int_matmul(torch.full((1, 1), half, dtype=torch.int64), torch.full((1, 1), half, dtype=torch.int64),
                          half, half)  # exactly 2**62
+
+
+_PATHS = {"arith.chunked_gemm", "arith.limb_gemm", "arith.int64_gemm"}
+
+
+@pytest.mark.parametrize(("bound_a", "bound_b", "k", "path"), [
+    (2**9, 2**9, 63, None),                     # one float32 GEMM: never the chunks
+    (262143, 1, 8 * 64, "arith.chunked_gemm"),  # chunks of exactly 64 terms (the minimum), 8 of them (the most)
+    (262143, 1, 8 * 64 + 1, None),              # a ninth chunk: one float64 GEMM instead
+    (266305, 1, 2 * 63, None),                  # 63-term chunks are too short
+    (258111, 1, 8 * 65, "arith.chunked_gemm"),  # 65 terms: (2**24 - 1) / 258111 exactly, still 8 chunks
+    (2**20, 2**20, 2**21 - 1, "arith.limb_gemm"),  # 16-bit limbs: k * 2**16 * 2**16 < 2**53
+    (2**20, 2**20, 2**21, "arith.int64_gemm"),     # ... and at exactly 2**53, torch's int64 matmul
+    (2**32, 2**32, 2097088, "arith.limb_gemm"),    # high limbs of 2**16 + 1: k < 2**53 / (2**16 + 1)**2
+    (2**32, 2**32, 2097100, "arith.int64_gemm"),
+], ids=lambda v: str(v))
+def test_path_boundaries(bound_a, bound_b, k, path):
+    """Each path is taken exactly up to the bound its docstring proves (and the chunk policy: at least 64
+    terms a chunk, at most 8 chunks), with int64 results; small operands, since only the proven bounds
+    choose the path."""
+    g = torch.Generator().manual_seed(k)
+    a = torch.randint(-3, 4, (2, k), generator=g)
+    b = torch.randint(-1, 2, (k, 3), generator=g)
+    with taken.counting() as ran:
+        out = exact_int_matmul(a, b, bound_a, bound_b)
+    assert out.dtype == torch.int64
+    assert torch.equal(out, a @ b)
+    assert set(ran) & _PATHS == ({path} if path else set()), ran
+
+
+def test_chunks_never_reach_2_to_the_24():
+    """Products of 172961 = 257 * 673: 96 of them stay below 2**24, 97 make 2**24 + 1, which float32 cannot
+    hold; the chunks must stop at 96 terms."""
+    k = 2 * 97
+    a = torch.full((1, k), 257)
+    b = torch.full((k, 1), 673)
+    with taken.counting() as ran:
+        out = exact_int_matmul(a, b, 257, 673)
+    assert ran["arith.chunked_gemm"] == 1
+    assert out.dtype == torch.int64 and out.item() == k * 172961

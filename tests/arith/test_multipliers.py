@@ -755,3 +755,282 @@ def test_compiled_min_pairs_join_equals_numpy(cap, macs_per_pair, monkeypatch):
     monkeypatch.setattr(type(m), "_MIN_POSITIONS", cap)
     monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", macs_per_pair)
     assert torch.equal(m.matmul(a, b), want)
+
+
+# ------------------------------------------------------- convolution options, exactness bounds, small interfaces
+def conv_brute(m, a, w, stride=1, padding=0, dilation=1, groups=1):
+    """Each output by its window, product by product through ``m`` (zero padding is code 0)."""
+    (sh, sw), (ph, pw), (dh, dw) = (multipliers.as_pair(v) for v in (stride, padding, dilation))
+    ap = torch.nn.functional.pad(a, (pw, pw, ph, ph))
+    n, _, h, wd = ap.shape
+    o, cg, kh, kw = w.shape
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
+    out = torch.zeros(n, o, oh, ow, dtype=torch.int64)
+    for i in range(oh):
+        for j in range(ow):
+            win = ap[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
+            for ch in range(o):
+                g = ch // (o // groups)
+                out[:, ch, i, j] = m(win[:, g * cg:(g + 1) * cg], w[ch][None]).sum(dim=(1, 2, 3))
+    return out
+
+
+@pytest.mark.parametrize("m", [Exact(8), DRUM(2, 8), DRUM(5, 16), DRUM(3, 20), Exact(24)], ids=repr)
+@pytest.mark.parametrize("opts", [{}, {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)},
+                                  {"groups": 2, "padding": 1}], ids=["defaults", "pairs", "groups"])
+def test_conv2d_options_equal_brute_force(m, opts):
+    """Stride, padding and dilation as (h, w) pairs, groups and the defaults, on the float fast path (up to
+    16 bits) and the im2col path of wider operands; the path taken is the one documented."""
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(m.bits + len(opts))
+    a = torch.randint(lo, hi + 1, (2, 4, 7, 6), generator=g)
+    w = torch.randint(lo, hi + 1, (4, 4 // opts.get("groups", 1), 3, 2), generator=g)
+    a[0, :, :2] = lo  # (min, min) pairs for the saturating DRUM-2
+    w[:, :, 0] = lo
+    want = conv_brute(m, a, w, **opts)
+    with taken.counting() as ran:
+        assert torch.equal(m.conv2d(a, w, **opts), want)
+    assert ("arith.conv2d_float" in ran) == (m.bits <= multipliers.TABLE_TRANSFORM_MAX_BITS), ran
+    assert torch.equal(multipliers.Multiplier.conv2d(m, a, w, **opts), want)
+
+
+@pytest.mark.parametrize("kernel", [(8, 2), (2, 8)])
+def test_conv2d_float32_bound_counts_every_term(kernel):
+    """65 channels of an 8 x 2 (2 x 8) kernel: 1040 terms of up to 2**14 exceed float32's exact 2**24, so
+    the convolution must run in float64; an odd sum past 2**24 shows any float32 rounding."""
+    m = Exact(8)
+    a = torch.full((1, 65, *kernel), -128)
+    w = torch.full((1, 65, *kernel), -128)
+    a[0, 0, 0, 0] = w[0, 0, 0, 0] = 1
+    want = 1039 * 2**14 + 1
+    assert want > 2**24
+    assert m.conv2d(a, w).item() == want
+
+
+def test_conv2d_float64_bound_counts_every_term():
+    """2**23 + 2 channels of 16-bit products (2**30 each): the bound passes 2**53, so the convolution leaves
+    the float path (im2col, limb GEMMs); the odd sum past 2**53 shows any float64 rounding."""
+    m = Exact(16)
+    k = 2**23 + 2
+    a = torch.full((1, k, 1, 1), -32768)
+    a[0, 0] = 1
+    with taken.counting() as ran:
+        got = m.conv2d(a, a[:1].clone()).item()
+    assert got == (k - 1) * 2**30 + 1 and got > 2**53
+    assert "arith.conv2d_float" not in ran, ran
+
+
+@pytest.mark.parametrize("case", ["group1_top_rows", "group1_all_min", "group0"])
+def test_drum2_grouped_conv2d_corrects_the_groups_holding_pairs(case):
+    """Grouped convolution, (min, min) pairs inside one group: the correction must find that group whatever
+    its other values (all minima included) and whichever sample holds the minima."""
+    m = DRUM(2, 8)
+    g = torch.Generator().manual_seed(41)
+    a = torch.randint(-127, 128, (2, 4, 6, 6), generator=g)  # no minimum anywhere yet
+    w = torch.randint(-127, 128, (4, 2, 3, 3), generator=g)
+    if case == "group1_top_rows":
+        a[0, 2:, :2] = -128  # sample 0, group 1's channels, top rows only
+        w[2:] = -128
+    elif case == "group1_all_min":
+        a[:, 2:] = -128
+        w[2:, :, 1, 1] = -128
+    else:
+        a[1, :2, 3:] = -128
+        w[:2, 0] = -128
+    want = conv_brute(m, a, w, padding=1, groups=2)
+    assert torch.equal(m.conv2d(a, w, padding=1, groups=2), want)
+
+
+def test_drum2_conv2d_single_minimum_single_pair():
+    m = DRUM(2, 8)
+    a = torch.zeros(1, 2, 4, 4, dtype=torch.int64)
+    w = torch.zeros(3, 2, 3, 3, dtype=torch.int64)
+    a[0, 1, 2, 2] = -128
+    w[1, 1, 1, 1] = -128  # one pair, landing on output (0, 1, 2, 2) with padding 1
+    out = m.conv2d(a, w, padding=1)
+    assert out[0, 1, 2, 2].item() == 32767 and int(out.abs().sum()) == 32767
+
+
+def _only_path(ran):
+    return set(ran) & {"arith.minmin_sparse", "arith.minmin_gemm"}
+
+
+def test_conv2d_min_pairs_join_up_to_the_cost_crossover(monkeypatch):
+    """The sparse join runs while pairs x cost-per-pair <= output size x shared channels x kh x kw (the
+    dense count convolution's multiply-adds), the count convolution beyond, both exact. Here: 2 pairs,
+    27 outputs, 2 shared channels (a third channel holds a minimum in the input only), a 2 x 3 kernel."""
+    m = DRUM(2, 8)
+    a = torch.zeros(1, 3, 4, 5, dtype=torch.int64)
+    w = torch.zeros(3, 3, 2, 3, dtype=torch.int64)
+    a[0, 0, 1, 1] = a[0, 1, 2, 3] = a[0, 2, 0, 0] = -128
+    w[0, 0, 1, 2] = w[2, 1, 0, 1] = -128
+    want = conv_brute(m, a, w)
+    crossover = 27 * 2 * 2 * 3 // 2
+    for per_pair, path in ((crossover, "arith.minmin_sparse"), (crossover + 1, "arith.minmin_gemm")):
+        monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", per_pair)
+        with taken.counting() as ran:
+            assert torch.equal(m.conv2d(a, w), want)
+        assert _only_path(ran) == {path}, (per_pair, ran)
+
+
+def test_matmul_min_pairs_join_up_to_the_cost_crossover(monkeypatch):
+    """The same crossover for the torch-path matmul: 2 pairs against a (3 x 4) @ (4 x 5) dense count GEMM."""
+    m = _eager(DRUM(2, 8))
+    a = torch.zeros(3, 4, dtype=torch.int64)
+    b = torch.zeros(4, 5, dtype=torch.int64)
+    a[0, 1] = a[2, 3] = -128
+    b[1, 0] = b[3, 4] = -128
+    want = elementwise_sum(m, a, b)
+    for per_pair, path in ((30, "arith.minmin_sparse"), (31, "arith.minmin_gemm")):
+        monkeypatch.setattr(type(m), "_DENSE_MACS_PER_PAIR", per_pair)
+        with taken.counting() as ran:
+            assert torch.equal(m.matmul(a, b), want)
+        assert _only_path(ran) == {path}, (per_pair, ran)
+
+
+def test_spec_repr_and_table_names():
+    assert Exact(8).spec() == {"name": "exact", "bits": 8, "signed": True}
+    assert DRUM(3, 12, signed=False).spec() == {"name": "drum3", "bits": 12, "signed": False, "k": 3}
+    assert repr(Exact(6, False)) == "Exact(bits=6, signed=False)"
+    assert LUTMultiplier.from_multiplier(DRUM(3, 8)).name == "lut(drum3)"
+    assert LUTMultiplier.from_multiplier(DRUM(3, 8), name="mine").name == "mine"
+
+
+def test_product_table_up_to_the_table_limit():
+    limit = multipliers.LUT_MAX_BITS
+    t = DRUM(1, limit).product_table()
+    assert t.shape == (1 << limit, 1 << limit)
+    assert t[1, (1 << limit) - 1].item() == -1  # word 0xfff is -1 in two's complement
+    with pytest.raises(ValueError, match=rf"^product tables exist for bits <= {limit}, got bits={limit + 1}$"):
+        Exact(limit + 1).product_table()
+
+
+def test_conv_option_errors_are_one_line():
+    with pytest.raises(ValueError, match=r"^expected an int or an \(h, w\) pair, got \(1, 2, 3\)$"):
+        multipliers.as_pair((1, 2, 3))
+    a = torch.zeros(1, 4, 5, 5, dtype=torch.int64)
+    msg = r"^conv2d groups={} does not fit 4 input channels, weights of {} x {} channels$"
+    with pytest.raises(ValueError, match=msg.format(1, 2, 3)):
+        Exact(8).conv2d(a, torch.zeros(2, 3, 3, 3, dtype=torch.int64))  # channels differ, out divisible
+    with pytest.raises(ValueError, match=msg.format(0, 2, 4)):
+        Exact(8).conv2d(a, torch.zeros(2, 4, 3, 3, dtype=torch.int64), groups=0)
+    with pytest.raises(ValueError, match=msg.format(2, 3, 2)):
+        Exact(8).conv2d(a, torch.zeros(3, 2, 3, 3, dtype=torch.int64), groups=2)
+
+
+# ------------------------------------------------------------------ error statistics against plain Python
+def stats_reference(m, pairs, exhaustive):
+    """Every ErrorStats field from the definitions in its docstring, over ``pairs`` of Python ints."""
+    import statistics
+
+    lo, hi = m.operand_range
+    errs = [int(m(torch.tensor(a), torch.tensor(b))) - a * b for a, b in pairs]
+    rels = [e / abs(a * b) for (a, b), e in zip(pairs, errs, strict=True) if a * b]
+    max_p = max(lo * lo, hi * hi)
+    n = len(pairs)
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else 0.0
+
+    def ci(xs, scale=1.0):
+        if not xs:
+            return [0.0, 0.0]
+        half = 1.96 * statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else 0.0
+        return [scale * (mean(xs) - half), scale * (mean(xs) + half)]
+
+    ae = [abs(e) for e in errs]
+    return {
+        "name": m.name, "bits": m.bits, "signed": m.signed, "pairs": n, "exhaustive": exhaustive,
+        "mre": mean([abs(r) for r in rels]), "max_re": max((abs(r) for r in rels), default=0.0),
+        "mean_error": mean(errs), "mean_rel_error": mean(rels), "mae": mean(ae), "wce": float(max(ae)),
+        "mse": mean([e * e for e in errs]), "ep": mean([float(e != 0) for e in errs]), "nmed": mean(ae) / max_p,
+        "mae_percent": 100 * mean(ae) / 4**m.bits, "wce_percent": 100 * max(ae) / 4**m.bits,
+        "ci95": None if exhaustive else {
+            "mre": ci([abs(r) for r in rels]), "mean_error": ci(errs), "mean_rel_error": ci(rels), "mae": ci(ae),
+            "mse": ci([e * e for e in errs]), "ep": ci([float(e != 0) for e in errs]), "nmed": ci(ae, 1 / max_p),
+            "mae_percent": ci(ae, 100 / 4**m.bits)},
+    }
+
+
+def assert_stats(got, want):
+    """Same keys; names, flags and counts equal; every number and interval within float rounding."""
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if isinstance(value, float):
+            assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+        elif isinstance(value, dict):
+            assert got[key].keys() == value.keys(), key
+            for k, v in value.items():
+                assert got[key][k] == pytest.approx(v, rel=1e-12, abs=1e-15), (key, k)
+        else:
+            assert got[key] == value and type(got[key]) is type(value), key
+
+
+def _drawn_pairs(m, samples, seed):
+    """The documented draw: a generator seeded with ``seed``, all ``a`` then all ``b``, uniform."""
+    lo, hi = m.operand_range
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(lo, hi + 1, (samples,), generator=g)
+    b = torch.randint(lo, hi + 1, (samples,), generator=g)
+    return list(zip(a.tolist(), b.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("m", [DRUM(2, 4), DRUM(3, 5, signed=False), Exact(3)], ids=repr)
+def test_error_stats_exhaustive_equal_the_definitions(m):
+    lo, hi = m.operand_range
+    pairs = [(a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1)]
+    got = error_stats(m).as_dict()
+    assert_stats(got, stats_reference(m, pairs, True))
+
+
+@pytest.mark.parametrize(("m", "samples", "seed"), [(DRUM(3, 10), 400, 5), (DRUM(1, 9, signed=False), 2, 3),
+                                                    (DRUM(2, 12), 1, 7)], ids=str)
+def test_error_stats_sampled_equal_the_definitions(m, samples, seed):
+    """Sampled statistics (9 bits and more by default) and their 95% intervals, down to one and two pairs."""
+    got = error_stats(m, samples=samples, seed=seed).as_dict()
+    want = stats_reference(m, _drawn_pairs(m, samples, seed), False)
+    assert_stats(got, want)
+
+
+def test_error_stats_sampled_without_a_nonzero_product():
+    """Relative metrics over no pair are 0, and so are their intervals (a 1-bit operand is 0 half the time)."""
+    m = Exact(1, signed=False)
+    empty = 0
+    for seed in range(12):
+        pairs = _drawn_pairs(m, 1, seed)
+        got = error_stats(m, samples=1, seed=seed, exhaustive_max_bits=0).as_dict()
+        assert_stats(got, stats_reference(m, pairs, False))
+        empty += pairs[0][0] * pairs[0][1] == 0
+    assert 0 < empty < 12  # both cases met
+
+
+def test_error_stats_defaults_and_sample_count_check():
+    m = DRUM(4, 10)
+    full = error_stats(m)
+    assert full.pairs == 1_000_000 and not full.exhaustive
+    assert error_stats(m, samples=300) == error_stats(m, samples=300, seed=0)
+    with pytest.raises(ValueError, match=r"^samples=0 out of range: valid range is >= 1$"):
+        error_stats(m, samples=0)
+
+
+def test_drum2_conv2d_dense_count_beyond_float32():
+    """One output whose (min, min) pairs number 4100 x 64 x 65 - 1 (odd, past 2**24): the dense count
+    convolution must run where such counts are exact (float64), whatever the kernel's aspect."""
+    m = DRUM(2, 8)
+    a = torch.full((1, 4100, 64, 65), -128)
+    w = torch.full((1, 4100, 64, 65), -128)
+    w[0, 0, 0, 0] = 0
+    pairs = 4100 * 64 * 65 - 1
+    assert pairs > 2**24 and pairs % 2
+    with taken.counting() as ran:
+        assert m.conv2d(a, w).item() == 32767 * pairs
+    assert ran["arith.minmin_gemm"] == 1
+
+
+def test_conv2d_16_bit_stays_on_the_float_path_while_the_bound_allows():
+    """256 terms of 2**30 (16-bit minima): 2**38, far below 2**53, so the float convolution runs (not im2col)."""
+    m = Exact(16)
+    a = torch.full((1, 16, 4, 4), -32768)
+    with taken.counting() as ran:
+        assert m.conv2d(a, a.clone()).item() == 2**38
+    assert ran["arith.conv2d_float"] == 1
