@@ -90,6 +90,7 @@ _PATHS = {"arith.chunked_gemm", "arith.limb_gemm", "arith.int64_gemm"}
 
 @pytest.mark.parametrize(("bound_a", "bound_b", "k", "path"), [
     (2**9, 2**9, 63, None),                     # one float32 GEMM: never the chunks
+    (2, 2, 10, None),                           # ... even where one chunk would hold every term
     (262143, 1, 8 * 64, "arith.chunked_gemm"),  # chunks of exactly 64 terms (the minimum), 8 of them (the most)
     (262143, 1, 8 * 64 + 1, None),              # a ninth chunk: one float64 GEMM instead
     (266305, 1, 2 * 63, None),                  # 63-term chunks are too short

@@ -1034,3 +1034,41 @@ def test_conv2d_16_bit_stays_on_the_float_path_while_the_bound_allows():
     with taken.counting() as ran:
         assert m.conv2d(a, a.clone()).item() == 2**38
     assert ran["arith.conv2d_float"] == 1
+
+
+def test_lut_call_names_the_operand_out_of_range():
+    m = LUTMultiplier.from_multiplier(Exact(4), name="t4")
+    ok, bad = torch.tensor([1]), torch.tensor([8])
+    with pytest.raises(ValueError, match=r"^operand a of .* out of range: found \[8, 8\]"):
+        m(bad, ok)
+    with pytest.raises(ValueError, match=r"^operand b of .* out of range: found \[8, 8\]"):
+        m(ok, bad)
+
+
+@pytest.mark.parametrize(("chunks", "compiled"), [(4, True), (5, False)])
+def test_compiled_matmul_takes_at_most_four_float32_chunks(chunks, compiled):
+    """8-bit minima (|T| = 128, 2**14 a product): 1023 terms a float32 chunk. Up to four chunks the compiled
+    pass runs; beyond, the torch path (chunked exact_int_matmul) does; both exact."""
+    from axhw.arith.kernels import fused as hwkernel
+    if not hwkernel.available():
+        pytest.skip("no C compiler: the compiled path is not built")
+    k = chunks * 1023
+    a = torch.full((2, k), -128)
+    b = torch.full((k, 3), -128)
+    with taken.counting() as ran:
+        out = Exact(8).matmul(a, b)
+    assert torch.equal(out, torch.full((2, 3), k * 2**14))
+    assert ("arith.compiled_matmul" in ran) is compiled, ran
+    assert ("arith.chunked_gemm" in ran) is not compiled, ran
+
+
+def test_sum_parts_takes_one_to_four_tensors():
+    """The C sum reads four pointers: a fifth tensor is refused in Python, before any C call."""
+    from axhw.arith.kernels import fused as hwkernel
+    if not hwkernel.available():
+        pytest.skip("no C compiler: the compiled path is not built")
+    x = torch.full((3, 2), 7.0)
+    assert torch.equal(hwkernel.sum_parts([x] * 4), torch.full((3, 2), 28))
+    for n in (0, 5):
+        with pytest.raises(ValueError, match=rf"^sum_parts sums 1 to 4 tensors, got {n}$"):
+            hwkernel.sum_parts([x] * n)

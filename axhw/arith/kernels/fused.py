@@ -280,6 +280,8 @@ def min_pairs(out: torch.Tensor, pos_a: torch.Tensor, pos_b: torch.Tensor, k: in
 
 def sum_parts(parts: list[torch.Tensor]) -> torch.Tensor:
     """The int64 sum of 1-4 float32 tensors of one shape holding integers below 2**24."""
+    if not 1 <= len(parts) <= 4:  # the C function takes four pointers: more would be read from nowhere
+        raise ValueError(f"sum_parts sums 1 to 4 tensors, got {len(parts)}")
     k = lib()
     out = torch.empty(parts[0].shape, dtype=torch.int64)
     ptrs = [p.data_ptr() for p in parts]
