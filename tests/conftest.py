@@ -122,3 +122,33 @@ def mnist_or_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     mp.setenv("AXHW_MNIST_DIR", str(write_synthetic_mnist(tmp_path_factory.mktemp("mnist"), 500, 50)))
     yield "synthetic"
     mp.undo()
+
+
+def conv_brute(m: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, w: torch.Tensor,
+               stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+               dilation: int | tuple[int, int] = 1, groups: int = 1) -> torch.Tensor:
+    """A convolution reference: each output by its window, product by product through the elementwise
+    multiplier ``m`` (zero padding is code 0), independent of every conv path under test."""
+
+    def pair(v: int | tuple[int, int]) -> tuple[int, int]:
+        return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    ap = torch.nn.functional.pad(a, (pw, pw, ph, ph))
+    n, _, h, wd = ap.shape
+    o, cg, kh, kw = w.shape
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
+    out = torch.zeros(n, o, oh, ow, dtype=torch.int64)
+    for i in range(oh):
+        for j in range(ow):
+            win = ap[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
+            for ch in range(o):
+                g = ch // (o // groups)
+                out[:, ch, i, j] = m(win[:, g * cg:(g + 1) * cg], w[ch][None]).sum(dim=(1, 2, 3))
+    return out
+
+
+@pytest.fixture(name="conv_brute")
+def conv_brute_fixture() -> Callable[..., torch.Tensor]:
+    """:func:`conv_brute` (a fixture: test modules cannot import one of several ``conftest`` modules)."""
+    return conv_brute

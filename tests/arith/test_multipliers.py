@@ -758,27 +758,10 @@ def test_compiled_min_pairs_join_equals_numpy(cap, macs_per_pair, monkeypatch):
 
 
 # ------------------------------------------------------- convolution options, exactness bounds, small interfaces
-def conv_brute(m, a, w, stride=1, padding=0, dilation=1, groups=1):
-    """Each output by its window, product by product through ``m`` (zero padding is code 0)."""
-    (sh, sw), (ph, pw), (dh, dw) = (multipliers.as_pair(v) for v in (stride, padding, dilation))
-    ap = torch.nn.functional.pad(a, (pw, pw, ph, ph))
-    n, _, h, wd = ap.shape
-    o, cg, kh, kw = w.shape
-    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
-    out = torch.zeros(n, o, oh, ow, dtype=torch.int64)
-    for i in range(oh):
-        for j in range(ow):
-            win = ap[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
-            for ch in range(o):
-                g = ch // (o // groups)
-                out[:, ch, i, j] = m(win[:, g * cg:(g + 1) * cg], w[ch][None]).sum(dim=(1, 2, 3))
-    return out
-
-
 @pytest.mark.parametrize("m", [Exact(8), DRUM(2, 8), DRUM(5, 16), DRUM(3, 20), Exact(24)], ids=repr)
 @pytest.mark.parametrize("opts", [{}, {"stride": (2, 1), "padding": (1, 2), "dilation": (2, 1)},
                                   {"groups": 2, "padding": 1}], ids=["defaults", "pairs", "groups"])
-def test_conv2d_options_equal_brute_force(m, opts):
+def test_conv2d_options_equal_brute_force(m, opts, conv_brute):
     """Stride, padding and dilation as (h, w) pairs, groups and the defaults, on the float fast path (up to
     16 bits) and the im2col path of wider operands; the path taken is the one documented."""
     lo, hi = m.operand_range
@@ -821,7 +804,7 @@ def test_conv2d_float64_bound_counts_every_term():
 
 
 @pytest.mark.parametrize("case", ["group1_top_rows", "group1_all_min", "group0"])
-def test_drum2_grouped_conv2d_corrects_the_groups_holding_pairs(case):
+def test_drum2_grouped_conv2d_corrects_the_groups_holding_pairs(case, conv_brute):
     """Grouped convolution, (min, min) pairs inside one group: the correction must find that group whatever
     its other values (all minima included) and whichever sample holds the minima."""
     m = DRUM(2, 8)
@@ -855,7 +838,7 @@ def _only_path(ran):
     return set(ran) & {"arith.minmin_sparse", "arith.minmin_gemm"}
 
 
-def test_conv2d_min_pairs_join_up_to_the_cost_crossover(monkeypatch):
+def test_conv2d_min_pairs_join_up_to_the_cost_crossover(monkeypatch, conv_brute):
     """The sparse join runs while pairs x cost-per-pair <= output size x shared channels x kh x kw (the
     dense count convolution's multiply-adds), the count convolution beyond, both exact. Here: 2 pairs,
     27 outputs, 2 shared channels (a third channel holds a minimum in the input only), a 2 x 3 kernel."""

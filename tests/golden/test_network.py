@@ -213,33 +213,16 @@ def test_from_state_refuses_codes_outside_their_words(what):
 
 
 # --------------------------------------------------------------------------- convolution options
-def _conv_reference(a: torch.Tensor, w: torch.Tensor, mul, stride=(1, 1), dilation=(1, 1), groups=1) -> torch.Tensor:
-    """Every output by its window of (already padded) codes, product by product through ``mul``."""
-    n, _, h, wd = a.shape
-    o, cg, kh, kw = w.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
-    og = o // groups
-    out = torch.zeros(n, o, oh, ow, dtype=torch.int64)
-    for i in range(oh):
-        for j in range(ow):
-            win = a[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
-            for ch in range(o):
-                g = ch // og
-                out[:, ch, i, j] = mul(win[:, g * cg:(g + 1) * cg], w[ch][None]).sum(dim=(1, 2, 3))
-    return out
-
-
-def test_conv2d_int_defaults_are_stride_1_no_padding():
+def test_conv2d_int_defaults_are_stride_1_no_padding(conv_brute):
     a, w, b = _codes((2, 2, 5, 6), ACT, 20), _codes((3, 2, 3, 2), WGT, 21), torch.tensor([5, -7, 0])
-    want = _conv_reference(a, w, DRUM(3, 8)) + b.reshape(1, -1, 1, 1)
+    want = conv_brute(DRUM(3, 8), a, w) + b.reshape(1, -1, 1, 1)
     from axhw.golden.network import conv2d_int
     assert torch.equal(conv2d_int(a, w, b, DRUM(3, 8)), want)
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 @pytest.mark.parametrize("padding", [1, (1, 2), (2, 1, 0, 1)])
-def test_conv_padding_modes_copy_codes_as_nn_conv2d_pads_its_input(mode, padding):
+def test_conv_padding_modes_copy_codes_as_nn_conv2d_pads_its_input(mode, padding, conv_brute):
     """Reflect/replicate/circular padding of codes, with int, (h, w) and F.pad 4-tuple paddings, through the
     layer (IntConv2d keeps its padding mode) and the function alike."""
     from axhw.golden.network import conv2d_int
@@ -247,34 +230,33 @@ def test_conv_padding_modes_copy_codes_as_nn_conv2d_pads_its_input(mode, padding
     pad4 = padding if isinstance(padding, tuple) and len(padding) == 4 else (
         (padding, padding, padding, padding) if isinstance(padding, int) else (padding[1], padding[1], padding[0], padding[0]))
     padded = torch.nn.functional.pad(a.double(), pad4, mode=mode).long()
-    want = _conv_reference(padded, w, Exact(8)) + b.reshape(1, -1, 1, 1)
+    want = conv_brute(Exact(8), padded, w) + b.reshape(1, -1, 1, 1)
     assert torch.equal(conv2d_int(a, w, b, Exact(8), padding=padding, padding_mode=mode), want)
     layer = IntConv2d(w, b, ACT, WGT, ACC, None, padding=padding, padding_mode=mode)
     assert torch.equal(layer.accumulate(a, Exact(8), w, b), want)
     if not isinstance(padding, int):  # a zero-padded (h, w) pair or 4-tuple differs from the copied codes
         zero = torch.nn.functional.pad(a, pad4)
-        assert not torch.equal(_conv_reference(zero, w, Exact(8)) + b.reshape(1, -1, 1, 1), want)
+        assert not torch.equal(conv_brute(Exact(8), zero, w) + b.reshape(1, -1, 1, 1), want)
 
 
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("mask", [[True, False, False, True], [False, True, True, True], [True] * 4, [False] * 4])
-def test_conv_per_channel_modes_take_each_channels_multiplier(groups, mask):
+def test_conv_per_channel_modes_take_each_channels_multiplier(groups, mask, conv_brute):
     """Output channels marked in ``approx_neurons`` multiply with ``approx``, the others with the exact
     multiplier, grouped convolutions included (a subset of channels would break the group structure)."""
     a, w, b = _codes((2, 4, 5, 5), ACT, 24), _codes((4, 4 // groups, 3, 3), WGT, 25), torch.tensor([1, 2, 3, 4])
     approx = DRUM(1, 8)
     layer = IntConv2d(w, b, ACT, WGT, ACC, None, padding=1, groups=groups, approx_neurons=torch.tensor(mask))
-    padded = torch.nn.functional.pad(a, (1, 1, 1, 1))
-    exact_all = _conv_reference(padded, w, Exact(8), groups=groups)
-    approx_all = _conv_reference(padded, w, approx, groups=groups)
+    exact_all = conv_brute(Exact(8), a, w, padding=1, groups=groups)
+    approx_all = conv_brute(approx, a, w, padding=1, groups=groups)
     want = torch.where(torch.tensor(mask).reshape(1, -1, 1, 1), approx_all, exact_all) + b.reshape(1, -1, 1, 1)
     assert torch.equal(layer.accumulate_modes(a, Exact(8), w, b, approx), want)
     # without an approximate multiplier the mask is inert
     assert torch.equal(layer.accumulate_modes(a, Exact(8), w, b), exact_all + b.reshape(1, -1, 1, 1))
 
 
-def test_grouped_conv_without_a_mask_ignores_the_approximate_multiplier():
+def test_grouped_conv_without_a_mask_ignores_the_approximate_multiplier(conv_brute):
     a, w, b = _codes((1, 4, 5, 5), ACT, 26), _codes((4, 2, 3, 3), WGT, 27), torch.tensor([1, 2, 3, 4])
     layer = IntConv2d(w, b, ACT, WGT, ACC, None, groups=2)
-    want = _conv_reference(a, w, Exact(8), groups=2) + b.reshape(1, -1, 1, 1)
+    want = conv_brute(Exact(8), a, w, groups=2) + b.reshape(1, -1, 1, 1)
     assert torch.equal(layer.accumulate_modes(a, Exact(8), w, b, DRUM(1, 8)), want)
